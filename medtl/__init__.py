@@ -1,0 +1,28 @@
+"""medtl: medical-imaging transfer learning that tells the truth about its results."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "MedtlError", "Volume", "load_volume", "load_config", "scan_export"]
+
+
+def __getattr__(name: str):
+    # Lazy so that `import medtl` (and `medtl --help`) stays fast.
+    if name == "MedtlError":
+        from .errors import MedtlError
+
+        return MedtlError
+    if name in ("Volume", "load_volume"):
+        from . import io
+
+        return getattr(io, name)
+    if name == "load_config":
+        from .config import load_config
+
+        return load_config
+    if name == "scan_export":
+        from .io.scan import scan_export
+
+        return scan_export
+    raise AttributeError(f"module 'medtl' has no attribute {name!r}")

@@ -1,0 +1,82 @@
+"""The ``medtl`` command. Subcommands parse only paths and run options; experiment
+settings come from the config file plus ``--set``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from . import __version__
+from .errors import MedtlError
+
+log = logging.getLogger("medtl")
+
+
+def _cmd_scan(args: argparse.Namespace) -> int:
+    from .io.scan import scan_export, write_scan
+
+    result = scan_export(args.export_dir, keep_paths=args.keep_paths, workers=args.workers,
+                         include_derived=args.include_derived, progress=not args.quiet)
+    out = write_scan(result, args.out, keep_paths=args.keep_paths)
+    summary = result.summary
+    if not args.quiet:
+        reasons = ", ".join(f"{k} {v}" for k, v in summary["skipped_by_reason"].items()) or "none"
+        print(f"{summary['files_found']} files: {summary['series']} usable series/volumes "
+              f"({summary['files_in_series']} files), {summary['files_skipped']} skipped ({reasons})")
+        print(f"{summary['files_per_second']} files/s; inventory written to {out}/series.csv, skipped.csv, scan.json")
+    if not result.series_rows:
+        raise MedtlError(f"no usable series among {summary['files_found']} files in {args.export_dir}; "
+                         f"see {out}/skipped.csv for the reason of each file")
+    return 0
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    from .config import dump_config, load_config
+
+    print(dump_config(load_config(args.config, args.set)), end="")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="medtl", description="Medical-imaging transfer learning toolkit.")
+    parser.add_argument("--version", action="version", version=f"medtl {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    scan = commands.add_parser("scan", help="inventory a DICOM/NIfTI export tree (PHI-free)",
+                               description="Index every file under EXPORT_DIR, group DICOM into series and "
+                                           "write series.csv, skipped.csv and scan.json to --out.")
+    scan.add_argument("export_dir", metavar="EXPORT_DIR")
+    scan.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    scan.add_argument("--keep-paths", action="store_true",
+                      help="write relative file paths instead of opaque keys (paths may hold patient names)")
+    scan.add_argument("--workers", type=int, default=None, help="header-reading processes (default: all cores)")
+    scan.add_argument("--include-derived", action="store_true",
+                      help="keep derived images and secondary captures instead of skipping them")
+    scan.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    scan.set_defaults(run=_cmd_scan)
+
+    config = commands.add_parser("config", help="validate a config and print it resolved",
+                                 description="Load CONFIG, apply --set overrides, validate and print the result.")
+    config.add_argument("config", metavar="CONFIG", nargs="?", help="YAML file (omit for defaults)")
+    config.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key")
+    config.set_defaults(run=_cmd_config)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="medtl: %(levelname)s: %(message)s", stream=sys.stderr)
+    # pydicom logs per-file parsing remarks; medtl records those as reason codes instead.
+    logging.getLogger("pydicom").setLevel(logging.ERROR)
+    try:
+        return args.run(args)
+    except MedtlError as exc:
+        print(f"medtl: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

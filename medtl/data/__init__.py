@@ -1,0 +1,1 @@
+"""Datasets, manifests and synthetic data."""

@@ -1,0 +1,78 @@
+"""Load DICOM: a folder holding one series, or one file (2D image or multi-frame).
+
+``index_dicom_files`` reads headers (in parallel) and ``assemble_series`` groups
+them; ``plan_to_volume`` decodes one ``SeriesPlan`` into a ``Volume``.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import partial
+from pathlib import Path
+
+from ..errors import InputError
+from .dicom_header import DicomFile, read_dicom_header
+from .dicom_pixels import physical_frames
+from .dicom_series import SeriesPlan, assemble_series
+from .parallel import parallel_map
+from .reasons import format_findings
+from .volume import Volume
+
+
+def index_dicom_files(paths: list[str], workers: int | None = None, include_derived: bool = False,
+                      on_done=None) -> list[DicomFile]:
+    """Header-only index of ``paths``; unusable files come back with ``skip`` set."""
+    reader = partial(read_dicom_header, include_derived=include_derived)
+    return list(parallel_map(reader, paths, workers, on_done))
+
+
+def plan_to_volume(plan: SeriesPlan) -> Volume:
+    """Decode the planes of ``plan`` into a float32 ``Volume`` with physical values."""
+    if plan.refused is not None:
+        raise InputError(f"series {plan.series_key} cannot be loaded: {plan.refused}; "
+                         "see INPUTS.md for what the code means", plan.refused.reason.name)
+    mapping: list[str] = []
+    array = physical_frames(plan.frames, plan.files, mapping)
+    if plan.kind == "2d":
+        array = array[0]
+    first = next(iter(plan.files.values()))
+    metadata = {
+        "source": "dicom", "kind": plan.kind, "modality": plan.modality, "series_key": plan.series_key,
+        "patient_key": plan.patient_key, "shape": list(array.shape), "value_mapping": mapping,
+        "photometric": first.photometric, "slice_thickness": first.slice_thickness,
+        "padding_value": first.padding_value, "n_files": len(plan.files),
+        "reasons": format_findings(plan.findings),
+    }
+    geometry = plan.geometry
+    return Volume(array, tuple(float(s) for s in geometry.spacing), tuple(float(o) for o in geometry.origin),
+                  geometry.direction.copy(), metadata, list(plan.findings))
+
+
+def _files_under(folder: Path) -> list[str]:
+    return sorted(os.path.join(root, name) for root, _, names in os.walk(folder) for name in names)
+
+
+def load_dicom(path: str | os.PathLike, series_key: str | None = None, workers: int | None = None) -> Volume:
+    """Load a DICOM file, or the one series in a folder (``series_key`` picks one of several)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"DICOM input does not exist: {path}; check the path or the manifest row")
+    paths = _files_under(path) if path.is_dir() else [str(path)]
+    indexed = index_dicom_files(paths, workers)
+    usable = [f for f in indexed if f.skip is None]
+    if not usable:
+        reasons = sorted({str(f.skip) for f in indexed})[:5]
+        raise InputError(f"no loadable DICOM image in {path} ({len(paths)} files; reasons: {', '.join(reasons)}); "
+                         f"run `medtl scan {path} --out DIR` for a per-file inventory",
+                         indexed[0].skip.reason.name if indexed and indexed[0].skip else None)
+    plans = [p for p in assemble_series(usable).plans]
+    if series_key is not None:
+        plans = [p for p in plans if p.series_key == series_key]
+        if not plans:
+            raise InputError(f"no series with key {series_key} in {path}; `medtl scan` lists the keys")
+    loadable = [p for p in plans if p.refused is None]
+    if len(loadable) > 1:
+        keys = ", ".join(f"{p.series_key} ({p.kind} {'x'.join(map(str, p.shape))})" for p in loadable[:8])
+        raise InputError(f"{path} holds {len(loadable)} volumes: {keys}; point the manifest at one series "
+                         "folder or pass series_key=")
+    return plan_to_volume(loadable[0] if loadable else plans[0])

@@ -1,0 +1,324 @@
+"""Header-only indexing of one DICOM file.
+
+``read_dicom_header(path)`` never raises for a bad file: it returns a ``DicomFile``
+whose ``skip`` holds the reason code, or whose ``frames`` hold one ``Frame`` per
+image plane (one for classic files, many for enhanced multi-frame). Pixel data is
+not decoded; its element is only probed for presence, offset and truncation.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from . import dicom_tags as tags
+from .pseudonym import keyed_hash
+from .reasons import Finding, Reason
+
+MAX_DECODED_BYTES = 8 * 1024**3
+_PIXEL_TAGS = {(0x7FE0, 0x0010), (0x7FE0, 0x0008), (0x7FE0, 0x0009)}
+_LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UN", b"UT", b"UC", b"UR"}
+# Keys that may explain several images at one position (a 4th dimension), tried in order.
+FOURTH_DIMENSION_KEYS = ("echo", "temporal", "trigger", "b_value", "acquisition", "stack")
+
+
+@dataclass
+class Frame:
+    """One image plane: where it is and how its stored values map to physical values."""
+
+    path: str
+    index: int
+    position: tuple[float, float, float] | None
+    orientation: tuple[float, ...] | None
+    pixel_spacing: tuple[float, float] | None
+    slope: float = 1.0
+    intercept: float = 0.0
+    instance_number: float | None = None
+    fourth: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DicomFile:
+    """Everything medtl needs from one file's header (raw UIDs stay in memory only)."""
+
+    path: str
+    size: int
+    skip: Finding | None = None
+    findings: list[Finding] = field(default_factory=list)
+    sop_instance_uid: str = ""
+    sop_class_uid: str = ""
+    series_uid: str = ""
+    patient_key: str = ""
+    modality: str = ""
+    transfer_syntax: str = ""
+    rows: int = 0
+    columns: int = 0
+    n_frames: int = 1
+    samples_per_pixel: int = 1
+    photometric: str = ""
+    bits_allocated: int = 16
+    bits_stored: int = 16
+    pixel_representation: int = 0
+    image_type: tuple[str, ...] = ()
+    slice_thickness: float | None = None
+    padding_value: float | None = None
+    has_modality_lut_sequence: bool = False
+    enhanced: bool = False
+    pixel_offset: int | None = None
+    pixel_length: int | None = None
+    little_endian: bool = True
+    frames: list[Frame] = field(default_factory=list)
+
+    @property
+    def projection(self) -> bool:
+        return self.modality in tags.PROJECTION_MODALITIES
+
+    @property
+    def native_dtype(self) -> np.dtype | None:
+        """numpy dtype of uncompressed stored values, ``None`` when pydicom must decode."""
+        if self.pixel_offset is None or self.bits_allocated not in (8, 16, 32):
+            return None
+        kind = "i" if self.pixel_representation == 1 else "u"
+        order = "<" if self.little_endian else ">"
+        return np.dtype(f"{order}{kind}{self.bits_allocated // 8}")
+
+    def skipped(self, reason: Reason, detail: str = "") -> "DicomFile":
+        self.skip = Finding(reason, detail)
+        return self
+
+
+def read_dicom_header(path: str | os.PathLike, include_derived: bool = False) -> DicomFile:
+    """Index one file; bad files come back with ``skip`` set, never as an exception."""
+    import pydicom
+
+    path = os.fspath(path)
+    info = DicomFile(path=path, size=os.path.getsize(path))
+    if info.size == 0:
+        return info.skipped(Reason.NOT_DICOM, "empty file")
+    with open(path, "rb") as f:
+        head = f.read(132)
+        if head[:2] == b"\x1f\x8b":
+            return info.skipped(Reason.GZIP_WRAPPED)
+        if head[128:132] != b"DICM":
+            return info.skipped(Reason.NO_FILE_META if _looks_like_raw_dataset(head) else Reason.NOT_DICOM)
+        f.seek(0)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ds = pydicom.dcmread(f, stop_before_pixels=True)
+                return _classify(info, ds, f, include_derived)
+        # A hostile or broken header can raise anything from the parser; the batch must go on.
+        except Exception as exc:  # noqa: BLE001
+            return info.skipped(Reason.HEADER_UNREADABLE, type(exc).__name__)
+
+
+def _looks_like_raw_dataset(head: bytes) -> bool:
+    """ACR-NEMA style: the file starts with a group 0x0008 (or 0x0000) tag."""
+    if len(head) < 8:
+        return False
+    group, element = struct.unpack("<HH", head[:4])
+    return group in (0x0000, 0x0008) and element < 0x0200
+
+
+def _classify(info: DicomFile, ds: Any, f: BinaryIO, include_derived: bool) -> DicomFile:
+    meta = getattr(ds, "file_meta", None)
+    media_class = str(meta.get("MediaStorageSOPClassUID", "")) if meta else ""
+    if media_class == tags.DICOMDIR_SOP or "DirectoryRecordSequence" in ds:
+        return info.skipped(Reason.DICOMDIR)
+    info.sop_class_uid = str(ds.get("SOPClassUID", media_class) or media_class)
+    info.sop_instance_uid = tags.text(ds, "SOPInstanceUID") or ""
+    info.series_uid = tags.text(ds, "SeriesInstanceUID") or ""
+    info.modality = (tags.text(ds, "Modality") or "").upper()
+    patient_id = tags.text(ds, "PatientID")
+    info.patient_key = keyed_hash(patient_id, "patient") if patient_id else ""
+    class_name = tags.sop_class_name(info.sop_class_uid)
+    if tags.is_non_image_sop(info.sop_class_uid):
+        return info.skipped(Reason.NON_IMAGE_SOP, class_name)
+    if "Rows" not in ds or "Columns" not in ds:
+        if class_name.endswith("Image Storage"):
+            return info.skipped(Reason.MISSING_PIXEL_DATA, "no Rows/Columns")
+        return info.skipped(Reason.NON_IMAGE_SOP, class_name)
+    info.transfer_syntax = str(meta.get("TransferSyntaxUID", "")) if meta else ""
+    implicit, little = ds.original_encoding
+    info.little_endian = little is not False
+    findings = info.findings
+    info.rows, info.columns = int(ds.Rows), int(ds.Columns)
+    info.n_frames = int(tags.number(ds, "NumberOfFrames", findings, 1) or 1)
+    info.samples_per_pixel = int(tags.number(ds, "SamplesPerPixel", findings, 1) or 1)
+    info.photometric = (tags.text(ds, "PhotometricInterpretation") or "MONOCHROME2").upper()
+    info.bits_allocated = int(tags.number(ds, "BitsAllocated", findings, 16) or 16)
+    info.bits_stored = int(tags.number(ds, "BitsStored", findings, info.bits_allocated) or info.bits_allocated)
+    info.pixel_representation = int(tags.number(ds, "PixelRepresentation", findings, 0) or 0)
+    info.image_type = tags.multi_text(ds, "ImageType")
+    info.slice_thickness = tags.number(ds, "SliceThickness", findings)
+    info.padding_value = tags.number(ds, "PixelPaddingValue", findings)
+    info.has_modality_lut_sequence = "ModalityLUTSequence" in ds
+
+    expected = info.rows * info.columns * info.n_frames * info.samples_per_pixel
+    if info.rows <= 0 or info.columns <= 0:
+        return info.skipped(Reason.BAD_VALUE, "Rows/Columns")
+    if expected * max(info.bits_allocated, 8) // 8 > MAX_DECODED_BYTES:
+        return info.skipped(Reason.TOO_LARGE, f"{info.rows}x{info.columns}x{info.n_frames}")
+    skip = _probe_pixel_data(info, f, implicit, expected)
+    if skip is not None:
+        return info.skipped(*skip)
+    problem = tags.decoder_problem(info.transfer_syntax) if info.transfer_syntax else None
+    if problem:
+        return info.skipped(Reason.DECODER_MISSING, problem)
+    if info.photometric not in tags.SCALAR_PHOTOMETRIC or info.samples_per_pixel != 1:
+        return info.skipped(Reason.NON_SCALAR_IMAGE, info.photometric)
+    if "LOCALIZER" in info.image_type:
+        return info.skipped(Reason.LOCALIZER)
+    if not include_derived and _is_derived(info):
+        return info.skipped(Reason.DERIVED_OR_SC, "/".join(info.image_type[:3]) or "secondary capture")
+    if str(ds.get("LossyImageCompression", "")).strip() == "01" or info.transfer_syntax in tags.LOSSY_SYNTAXES:
+        findings.append(Finding(Reason.LOSSY_SOURCE))
+    if str(ds.get("BurnedInAnnotation", "")).strip().upper() == "YES":
+        findings.append(Finding(Reason.BURNED_IN_ANNOTATION))
+    try:
+        info.enhanced = "PerFrameFunctionalGroupsSequence" in ds
+        info.frames = _enhanced_frames(info, ds) if info.enhanced else _classic_frames(info, ds)
+    except ValueError as exc:
+        return info.skipped(Reason.BAD_VALUE, str(exc))
+    return info
+
+
+def _is_derived(info: DicomFile) -> bool:
+    if info.sop_class_uid.startswith(tags.SECONDARY_CAPTURE_PREFIX):
+        return True
+    if "SECONDARY" in info.image_type[1:2]:
+        return True
+    return bool(info.image_type) and info.image_type[0] == "DERIVED" and not info.projection
+
+
+def _probe_pixel_data(info: DicomFile, f: BinaryIO, implicit: bool | None, n_values: int):
+    """Find the pixel data element after the header; ``(reason, detail)`` when it is missing or short."""
+    if info.transfer_syntax == "1.2.840.10008.1.2.1.99":  # deflated: offsets are meaningless
+        return None
+    start = f.tell()
+    header = f.read(8)
+    if len(header) < 8:
+        return (Reason.MISSING_PIXEL_DATA, "")
+    endian = "<" if info.little_endian else ">"
+    group, element = struct.unpack(endian + "HH", header[:4])
+    if (group, element) not in _PIXEL_TAGS:
+        return (Reason.MISSING_PIXEL_DATA, "")
+    if implicit:
+        (length,) = struct.unpack(endian + "I", header[4:8])
+        value_offset = start + 8
+    elif header[4:6] in _LONG_VRS:
+        (length,) = struct.unpack(endian + "I", f.read(4))
+        value_offset = start + 12
+    else:
+        (length,) = struct.unpack(endian + "H", header[6:8])
+        value_offset = start + 8
+    if length == 0xFFFFFFFF:
+        return None if _fragments_complete(f, info.size) else (Reason.TRUNCATED_PIXEL_DATA, "encapsulated")
+    if length == 0:
+        return (Reason.MISSING_PIXEL_DATA, "empty element")
+    needed = (n_values * info.bits_allocated + 7) // 8
+    available = min(length, info.size - value_offset)
+    if available < needed:
+        return (Reason.TRUNCATED_PIXEL_DATA, f"{available} of {needed} bytes")
+    if not tags.decoder_problem(info.transfer_syntax or "1.2.840.10008.1.2.1"):
+        info.pixel_offset, info.pixel_length = value_offset, needed
+    return None
+
+
+def _fragments_complete(f: BinaryIO, size: int) -> bool:
+    """Walk encapsulated items to the sequence delimiter without reading their data."""
+    while True:
+        item = f.read(8)
+        if len(item) < 8:
+            return False
+        group, element, length = struct.unpack("<HHI", item)
+        if (group, element) == (0xFFFE, 0xE0DD):
+            return True
+        if (group, element) != (0xFFFE, 0xE000) or f.tell() + length > size:
+            return False
+        f.seek(length, os.SEEK_CUR)
+
+
+def _orientation(value: tuple[float, ...] | None, findings: list[Finding]) -> tuple[float, ...] | None:
+    """Unit row/column cosines, or ``None`` plus ``BAD_ORIENTATION`` when degenerate."""
+    if value is None:
+        return None
+    row, col = np.asarray(value[:3]), np.asarray(value[3:])
+    nr, nc = np.linalg.norm(row), np.linalg.norm(col)
+    if nr < 0.9 or nc < 0.9 or nr > 1.1 or nc > 1.1 or abs(row @ col) / (nr * nc) > 0.01:
+        findings.append(Finding(Reason.BAD_ORIENTATION))
+        return None
+    return tuple(np.concatenate([row / nr, col / nc]).tolist())
+
+
+def _spacing(value: tuple[float, ...] | None) -> tuple[float, float] | None:
+    if value is None:
+        return None
+    if min(value) <= 0:
+        raise ValueError("PixelSpacing")
+    return (value[0], value[1])
+
+
+def _fourth_keys(ds: Any) -> dict[str, Any]:
+    keys = {"echo": ds.get("EchoNumbers"), "temporal": ds.get("TemporalPositionIdentifier"),
+            "trigger": ds.get("TriggerTime"), "b_value": ds.get("DiffusionBValue"),
+            "acquisition": ds.get("AcquisitionNumber")}
+    return {k: str(v) for k, v in keys.items() if v not in (None, "")}
+
+
+def _classic_frames(info: DicomFile, ds: Any) -> list[Frame]:
+    findings = info.findings
+    position = tags.geometry_floats(ds, "ImagePositionPatient", 3)
+    orientation = _orientation(tags.geometry_floats(ds, "ImageOrientationPatient", 6), findings)
+    spacing = _spacing(tags.geometry_floats(ds, "PixelSpacing", 2))
+    if spacing is None and info.projection:
+        spacing = _spacing(tags.geometry_floats(ds, "ImagerPixelSpacing", 2))
+    slope = tags.number(ds, "RescaleSlope", findings, 1.0)
+    intercept = tags.number(ds, "RescaleIntercept", findings, 0.0)
+    common = dict(position=position, orientation=orientation, pixel_spacing=spacing, slope=slope or 1.0,
+                  intercept=intercept or 0.0, instance_number=tags.number(ds, "InstanceNumber", findings),
+                  fourth=_fourth_keys(ds))
+    return [Frame(path=info.path, index=i, **common) for i in range(info.n_frames)]
+
+
+def _enhanced_frames(info: DicomFile, ds: Any) -> list[Frame]:
+    """Per-frame geometry and rescale from the functional groups (shared, then per-frame)."""
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    shared = shared[0] if shared else None
+    per_frame = ds.PerFrameFunctionalGroupsSequence
+    frames = []
+    for index in range(info.n_frames):
+        group = per_frame[index] if index < len(per_frame) else None
+
+        def item(sequence: str) -> Any:
+            for source in (group, shared):
+                if source is not None and sequence in source and len(source[sequence].value):
+                    return source[sequence][0]
+            return {}
+
+        content = item("FrameContentSequence")
+        fourth = {"stack": content.get("StackID"), "temporal": content.get("TemporalPositionIndex"),
+                  "echo": item("MREchoSequence").get("EffectiveEchoTime"),
+                  "b_value": item("MRDiffusionSequence").get("DiffusionBValue"),
+                  "trigger": item("CardiacSynchronizationSequence").get("NominalCardiacTriggerDelayTime")}
+        transform = item("PixelValueTransformationSequence")
+        frames.append(Frame(
+            path=info.path, index=index,
+            position=tags.geometry_floats(item("PlanePositionSequence"), "ImagePositionPatient", 3),
+            orientation=_orientation(
+                tags.geometry_floats(item("PlaneOrientationSequence"), "ImageOrientationPatient", 6),
+                info.findings if index == 0 else []),
+            pixel_spacing=_spacing(tags.geometry_floats(item("PixelMeasuresSequence"), "PixelSpacing", 2)),
+            slope=tags.number(transform, "RescaleSlope", info.findings, 1.0) or 1.0,
+            intercept=tags.number(transform, "RescaleIntercept", info.findings, 0.0) or 0.0,
+            instance_number=float(content.get("InStackPositionNumber") or index + 1),
+            fourth={k: str(v) for k, v in fourth.items() if v not in (None, "")},
+        ))
+    if info.slice_thickness is None and shared is not None and "PixelMeasuresSequence" in shared:
+        info.slice_thickness = tags.number(shared.PixelMeasuresSequence[0], "SliceThickness", [])
+    return frames

@@ -1,0 +1,215 @@
+"""Group indexed DICOM files into volumes (``SeriesPlan``), without decoding pixels.
+
+Rules (INPUTS.md): index the whole tree first, then group by SeriesInstanceUID;
+split a series whose planes differ in orientation, matrix, spacing or image type
+(``SERIES_SPLIT``); where planes share a position, split by the first 4th-dimension
+key that explains it (echo, temporal position, trigger time, b-value, ...), drop
+exact copies (``DUPLICATE_DROPPED``) and refuse real conflicts
+(``DUPLICATE_POSITION_CONFLICT``).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import InputError
+from .dicom_geometry import StackGeometry, plane_geometry, position_keys, stack_geometry
+from .dicom_header import FOURTH_DIMENSION_KEYS, DicomFile, Frame
+from .dicom_pixels import pixel_digest
+from .pseudonym import keyed_hash
+from .reasons import Finding, Reason
+
+MIN_VOLUME_SLICES = 3
+
+
+@dataclass
+class SeriesPlan:
+    """One loadable volume: sorted frames, geometry and findings."""
+
+    series_key: str
+    patient_key: str
+    modality: str
+    kind: str  # "3d", "2d" or "multiframe"
+    geometry: StackGeometry | None
+    files: dict[str, DicomFile]
+    findings: list[Finding] = field(default_factory=list)
+    refused: Finding | None = None
+    counted_files: list[str] = field(default_factory=list)
+
+    @property
+    def frames(self) -> list[Frame]:
+        return self.geometry.frames
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        first = next(iter(self.files.values()))
+        if self.kind == "2d":
+            return (first.rows, first.columns)
+        return (len(self.frames), first.rows, first.columns)
+
+
+@dataclass
+class Assembly:
+    """Result of grouping: usable plans, refused plans, and files dropped on the way."""
+
+    plans: list[SeriesPlan] = field(default_factory=list)
+    dropped: list[tuple[str, Finding]] = field(default_factory=list)
+
+
+def _geometry_key(frame: Frame, info: DicomFile) -> tuple:
+    orientation = tuple(np.round(frame.orientation, 3)) if frame.orientation else None
+    spacing = tuple(np.round(frame.pixel_spacing, 3)) if frame.pixel_spacing else None
+    return (orientation, info.rows, info.columns, spacing, info.image_type[:3], info.bits_stored)
+
+
+def assemble_series(files: list[DicomFile]) -> Assembly:
+    """Group usable (non-skipped) files into plans; every input file ends up counted once."""
+    assembly = Assembly()
+    by_series: dict[str, list[DicomFile]] = defaultdict(list)
+    for info in sorted(files, key=lambda f: f.path):
+        by_series[info.series_uid or f"no-series-uid:{info.path}"].append(info)
+    for series_uid, members in by_series.items():
+        members = _drop_same_sop(members, assembly)
+        _assemble_one_series(series_uid, members, assembly)
+    counted: set[str] = set()
+    for plan in assembly.plans:
+        plan.counted_files = [p for p in dict.fromkeys(f.path for f in plan.frames) if p not in counted]
+        counted.update(plan.counted_files)
+    return assembly
+
+
+def _drop_same_sop(members: list[DicomFile], assembly: Assembly) -> list[DicomFile]:
+    kept: dict[str, DicomFile] = {}
+    for info in members:
+        key = info.sop_instance_uid or info.path
+        if key in kept:
+            assembly.dropped.append((info.path, Finding(Reason.DUPLICATE_DROPPED, "same SOPInstanceUID")))
+        else:
+            kept[key] = info
+    return list(kept.values())
+
+
+def _assemble_one_series(series_uid: str, members: list[DicomFile], assembly: Assembly) -> None:
+    files = {info.path: info for info in members}
+    first = members[0]
+    singles, stackable = [], defaultdict(list)
+    for info in members:
+        if info.projection or (info.n_frames > 1 and not info.enhanced):
+            singles.append(info)
+            continue
+        for frame in info.frames:
+            if frame.position is None or frame.orientation is None:
+                singles.append(info)
+                break
+        else:
+            for frame in info.frames:
+                stackable[_geometry_key(frame, info)].append(frame)
+
+    groups = [(str(key), frames) for key, frames in stackable.items()]
+    pieces: list[tuple[str, list[Frame], list[Finding]]] = []
+    for label, frames in groups:
+        for sub_label, sub_frames, findings in _split_by_fourth_dimension(frames, files, assembly):
+            pieces.append((label + sub_label, sub_frames, findings))
+    n_volumes = len(pieces) + len(singles)
+    for index, (label, frames, findings) in enumerate(pieces):
+        if n_volumes > 1:
+            findings.append(Finding(Reason.SERIES_SPLIT, f"part {index + 1} of {n_volumes}"))
+        key = keyed_hash(series_uid + (f"|{label}" if n_volumes > 1 else ""), "series")
+        assembly.plans.append(_stack_plan(key, first, frames, files, findings))
+    for index, info in enumerate(singles):
+        findings = [Finding(Reason.SERIES_SPLIT, f"part {len(pieces) + index + 1} of {n_volumes}")] \
+            if n_volumes > 1 else []
+        key = keyed_hash(series_uid + (f"|{info.sop_instance_uid}" if n_volumes > 1 else ""), "series")
+        assembly.plans.append(_single_plan(key, info, findings))
+
+
+def _split_by_fourth_dimension(frames: list[Frame], files: dict[str, DicomFile], assembly: Assembly):
+    """Yield ``(label, frames, findings)`` so that no two frames of a piece share a position."""
+    positions = position_keys(frames)
+    if len(set(positions)) == len(positions):
+        yield "", frames, []
+        return
+    for key in FOURTH_DIMENSION_KEYS:
+        values = [f.fourth.get(key) for f in frames]
+        if None in values or len(set(values)) < 2:
+            continue
+        parts: dict[str, list[Frame]] = defaultdict(list)
+        for frame, value in zip(frames, values):
+            parts[value].append(frame)
+        if all(len(set(position_keys(p))) == len(p) for p in parts.values()):
+            for value, part in sorted(parts.items()):
+                yield f"|{key}={value}", part, []
+            return
+    yield "", *_resolve_duplicates(frames, positions, files, assembly)
+
+
+def _resolve_duplicates(frames, positions, files, assembly):
+    """Drop exact pixel copies at a repeated position; refuse if any copy differs."""
+    findings: list[Finding] = []
+    by_position: dict[float, list[Frame]] = defaultdict(list)
+    for frame, position in zip(frames, positions):
+        by_position[position].append(frame)
+    kept: list[Frame] = []
+    for position, same in by_position.items():
+        kept.append(same[0])
+        if len(same) == 1:
+            continue
+        try:
+            digests = {pixel_digest(files[f.path]) for f in same}
+        except InputError:
+            digests = {"undecodable"}
+        if len(digests) > 1 or any(f.path == same[0].path for f in same[1:]):
+            return frames, [Finding(Reason.DUPLICATE_POSITION_CONFLICT, f"{len(same)} images at one position")]
+        for copy in same[1:]:
+            assembly.dropped.append((copy.path, Finding(Reason.DUPLICATE_DROPPED, "identical pixels")))
+            findings.append(Finding(Reason.DUPLICATE_DROPPED))
+    return kept, findings
+
+
+def _stack_plan(key: str, first: DicomFile, frames: list[Frame], files: dict[str, DicomFile],
+                findings: list[Finding]) -> SeriesPlan:
+    used = {f.path: files[f.path] for f in frames}
+    plan = SeriesPlan(key, first.patient_key, first.modality, "3d", None, used, findings)
+    conflict = next((f for f in findings if f.reason is Reason.DUPLICATE_POSITION_CONFLICT), None)
+    if conflict:
+        plan.refused = conflict
+        plan.geometry = StackGeometry(frames, (), (0.0, 0.0, 0.0), np.eye(3))
+        return plan
+    if len(frames) == 1:
+        plan.kind = "2d"
+        plan.geometry = plane_geometry(frames[0], [])
+    else:
+        plan.geometry = stack_geometry(frames)
+    plan.findings.extend(plan.geometry.findings)
+    if len(frames) < MIN_VOLUME_SLICES and first.modality not in {"CR", "DX"}:
+        plan.findings.append(Finding(Reason.TOO_FEW_SLICES, f"{len(frames)} slices"))
+    _merge_file_findings(plan)
+    return plan
+
+
+def _single_plan(key: str, info: DicomFile, findings: list[Finding]) -> SeriesPlan:
+    """A projection image, legacy multi-frame file, or a plane without geometry."""
+    frame = info.frames[0]
+    geometry = plane_geometry(frame, [])
+    plan = SeriesPlan(key, info.patient_key, info.modality, "2d", geometry, {info.path: info}, findings)
+    if info.n_frames > 1:
+        plan.kind = "multiframe"
+        plan.geometry = StackGeometry(info.frames, (1.0, *geometry.spacing), geometry.origin,
+                                      geometry.direction[:, [2, 0, 1]], geometry.findings)
+    if not info.projection and (frame.position is None or frame.orientation is None or info.n_frames > 1):
+        plan.findings.append(Finding(Reason.NO_GEOMETRY))
+    plan.findings.extend(plan.geometry.findings)
+    _merge_file_findings(plan)
+    return plan
+
+
+def _merge_file_findings(plan: SeriesPlan) -> None:
+    seen = {str(f) for f in plan.findings}
+    for info in plan.files.values():
+        for finding in info.findings:
+            if str(finding) not in seen:
+                seen.add(str(finding))
+                plan.findings.append(finding)

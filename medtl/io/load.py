@@ -1,0 +1,26 @@
+"""``load_volume``: one entry point for every supported input."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import InputError
+from .nifti import is_nifti_path, load_nifti
+from .sitk_formats import is_sitk_path, load_sitk
+from .volume import Volume
+
+
+def load_volume(path: str | os.PathLike, *, as_label: bool = False, series_key: str | None = None) -> Volume:
+    """Load a NIfTI/NRRD/MHA file, a DICOM file, or a folder holding one DICOM series."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"input does not exist: {path}; check the path (relative paths in a manifest "
+                         "resolve against the manifest's folder)")
+    if path.is_file() and is_nifti_path(path):
+        return load_nifti(path, as_label=as_label)
+    if path.is_file() and is_sitk_path(path):
+        return load_sitk(path)
+    from .dicom import load_dicom
+
+    return load_dicom(path, series_key=series_key)

@@ -1,0 +1,97 @@
+"""NIfTI (.nii, .nii.gz, .hdr/.img) into a ``Volume``.
+
+nibabel's rule picks the affine (sform when its code is set, else qform); medtl
+records why. The RAS ``(i, j, k)`` array becomes LPS ``(k, j, i)`` here, once.
+Data are read at load so truncation is found now, not mid-training.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from .reasons import Finding, Reason
+from .volume import Volume
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz", ".hdr", ".img", ".hdr.gz", ".img.gz")
+_RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+def is_nifti_path(path: str | os.PathLike) -> bool:
+    return str(path).lower().endswith(NIFTI_SUFFIXES)
+
+
+def _affine_findings(image) -> list[Finding]:
+    findings = []
+    qform, qcode = image.get_qform(coded=True)
+    sform, scode = image.get_sform(coded=True)
+    if not qcode and not scode:
+        findings.append(Finding(Reason.NO_SPATIAL_TRANSFORM))
+    elif qcode and scode and not np.allclose(qform, sform, atol=1e-3):
+        findings.append(Finding(Reason.QFORM_SFORM_MISMATCH, f"max difference {np.abs(qform - sform).max():.3g}"))
+    axes = image.affine[:3, :3] / np.linalg.norm(image.affine[:3, :3], axis=0)
+    off_diagonal = np.abs(axes.T @ axes - np.eye(3)).max()
+    if off_diagonal > 1e-3:
+        findings.append(Finding(Reason.SHEARED_AFFINE, f"max axis cosine {off_diagonal:.3g}"))
+    return findings
+
+
+def _read_data(image, path: Path, as_label: bool) -> np.ndarray:
+    try:
+        if as_label:
+            data = np.asanyarray(image.dataobj)
+        else:
+            data = image.get_fdata(dtype=np.float32)
+    except FileNotFoundError as exc:
+        raise InputError(f"NIfTI data file missing for {path}: {exc.filename}; copy the .img beside the .hdr",
+                         Reason.NIFTI_MISSING_DATA.name) from exc
+    except (EOFError, OSError, ValueError, zlib.error) as exc:
+        raise InputError(f"NIfTI file {path} is truncated or corrupt ({type(exc).__name__}); "
+                         "re-export or re-copy it", Reason.NIFTI_TRUNCATED.name) from exc
+    return np.asarray(data)
+
+
+def load_nifti(path: str | os.PathLike, as_label: bool = False) -> Volume:
+    """Read a NIfTI/Analyze image; ``as_label=True`` refuses non-integer values."""
+    import nibabel as nib
+
+    path = Path(path)
+    try:
+        image = nib.load(str(path))
+    except FileNotFoundError as exc:
+        reason = Reason.NIFTI_MISSING_DATA if path.exists() else Reason.IMAGE_UNREADABLE
+        raise InputError(f"cannot open NIfTI {path}: {exc.strerror}", reason.name) from exc
+    except Exception as exc:  # noqa: BLE001 - nibabel raises many types for corrupt headers
+        raise InputError(f"cannot read NIfTI header of {path}: {type(exc).__name__}: {exc}",
+                         Reason.IMAGE_UNREADABLE.name) from exc
+    findings = _affine_findings(image)
+    data = _read_data(image, path, as_label)
+    if as_label:
+        if not np.issubdtype(data.dtype, np.integer):
+            if not np.all(np.isfinite(data)) or not np.array_equal(data, np.round(data)):
+                raise InputError(f"label {path} holds non-integer values (scaled or interpolated mask); "
+                                 "export it as an integer label image", Reason.LABEL_NOT_INTEGER.name)
+        data = data.astype(np.int16 if data.max(initial=0) < 32768 else np.int32)
+    data = data.astype(data.dtype.newbyteorder("="), copy=False)
+    while data.ndim > 3 and data.shape[-1] == 1:
+        data = data[..., 0]
+    if data.ndim > 3:
+        raise InputError(f"{path} has shape {data.shape}: more than 3 non-singleton dimensions; "
+                         "split it into 3D volumes", Reason.UNSUPPORTED_DIMENSIONS.name)
+    while data.ndim < 3:
+        data = data[..., None]
+    lps = _RAS_TO_LPS @ image.affine
+    columns = lps[:3, :3]
+    spacing = np.linalg.norm(columns, axis=0)
+    spacing[spacing == 0] = 1.0
+    direction = (columns / spacing)[:, ::-1]
+    metadata = {"source": "nifti", "kind": "3d", "shape": list(data.shape[::-1]), "value_mapping": [],
+                "modality": "", "reasons": ";".join(str(f) for f in findings)}
+    if not as_label and (image.dataobj.slope not in (1, None) or image.dataobj.inter not in (0, None)):
+        metadata["value_mapping"].append("scl_slope/inter")
+    return Volume(np.ascontiguousarray(data.transpose(2, 1, 0)), tuple(float(s) for s in spacing[::-1]),
+                  tuple(float(v) for v in lps[:3, 3]), direction.copy(), metadata, findings)

@@ -1,0 +1,81 @@
+"""Stable reason codes for everything an input can be refused or flagged for.
+
+A ``Finding`` is one code plus a PHI-free detail (a number, a count, a tag name).
+Codes are part of the public contract: they appear in ``skipped.csv``,
+``series.csv``, ``scan.json`` and logs, so they never change meaning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class Reason(str, Enum):
+    """Reason codes, with a one-line explanation each."""
+
+    # files
+    NOT_DICOM = "not a DICOM file (text, image, empty or random bytes)"
+    NO_FILE_META = "DICOM without preamble/file meta (ACR-NEMA style)"
+    GZIP_WRAPPED = "gzip-compressed file"
+    DICOMDIR = "DICOMDIR index file"
+    NON_IMAGE_SOP = "non-image DICOM object (SR, RTSTRUCT, SEG, PDF, ...)"
+    HEADER_UNREADABLE = "DICOM header could not be parsed"
+    MISSING_PIXEL_DATA = "image object without pixel data"
+    TRUNCATED_PIXEL_DATA = "pixel data shorter than the header promises"
+    DECODER_MISSING = "no decoder installed for the transfer syntax"
+    DECODE_FAILED = "compressed pixel data could not be decoded"
+    LOSSY_SOURCE = "pixel data was lossy compressed at some point"
+    INVALID_VALUE = "a non-geometry tag holds an invalid value (ignored)"
+    BAD_VALUE = "a geometry tag does not parse"
+    TOO_LARGE = "header claims an absurd image size"
+    NON_SCALAR_IMAGE = "colour image (RGB/YBR/palette) for a scalar pipeline"
+    BURNED_IN_ANNOTATION = "header flags burned-in annotation"
+    # series assembly
+    SERIES_SPLIT = "one series held several volumes; split into sub-volumes"
+    DUPLICATE_DROPPED = "exact duplicate instance dropped"
+    DUPLICATE_POSITION_CONFLICT = "two different images at the same position"
+    MISSING_SLICES = "gap in slice positions (missing slices)"
+    IRREGULAR_SPACING = "slice spacing varies beyond tolerance"
+    GANTRY_TILT = "slices are sheared (gantry tilt)"
+    LOCALIZER = "localizer/scout image"
+    TOO_FEW_SLICES = "too few slices for a 3D volume"
+    DERIVED_OR_SC = "derived image, secondary capture or screenshot"
+    NO_GEOMETRY = "no usable position/orientation/spacing"
+    BAD_ORIENTATION = "degenerate ImageOrientationPatient"
+    INCONSISTENT_MATRIX = "rows/columns/spacing differ inside a series"
+    NO_PIXEL_SPACING = "no pixel spacing; 1 mm assumed for 2D use"
+    # NIfTI and other formats
+    QFORM_SFORM_MISMATCH = "NIfTI qform and sform disagree; sform used"
+    NO_SPATIAL_TRANSFORM = "NIfTI qform and sform codes are both 0"
+    SHEARED_AFFINE = "affine is sheared (non-orthogonal axes)"
+    NIFTI_TRUNCATED = "NIfTI data ends early"
+    NIFTI_MISSING_DATA = "NIfTI header without its data file"
+    UNSUPPORTED_DIMENSIONS = "image has more than 3 non-singleton dimensions"
+    LABEL_NOT_INTEGER = "label image holds non-integer values"
+    GEOMETRY_MISMATCH = "image and mask geometry differ"
+    IMAGE_UNREADABLE = "image file could not be read"
+    COMPANION_FILE = "data file of a header/data pair, counted with its header"
+
+    @property
+    def code(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One reason code with an optional PHI-free detail."""
+
+    reason: Reason
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.reason.name}({self.detail})" if self.detail else self.reason.name
+
+
+def format_findings(findings: list[Finding] | tuple[Finding, ...]) -> str:
+    """``CODE(detail);CODE`` in first-seen order, each code once."""
+    seen: dict[str, str] = {}
+    for finding in findings:
+        seen.setdefault(str(finding), "")
+    return ";".join(seen)

@@ -1,0 +1,169 @@
+"""``medtl scan``: a truthful, PHI-free inventory of an export tree.
+
+Every file under the root is accounted for exactly once: it counts in one row of
+``series.csv`` (``n_files``) or is one row of ``skipped.csv``. Paths are replaced by
+keyed hashes unless ``keep_paths`` is set.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import __version__
+from ..errors import InputError
+from ..outputs import write_csv, write_json
+from ..progress import progress_bar
+from .dicom import index_dicom_files
+from .dicom_series import assemble_series
+from .dicom_tags import decoder_report
+from .nifti import is_nifti_path
+from .pseudonym import keyed_hash
+from .reasons import Finding, Reason, format_findings
+from .sitk_formats import is_sitk_path
+
+SERIES_COLUMNS = ["series_key", "patient_key", "modality", "kind", "n_files", "shape", "spacing", "status", "reasons"]
+SKIPPED_COLUMNS = ["file", "reason", "detail"]
+_COMPANION_DATA = {".hdr": (".img", ".img.gz"), ".mhd": (".raw", ".zraw")}
+
+
+@dataclass
+class ScanResult:
+    """In-memory scan outcome (rows are PHI-free unless ``keep_paths``)."""
+
+    files_found: int
+    series_rows: list[dict] = field(default_factory=list)
+    skipped_rows: list[dict] = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+
+
+def list_files(root: Path) -> list[str]:
+    """Every non-directory entry under ``root`` (links included, not followed into)."""
+    return sorted(os.path.join(d, name) for d, _, names in os.walk(root) for name in names)
+
+
+def _companions(paths: list[str]) -> dict[str, list[str]]:
+    """Header file -> its data files (.hdr/.img, .mhd/.raw) that exist in ``paths``."""
+    present = set(paths)
+    pairs: dict[str, list[str]] = {}
+    for path in paths:
+        lower = path.lower()
+        for header_suffix, data_suffixes in _COMPANION_DATA.items():
+            if lower.endswith(header_suffix):
+                stem = path[: -len(header_suffix)]
+                found = [stem + s for s in data_suffixes if stem + s in present]
+                found += [stem + s.upper() for s in data_suffixes if stem + s.upper() in present]
+                if found:
+                    pairs[path] = found
+    return pairs
+
+
+def _index_other(path: str):
+    """Load a NIfTI/NRRD/MHA file fully (truncation shows now); ``(volume, None)`` or ``(None, finding)``."""
+    from .load import load_volume
+
+    try:
+        return load_volume(path), None
+    except InputError as exc:
+        return None, Finding(Reason[exc.reason] if exc.reason else Reason.IMAGE_UNREADABLE, "")
+
+
+def _fmt(values) -> str:
+    return "x".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in values)
+
+
+def scan_export(root: str | os.PathLike, keep_paths: bool = False, workers: int | None = None,
+                include_derived: bool = False, progress: bool = True) -> ScanResult:
+    """Index every file under ``root`` and group DICOM files into series."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"export folder does not exist or is not a folder: {root}")
+    started = time.perf_counter()
+    paths = list_files(root)
+    if not paths:
+        raise InputError(f"export folder {root} holds no files")
+    result = ScanResult(files_found=len(paths))
+
+    def file_key(path: str) -> str:
+        relative = os.path.relpath(path, root)
+        return relative if keep_paths else keyed_hash(relative, "file")
+
+    def skip(path: str, finding: Finding) -> None:
+        result.skipped_rows.append({"file": file_key(path), "reason": finding.reason.name, "detail": finding.detail})
+
+    companions = _companions(paths)
+    companion_files = {c for data in companions.values() for c in data}
+    others = [p for p in paths if p not in companion_files and (is_nifti_path(p) or is_sitk_path(p))]
+    dicom_candidates = [p for p in paths if p not in companion_files and p not in set(others)]
+
+    with progress_bar("scanning", len(paths), progress) as advance:
+        advance(len(companion_files))
+        for path in others:
+            volume, finding = _index_other(path)
+            files = [path] + companions.get(path, [])
+            if finding is not None:
+                for member in files:
+                    skip(member, finding)
+            else:
+                _add_volume_row(result, volume, files, file_key(path), keep_paths, root)
+            advance(1)
+        indexed = index_dicom_files(dicom_candidates, workers, include_derived, on_done=advance)
+
+    for info in indexed:
+        if info.skip is not None:
+            skip(info.path, info.skip)
+    assembly = assemble_series([f for f in indexed if f.skip is None])
+    for path, finding in assembly.dropped:
+        skip(path, finding)
+    for plan in assembly.plans:
+        if plan.refused is not None:
+            for path in plan.counted_files:
+                skip(path, plan.refused)
+            continue
+        row = {"series_key": plan.series_key, "patient_key": plan.patient_key, "modality": plan.modality,
+               "kind": plan.kind, "n_files": len(plan.counted_files), "shape": _fmt(plan.shape),
+               "spacing": _fmt([float(s) for s in plan.geometry.spacing]),
+               "status": "warn" if plan.findings else "ok", "reasons": format_findings(plan.findings)}
+        if keep_paths:
+            row["path"] = os.path.relpath(os.path.commonpath([os.path.dirname(p) for p in plan.files]), root)
+        result.series_rows.append(row)
+
+    accounted = sum(r["n_files"] for r in result.series_rows) + len(result.skipped_rows)
+    if accounted != result.files_found:
+        raise RuntimeError(f"scan accounting is off: {accounted} accounted for, {result.files_found} found")
+    elapsed = time.perf_counter() - started
+    result.summary = {
+        "medtl_version": __version__, "files_found": result.files_found,
+        "files_in_series": accounted - len(result.skipped_rows), "files_skipped": len(result.skipped_rows),
+        "series": len(result.series_rows),
+        "skipped_by_reason": dict(Counter(r["reason"] for r in result.skipped_rows).most_common()),
+        "series_by_reason": dict(Counter(code.split("(")[0] for r in result.series_rows
+                                         for code in r["reasons"].split(";") if code).most_common()),
+        "series_by_kind": dict(Counter(r["kind"] for r in result.series_rows)),
+        "decoders": decoder_report(), "seconds": round(elapsed, 3),
+        "files_per_second": round(result.files_found / elapsed, 1) if elapsed > 0 else None,
+    }
+    return result
+
+
+def _add_volume_row(result: ScanResult, volume, files: list[str], key: str, keep_paths: bool, root: Path) -> None:
+    row = {"series_key": keyed_hash(key, "series"), "patient_key": "", "modality": volume.metadata.get("modality", ""),
+           "kind": volume.metadata["kind"], "n_files": len(files), "shape": _fmt(volume.array.shape),
+           "spacing": _fmt(volume.spacing), "status": "warn" if volume.findings else "ok",
+           "reasons": format_findings(volume.findings)}
+    if keep_paths:
+        row["path"] = os.path.relpath(files[0], root)
+    result.series_rows.append(row)
+
+
+def write_scan(result: ScanResult, out: str | os.PathLike, keep_paths: bool = False) -> Path:
+    """Write ``series.csv``, ``skipped.csv`` and ``scan.json`` atomically into ``out``."""
+    out = Path(out)
+    series_columns = SERIES_COLUMNS + (["path"] if keep_paths else [])
+    write_csv(out / "series.csv", series_columns, result.series_rows)
+    write_csv(out / "skipped.csv", SKIPPED_COLUMNS, result.skipped_rows)
+    write_json(out / "scan.json", result.summary)
+    return out

@@ -1,0 +1,47 @@
+"""Other research formats (NRRD, MetaImage) through SimpleITK."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from .reasons import Reason
+from .volume import Volume
+
+SITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
+
+
+def is_sitk_path(path: str | os.PathLike) -> bool:
+    return str(path).lower().endswith(SITK_SUFFIXES)
+
+
+def load_sitk(path: str | os.PathLike) -> Volume:
+    """Read a scalar 2D/3D image with SimpleITK and convert to medtl's convention."""
+    import SimpleITK as sitk
+
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        raise InputError(f"SimpleITK cannot read {path}: {str(exc).splitlines()[-1] if str(exc) else exc}",
+                         Reason.IMAGE_UNREADABLE.name) from exc
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError(f"{path} has {image.GetNumberOfComponentsPerPixel()} components per pixel; "
+                         "medtl needs scalar images", Reason.NON_SCALAR_IMAGE.name)
+    if image.GetDimension() not in (2, 3):
+        raise InputError(f"{path} is {image.GetDimension()}D; split it into 3D volumes",
+                         Reason.UNSUPPORTED_DIMENSIONS.name)
+    array = sitk.GetArrayFromImage(image).astype(np.float32)
+    dim = image.GetDimension()
+    direction = np.asarray(image.GetDirection()).reshape(dim, dim)[:, ::-1]
+    spacing = tuple(float(s) for s in image.GetSpacing()[::-1])
+    origin = tuple(float(o) for o in image.GetOrigin()) + (0.0,) * (3 - dim)
+    if dim == 2:
+        full = np.eye(3)
+        full[:2, :2] = direction
+        direction = full
+    metadata = {"source": Path(path).suffix.lstrip(".").lower(), "kind": f"{dim}d",
+                "shape": list(array.shape), "value_mapping": [], "modality": "", "reasons": ""}
+    return Volume(array, spacing, origin, direction, metadata, [])

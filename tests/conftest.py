@@ -1,0 +1,33 @@
+import numpy as np
+import pytest
+
+from medtl.data.synthetic import SeriesSpec, phantom_volume
+
+
+@pytest.fixture(autouse=True)
+def _isolated_salt(monkeypatch, tmp_path_factory):
+    """Keyed hashes use a per-test-session salt and never touch ~/.medtl."""
+    monkeypatch.setenv("MEDTL_HOME", str(tmp_path_factory.getbasetemp() / "medtl_home"))
+    monkeypatch.setenv("MEDTL_SALT", "test-salt")
+
+
+@pytest.fixture
+def ct_spec():
+    """A small CT series whose geometry and values the tests know exactly."""
+    return SeriesSpec(stored=phantom_volume((10, 24, 28), seed=1), spacing=(2.5, 0.7, 0.8),
+                      patient_id="DOE^JOHN_12345", patient_name="DOE^JOHN")
+
+
+@pytest.fixture
+def oblique_spec():
+    row = np.array([np.cos(0.3), np.sin(0.3), 0.0])
+    col = np.array([-np.sin(0.3) * np.cos(0.4), np.cos(0.3) * np.cos(0.4), -np.sin(0.4)])
+    return SeriesSpec(stored=phantom_volume((8, 20, 22), seed=2), spacing=(3.0, 0.9, 0.6),
+                      row_cosine=tuple(row), column_cosine=tuple(col), origin=(10.0, -50.0, 30.0))
+
+
+def expected_physical(spec: SeriesSpec) -> np.ndarray:
+    n = spec.stored.shape[0]
+    slopes = np.broadcast_to(np.asarray(spec.slope, dtype=float), (n,))[:, None, None]
+    intercepts = np.broadcast_to(np.asarray(spec.intercept, dtype=float), (n,))[:, None, None]
+    return (spec.stored * slopes + intercepts).astype(np.float32)

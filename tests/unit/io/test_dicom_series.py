@@ -1,0 +1,171 @@
+"""Series assembly and geometry against the truth the fixtures built, and against SimpleITK."""
+
+import shutil
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from medtl.data.synthetic import SeriesSpec, phantom_volume, uid, write_enhanced_ct, write_series
+from medtl.errors import InputError
+from medtl.io import load_volume
+from tests.conftest import expected_physical
+
+
+def codes(volume):
+    return set(volume.reason_codes)
+
+
+def assert_geometry(volume, spec):
+    normal = np.cross(spec.row_cosine, spec.column_cosine)
+    np.testing.assert_allclose(volume.spacing, spec.spacing, atol=1e-4)
+    np.testing.assert_allclose(volume.origin, spec.position(0), atol=1e-3)
+    np.testing.assert_allclose(volume.direction[:, 0], normal, atol=1e-5)
+    np.testing.assert_allclose(volume.direction[:, 1], spec.column_cosine, atol=1e-5)
+    np.testing.assert_allclose(volume.direction[:, 2], spec.row_cosine, atol=1e-5)
+
+
+@pytest.mark.parametrize("instance_numbers", ["ordered", "shuffled", "missing"])
+def test_slice_order_comes_from_positions_not_numbers_or_names(tmp_path, ct_spec, instance_numbers):
+    write_series(tmp_path, ct_spec, shuffle=True, instance_numbers=instance_numbers)
+    volume = load_volume(tmp_path)
+    np.testing.assert_array_equal(volume.array, expected_physical(ct_spec))
+    assert_geometry(volume, ct_spec)
+    assert volume.array.dtype == np.float32
+    assert codes(volume) == set()
+
+
+def test_oblique_series_geometry_matches_truth_and_simpleitk(tmp_path, oblique_spec):
+    write_series(tmp_path, oblique_spec)
+    volume = load_volume(tmp_path)
+    assert_geometry(volume, oblique_spec)
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(tmp_path)))
+    image = reader.Execute()
+    np.testing.assert_allclose(volume.spacing, image.GetSpacing()[::-1], atol=1e-4)
+    for index in [(0, 0, 0), (7, 19, 21), (3, 5, 17)]:
+        ours = volume.affine @ np.array([*index, 1.0])
+        theirs = image.TransformIndexToPhysicalPoint([int(i) for i in index[::-1]])
+        np.testing.assert_allclose(ours[:3], theirs, atol=1e-3)
+        assert volume.array[index] == pytest.approx(image[[int(i) for i in index[::-1]]], abs=1e-3)
+
+
+def test_per_slice_rescale_is_applied_into_float32(tmp_path):
+    spec = SeriesSpec(stored=phantom_volume((5, 8, 8)), slope=[1.0, 0.5, 2.0, 1.5, 0.25],
+                      intercept=[-1024, -1000.5, 0.0, -10.25, 3.0])
+    write_series(tmp_path, spec)
+    volume = load_volume(tmp_path)
+    np.testing.assert_allclose(volume.array, expected_physical(spec), rtol=1e-6)
+    assert "rescale" in volume.metadata["value_mapping"]
+
+
+def test_signed_data_with_fewer_bits_stored_is_sign_extended(tmp_path):
+    true = np.array([[-2048, -1, 0, 2047]] * 4, dtype=np.int16)
+    garbage_high_bits = (true & 0x0FFF) | np.int16(0x5000)  # unused bits hold junk, as old scanners do
+    spec = SeriesSpec(stored=np.stack([garbage_high_bits] * 3), slope=1.0, intercept=0.0)
+    write_series(tmp_path, spec, bits_stored=12)
+    volume = load_volume(tmp_path)
+    np.testing.assert_array_equal(volume.array[1], true.astype(np.float32))
+
+
+def test_missing_slice_is_reported_with_count(tmp_path, ct_spec):
+    paths = write_series(tmp_path, ct_spec, shuffle=False)
+    paths[4].unlink()
+    paths[5].unlink()
+    volume = load_volume(tmp_path)
+    assert "MISSING_SLICES(2 missing)" in volume.metadata["reasons"]
+    assert volume.spacing[0] == pytest.approx(2.5)
+
+
+def test_irregular_spacing_is_reported(tmp_path, ct_spec):
+    def shift(ds, index):
+        if index == 6:
+            ds.ImagePositionPatient = [ds.ImagePositionPatient[0], ds.ImagePositionPatient[1],
+                                       float(ds.ImagePositionPatient[2]) + 0.6]
+    write_series(tmp_path, ct_spec, edit=shift)
+    assert "IRREGULAR_SPACING" in codes(load_volume(tmp_path))
+
+
+def test_gantry_tilt_is_reported_with_angle_and_true_slice_axis(tmp_path):
+    tilt = np.radians(15)
+    spec = SeriesSpec(stored=phantom_volume((6, 16, 16)), spacing=(2.0, 0.5, 0.5),
+                      slice_offset=(0.0, 2.0 * np.tan(tilt), 0.0))
+    write_series(tmp_path, spec)
+    volume = load_volume(tmp_path)
+    assert "GANTRY_TILT(15.00 deg)" in volume.metadata["reasons"]
+    # voxel centres are where the files say they are, even though the stack is sheared
+    last = volume.affine @ np.array([5, 0, 0, 1.0])
+    np.testing.assert_allclose(last[:3], spec.position(5), atol=1e-3)
+
+
+def test_two_series_in_one_folder_are_both_found_and_not_merged(tmp_path, ct_spec):
+    other = SeriesSpec(stored=phantom_volume((4, 24, 28), seed=9), series_number=2, patient_id="P2")
+    write_series(tmp_path, ct_spec)
+    write_series(tmp_path, other)
+    with pytest.raises(InputError, match="holds 2 volumes"):
+        load_volume(tmp_path)
+
+
+def test_one_series_spread_over_folders_is_one_volume(tmp_path, ct_spec):
+    paths = write_series(tmp_path / "a", ct_spec)
+    (tmp_path / "b").mkdir()
+    for path in paths[::2]:
+        shutil.move(path, tmp_path / "b" / path.name)
+    volume = load_volume(tmp_path)
+    assert volume.array.shape == ct_spec.stored.shape
+
+
+def test_exact_duplicate_file_is_dropped(tmp_path, ct_spec):
+    paths = write_series(tmp_path, ct_spec)
+    shutil.copy(paths[3], tmp_path / "copy_of_slice")
+    volume = load_volume(tmp_path)
+    assert volume.array.shape[0] == 10
+
+
+def test_same_position_with_different_pixels_is_a_conflict(tmp_path, ct_spec):
+    write_series(tmp_path, ct_spec)
+
+    def collide(ds, index):
+        ds.ImagePositionPatient = list(map(float, ct_spec.position(2)))
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = "1.2.3.4.5.6.7"
+    impostor = SeriesSpec(stored=ct_spec.stored[:1] + 50, spacing=ct_spec.spacing, patient_id=ct_spec.patient_id)
+    write_series(tmp_path / "x", impostor, edit=collide)
+    with pytest.raises(InputError) as error:
+        load_volume(tmp_path)
+    assert error.value.reason == "DUPLICATE_POSITION_CONFLICT"
+
+
+def test_multi_echo_series_is_split_by_echo(tmp_path, ct_spec):
+    for echo in (1, 2):
+        write_series(tmp_path, ct_spec, edit=lambda ds, i, e=echo: (
+            setattr(ds, "EchoNumbers", e), setattr(ds, "SOPInstanceUID", uid("echo", e, i))))
+    from medtl.io.dicom import index_dicom_files
+    from medtl.io.dicom_series import assemble_series
+
+    plans = assemble_series(index_dicom_files([str(p) for p in tmp_path.iterdir()])).plans
+    assert len(plans) == 2
+    assert all(p.shape == ct_spec.stored.shape for p in plans)
+    assert all("SERIES_SPLIT" in {f.reason.name for f in p.findings} for p in plans)
+
+
+def test_orientation_mix_in_one_series_is_split(tmp_path, ct_spec, oblique_spec):
+    write_series(tmp_path / "axial", ct_spec)
+    oblique_spec.patient_id, oblique_spec.seed = ct_spec.patient_id, ct_spec.seed  # same series UID
+    write_series(tmp_path / "oblique", oblique_spec,
+                 edit=lambda ds, i: setattr(ds, "SOPInstanceUID", uid("oblique", i)))
+    from medtl.io.dicom import index_dicom_files
+    from medtl.io.dicom_series import assemble_series
+
+    files = [str(p) for p in tmp_path.rglob("*") if p.is_file()]
+    plans = assemble_series(index_dicom_files(files)).plans
+    assert sorted(p.shape for p in plans) == sorted([ct_spec.stored.shape, oblique_spec.stored.shape])
+
+
+def test_enhanced_multiframe_uses_per_frame_geometry_and_rescale(tmp_path, oblique_spec):
+    oblique_spec.slope = [1.0, 2.0, 0.5, 1.0, 1.0, 3.0, 1.0, 1.0]
+    oblique_spec.intercept = -1000.0
+    path = write_enhanced_ct(tmp_path / "mf.dcm", oblique_spec, frame_order=[3, 1, 0, 7, 2, 6, 5, 4])
+    volume = load_volume(path)
+    assert_geometry(volume, oblique_spec)
+    np.testing.assert_allclose(volume.array, expected_physical(oblique_spec), rtol=1e-6)
+    assert volume.metadata["kind"] == "3d"
