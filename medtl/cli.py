@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="medtl: %(levelname)s: %(message)s", stream=sys.stderr)
     # pydicom logs per-file parsing remarks; medtl records those as reason codes instead.
     logging.getLogger("pydicom").setLevel(logging.ERROR)
+    logging.getLogger("nibabel").setLevel(logging.ERROR)
     try:
         return args.run(args)
     except MedtlError as exc:

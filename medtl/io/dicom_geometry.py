@@ -14,6 +14,8 @@ from .dicom_header import Frame
 from .reasons import Finding, Reason
 
 TILT_TOLERANCE_DEG = 0.1
+# Positions are often rounded to 0.01 mm; a tilt must also shear the stack by more than this.
+TILT_MIN_SHEAR_MM = 0.1
 POSITION_DECIMALS = 2  # positions closer than 0.01 mm count as the same position
 
 
@@ -86,7 +88,8 @@ def stack_geometry(frames: list[Frame]) -> StackGeometry:
     cos_angle = abs(float(span @ normal)) / float(np.linalg.norm(span))
     angle = float(np.degrees(np.arccos(min(1.0, cos_angle))))
     slice_direction, slice_spacing = normal, step
-    if angle > TILT_TOLERANCE_DEG:
+    shear = float(np.linalg.norm(span - (span @ normal) * normal))
+    if angle > TILT_TOLERANCE_DEG and shear > TILT_MIN_SHEAR_MM:
         findings.append(Finding(Reason.GANTRY_TILT, f"{angle:.2f} deg"))
         # Keep the true (sheared) slice axis rather than pretending the stack is orthogonal.
         slice_direction = span / np.linalg.norm(span)

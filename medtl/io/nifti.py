@@ -27,6 +27,8 @@ def is_nifti_path(path: str | os.PathLike) -> bool:
 
 def _affine_findings(image) -> list[Finding]:
     findings = []
+    if not hasattr(image, "get_qform"):  # Analyze 7.5: no orientation fields at all
+        return [Finding(Reason.NO_SPATIAL_TRANSFORM, "Analyze header")]
     qform, qcode = image.get_qform(coded=True)
     sform, scode = image.get_sform(coded=True)
     if not qcode and not scode:
@@ -68,6 +70,9 @@ def load_nifti(path: str | os.PathLike, as_label: bool = False) -> Volume:
     except Exception as exc:  # noqa: BLE001 - nibabel raises many types for corrupt headers
         raise InputError(f"cannot read NIfTI header of {path}: {type(exc).__name__}: {exc}",
                          Reason.IMAGE_UNREADABLE.name) from exc
+    if getattr(image, "affine", None) is None:
+        raise InputError(f"{path} is a {type(image).__name__} without a spatial affine (e.g. CIFTI); "
+                         "medtl needs volumetric images", Reason.IMAGE_UNREADABLE.name)
     findings = _affine_findings(image)
     data = _read_data(image, path, as_label)
     if as_label:

@@ -7,6 +7,7 @@ keyed hashes unless ``keep_paths`` is set.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections import Counter
@@ -25,6 +26,7 @@ from .pseudonym import keyed_hash
 from .reasons import Finding, Reason, format_findings
 from .sitk_formats import is_sitk_path
 
+log = logging.getLogger("medtl")
 SERIES_COLUMNS = ["series_key", "patient_key", "modality", "kind", "n_files", "shape", "spacing", "status", "reasons"]
 SKIPPED_COLUMNS = ["file", "reason", "detail"]
 _COMPANION_DATA = {".hdr": (".img", ".img.gz"), ".mhd": (".raw", ".zraw")}
@@ -69,6 +71,10 @@ def _index_other(path: str):
         return load_volume(path), None
     except InputError as exc:
         return None, Finding(Reason[exc.reason] if exc.reason else Reason.IMAGE_UNREADABLE, "")
+    # A reader bug on one odd file must not abort the batch; the file is recorded instead.
+    except Exception as exc:  # noqa: BLE001
+        log.warning("unexpected %s while reading a volume; recorded as IMAGE_UNREADABLE", type(exc).__name__)
+        return None, Finding(Reason.IMAGE_UNREADABLE, type(exc).__name__)
 
 
 def _fmt(values) -> str:

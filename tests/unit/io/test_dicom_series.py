@@ -98,6 +98,17 @@ def test_gantry_tilt_is_reported_with_angle_and_true_slice_axis(tmp_path):
     np.testing.assert_allclose(last[:3], spec.position(5), atol=1e-3)
 
 
+def test_position_rounding_noise_is_not_tilt(tmp_path):
+    spec = SeriesSpec(stored=phantom_volume((3, 8, 8)), spacing=(3.0, 1.0, 1.0))
+    noise = [(0.0, 0.0), (0.008, -0.005), (-0.004, 0.009)]
+
+    def jitter(ds, index):
+        x, y, z = map(float, ds.ImagePositionPatient)
+        ds.ImagePositionPatient = [x + noise[index][0], y + noise[index][1], z]
+    write_series(tmp_path, spec, edit=jitter)
+    assert "GANTRY_TILT" not in codes(load_volume(tmp_path))
+
+
 def test_two_series_in_one_folder_are_both_found_and_not_merged(tmp_path, ct_spec):
     other = SeriesSpec(stored=phantom_volume((4, 24, 28), seed=9), series_number=2, patient_id="P2")
     write_series(tmp_path, ct_spec)
