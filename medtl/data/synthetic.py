@@ -172,7 +172,7 @@ def write_radiograph(path: str | os.PathLike, stored: np.ndarray, *, pixel_spaci
     sop_class = DX_IMAGE_STORAGE if modality == "DX" else CR_IMAGE_STORAGE
     ds = _base_dataset(sop_class, uid("sop", patient_id, seed, instance), modality, patient_id,
                        "SYNTHETIC^PATIENT", seed)
-    ds.SeriesInstanceUID, ds.SeriesNumber, ds.InstanceNumber = uid("series", patient_id, seed, instance), 1, 1
+    ds.SeriesInstanceUID, ds.SeriesNumber, ds.InstanceNumber = uid("projection-series", patient_id, seed, instance), 1, 1
     ds.ImageType = ["ORIGINAL", "PRIMARY"]
     ds.PhotometricInterpretation = photometric
     ds.ImagerPixelSpacing = list(pixel_spacing)

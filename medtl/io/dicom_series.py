@@ -94,7 +94,6 @@ def _drop_same_sop(members: list[DicomFile], assembly: Assembly) -> list[DicomFi
 
 def _assemble_one_series(series_uid: str, members: list[DicomFile], assembly: Assembly) -> None:
     files = {info.path: info for info in members}
-    first = members[0]
     singles, stackable = [], defaultdict(list)
     for info in members:
         if info.projection or (info.n_frames > 1 and not info.enhanced):
@@ -118,7 +117,7 @@ def _assemble_one_series(series_uid: str, members: list[DicomFile], assembly: As
         if n_volumes > 1:
             findings.append(Finding(Reason.SERIES_SPLIT, f"part {index + 1} of {n_volumes}"))
         key = keyed_hash(series_uid + (f"|{label}" if n_volumes > 1 else ""), "series")
-        assembly.plans.append(_stack_plan(key, first, frames, files, findings))
+        assembly.plans.append(_stack_plan(key, files[frames[0].path], frames, files, findings))
     for index, info in enumerate(singles):
         findings = [Finding(Reason.SERIES_SPLIT, f"part {len(pieces) + index + 1} of {n_volumes}")] \
             if n_volumes > 1 else []

@@ -55,3 +55,22 @@ def test_version_and_config_error_exit_codes(tmp_path, capsys):
 def test_console_script_runs():
     result = subprocess.run([sys.executable, "-m", "medtl.cli", "--version"], capture_output=True, text=True)
     assert result.returncode == 0 and "medtl" in result.stdout
+
+
+def test_readme_documents_every_reason_code():
+    from pathlib import Path
+
+    from medtl.io.reasons import Reason
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    missing = [r.name for r in Reason if f"`{r.name}`" not in readme]
+    assert not missing, f"README lacks reason codes: {missing}"
+
+
+def test_every_shipped_config_validates():
+    from pathlib import Path
+
+    configs = sorted((Path(__file__).parents[2] / "configs").glob("*.yaml"))
+    assert configs
+    for path in configs:
+        load_config(path)

