@@ -17,7 +17,8 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     from .io.scan import scan_export, write_scan
 
     result = scan_export(args.export_dir, keep_paths=args.keep_paths, workers=args.workers,
-                         include_derived=args.include_derived, progress=not args.quiet)
+                         include_derived=args.include_derived, progress=not args.quiet,
+                         verify_pixels=args.verify_pixels)
     out = write_scan(result, args.out, keep_paths=args.keep_paths)
     summary = result.summary
     if not args.quiet:
@@ -54,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--workers", type=int, default=None, help="header-reading processes (default: all cores)")
     scan.add_argument("--include-derived", action="store_true",
                       help="keep derived images and secondary captures instead of skipping them")
+    scan.add_argument("--verify-pixels", action="store_true",
+                      help="also decode every usable series (finds corrupt codestreams; slower)")
     scan.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     scan.set_defaults(run=_cmd_scan)
 

@@ -82,8 +82,12 @@ def _fmt(values) -> str:
 
 
 def scan_export(root: str | os.PathLike, keep_paths: bool = False, workers: int | None = None,
-                include_derived: bool = False, progress: bool = True) -> ScanResult:
-    """Index every file under ``root`` and group DICOM files into series."""
+                include_derived: bool = False, progress: bool = True, verify_pixels: bool = False) -> ScanResult:
+    """Index every file under ``root`` and group DICOM files into series.
+
+    ``verify_pixels`` also decodes every usable DICOM series, so corrupt codestreams
+    show up as ``DECODE_FAILED`` now rather than during training (slower).
+    """
     root = Path(root)
     if not root.is_dir():
         raise InputError(f"export folder does not exist or is not a folder: {root}")
@@ -100,6 +104,10 @@ def scan_export(root: str | os.PathLike, keep_paths: bool = False, workers: int 
     def skip(path: str, finding: Finding) -> None:
         result.skipped_rows.append({"file": file_key(path), "reason": finding.reason.name, "detail": finding.detail})
 
+    decoders = decoder_report()
+    for syntax, status in decoders.items():
+        if status != "ok":
+            log.warning("no decoder for %s here: files in it will be DECODER_MISSING (%s)", syntax, status)
     companions = _companions(paths)
     companion_files = {c for data in companions.values() for c in data}
     others = [p for p in paths if p not in companion_files and (is_nifti_path(p) or is_sitk_path(p))]
@@ -124,6 +132,8 @@ def scan_export(root: str | os.PathLike, keep_paths: bool = False, workers: int 
     assembly = assemble_series([f for f in indexed if f.skip is None])
     for path, finding in assembly.dropped:
         skip(path, finding)
+    if verify_pixels:
+        _verify_pixels(assembly.plans, progress)
     for plan in assembly.plans:
         if plan.refused is not None:
             for path in plan.counted_files:
@@ -149,10 +159,24 @@ def scan_export(root: str | os.PathLike, keep_paths: bool = False, workers: int 
         "series_by_reason": dict(Counter(code.split("(")[0] for r in result.series_rows
                                          for code in r["reasons"].split(";") if code).most_common()),
         "series_by_kind": dict(Counter(r["kind"] for r in result.series_rows)),
-        "decoders": decoder_report(), "seconds": round(elapsed, 3),
+        "decoders": decoders, "seconds": round(elapsed, 3),
         "files_per_second": round(result.files_found / elapsed, 1) if elapsed > 0 else None,
     }
     return result
+
+
+def _verify_pixels(plans, progress: bool) -> None:
+    """Decode each plan; a plan that cannot be decoded is refused with the decoder's reason."""
+    from .dicom import plan_to_volume
+
+    usable = [p for p in plans if p.refused is None]
+    with progress_bar("decoding", len(usable), progress) as advance:
+        for plan in usable:
+            try:
+                plan_to_volume(plan)
+            except InputError as exc:
+                plan.refused = Finding(Reason[exc.reason] if exc.reason else Reason.DECODE_FAILED, "")
+            advance(1)
 
 
 def _add_volume_row(result: ScanResult, volume, files: list[str], key: str, keep_paths: bool, root: Path) -> None:

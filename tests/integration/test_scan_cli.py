@@ -120,3 +120,19 @@ def test_scan_of_public_test_corpora_shipped_in_packages(package, tmp_path):
     assert result.files_found > 50
     assert sum(r["n_files"] for r in result.series_rows) + len(result.skipped_rows) == result.files_found
     assert len(result.series_rows) >= 5
+
+
+def test_verify_pixels_refuses_a_series_with_a_corrupt_codestream(tmp_path):
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import RLELossless
+
+    root = tmp_path / "export"
+    paths = write_series(root, SeriesSpec(stored=phantom_volume((4, 8, 8))))
+    ds = pydicom.dcmread(paths[1])
+    ds.compress(RLELossless)
+    ds.PixelData = encapsulate([b"\x01\x00\x00\x00" + b"\0" * 60 + b"\x7f" * 10])
+    ds.save_as(paths[1])
+    assert len(scan_export(root, progress=False).series_rows) == 1  # header-only scan cannot know
+    result = scan_export(root, progress=False, verify_pixels=True)
+    assert result.series_rows == []
+    assert [r["reason"] for r in result.skipped_rows] == ["DECODE_FAILED"] * 4
