@@ -4,7 +4,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "MedtlError", "Volume", "load_volume", "load_config", "scan_export"]
+__all__ = ["__version__", "MedtlError", "Volume", "load_volume", "load_config", "scan_export", "create_model"]
 
 
 def __getattr__(name: str):
@@ -21,6 +21,10 @@ def __getattr__(name: str):
         from .config import load_config
 
         return load_config
+    if name == "create_model":
+        from .models import create_model
+
+        return create_model
     if name == "scan_export":
         from .io.scan import scan_export
 

@@ -39,6 +39,36 @@ def _cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_models(args: argparse.Namespace) -> int:
+    from .models.backbones import list_backbones
+
+    print(f"{'backbone':<16} {'dims':<6} {'feature channels (strides 2-32)':<34} pretrained sources")
+    for spec in list_backbones():
+        sources = ", ".join(f"{name} ({'/'.join(f'{d}D' for d in sorted(files))} weights)"
+                            for name, files in spec.sources.items()) or "-"
+        dims = "/".join(map(str, spec.dims))
+        print(f"{spec.name:<16} {dims:<6} {str(spec.feature_channels):<34} {sources}")
+    print("any backbone also takes model.pretrained=none or a checkpoint path; 2D weights inflate to 3D")
+    return 0
+
+
+def _cmd_weights(args: argparse.Namespace) -> int:
+    from .models import weights
+
+    if args.action == "where":
+        print(weights.cache_dir())
+    elif args.action == "import":
+        if not args.file:
+            raise MedtlError("`medtl weights import` needs a FILE: the downloaded checkpoint to verify and install")
+        print(f"verified and installed {weights.import_weights(args.file)}")
+    else:
+        print(f"cache: {weights.cache_dir()}")
+        for row in weights.cached_status():
+            mark = "cached " if row["cached"] else "missing"
+            print(f"  {mark}  {row['key']:<26} {row['file']:<32} sha256 {row['sha256']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medtl", description="Medical-imaging transfer learning toolkit.")
     parser.add_argument("--version", action="version", version=f"medtl {__version__}")
@@ -65,6 +95,19 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("config", metavar="CONFIG", nargs="?", help="YAML file (omit for defaults)")
     config.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key")
     config.set_defaults(run=_cmd_config)
+
+    models = commands.add_parser("models", help="list backbones, their dims and pretrained sources",
+                                 description="List registered backbones with dims, feature channels and the "
+                                             "pretrained weight sources each supports.")
+    models.set_defaults(run=_cmd_models)
+
+    weights = commands.add_parser("weights", help="offline pretrained-weight cache: list, import, where",
+                                  description="list: known weight files and whether they are cached; "
+                                              "import FILE: verify a file obtained elsewhere and install it; "
+                                              "where: print the cache folder (TORCH_HOME/hub/checkpoints).")
+    weights.add_argument("action", choices=["list", "import", "where"])
+    weights.add_argument("file", nargs="?", metavar="FILE", help="checkpoint to import")
+    weights.set_defaults(run=_cmd_weights)
     return parser
 
 

@@ -38,11 +38,14 @@ class ModelConfig(_Section):
     pretrained: str = "imagenet"  # imagenet | medicalnet | none | path to a checkpoint
     input_adapt: Literal["sum", "mean", "first", "random"] = "sum"
     inflate: Literal["mean", "center"] = "mean"
+    dropout: float = Field(0.0, ge=0, lt=1)
 
 
 class FinetuneConfig(_Section):
     strategy: Literal["linear", "full", "gradual", "discriminative"] = "full"
     l2sp: float = Field(0.0, ge=0)
+    unfreeze_every: int = Field(1, ge=1)  # gradual: epochs between unfreezing stages
+    lr_decay: float = Field(0.5, gt=0, le=1)  # discriminative: factor per stage below the head
 
 
 class TrainConfig(_Section):

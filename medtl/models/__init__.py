@@ -1,0 +1,5 @@
+"""Backbones, pretrained weights, adaptation and heads."""
+
+from .build import MedtlModel, create_model
+
+__all__ = ["MedtlModel", "create_model"]

@@ -1,0 +1,149 @@
+"""``create_model``: backbone + head + pretrained weights, with an adaptation report."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError, MedtlError
+from .adapt import AdaptationReport, transfer_state
+from .backbones import BackboneSpec, get_backbone_spec
+from .heads import ClassificationHead, SegmentationHead
+from .keymaps import head_keys, to_backbone_keys
+from .weights import WEIGHT_FILES, ensure_weights, load_state_dict_file, sha256_file
+
+log = logging.getLogger("medtl")
+TASKS = ("classification", "segmentation")
+_BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+class MedtlModel(nn.Module):
+    """A backbone (returning multi-scale features) under a task head.
+
+    ``frozen_stages`` names backbone stages whose parameters are frozen; their
+    BatchNorm layers stay in eval mode (running statistics frozen) even in ``train()``.
+    """
+
+    def __init__(self, backbone: nn.Module, head: nn.Module, *, spec: BackboneSpec, task: str, dims: int,
+                 in_channels: int, num_classes: int):
+        super().__init__()
+        self.backbone, self.head = backbone, head
+        self.spec, self.task, self.dims = spec, task, dims
+        self.in_channels, self.num_classes = in_channels, num_classes
+        self.frozen_stages: set[str] = set()
+        self.adaptation: AdaptationReport | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.task != "segmentation":
+            return self.head(self.backbone(x), x.shape)
+        # The decoder needs sizes divisible by the deepest stride: pad at the far end, crop back.
+        stride = self.spec.reductions[-1]
+        size = x.shape[2:]
+        padding = [(-s) % stride for s in size]
+        if any(padding):
+            flat = [p for amount in reversed(padding) for p in (0, amount)]
+            x = nn.functional.pad(x, flat, mode="replicate" if x.dim() <= 5 else "constant")
+        logits = self.head(self.backbone(x), x.shape)
+        return logits[(..., *[slice(0, s) for s in size])]
+
+    def stages(self) -> list[tuple[str, list[nn.Module]]]:
+        """Backbone stages from input to top (the head is not a stage)."""
+        return self.backbone.stages()
+
+    def set_frozen(self, stage_names: set[str]) -> None:
+        """Freeze exactly these backbone stages (parameters and BatchNorm statistics)."""
+        known = {name for name, _ in self.stages()}
+        unknown = set(stage_names) - known
+        if unknown:
+            raise MedtlError(f"unknown stages {sorted(unknown)}; this backbone has {sorted(known)}")
+        self.frozen_stages = set(stage_names)
+        for name, modules in self.stages():
+            for module in modules:
+                for parameter in module.parameters():
+                    parameter.requires_grad_(name not in self.frozen_stages)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> "MedtlModel":
+        super().train(mode)
+        for name, modules in self.stages():
+            if name in self.frozen_stages:
+                for module in modules:
+                    for layer in module.modules():
+                        if isinstance(layer, _BN):
+                            layer.eval()
+        return self
+
+    def describe(self) -> dict:
+        return {"backbone": self.spec.name, "dims": self.dims, "in_channels": self.in_channels,
+                "num_classes": self.num_classes, "task": self.task}
+
+
+def create_model(backbone: str, *, dims: int, num_classes: int, in_channels: int = 1,
+                 task: str = "classification", pretrained: str | Path | None = None, input_adapt: str = "sum",
+                 inflate: str = "mean", dropout: float = 0.0, download: bool = True) -> MedtlModel:
+    """Build a backbone + head and put pretrained weights under it.
+
+    ``pretrained``: ``None``/``"none"`` (random init), ``"imagenet"``, ``"medicalnet"``, or a path to a
+    ``.pt`` state dict / ``.safetensors`` checkpoint (e.g. from ``medtl pretrain``). The model's
+    ``adaptation`` attribute reports what happened to every tensor.
+    """
+    spec = get_backbone_spec(backbone)
+    if dims not in spec.dims:
+        raise ConfigError(f"backbone '{backbone}' supports dims {spec.dims}, not {dims}")
+    if task not in TASKS:
+        raise ConfigError(f"task must be one of {TASKS}, got '{task}'")
+    if num_classes < 1 or in_channels < 1:
+        raise ConfigError(f"num_classes and in_channels must be >= 1 (got {num_classes}, {in_channels})")
+    source = "none" if pretrained in (None, "none", "") else str(pretrained)
+    weight = WEIGHT_FILES[spec.source_for(source, dims)] if source in ("imagenet", "medicalnet") else None
+    net = spec.builder(dims, in_channels, **dict(weight.arch if weight else ()))
+    if task == "classification":
+        head: nn.Module = ClassificationHead(spec.feature_channels[-1], num_classes, dims, dropout)
+    else:
+        head = SegmentationHead(spec.feature_channels, num_classes, dims, in_channels)
+    model = MedtlModel(net, head, spec=spec, task=task, dims=dims, in_channels=in_channels, num_classes=num_classes)
+    options = dict(first_conv=spec.first_conv, in_channels=in_channels, input_adapt=input_adapt, inflate=inflate,
+                   prefix="backbone.")
+    if source == "none":
+        report = AdaptationReport(source="none")
+        report.new = {"backbone.*": "random init (model.pretrained=none)", "head.*": "random init"}
+    elif weight is not None:
+        path = ensure_weights(weight, download=download)
+        report = AdaptationReport(source=f"{source} ({weight.key})", file=weight.filename, sha256=sha256_file(path))
+        state, _ = load_state_dict_file(path)
+        transfer_state(net, to_backbone_keys(state, weight.layout), report,
+                       drop_prefixes=spec.classifier_prefixes + ("conv_seg.",), **options)
+        report.new["head.*"] = f"{task} head, freshly initialised"
+    else:
+        report = _load_own_checkpoint(model, Path(source), options)
+    model.adaptation = report
+    log.info(report.summary())
+    return model
+
+
+def _load_own_checkpoint(model: MedtlModel, path: Path, options: dict) -> AdaptationReport:
+    state, metadata = load_state_dict_file(path)
+    expected = metadata.get("backbone")
+    if expected and expected != model.spec.name:
+        raise ConfigError(f"checkpoint {path} was trained with backbone '{expected}', but model.backbone is "
+                          f"'{model.spec.name}'; set model.backbone={expected}")
+    report = AdaptationReport(source="checkpoint", file=path.name, sha256=sha256_file(path))
+    transfer_state(model.backbone, to_backbone_keys(state, "medtl"), report,
+                   drop_prefixes=model.spec.classifier_prefixes, **options)
+    report.unexpected = [k for k in report.unexpected if not k.startswith("backbone.head.")]
+    source_head = head_keys(state)
+    target_head = model.head.state_dict()
+    same_shape = source_head.keys() == target_head.keys() and all(
+        source_head[k].shape == target_head[k].shape for k in target_head)
+    if source_head and same_shape:
+        model.head.load_state_dict(source_head)
+        report.loaded.extend(f"head.{k}" for k in target_head)
+    elif source_head:
+        report.new["head.*"] = (f"re-initialised: the checkpoint's head does not fit this task "
+                                f"({metadata.get('num_classes', '?')} outputs vs {model.num_classes} here)")
+    else:
+        report.new["head.*"] = "checkpoint has no head; freshly initialised"
+    return report

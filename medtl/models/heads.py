@@ -1,0 +1,46 @@
+"""Task heads over a backbone's multi-scale features."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class ClassificationHead(nn.Module):
+    """Global average pooling, dropout, linear: binary, multi-class or multi-label logits."""
+
+    def __init__(self, in_channels: int, num_classes: int, dims: int, dropout: float = 0.0):
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(1) if dims == 2 else nn.AdaptiveAvgPool3d(1)
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(in_channels, num_classes)
+
+    def forward(self, features: list[torch.Tensor], input_shape: torch.Size | None = None) -> torch.Tensor:
+        return self.fc(self.dropout(torch.flatten(self.pool(features[-1]), 1)))
+
+
+def decoder_channels(feature_channels: tuple[int, ...]) -> tuple[int, ...]:
+    """Decoder widths, deepest first: the U-Net defaults capped by the encoder's own widths."""
+    defaults = (256, 128, 64, 32, 16)
+    return tuple(max(8, min(d, c)) for d, c in zip(defaults, reversed(feature_channels)))
+
+
+class SegmentationHead(nn.Module):
+    """U-Net decoder (MONAI's FlexibleUNet blocks) with skips, logits at input resolution."""
+
+    def __init__(self, feature_channels: tuple[int, ...], num_classes: int, dims: int, in_channels: int):
+        super().__init__()
+        from monai.networks.nets.flexible_unet import SegmentationHead as OutputConv
+        from monai.networks.nets.flexible_unet import UNetDecoder
+
+        channels = decoder_channels(feature_channels)
+        self.decoder = UNetDecoder(spatial_dims=dims, encoder_channels=(in_channels, *feature_channels),
+                                   decoder_channels=channels, act=("relu", {"inplace": True}),
+                                   norm=("batch", {"eps": 1e-3, "momentum": 0.1}), dropout=0.0, bias=False,
+                                   upsample="nontrainable", pre_conv="default", interp_mode="nearest",
+                                   align_corners=None, is_pad=True)
+        self.output = OutputConv(spatial_dims=dims, in_channels=channels[-1], out_channels=num_classes,
+                                 kernel_size=3, act=None)
+
+    def forward(self, features: list[torch.Tensor], input_shape: torch.Size | None = None) -> torch.Tensor:
+        return self.output(self.decoder(features, len(features) - 1))

@@ -1,0 +1,210 @@
+"""Pretrained weight files: where they come from, where they are cached, how they load.
+
+Offline first: nothing touches the network at import. Files live in the standard
+torch hub cache (``$TORCH_HOME/hub/checkpoints``). ``MEDTL_WEIGHTS_MIRROR`` (a base
+URL) replaces the origin of every download. A file whose SHA-256 does not match the
+hash in its canonical name is refused and not cached. Loading never unpickles code:
+``torch.load(weights_only=True)`` or safetensors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import MedtlError
+
+log = logging.getLogger("medtl")
+MIRROR_ENV = "MEDTL_WEIGHTS_MIRROR"
+
+
+class WeightsError(MedtlError):
+    """A weight file is missing, fails its hash check, or is unsafe to load."""
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """One downloadable checkpoint and the facts needed to use it."""
+
+    key: str
+    url: str
+    sha256: str | None  # full digest or the prefix in the canonical name; None = not pinned upstream
+    layout: str  # key layout: torchvision, torchvision-densenet, efficientnet, medicalnet
+    dims: int = 2
+    in_channels: int = 3
+    arch: tuple[tuple[str, object], ...] = ()  # architecture settings the weights need
+    note: str = ""
+
+    @property
+    def filename(self) -> str:
+        return self.url.rsplit("/", 1)[-1]
+
+
+_TV = "https://download.pytorch.org/models/"
+_EFF = "https://github.com/lukemelas/EfficientNet-PyTorch/releases/download/1.0/"
+_MEDNET = "https://huggingface.co/TencentMedicalNet/MedicalNet-Resnet{d}/resolve/main/resnet_{d}_23dataset.pth"
+_NO_HASH = "MedicalNet publishes no hashes; the SHA-256 of the file used is recorded in the adaptation report"
+
+WEIGHT_FILES: dict[str, WeightFile] = {}
+
+
+def register_weight_file(weight: WeightFile) -> WeightFile:
+    WEIGHT_FILES[weight.key] = weight
+    return weight
+
+
+for _name, _file in (("resnet18", "resnet18-f37072fd.pth"), ("resnet34", "resnet34-b627a593.pth"),
+                     ("resnet50", "resnet50-0676ba61.pth")):
+    register_weight_file(WeightFile(f"{_name}-imagenet", _TV + _file, _file.split("-")[1][:8], "torchvision"))
+register_weight_file(WeightFile("densenet121-imagenet", _TV + "densenet121-a639ec97.pth", "a639ec97",
+                                "torchvision-densenet"))
+register_weight_file(WeightFile("efficientnet-b0-imagenet", _EFF + "efficientnet-b0-355c32eb.pth", "355c32eb",
+                                "efficientnet"))
+for _depth in (18, 34, 50):
+    register_weight_file(WeightFile(
+        f"resnet{_depth}-medicalnet", _MEDNET.format(d=_depth), None, "medicalnet", dims=3, in_channels=1,
+        arch=(("shortcut_type", "A" if _depth in (18, 34) else "B"), ("bias_downsample", _depth in (18, 34))),
+        note=_NO_HASH))
+
+
+def cache_dir() -> Path:
+    """The torch hub checkpoint cache (honours ``TORCH_HOME``)."""
+    import torch.hub
+
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def hash_matches(digest: str, expected: str | None) -> bool:
+    return expected is None or digest.startswith(expected.lower())
+
+
+def source_url(weight: WeightFile) -> str:
+    mirror = os.environ.get(MIRROR_ENV, "").strip()
+    return f"{mirror.rstrip('/')}/{weight.filename}" if mirror else weight.url
+
+
+def _fix_hint(weight: WeightFile) -> str:
+    expected = f"sha256 starting {weight.sha256}" if weight.sha256 else "no published hash"
+    return (f"'{weight.filename}' ({expected}) is not in {cache_dir()}. On a machine with internet, download "
+            f"{weight.url} and run `medtl weights import {weight.filename}` here, or set {MIRROR_ENV} to a "
+            "server that holds it, or use model.pretrained=none")
+
+
+def ensure_weights(weight: WeightFile, download: bool = True, progress: bool = True) -> Path:
+    """Path of the verified cached file, downloading it first when allowed."""
+    path = cache_dir() / weight.filename
+    if path.exists():
+        digest = sha256_file(path)
+        if hash_matches(digest, weight.sha256):
+            return path
+        raise WeightsError(f"cached {path} has sha256 {digest[:16]}..., expected {weight.sha256}; delete it "
+                           f"and download again (or `medtl weights import` a good copy)")
+    if not download:
+        raise WeightsError(_fix_hint(weight))
+    import torch.hub
+
+    url = source_url(weight)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    log.info("downloading %s from %s", weight.filename, url.split("?")[0])
+    try:
+        # Downloads to a temporary file, checks the hash prefix, then renames: nothing bad is cached.
+        torch.hub.download_url_to_file(url, str(path), hash_prefix=weight.sha256, progress=progress)
+    except RuntimeError as exc:
+        if "invalid hash" in str(exc):
+            raise WeightsError(f"refused {weight.filename} from {url}: {exc}; the file was not cached") from exc
+        raise WeightsError(f"download of {url} failed ({exc}); {_fix_hint(weight)}") from exc
+    except OSError as exc:  # URLError, connection refused, DNS failure: offline
+        raise WeightsError(f"cannot download {url} ({getattr(exc, 'reason', exc)}); {_fix_hint(weight)}") from exc
+    return path
+
+
+def import_weights(source: str | Path) -> Path:
+    """Verify a file obtained elsewhere against the registry and install it in the cache."""
+    source = Path(source)
+    if not source.is_file():
+        raise WeightsError(f"weights file not found: {source}")
+    digest = sha256_file(source)
+    by_name = [w for w in WEIGHT_FILES.values() if w.filename == source.name]
+    by_hash = [w for w in WEIGHT_FILES.values() if w.sha256 and digest.startswith(w.sha256)]
+    candidates = by_hash or by_name
+    if not candidates:
+        known = ", ".join(sorted(w.filename for w in WEIGHT_FILES.values()))
+        raise WeightsError(f"{source.name} (sha256 {digest[:16]}...) matches no known weight file; known: {known}")
+    weight = candidates[0]
+    if not hash_matches(digest, weight.sha256):
+        raise WeightsError(f"{source} has sha256 {digest[:16]}..., but {weight.filename} must start with "
+                           f"{weight.sha256}; the file is corrupt or a different version")
+    target = cache_dir() / weight.filename
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.importing")
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
+    return target
+
+
+def cached_status() -> list[dict]:
+    """One row per known weight file: key, file name, whether cached."""
+    directory = cache_dir()
+    return [{"key": w.key, "file": w.filename, "sha256": w.sha256 or "-", "cached": (directory / w.filename).exists(),
+             "dims": w.dims} for w in WEIGHT_FILES.values()]
+
+
+_UNWRAP_KEYS = ("state_dict", "model_state_dict", "model", "module")
+
+
+def load_state_dict_file(path: str | Path) -> tuple[dict, dict]:
+    """``(state_dict, metadata)`` from a ``.safetensors`` or weights-only torch file.
+
+    Nested ``{"state_dict": ...}`` containers are unwrapped and a ``module.`` prefix
+    (DataParallel) is removed. A pickle that wants to run code is refused.
+    """
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"checkpoint not found: {path}; check model.pretrained")
+    metadata: dict = {}
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        with safe_open(str(path), framework="pt") as f:
+            metadata = dict(f.metadata() or {})
+        state = load_file(str(path))
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - torch raises UnpicklingError or RuntimeError variants
+            raise WeightsError(f"refused to load {path}: it is not a plain weights file ({type(exc).__name__}: "
+                               f"{str(exc).splitlines()[0][:200]}). medtl loads checkpoints with "
+                               "weights_only=True; re-save it as a state dict or .safetensors") from exc
+    while isinstance(state, dict) and len(state) and not _is_tensor_dict(state):
+        inner = next((state[k] for k in _UNWRAP_KEYS if isinstance(state.get(k), dict)), None)
+        if inner is None:
+            metadata.update({k: v for k, v in state.items() if isinstance(v, (str, int, float))})
+            break
+        metadata.update({k: v for k, v in state.items() if isinstance(v, (str, int, float))})
+        state = inner
+    tensors = {re.sub(r"^module\.", "", k): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise WeightsError(f"{path} holds no tensors; expected a state dict")
+    return tensors, metadata
+
+
+def _is_tensor_dict(state: dict) -> bool:
+    import torch
+
+    return any(isinstance(v, torch.Tensor) for v in state.values())

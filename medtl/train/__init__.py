@@ -1,0 +1,1 @@
+"""Training: fine-tuning strategies, losses, loop, checkpoints."""

@@ -1,0 +1,222 @@
+"""Pretrained weights: download through a mirror, hash checks, safe loading, exact adaptation."""
+
+import os
+import pickle
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import medtl
+from medtl.errors import MedtlError
+from medtl.models import weights
+from medtl.models.adapt import adapt_input_channels, inflate_kernel
+from medtl.models.backbones import get_backbone_spec
+from tests.unit.models.conftest import save_canonical, torchvision_densenet_layout
+
+
+def fake_entry(key, filename, prefix, layout="torchvision", **extra):
+    return weights.register_weight_file(weights.WeightFile(key, f"https://origin.invalid/{filename}", prefix,
+                                                           layout, **extra))
+
+
+def use_entry(monkeypatch, backbone, source, key, dims=2):
+    spec = get_backbone_spec(backbone)
+    monkeypatch.setattr(spec, "sources", {**spec.sources, source: {dims: key}}, raising=False)
+
+
+@pytest.fixture
+def tiny_imagenet(tmp_path, monkeypatch):
+    """A tiny-resnet '3-channel ImageNet' checkpoint in torchvision layout (with an fc)."""
+    net = get_backbone_spec("tiny-resnet").builder(2, 3)
+    state = {**net.state_dict(), "fc.weight": torch.randn(1000, 64), "fc.bias": torch.randn(1000)}
+    path, prefix = save_canonical(state, tmp_path, "tiny-resnet")
+    entry = fake_entry("tiny-resnet-imagenet", path.name, prefix)
+    # frozen dataclass: swap the spec's sources for this test
+    spec = get_backbone_spec("tiny-resnet")
+    object.__setattr__(spec, "sources", {"imagenet": {2: entry.key}})
+    yield path, entry, net
+    object.__setattr__(spec, "sources", {})
+
+
+def test_download_through_mirror_with_matching_hash(tiny_imagenet, http_server, monkeypatch):
+    path, entry, _ = tiny_imagenet
+    folder, base = http_server
+    (folder / path.name).write_bytes(path.read_bytes())
+    monkeypatch.setenv(weights.MIRROR_ENV, base + "/")
+    model = medtl.create_model("tiny-resnet", dims=2, num_classes=2, pretrained="imagenet")
+    assert (weights.cache_dir() / path.name).exists()
+    report = model.adaptation
+    assert report.adapted == {"backbone.conv1.weight": "sum of 3 input channels"}
+    assert set(report.dropped) == {"backbone.fc.weight", "backbone.fc.bias"}
+    assert report.new == {"head.*": "classification head, freshly initialised"}
+    assert report.sha256.startswith(entry.sha256)
+
+
+def test_download_with_wrong_hash_is_refused_and_not_cached(tiny_imagenet, http_server, monkeypatch):
+    path, entry, _ = tiny_imagenet
+    folder, base = http_server
+    tampered = bytearray(path.read_bytes())
+    tampered[-20] ^= 0xFF
+    (folder / path.name).write_bytes(bytes(tampered))
+    monkeypatch.setenv(weights.MIRROR_ENV, base)
+    with pytest.raises(weights.WeightsError, match="refused"):
+        medtl.create_model("tiny-resnet", dims=2, num_classes=2, pretrained="imagenet")
+    assert not (weights.cache_dir() / path.name).exists()
+    assert not any(weights.cache_dir().iterdir())
+
+
+def test_offline_error_names_file_hash_and_fix(tiny_imagenet, monkeypatch):
+    path, entry, _ = tiny_imagenet
+    monkeypatch.setenv(weights.MIRROR_ENV, "http://127.0.0.1:9")  # discard port: nothing listens
+    with pytest.raises(weights.WeightsError) as error:
+        medtl.create_model("tiny-resnet", dims=2, num_classes=2, pretrained="imagenet")
+    message = str(error.value)
+    assert path.name in message and entry.sha256 in message and "medtl weights import" in message
+
+
+def test_import_verifies_and_installs(tiny_imagenet, tmp_path):
+    path, entry, _ = tiny_imagenet
+    installed = weights.import_weights(path)
+    assert installed == weights.cache_dir() / path.name
+    model = medtl.create_model("tiny-resnet", dims=2, num_classes=2, pretrained="imagenet", download=False)
+    assert model.adaptation.file == path.name
+    bad = tmp_path / "other" / path.name
+    bad.parent.mkdir()
+    bad.write_bytes(path.read_bytes()[:-10])
+    with pytest.raises(weights.WeightsError, match="corrupt or a different version"):
+        weights.import_weights(bad)
+
+
+def test_cli_weights_list_and_import(tiny_imagenet, capsys):
+    from medtl.cli import main
+
+    path, _, _ = tiny_imagenet
+    assert main(["weights", "import", str(path)]) == 0
+    assert main(["weights", "list"]) == 0
+    assert f"cached   tiny-resnet-imagenet" in capsys.readouterr().out
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (os.system, ("touch pwned_by_pickle",))
+
+
+def test_checkpoint_that_runs_code_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "evil.pt"
+    with open(path, "wb") as f:
+        pickle.dump({"conv1.weight": _Exploit()}, f, protocol=2)
+    with pytest.raises(weights.WeightsError, match="weights_only=True"):
+        medtl.create_model("tiny-resnet", dims=2, num_classes=2, pretrained=str(path))
+    assert not (tmp_path / "pwned_by_pickle").exists()
+
+
+def medtl_checkpoint(model, path, **metadata):
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    if str(path).endswith(".safetensors"):
+        save_file(state, str(path), metadata={k: str(v) for k, v in metadata.items()})
+    else:
+        torch.save(state, path)
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_sum_adaptation_is_exact(tmp_path, suffix):
+    rgb = medtl.create_model("tiny-resnet", dims=2, num_classes=3, in_channels=3).eval()
+    path = medtl_checkpoint(rgb, tmp_path / f"rgb{suffix}", backbone="tiny-resnet")
+    gray = medtl.create_model("tiny-resnet", dims=2, num_classes=3, in_channels=1, pretrained=str(path)).eval()
+    x = torch.randn(2, 1, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(gray(x), rgb(x.repeat(1, 3, 1, 1)), atol=1e-5, rtol=1e-5)
+    assert "head.fc.weight" in gray.adaptation.loaded
+
+
+def test_six_channel_tiling_is_exact_on_repeated_input(tmp_path):
+    rgb = medtl.create_model("tiny-resnet", dims=2, num_classes=2, in_channels=3).eval()
+    path = medtl_checkpoint(rgb, tmp_path / "rgb.pt")
+    six = medtl.create_model("tiny-resnet", dims=2, num_classes=2, in_channels=6, pretrained=str(path)).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(six(torch.cat([x, x], 1)), rgb(x), atol=1e-5, rtol=1e-5)
+
+
+def test_center_inflation_is_exact_on_depth_constant_volume(tmp_path):
+    flat = medtl.create_model("tiny-resnet", dims=2, num_classes=2).eval()
+    path = medtl_checkpoint(flat, tmp_path / "flat.pt")
+    deep = medtl.create_model("tiny-resnet", dims=3, num_classes=2, pretrained=str(path), inflate="center").eval()
+    x = torch.randn(2, 1, 64, 64)
+    volume = x.unsqueeze(2).repeat(1, 1, 16, 1, 1)
+    with torch.no_grad():
+        torch.testing.assert_close(deep(volume), flat(x), atol=1e-5, rtol=1e-4)
+    assert deep.adaptation.adapted["backbone.conv1.weight"] == "inflated 2D->3D (center, depth 7)"
+
+
+def test_kernel_adaptation_properties():
+    weight = torch.randn(8, 3, 3, 3)
+    assert torch.allclose(adapt_input_channels(weight, 1, "mean")[0], weight.mean(1, keepdim=True))
+    assert torch.equal(adapt_input_channels(weight, 1, "first")[0], weight[:, :1])
+    assert adapt_input_channels(weight, 1, "random")[0].shape == (8, 1, 3, 3)
+    inflated = inflate_kernel(weight, 5, "mean")
+    assert inflated.shape == (8, 3, 5, 3, 3)
+    assert torch.allclose(inflated.sum(2), weight, atol=1e-6)
+
+
+def test_head_reinitialised_when_classes_differ(tmp_path):
+    source = medtl.create_model("tiny-resnet", dims=2, num_classes=5)
+    path = medtl_checkpoint(source, tmp_path / "s.safetensors", backbone="tiny-resnet", num_classes=5)
+    target = medtl.create_model("tiny-resnet", dims=2, num_classes=2, pretrained=str(path))
+    assert "re-initialised" in target.adaptation.new["head.*"] and "5 outputs vs 2" in target.adaptation.new["head.*"]
+    assert len(target.adaptation.loaded) == len(source.backbone.state_dict())
+
+
+def test_unexplained_missing_key_is_an_error(tmp_path):
+    state = medtl.create_model("tiny-resnet", dims=2, num_classes=2).backbone.state_dict()
+    del state["layer4.0.conv1.weight"]
+    torch.save(state, tmp_path / "partial.pt")
+    with pytest.raises(MedtlError, match="layer4.0.conv1.weight"):
+        medtl.create_model("tiny-resnet", dims=2, num_classes=2, pretrained=str(tmp_path / "partial.pt"))
+
+
+def test_checkpoint_of_another_backbone_is_refused(tmp_path):
+    model = medtl.create_model("tiny-densenet", dims=2, num_classes=2)
+    path = medtl_checkpoint(model, tmp_path / "d.safetensors", backbone="tiny-densenet")
+    with pytest.raises(MedtlError, match="model.backbone=tiny-densenet"):
+        medtl.create_model("tiny-resnet", dims=2, num_classes=2, pretrained=str(path))
+
+
+def test_real_size_imagenet_layouts_map_completely(tmp_path, monkeypatch):
+    """torchvision ResNet-18 / DenseNet-121 (old key style) and EfficientNet-B0 files load with no gaps."""
+    from monai.networks.nets import EfficientNetBN
+
+    layouts = {
+        "resnet18": {**get_backbone_spec("resnet18").builder(2, 3).state_dict(),
+                     "fc.weight": torch.zeros(1000, 512), "fc.bias": torch.zeros(1000)},
+        "densenet121": {**torchvision_densenet_layout(get_backbone_spec("densenet121").builder(2, 3).state_dict()),
+                        "classifier.weight": torch.zeros(1000, 1024), "classifier.bias": torch.zeros(1000)},
+        "efficientnet-b0": EfficientNetBN("efficientnet-b0", pretrained=False, spatial_dims=2).state_dict(),
+    }
+    for name, state in layouts.items():
+        path, prefix = save_canonical(state, tmp_path, name)
+        entry = weights.WEIGHT_FILES[f"{name}-imagenet"]
+        fake_entry(entry.key, path.name, prefix, entry.layout)
+        weights.import_weights(path)
+        model = medtl.create_model(name, dims=3, num_classes=2, pretrained="imagenet", download=False)
+        report = model.adaptation
+        assert not report.unexpected, (name, report.unexpected[:3])
+        assert report.dropped and len(report.loaded) + len(report.adapted) == len(model.backbone.state_dict())
+        assert all("inflated" in note for note in report.adapted.values())
+
+
+def test_medicalnet_layout(tmp_path):
+    net = get_backbone_spec("resnet18").builder(3, 1, shortcut_type="A", bias_downsample=True)
+    state = {"state_dict": {f"module.{k}": v for k, v in net.state_dict().items()}}
+    state["state_dict"]["module.conv_seg.0.weight"] = torch.zeros(32, 512, 3, 3, 3)
+    torch.save(state, tmp_path / "resnet_18_23dataset.pth")
+    fake_entry("resnet18-medicalnet", "resnet_18_23dataset.pth", None, "medicalnet", dims=3, in_channels=1,
+               arch=(("shortcut_type", "A"), ("bias_downsample", True)))
+    weights.import_weights(tmp_path / "resnet_18_23dataset.pth")
+    model = medtl.create_model("resnet18", dims=3, num_classes=2, pretrained="medicalnet", download=False)
+    assert model.adaptation.adapted == {}
+    assert list(model.adaptation.dropped) == ["backbone.conv_seg.0.weight"]
+    assert not any("downsample" in k for k in model.backbone.state_dict())  # shortcut A has no parameters
