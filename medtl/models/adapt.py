@@ -109,6 +109,7 @@ def transfer_state(module: torch.nn.Module, source: dict, report: AdaptationRepo
             reason = next((why for p, why in allow_new.items() if key.startswith(p)), None)
             if key.endswith(_HARMLESS_MISSING):
                 result[key] = wanted
+                report.new[name] = "BatchNorm step counter absent from the checkpoint; starts at 0"
             elif reason:
                 report.new[name] = reason
             else:
