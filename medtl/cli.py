@@ -39,6 +39,28 @@ def _cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_cv(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .config import load_config
+    from .train.crossval import run_cv
+
+    config = load_config(args.config, args.set)
+    out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
+    run = run_cv(config, out, progress=not args.quiet)
+    if not args.quiet:
+        for warning in run.warnings:
+            print(f"warning: {warning}")
+        main = run.metrics["summary"][run.metrics["primary_metric"]]
+        print(f"{run.metrics['main_arm']}: {run.metrics['primary_metric']} {main['pooled']:.3f} "
+              f"(95% CI {main['ci95'][0]:.3f}-{main['ci95'][1]:.3f}, patient bootstrap), "
+              f"folds {main['mean']:.3f} ± {main['std']:.3f}")
+        for verdict in run.verdicts:
+            print(verdict)
+        print(f"report: {out / 'report.html'}")
+    return 0
+
+
 def _cmd_models(args: argparse.Namespace) -> int:
     from .models.backbones import list_backbones
 
@@ -95,6 +117,17 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("config", metavar="CONFIG", nargs="?", help="YAML file (omit for defaults)")
     config.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key")
     config.set_defaults(run=_cmd_config)
+
+    cv = commands.add_parser("cv", help="patient-level cross-validated fine-tuning with a CV report",
+                             description="Run K-fold cross-validation of every arm (the configured model and each "
+                                         "`compare` entry) on patient-grouped folds; re-running on the same --out "
+                                         "resumes. Writes config.yaml, splits.csv, metrics.json, predictions.csv, "
+                                         "report.html, env.json and per-fold checkpoints.")
+    cv.add_argument("config", metavar="CONFIG", help="experiment YAML")
+    cv.add_argument("--out", metavar="RUN", help="run folder (default: runs/<config name>)")
+    cv.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    cv.add_argument("--quiet", action="store_true", help="no progress bars or summary")
+    cv.set_defaults(run=_cmd_cv)
 
     models = commands.add_parser("models", help="list backbones, their dims and pretrained sources",
                                  description="List registered backbones with dims, feature channels and the "

@@ -21,11 +21,24 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class AugmentConfig(_Section):
+    flip: bool = False  # off by default: left/right carries meaning in many tasks
+    rotate_deg: float = Field(10.0, ge=0, le=180)
+    scale: float = Field(0.1, ge=0, lt=1)
+    intensity: float = Field(0.1, ge=0, lt=1)
+    enabled: bool = True
+
+
 class DataConfig(_Section):
     manifest: Path | None = None
     dims: Literal[2, 3] = 2
     image_size: list[int] = Field(default_factory=lambda: [224, 224])
-    spacing: list[float] | None = None
+    spacing: list[float] | None = None  # 3D: resample to this spacing (mm) before resizing
+    intensity: Literal["percentile", "window", "none"] = "percentile"
+    window: list[float] = Field(default_factory=lambda: [40.0, 400.0])  # center, width (intensity=window)
+    percentiles: list[float] = Field(default_factory=lambda: [0.5, 99.5])
+    resample_mask: bool = False  # resample a mask with other geometry (nearest) instead of refusing it
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
 
     @field_validator("image_size", mode="before")
     @classmethod
@@ -53,12 +66,31 @@ class TrainConfig(_Section):
     batch_size: int = Field(8, ge=1)
     lr: float = Field(1e-3, gt=0)
     seed: int = 0
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    weight_decay: float = Field(1e-4, ge=0)
+    warmup_epochs: int = Field(1, ge=0)
+    loss: Literal["ce", "focal"] = "ce"  # segmentation always uses Dice+CE
+    class_weights: Literal["none", "balanced"] = "none"
+    sampler: Literal["shuffle", "balanced"] = "shuffle"
+    selection: Literal["last", "best_inner"] = "last"  # best_inner: best epoch on an inner patient split
+    inner_fraction: float = Field(0.2, gt=0, lt=0.5)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = True  # CUDA only
+    workers: int = Field(0, ge=0)
 
 
 class CVConfig(_Section):
     folds: int = Field(5, ge=2)
     group_by: str = "patient_id"
     repeats: int = Field(1, ge=1)
+    bootstrap: int = Field(1000, ge=100)  # resamples of patients for CIs and paired tests
+
+
+class ArmConfig(_Section):
+    """An extra arm: a name plus config overrides, e.g. {name: linear, set: {finetune.strategy: linear}}."""
+
+    name: str
+    set: dict[str, Any] = Field(default_factory=dict)
 
 
 class Config(_Section):
@@ -70,7 +102,7 @@ class Config(_Section):
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     cv: CVConfig = Field(default_factory=CVConfig)
-    compare: list[str] = Field(default_factory=list)
+    compare: list[str | ArmConfig] = Field(default_factory=list)
 
 
 def _model_at(location: tuple) -> type[BaseModel] | None:

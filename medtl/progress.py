@@ -11,7 +11,7 @@ from typing import Callable, Iterator
 def progress_bar(description: str, total: int, enabled: bool = True) -> Iterator[Callable[[int], None]]:
     """Yield ``advance(n)``; shows count, rate and ETA on stderr when ``enabled`` on a terminal."""
     if not enabled or not sys.stderr.isatty():
-        yield lambda n=1: None
+        yield lambda n=1, description=None: None
         return
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -21,7 +21,9 @@ def progress_bar(description: str, total: int, enabled: bool = True) -> Iterator
     with Progress(*columns, console=Console(stderr=True)) as progress:
         task = progress.add_task(description, total=total, rate="")
 
-        def advance(n: int = 1) -> None:
+        def advance(n: int = 1, description: str | None = None) -> None:
+            if description is not None:
+                progress.update(task, description=description)
             progress.advance(task, n)
             speed = progress.tasks[task].speed
             progress.update(task, rate=f"{speed:,.0f}/s" if speed else "")

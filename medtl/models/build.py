@@ -120,7 +120,7 @@ def create_model(backbone: str, *, dims: int, num_classes: int, in_channels: int
     else:
         report = _load_own_checkpoint(model, Path(source), options)
     model.adaptation = report
-    log.info(report.summary())
+    log.debug(report.summary())
     return model
 
 

@@ -1,0 +1,93 @@
+"""Manifest CSV -> cases (DESIGN.md 3.2).
+
+Columns: ``image`` (required), ``label`` (classification), ``mask`` (segmentation),
+``patient_id`` (grouping key; if absent, the DICOM PatientID), ``case_id`` (optional).
+Relative paths resolve against the manifest's folder. Patient ids are turned into
+keyed hashes here and never travel further.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import InputError
+from ..io.pseudonym import keyed_hash
+
+
+@dataclass
+class Case:
+    """One row of a manifest: paths, label and opaque keys."""
+
+    case_id: str
+    image: Path
+    label: str | None
+    mask: Path | None
+    patient_key: str  # empty until read from the DICOM header when the manifest has no patient_id
+    group_key: str
+
+
+@dataclass
+class Manifest:
+    path: Path
+    cases: list[Case]
+    class_names: list[str]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def class_index(self, label: str) -> int:
+        return self.class_names.index(label)
+
+
+def _sort_labels(labels: set[str]) -> list[str]:
+    try:
+        return sorted(labels, key=float)
+    except ValueError:
+        return sorted(labels)
+
+
+def read_manifest(path: str | Path, task: str, group_by: str = "patient_id") -> Manifest:
+    """Read and validate a manifest; errors name the row and column to fix."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"manifest not found: {path}; set data.manifest (relative to the config file)")
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        columns = [c.strip() for c in reader.fieldnames or []]
+        rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in reader]
+    needed = ["image", "label" if task == "classification" else "mask"]
+    missing = [c for c in needed if c not in columns]
+    if missing:
+        raise InputError(f"manifest {path} lacks column(s) {missing} needed for {task}; it has {columns}")
+    if group_by != "patient_id" and group_by not in columns:
+        raise InputError(f"cv.group_by is '{group_by}' but manifest {path} has no such column ({columns})")
+    cases, seen_ids = [], set()
+    for number, row in enumerate(rows, start=2):
+        where = f"{path.name} line {number}"
+        if not row.get("image"):
+            raise InputError(f"{where}: empty 'image'")
+        image = (path.parent / row["image"]).resolve()
+        mask = (path.parent / row["mask"]).resolve() if row.get("mask") else None
+        if task == "segmentation" and mask is None:
+            raise InputError(f"{where}: empty 'mask' in a segmentation manifest")
+        label = row.get("label") or None
+        if task == "classification" and label is None:
+            raise InputError(f"{where}: empty 'label' in a classification manifest")
+        case_id = row.get("case_id") or keyed_hash(row["image"], "case")
+        if case_id in seen_ids:
+            raise InputError(f"{where}: case_id '{case_id}' repeats; case ids must be unique")
+        seen_ids.add(case_id)
+        patient = row.get("patient_id", "")
+        patient_key = keyed_hash(patient, "patient") if patient else ""
+        group = row.get(group_by, "") if group_by != "patient_id" else patient
+        cases.append(Case(case_id, image, label, mask, patient_key,
+                          keyed_hash(group, "group") if group else ""))
+    if not cases:
+        raise InputError(f"manifest {path} has no rows")
+    labels = _sort_labels({c.label for c in cases if c.label is not None})
+    if task == "classification" and len(labels) < 2:
+        raise InputError(f"manifest {path} has a single class {labels}; classification needs at least two")
+    return Manifest(path, cases, labels)

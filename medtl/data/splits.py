@@ -1,0 +1,58 @@
+"""Patient-grouped, stratified, seeded folds, with the guards that keep CV honest."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InputError
+
+
+@dataclass(frozen=True)
+class Fold:
+    repeat: int
+    fold: int
+    train: tuple[int, ...]
+    val: tuple[int, ...]
+
+
+def make_folds(groups: list[str], strata: list[int], folds: int, seed: int, repeats: int = 1,
+               need_all_classes: bool = False) -> list[Fold]:
+    """Stratified group K-fold (scikit-learn) on ``groups``; refuses impossible or leaky splits."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    unique_groups = sorted(set(groups))
+    if len(unique_groups) < folds:
+        raise InputError(f"{len(unique_groups)} patients/groups cannot fill {folds} folds; lower cv.folds "
+                         f"(at most {len(unique_groups)}) or add data")
+    group_array, strata_array = np.asarray(groups), np.asarray(strata)
+    result = []
+    for repeat in range(repeats):
+        splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed + repeat)
+        for index, (train, val) in enumerate(splitter.split(np.zeros(len(groups)), strata_array, group_array)):
+            leaked = set(group_array[train]) & set(group_array[val])
+            if leaked:
+                raise RuntimeError(f"fold {index} would put {len(leaked)} patients on both sides; refusing to run")
+            if need_all_classes and len(set(strata_array[val])) < len(set(strata_array)):
+                missing = sorted(set(strata_array) - set(strata_array[val]))
+                raise InputError(f"fold {index} (repeat {repeat}) has no validation case of class index {missing}, "
+                                 "so AUC is undefined there; lower cv.folds or add cases of that class")
+            result.append(Fold(repeat, index, tuple(int(i) for i in train), tuple(int(i) for i in val)))
+    return result
+
+
+def inner_split(groups: list[str], strata: list[int], train: tuple[int, ...], fraction: float,
+                seed: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Split a fold's training cases by patient into (fit, inner validation) for model selection."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    train_array = np.asarray(train)
+    n_splits = max(2, round(1 / fraction))
+    sub_groups = np.asarray(groups)[train_array]
+    if len(set(sub_groups)) < n_splits:
+        raise InputError(f"only {len(set(sub_groups))} training patients: too few for an inner split; "
+                         "use train.selection=last")
+    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    fit, inner = next(splitter.split(np.zeros(len(train_array)), np.asarray(strata)[train_array], sub_groups))
+    return tuple(int(i) for i in train_array[fit]), tuple(int(i) for i in train_array[inner])

@@ -1,0 +1,120 @@
+"""Report figures (matplotlib, Agg), returned as base64 PNG strings."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+
+
+def _png(fig) -> str:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _figure(width: float = 5.0, height: float = 4.0, ncols: int = 1):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(1, ncols, figsize=(width * ncols, height), squeeze=False)
+
+
+def roc_figure(arm_rows: dict[str, list[dict]], positive: str) -> str:
+    """Per-fold ROC curves (thin), mean curve and +/-1 SD band across folds, one panel per arm."""
+    from sklearn.metrics import roc_curve
+
+    fig, axes = _figure(ncols=len(arm_rows))
+    grid = np.linspace(0, 1, 101)
+    for ax, (arm, rows) in zip(axes[0], arm_rows.items()):
+        curves = []
+        for key in sorted({(r["repeat"], r["fold"]) for r in rows}):
+            fold = [r for r in rows if (r["repeat"], r["fold"]) == key]
+            labels = np.array([r["label_index"] for r in fold])
+            if len(set(labels)) < 2:
+                continue
+            fpr, tpr, _ = roc_curve(labels == 1, [r[f"prob_{positive}"] for r in fold])
+            ax.plot(fpr, tpr, lw=0.8, alpha=0.5)
+            curves.append(np.interp(grid, fpr, tpr))
+        if curves:
+            mean, sd = np.mean(curves, 0), np.std(curves, 0)
+            ax.plot(grid, mean, color="black", lw=2, label="mean of folds")
+            ax.fill_between(grid, np.clip(mean - sd, 0, 1), np.clip(mean + sd, 0, 1), alpha=0.2, color="gray",
+                            label="±1 SD across folds")
+        ax.plot([0, 1], [0, 1], "--", color="gray", lw=0.8)
+        ax.set(title=f"ROC: {arm}", xlabel="1 - specificity", ylabel="sensitivity")
+        ax.legend(loc="lower right", fontsize=8)
+    return _png(fig)
+
+
+def calibration_figure(arm_rows: dict[str, list[dict]], class_names: list[str]) -> str:
+    """Reliability diagram of pooled out-of-fold predictions (binary: P(positive); else max P)."""
+    from sklearn.calibration import calibration_curve
+
+    fig, axes = _figure()
+    ax = axes[0][0]
+    for arm, rows in arm_rows.items():
+        probs = np.array([[r[f"prob_{n}"] for n in class_names] for r in rows])
+        labels = np.array([r["label_index"] for r in rows])
+        if len(class_names) == 2:
+            truth, score = labels == 1, probs[:, 1]
+        else:
+            truth, score = probs.argmax(1) == labels, probs.max(1)
+        observed, predicted = calibration_curve(truth, score, n_bins=8, strategy="quantile")
+        ax.plot(predicted, observed, marker="o", label=arm)
+    ax.plot([0, 1], [0, 1], "--", color="gray")
+    ax.set(title="Calibration (pooled out-of-fold)", xlabel="predicted probability", ylabel="observed frequency")
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def confusion_figure(matrix: np.ndarray, class_names: list[str], arm: str) -> str:
+    fig, axes = _figure(4.5, 4.0)
+    ax = axes[0][0]
+    ax.imshow(matrix, cmap="Blues")
+    for (i, j), value in np.ndenumerate(matrix):
+        ax.text(j, i, str(value), ha="center", va="center")
+    ax.set(xticks=range(len(class_names)), yticks=range(len(class_names)), xticklabels=class_names,
+           yticklabels=class_names, xlabel="predicted", ylabel="true", title=f"Confusion matrix: {arm}")
+    return _png(fig)
+
+
+def learning_curves_figure(histories: dict[str, list[list[dict]]]) -> str:
+    fig, axes = _figure(ncols=len(histories))
+    for ax, (arm, folds) in zip(axes[0], histories.items()):
+        for index, history in enumerate(folds):
+            ax.plot([h["epoch"] + 1 for h in history], [h["train_loss"] for h in history], label=f"fold {index}")
+            if any("inner_score" in h for h in history):
+                ax.plot([h["epoch"] + 1 for h in history], [h.get("inner_score", np.nan) for h in history], "--")
+        ax.set(title=f"Training loss: {arm}", xlabel="epoch", ylabel="loss (dashed: inner-split score)")
+        ax.legend(fontsize=7)
+    return _png(fig)
+
+
+def distribution_figure(arm_rows: dict[str, list[dict]], metrics=("dice", "iou")) -> str:
+    fig, axes = _figure(4.0, 3.5, ncols=len(metrics))
+    for ax, metric in zip(axes[0], metrics):
+        data = [[r[metric] for r in rows if np.isfinite(r[metric])] for rows in arm_rows.values()]
+        ax.boxplot(data, showmeans=True)
+        ax.set_xticks(range(1, len(arm_rows) + 1), list(arm_rows))
+        ax.set(title=f"{metric} per case", ylim=(-0.02, 1.02))
+    return _png(fig)
+
+
+def overlay_figure(image: np.ndarray, truth: np.ndarray, pred: np.ndarray, title: str) -> str:
+    fig, axes = _figure(3.2, 3.2)
+    ax = axes[0][0]
+    ax.imshow(image, cmap="gray")
+    if truth.any():
+        ax.contour(truth > 0, colors="lime", linewidths=1)
+    if pred.any():
+        ax.contour(pred > 0, colors="red", linewidths=1, linestyles="dashed")
+    ax.set_title(title, fontsize=8)
+    ax.axis("off")
+    return _png(fig)

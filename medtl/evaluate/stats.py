@@ -1,0 +1,66 @@
+"""Confidence intervals and paired tests that resample patients, not images.
+
+Images of one patient are correlated, so every bootstrap draws whole patients
+with replacement and recomputes the metric on all their cases. Resamples where the
+metric is undefined (e.g. AUC with one class) are dropped and counted.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+
+Statistic = Callable[[np.ndarray], float]  # row indices -> metric value
+
+
+def _patient_rows(patients: list[str]) -> list[np.ndarray]:
+    index: dict[str, list[int]] = {}
+    for row, patient in enumerate(patients):
+        index.setdefault(patient, []).append(row)
+    return [np.asarray(rows) for rows in index.values()]
+
+
+def _resample(groups: list[np.ndarray], statistic: Statistic, n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    values = np.empty(n)
+    for i in range(n):
+        chosen = rng.integers(0, len(groups), len(groups))
+        values[i] = statistic(np.concatenate([groups[j] for j in chosen]))
+    return values
+
+
+def patient_bootstrap_ci(statistic: Statistic, patients: list[str], n: int = 1000, seed: int = 0,
+                         level: float = 0.95) -> tuple[float, float]:
+    """Percentile CI of ``statistic`` over patient-level bootstrap resamples."""
+    values = _resample(_patient_rows(patients), statistic, n, seed)
+    values = values[np.isfinite(values)]
+    if len(values) < n // 2:
+        return (math.nan, math.nan)
+    tail = (1 - level) / 2 * 100
+    lo, hi = np.percentile(values, [tail, 100 - tail])
+    return float(lo), float(hi)
+
+
+def paired_patient_bootstrap(statistic_a: Statistic, statistic_b: Statistic, patients: list[str], n: int = 1000,
+                             seed: int = 0) -> dict:
+    """Difference a - b on the same resampled patients: point estimate, 95% CI, two-sided p-value.
+
+    The p-value is the bootstrap estimate of how often the difference falls on the other
+    side of zero, doubled: ``2 * min(P(d <= 0), P(d >= 0))`` with a +1 correction.
+    """
+    groups = _patient_rows(patients)
+    all_rows = np.arange(len(patients))
+    rng_seed = seed
+    difference = float(statistic_a(all_rows) - statistic_b(all_rows))
+    diffs = _resample(groups, lambda rows: statistic_a(rows) - statistic_b(rows), n, rng_seed)
+    diffs = diffs[np.isfinite(diffs)]
+    if len(diffs) < n // 2:
+        return {"mean_diff": difference, "ci95": [math.nan, math.nan], "p_value": math.nan,
+                "test": "paired patient bootstrap (too few valid resamples)"}
+    lo, hi = np.percentile(diffs, [2.5, 97.5])
+    below, above = np.sum(diffs <= 0), np.sum(diffs >= 0)
+    p = min(1.0, 2 * (min(below, above) + 1) / (len(diffs) + 1))
+    return {"mean_diff": difference, "ci95": [float(lo), float(hi)], "p_value": float(p),
+            "test": f"paired patient bootstrap, {len(diffs)} resamples, two-sided"}

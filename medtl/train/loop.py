@@ -1,0 +1,165 @@
+"""The training loop: plain PyTorch, resumable, deterministic on CPU for a given seed.
+
+Every epoch draws its randomness (sampler order, augmentation, dropout) from
+``(seed, epoch)``, so a run resumed from an epoch checkpoint continues exactly as
+the uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..config import Config
+from ..data.dataset import CaseDataset, PreparedCase
+from ..models.build import MedtlModel
+from .checkpoint import load_training_state, save_training_state, save_weights
+from .finetune import L2SP, apply_strategy, parameter_groups
+from .losses import balanced_class_weights, make_loss
+
+log = logging.getLogger("medtl")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        from ..errors import ConfigError
+
+        raise ConfigError("train.device=cuda but no CUDA device is available; use train.device=auto or cpu")
+    return torch.device(name)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch * 7919) % (2**31 - 1)
+
+
+def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return factor
+
+
+@dataclass
+class FitResult:
+    history: list[dict] = field(default_factory=list)
+    selected_epoch: int = -1
+
+
+def make_loader(cases: list[PreparedCase], config: Config, seed: int, augment=None, train: bool = True):
+    dataset = CaseDataset(cases, augment)
+    generator = torch.Generator().manual_seed(seed)
+    sampler = None
+    if train and config.train.sampler == "balanced" and config.task == "classification":
+        labels = [c.label for c in cases]
+        weights = 1.0 / np.bincount(labels)[labels]
+        sampler = torch.utils.data.WeightedRandomSampler(torch.as_tensor(weights), len(cases), generator=generator)
+    elif train:
+        sampler = torch.utils.data.RandomSampler(dataset, generator=generator)
+    return torch.utils.data.DataLoader(dataset, batch_size=config.train.batch_size, sampler=sampler,
+                                       num_workers=config.train.workers, drop_last=False)
+
+
+def _autocast(device: torch.device, enabled: bool):
+    return torch.autocast(device.type, dtype=torch.float16) if enabled and device.type == "cuda" else nullcontext()
+
+
+@torch.no_grad()
+def predict(model: MedtlModel, cases: list[PreparedCase], config: Config, device: torch.device) -> np.ndarray:
+    """Class probabilities (n, C) or label maps (n, *size) for ``cases``."""
+    model.eval()
+    outputs = []
+    for images, _ in make_loader(cases, config, 0, train=False):
+        with _autocast(device, config.train.amp):
+            logits = model(images.to(device)).float()
+        probs = torch.softmax(logits, dim=1)
+        outputs.append((probs.argmax(1) if config.task == "segmentation" else probs).cpu().numpy())
+    return np.concatenate(outputs)
+
+
+def fit(model: MedtlModel, train_cases: list[PreparedCase], config: Config, state_path: Path, seed: int,
+        inner_cases: list[PreparedCase] | None = None,
+        inner_score: Callable[[np.ndarray, list[PreparedCase]], float] | None = None,
+        on_epoch: Callable[[dict], None] | None = None) -> FitResult:
+    """Train (resuming from ``state_path`` when present); returns per-epoch history."""
+    from ..transforms.presets import augment_pipeline
+
+    train_cfg, device = config.train, resolve_device(config.train.device)
+    model.to(device)
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last if config.data.dims == 2 else torch.channels_last_3d)
+    regulariser = L2SP(model, config.finetune.l2sp)  # reference = the freshly loaded pretrained weights
+    groups = parameter_groups(model, config.finetune.strategy, train_cfg.lr, config.finetune.lr_decay)
+    if train_cfg.optimizer == "adamw":
+        optimizer = torch.optim.AdamW(groups, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
+    else:
+        optimizer = torch.optim.SGD(groups, lr=train_cfg.lr, momentum=0.9, nesterov=True,
+                                    weight_decay=train_cfg.weight_decay)
+    steps = math.ceil(len(train_cases) / train_cfg.batch_size)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_cosine(steps * train_cfg.epochs, steps * train_cfg.warmup_epochs))
+    weights = None
+    if config.task == "classification" and train_cfg.class_weights == "balanced":
+        weights = balanced_class_weights([c.label for c in train_cases], model.num_classes).to(device)
+    loss_fn = make_loss(config.task, train_cfg.loss, weights)
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and train_cfg.amp)
+    augment = augment_pipeline(config.data, config.task == "segmentation")
+
+    result, start = FitResult(), 0
+    if state_path.exists():
+        state = load_training_state(state_path)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        result.history, start = list(state["history"]), int(state["epoch"]) + 1
+        result.selected_epoch = int(state.get("selected_epoch", -1))
+        log.debug("resuming %s at epoch %d", state_path.parent.name, start)
+    best = max((h.get("inner_score", -math.inf) for h in result.history), default=-math.inf)
+
+    for epoch in range(start, train_cfg.epochs):
+        apply_strategy(model, config.finetune.strategy, epoch, config.finetune.unfreeze_every)
+        torch.manual_seed(epoch_seed(seed, epoch))
+        if augment is not None:
+            augment.set_random_state(seed=epoch_seed(seed, epoch))
+        model.train()
+        total, count = 0.0, 0
+        for images, targets in make_loader(train_cases, config, epoch_seed(seed, epoch), augment):
+            images, targets = images.to(device), targets.to(device)
+            if device.type == "cuda":
+                images = images.contiguous(memory_format=torch.channels_last if images.dim() == 4
+                                           else torch.channels_last_3d)
+            with _autocast(device, train_cfg.amp):
+                loss = loss_fn(model(images).float(), targets)
+            penalty = regulariser.penalty(model)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss + penalty).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            total += loss.item() * len(images)
+            count += len(images)
+        record = {"epoch": epoch, "train_loss": total / max(1, count), "lr": scheduler.get_last_lr()[0]}
+        if inner_cases:
+            record["inner_score"] = inner_score(predict(model, inner_cases, config, device), inner_cases)
+            if train_cfg.selection == "best_inner" and record["inner_score"] > best:
+                best, result.selected_epoch = record["inner_score"], epoch
+                save_weights(state_path.with_name("best.safetensors"), model, {"epoch": epoch})
+        result.history.append(record)
+        save_training_state(state_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                         "scheduler": scheduler.state_dict(), "epoch": epoch,
+                                         "history": result.history, "selected_epoch": result.selected_epoch})
+        if on_epoch:
+            on_epoch(record)
+    if train_cfg.selection == "last":
+        result.selected_epoch = train_cfg.epochs - 1
+    return result

@@ -1,0 +1,28 @@
+"""Loss functions: (weighted) cross-entropy, focal, Dice+CE (MONAI)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def balanced_class_weights(labels: list[int], num_classes: int) -> torch.Tensor:
+    """``n / (C * count_c)`` (scikit-learn's 'balanced'); absent classes get weight 0."""
+    counts = np.bincount(np.asarray(labels), minlength=num_classes).astype(float)
+    weights = np.where(counts > 0, len(labels) / (num_classes * np.maximum(counts, 1)), 0.0)
+    return torch.as_tensor(weights, dtype=torch.float32)
+
+
+def make_loss(task: str, kind: str = "ce", class_weights: torch.Tensor | None = None):
+    """``loss(logits, target)``; target is class indices (B,) or a label map (B, *spatial)."""
+    if task == "segmentation":
+        from monai.losses import DiceCELoss
+
+        dice_ce = DiceCELoss(to_onehot_y=True, softmax=True)
+        return lambda logits, target: dice_ce(logits, target.unsqueeze(1))
+    if kind == "focal":
+        from monai.losses import FocalLoss
+
+        focal = FocalLoss(to_onehot_y=True, use_softmax=True, gamma=2.0, weight=class_weights)
+        return lambda logits, target: focal(logits, target.unsqueeze(1))
+    return torch.nn.CrossEntropyLoss(weight=class_weights)

@@ -1,0 +1,1 @@
+"""Config -> MONAI dictionary-transform pipelines."""

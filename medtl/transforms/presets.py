@@ -1,0 +1,75 @@
+"""MONAI dictionary-transform pipelines built from ``data.*`` config.
+
+``preprocess_pipeline`` is deterministic (resampling, intensity, resize) and its
+output is cached per case; ``augment_pipeline`` is random, used for training only,
+and seeded per epoch so runs (and resumed runs) are reproducible.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..config import DataConfig
+
+# Gray equivalent of the ImageNet normalisation (mean/std of the RGB values): applied
+# to every arm alike so that pretrained and scratch arms see the same inputs.
+GRAY_MEAN, GRAY_STD = 0.449, 0.226
+
+
+def _keys(with_mask: bool) -> list[str]:
+    return ["image", "mask"] if with_mask else ["image"]
+
+
+def preprocess_pipeline(data: DataConfig, with_mask: bool):
+    """Deterministic: [3D spacing] -> intensity to [0, 1] -> resize -> normalise."""
+    from monai.transforms import (Compose, NormalizeIntensityd, Resized, ScaleIntensityRanged,
+                                  ScaleIntensityRangePercentilesd, Spacingd)
+
+    keys = _keys(with_mask)
+    modes = ("bilinear", "nearest") if with_mask else ("bilinear",)
+    steps = []
+    if data.dims == 3 and data.spacing:
+        steps.append(Spacingd(keys, pixdim=tuple(data.spacing), mode=modes))
+    if data.intensity == "percentile":
+        low, high = data.percentiles
+        steps.append(ScaleIntensityRangePercentilesd("image", lower=low, upper=high, b_min=0.0, b_max=1.0, clip=True))
+    elif data.intensity == "window":
+        center, width = data.window
+        steps.append(ScaleIntensityRanged("image", a_min=center - width / 2, a_max=center + width / 2,
+                                          b_min=0.0, b_max=1.0, clip=True))
+    size = tuple(data.image_size) if len(data.image_size) == data.dims else (data.image_size[0],) * data.dims
+    steps.append(Resized(keys, spatial_size=size, mode=("area", "nearest") if with_mask else ("area",)))
+    steps.append(NormalizeIntensityd("image", subtrahend=GRAY_MEAN, divisor=GRAY_STD))
+    return Compose(steps)
+
+
+def augment_pipeline(data: DataConfig, with_mask: bool):
+    """Random training augmentation (flips, small rotation/scale, intensity jitter); ``None`` if disabled."""
+    from monai.transforms import Compose, RandAffined, RandFlipd, RandScaleIntensityd, RandShiftIntensityd
+
+    augment = data.augment
+    if not augment.enabled:
+        return None
+    keys = _keys(with_mask)
+    modes = ("bilinear", "nearest") if with_mask else ("bilinear",)
+    angle = math.radians(augment.rotate_deg)
+    rotate = (angle,) if data.dims == 2 else (angle, 0.0, 0.0)  # 3D: in-plane rotation about the slice axis
+    steps = [RandAffined(keys, prob=0.7, rotate_range=rotate, scale_range=(augment.scale,) * data.dims,
+                         mode=modes, padding_mode="border")]
+    if augment.flip:
+        steps.append(RandFlipd(keys, prob=0.5, spatial_axis=data.dims - 1))
+    if augment.intensity > 0:
+        steps.append(RandScaleIntensityd("image", factors=augment.intensity, prob=0.5))
+        steps.append(RandShiftIntensityd("image", offsets=augment.intensity, prob=0.5))
+    return Compose(steps)
+
+
+def to_metatensor(array: np.ndarray, affine: np.ndarray | None):
+    """Channel-first MetaTensor carrying the index->world affine MONAI's Spacing needs."""
+    import torch
+    from monai.data import MetaTensor
+
+    tensor = torch.as_tensor(np.ascontiguousarray(array)[None])
+    return MetaTensor(tensor, affine=torch.as_tensor(affine)) if affine is not None else MetaTensor(tensor)
