@@ -4,11 +4,13 @@ import pytest
 from medtl.data.synthetic import SeriesSpec, phantom_volume
 
 
-@pytest.fixture(autouse=True)
-def _isolated_salt(monkeypatch, tmp_path_factory):
-    """Keyed hashes use a per-test-session salt and never touch ~/.medtl."""
-    monkeypatch.setenv("MEDTL_HOME", str(tmp_path_factory.getbasetemp() / "medtl_home"))
-    monkeypatch.setenv("MEDTL_SALT", "test-salt")
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_salt(tmp_path_factory):
+    """Keyed hashes use one test salt (also in module fixtures and subprocesses); ~/.medtl is never touched."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MEDTL_HOME", str(tmp_path_factory.getbasetemp() / "medtl_home"))
+        patch.setenv("MEDTL_SALT", "test-salt")
+        yield
 
 
 @pytest.fixture
