@@ -18,6 +18,52 @@ def save_training_state(path: Path, state: dict) -> None:
     os.replace(tmp, path)
 
 
+def _snapshot(obj):
+    """Deep copy of the tensors in a state (so training can go on while it is written)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _snapshot(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_snapshot(v) for v in obj)
+    return obj
+
+
+class BackgroundCheckpointWriter:
+    """Writes epoch checkpoints on a thread while the next epoch trains.
+
+    Each write is still atomic (temporary file, then rename); a crash during a write
+    leaves the previous epoch's checkpoint, from which a resumed run continues exactly.
+    """
+
+    def __init__(self):
+        self._thread = None
+        self._error: BaseException | None = None
+
+    def save(self, path: Path, state: dict) -> None:
+        self.wait()
+        snapshot = _snapshot(state)
+
+        def write() -> None:
+            try:
+                save_training_state(path, snapshot)
+            except BaseException as exc:  # re-raised in the training thread by wait()
+                self._error = exc
+
+        import threading
+
+        self._thread = threading.Thread(target=write, name="medtl-checkpoint", daemon=False)
+        self._thread.start()
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+
 def load_training_state(path: Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)

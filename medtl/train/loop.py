@@ -20,7 +20,7 @@ import torch
 from ..config import Config
 from ..data.dataset import CaseDataset, PreparedCase
 from ..models.build import MedtlModel
-from .checkpoint import load_training_state, save_training_state, save_weights
+from .checkpoint import BackgroundCheckpointWriter, load_training_state, save_weights
 from .finetune import L2SP, apply_strategy, parameter_groups
 from .losses import balanced_class_weights, make_loss
 
@@ -125,6 +125,7 @@ def fit(model: MedtlModel, train_cases: list[PreparedCase], config: Config, stat
         result.selected_epoch = int(state.get("selected_epoch", -1))
         log.debug("resuming %s at epoch %d", state_path.parent.name, start)
     best = max((h.get("inner_score", -math.inf) for h in result.history), default=-math.inf)
+    writer = BackgroundCheckpointWriter()
 
     for epoch in range(start, train_cfg.epochs):
         apply_strategy(model, config.finetune.strategy, epoch, config.finetune.unfreeze_every)
@@ -155,11 +156,12 @@ def fit(model: MedtlModel, train_cases: list[PreparedCase], config: Config, stat
                 best, result.selected_epoch = record["inner_score"], epoch
                 save_weights(state_path.with_name("best.safetensors"), model, {"epoch": epoch})
         result.history.append(record)
-        save_training_state(state_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                         "scheduler": scheduler.state_dict(), "epoch": epoch,
-                                         "history": result.history, "selected_epoch": result.selected_epoch})
+        writer.save(state_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                 "scheduler": scheduler.state_dict(), "epoch": epoch,
+                                 "history": list(result.history), "selected_epoch": result.selected_epoch})
         if on_epoch:
             on_epoch(record)
+    writer.wait()
     if train_cfg.selection == "last":
         result.selected_epoch = train_cfg.epochs - 1
     return result
