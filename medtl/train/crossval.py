@@ -116,8 +116,9 @@ def _run_fold(run: CVRun, arm: Arm, fold: Fold, num_classes: int, advance) -> di
             primary_metric(config.task)]
 
     def on_epoch(record: dict) -> None:
+        inner = f" inner {primary_metric(config.task)} {record['inner_score']:.3f}" if "inner_score" in record else ""
         advance(1, f"{arm.name} r{fold.repeat} fold {fold.fold} epoch {record['epoch'] + 1}/{epochs} "
-                   f"loss {record['train_loss']:.3f}")
+                   f"loss {record['train_loss']:.3f}{inner}")
 
     result = fit(model, train_cases, config, fold_dir / "state.pt", seed, inner_cases or None,
                  inner_score if inner_cases else None, on_epoch)
@@ -134,7 +135,8 @@ def _run_fold(run: CVRun, arm: Arm, fold: Fold, num_classes: int, advance) -> di
               "n_val": len(val_cases), "n_val_patients": len({c.patient_key for c in val_cases}),
               "selected_epoch": result.selected_epoch, **_fold_metrics(run, rows)}
     finished = {"record": record, "rows": rows, "history": result.history,
-                "adaptation": model.adaptation.to_dict()}
+                "adaptation": model.adaptation.to_dict(),
+                "notes": [f"{arm.name} repeat {fold.repeat} fold {fold.fold}: {n}" for n in result.notes]}
     write_json(done, finished)
     (fold_dir / "state.pt").unlink(missing_ok=True)  # the finished fold needs only its weights
     return finished
@@ -206,6 +208,7 @@ def run_cv(config: Config, out: str | Path, progress: bool = True) -> CVRun:
                 log.warning(message)
                 advance(arm.config.train.epochs * len(folds))
                 continue
+            run.warnings += [note for f in finished for note in f.get("notes", [])]
             run.arms[arm.name] = {"folds": [f["record"] for f in finished],
                                   "rows": [r for f in finished for r in f["rows"]],
                                   "histories": [f["history"] for f in finished],

@@ -54,6 +54,7 @@ def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]
 class FitResult:
     history: list[dict] = field(default_factory=list)
     selected_epoch: int = -1
+    notes: list[str] = field(default_factory=list)  # fallbacks that must be reported
 
 
 def make_loader(cases: list[PreparedCase], config: Config, seed: int, augment=None, train: bool = True):
@@ -162,6 +163,9 @@ def fit(model: MedtlModel, train_cases: list[PreparedCase], config: Config, stat
         if on_epoch:
             on_epoch(record)
     writer.wait()
-    if train_cfg.selection == "last":
+    if train_cfg.selection == "best_inner" and result.selected_epoch < 0:
+        result.notes.append("inner-split score undefined in every epoch (too few inner cases or a single class); "
+                            "the last epoch was used")
+    if result.selected_epoch < 0 or train_cfg.selection == "last":
         result.selected_epoch = train_cfg.epochs - 1
     return result

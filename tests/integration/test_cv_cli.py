@@ -138,3 +138,23 @@ def test_segmentation_cv_smoke(dataset, tmp_path):
     predictions = read_csv(tmp_path / "seg" / "predictions.csv")
     assert list(predictions[0])[-3:] == ["dice", "iou", "hd95"]
     assert "Segmentation overlays" in (tmp_path / "seg" / "report.html").read_text()
+
+
+def test_best_inner_selection_runs_and_records_the_epoch(dataset, tmp_path):
+    config = write_config(tmp_path / "inner.yaml", dataset / "manifest.csv", **{"train.selection": "best_inner",
+                                                                                "train.epochs": 3})
+    raw = yaml.safe_load(config.read_text())
+    raw["compare"] = []
+    config.write_text(yaml.safe_dump(raw))
+    assert main(["cv", str(config), "--out", str(tmp_path / "inner"), "--quiet"]) == 0
+    metrics = json.loads((tmp_path / "inner" / "metrics.json").read_text())
+    assert all(f["n_inner"] > 0 and 0 <= f["selected_epoch"] < 3 for f in metrics["folds"])
+    for fold_dir in (tmp_path / "inner" / "arms" / "scratch").iterdir():
+        history = json.loads((fold_dir / "done.json").read_text())["history"]
+        scores = [h["inner_score"] for h in history]
+        record = next(f for f in metrics["folds"] if f"fold{f['fold']}" in fold_dir.name)
+        if any(s is not None for s in scores):  # the chosen epoch is the best inner score
+            assert scores[record["selected_epoch"]] == max(s for s in scores if s is not None)
+        else:  # undefined inner score: last epoch, and the report says so
+            assert record["selected_epoch"] == 2
+            assert any("inner-split score undefined" in w for w in metrics["warnings"])
