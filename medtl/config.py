@@ -86,6 +86,21 @@ class CVConfig(_Section):
     bootstrap: int = Field(1000, ge=100)  # resamples of patients for CIs and paired tests
 
 
+class SourceConfig(_Section):
+    """A source stage: supervised pretraining on another manifest before the target task.
+
+    Uses the target config's backbone, dims and preprocessing; ``model.pretrained: source``
+    (or the ``source`` arm) fine-tunes from its checkpoint.
+    """
+
+    manifest: Path | None = None
+    task: Literal["classification", "segmentation"] = "classification"
+    pretrained: str = "none"
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(16, ge=1)
+    lr: float = Field(1e-3, gt=0)
+
+
 class ArmConfig(_Section):
     """An extra arm: a name plus config overrides, e.g. {name: linear, set: {finetune.strategy: linear}}."""
 
@@ -103,6 +118,7 @@ class Config(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     cv: CVConfig = Field(default_factory=CVConfig)
     compare: list[str | ArmConfig] = Field(default_factory=list)
+    source: SourceConfig | None = None
 
 
 def _model_at(location: tuple) -> type[BaseModel] | None:
@@ -187,6 +203,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         raise _explain(exc, source) from None
     if config.data.manifest is not None and not config.data.manifest.is_absolute():
         config.data.manifest = (base / config.data.manifest).resolve()
+    if config.source is not None and config.source.manifest is not None and not config.source.manifest.is_absolute():
+        config.source.manifest = (base / config.source.manifest).resolve()
+    pretrained = Path(config.model.pretrained)
+    if config.model.pretrained not in ("imagenet", "medicalnet", "none", "source") and not pretrained.is_absolute() \
+            and (base / pretrained).exists():
+        config.model.pretrained = str((base / pretrained).resolve())
     return config
 
 

@@ -100,3 +100,24 @@ def load_nifti(path: str | os.PathLike, as_label: bool = False) -> Volume:
         metadata["value_mapping"].append("scl_slope/inter")
     return Volume(np.ascontiguousarray(data.transpose(2, 1, 0)), tuple(float(s) for s in spacing[::-1]),
                   tuple(float(v) for v in lps[:3, 3]), direction.copy(), metadata, findings)
+
+
+def write_nifti(path: str | os.PathLike, array: np.ndarray, spacing, origin, direction) -> Path:
+    """Write an array in medtl's convention ((k, j, i), LPS) as NIfTI (RAS, (i, j, k)); inverse of ``load_nifti``."""
+    import nibabel as nib
+
+    array = np.asarray(array)
+    if array.ndim == 2:
+        array = array[None]
+        spacing = (1.0, *spacing)
+    columns = np.asarray(direction, dtype=float) * np.asarray(spacing, dtype=float)[None, :]
+    lps = np.eye(4)
+    lps[:3, :3] = columns[:, ::-1]
+    lps[:3, 3] = origin
+    image = nib.Nifti1Image(np.ascontiguousarray(array.transpose(2, 1, 0)), _RAS_TO_LPS @ lps)
+    image.set_qform(image.affine, code=1)
+    image.set_sform(image.affine, code=1)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(image, str(path))
+    return path

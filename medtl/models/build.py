@@ -83,12 +83,14 @@ class MedtlModel(nn.Module):
 
 def create_model(backbone: str, *, dims: int, num_classes: int, in_channels: int = 1,
                  task: str = "classification", pretrained: str | Path | None = None, input_adapt: str = "sum",
-                 inflate: str = "mean", dropout: float = 0.0, download: bool = True) -> MedtlModel:
+                 inflate: str = "mean", dropout: float = 0.0, download: bool = True,
+                 class_names: list[str] | None = None) -> MedtlModel:
     """Build a backbone + head and put pretrained weights under it.
 
     ``pretrained``: ``None``/``"none"`` (random init), ``"imagenet"``, ``"medicalnet"``, or a path to a
     ``.pt`` state dict / ``.safetensors`` checkpoint (e.g. from ``medtl pretrain``). The model's
-    ``adaptation`` attribute reports what happened to every tensor.
+    ``adaptation`` attribute reports what happened to every tensor. With ``class_names``, a
+    checkpoint's head is reused only if it was trained for the same classes.
     """
     spec = get_backbone_spec(backbone)
     if dims not in spec.dims:
@@ -118,13 +120,16 @@ def create_model(backbone: str, *, dims: int, num_classes: int, in_channels: int
                        drop_prefixes=spec.classifier_prefixes + ("conv_seg.",), **options)
         report.new["head.*"] = f"{task} head, freshly initialised"
     else:
-        report = _load_own_checkpoint(model, Path(source), options)
+        report = _load_own_checkpoint(model, Path(source), options, class_names)
     model.adaptation = report
     log.debug(report.summary())
     return model
 
 
-def _load_own_checkpoint(model: MedtlModel, path: Path, options: dict) -> AdaptationReport:
+def _load_own_checkpoint(model: MedtlModel, path: Path, options: dict, class_names: list[str] | None
+                         ) -> AdaptationReport:
+    import json
+
     state, metadata = load_state_dict_file(path)
     expected = metadata.get("backbone")
     if expected and expected != model.spec.name:
@@ -138,7 +143,12 @@ def _load_own_checkpoint(model: MedtlModel, path: Path, options: dict) -> Adapta
     target_head = model.head.state_dict()
     same_shape = source_head.keys() == target_head.keys() and all(
         source_head[k].shape == target_head[k].shape for k in target_head)
-    if source_head and same_shape:
+    source_classes = json.loads(metadata["class_names"]) if "class_names" in metadata else None
+    other_task = class_names is not None and source_classes is not None and source_classes != class_names
+    if source_head and same_shape and other_task:
+        report.new["head.*"] = (f"re-initialised: the checkpoint's head was trained for classes {source_classes}, "
+                                f"this task has {class_names}")
+    elif source_head and same_shape:
         model.head.load_state_dict(source_head)
         report.loaded.extend(f"head.{k}" for k in target_head)
     elif source_head:

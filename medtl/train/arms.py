@@ -8,7 +8,7 @@ from ..config import ArmConfig, Config, apply_overrides
 from ..errors import ConfigError
 
 STRATEGY_ARMS = ("linear", "full", "gradual", "discriminative")
-SOURCE_ARMS = ("imagenet", "medicalnet")
+SOURCE_ARMS = ("imagenet", "medicalnet", "source")
 
 
 @dataclass

@@ -46,6 +46,7 @@ class CVRun:
     arms: dict[str, dict] = field(default_factory=dict)  # name -> {"folds": [...], "rows": [...], ...}
     warnings: list[str] = field(default_factory=list)
     metrics: dict = field(default_factory=dict)
+    source: object = None  # SourceModel once the source stage ran
     verdicts: list[str] = field(default_factory=list)
 
 
@@ -55,6 +56,18 @@ def _check_run_folder(out: Path, resolved: str) -> None:
         raise ConfigError(f"{out} holds a run with a different config; use a new --out folder (or delete {out}) "
                           "so that results of different settings are never mixed")
     write_atomic(existing, resolved)
+
+
+def _source_model(run: "CVRun"):
+    """The source-stage checkpoint, trained once per run (or reused from the cache)."""
+    if run.source is None:
+        from .pretrain import train_source_model
+
+        run.source = train_source_model(run.config, progress=False)
+        state = "reused from cache" if run.source.reused else "trained now"
+        run.warnings.append(f"source model {run.source.fingerprint} {state}: {run.source.summary['n_cases']} source "
+                            f"cases, classes {run.source.summary['class_names']}")
+    return run.source
 
 
 def _num_seg_classes(cases: list[PreparedCase]) -> int:
@@ -97,10 +110,14 @@ def _run_fold(run: CVRun, arm: Arm, fold: Fold, num_classes: int, advance) -> di
         advance(epochs)
         return json.loads(done.read_text())
     config, seed = arm.config, _fold_seed(arm.config, fold)
+    pretrained = config.model.pretrained
+    if pretrained == "source":
+        pretrained = str(_source_model(run).path)
     torch.manual_seed(seed)
     model = create_model(config.model.backbone, dims=config.data.dims, num_classes=num_classes, in_channels=1,
-                         task=config.task, pretrained=config.model.pretrained, input_adapt=config.model.input_adapt,
-                         inflate=config.model.inflate, dropout=config.model.dropout)
+                         task=config.task, pretrained=pretrained, input_adapt=config.model.input_adapt,
+                         inflate=config.model.inflate, dropout=config.model.dropout,
+                         class_names=run.class_names if config.task == "classification" else None)
     model.adaptation.save(fold_dir / "adaptation.json")
     groups = [c.group_key for c in run.cases]
     strata = [c.label if c.label is not None else int(c.mask.any()) for c in run.cases]

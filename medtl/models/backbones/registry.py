@@ -36,18 +36,23 @@ class BackboneSpec:
     description: str = ""
 
     def source_for(self, source: str, dims: int) -> str:
-        """Weight-file key for ``source`` at ``dims``; 2D weights serve 3D through inflation."""
+        """Weight-file key for ``source`` at ``dims``; 2D weights serve 3D through inflation.
+
+        Raises ``WeightsError`` when none exist, so that an optional arm is skipped (visibly).
+        """
+        from ..weights import WeightsError
+
         files = self.sources.get(source)
         if not files:
             available = ", ".join(self.sources) or "none"
-            raise ConfigError(f"backbone '{self.name}' has no '{source}' weights (available: {available}); "
+            raise WeightsError(f"backbone '{self.name}' has no '{source}' weights (available: {available}); "
                               "set model.pretrained to one of those, none, or a checkpoint path")
         if dims in files:
             return files[dims]
         if 2 in files:
             return files[2]
         have = "/".join(f"{d}D" for d in sorted(files))
-        raise ConfigError(f"'{source}' weights for '{self.name}' exist for {have} only, not {dims}D; "
+        raise WeightsError(f"'{source}' weights for '{self.name}' exist for {have} only, not {dims}D; "
                           "use data.dims=3 or another model.pretrained")
 
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 import medtl
-from medtl.errors import ConfigError
+from medtl.errors import ConfigError, MedtlError
 from medtl.models.backbones import get_backbone_spec, list_backbones
 
 SIZES = {2: (64, 64), 3: (32, 32, 32)}
@@ -41,5 +41,5 @@ def test_unknown_backbone_suggests_closest():
 
 
 def test_medicalnet_is_3d_only():
-    with pytest.raises(ConfigError, match="3D"):
+    with pytest.raises(MedtlError, match="3D"):
         medtl.create_model("resnet18", dims=2, num_classes=2, pretrained="medicalnet")
