@@ -114,6 +114,13 @@ def _cmd_weights(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config_arguments(parser: argparse.ArgumentParser) -> None:
+    """CONFIG, --set and --quiet: how every experiment command takes its settings."""
+    parser.add_argument("config", metavar="CONFIG", help="experiment YAML")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or summary")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medtl", description="Medical-imaging transfer learning toolkit.")
     parser.add_argument("--version", action="version", version=f"medtl {__version__}")
@@ -146,20 +153,16 @@ def build_parser() -> argparse.ArgumentParser:
                                          "`compare` entry) on patient-grouped folds; re-running on the same --out "
                                          "resumes. Writes config.yaml, splits.csv, metrics.json, predictions.csv, "
                                          "report.html, env.json and per-fold checkpoints.")
-    cv.add_argument("config", metavar="CONFIG", help="experiment YAML")
+    _config_arguments(cv)
     cv.add_argument("--out", metavar="RUN", help="run folder (default: runs/<config name>)")
-    cv.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
-    cv.add_argument("--quiet", action="store_true", help="no progress bars or summary")
     cv.set_defaults(run=_cmd_cv)
 
     pretrain = commands.add_parser("pretrain", help="train the config's source stage (source-task pretraining)",
                                    description="Train the backbone on the config's `source` manifest and write a "
                                                "checkpoint (safetensors + metadata) that model.pretrained accepts. "
                                                "An identical source stage is reused from the cache.")
-    pretrain.add_argument("config", metavar="CONFIG")
+    _config_arguments(pretrain)
     pretrain.add_argument("--out", metavar="FILE", help="also copy the checkpoint here (.safetensors)")
-    pretrain.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
-    pretrain.add_argument("--quiet", action="store_true")
     pretrain.set_defaults(run=_cmd_pretrain)
 
     sample = commands.add_parser("sample-data", help="write the synthetic sample sets (deterministic)",

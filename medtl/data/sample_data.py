@@ -10,11 +10,12 @@ Deterministic (same seed, same bytes) and never real patients:
 
 from __future__ import annotations
 
-import csv
 import shutil
 from pathlib import Path
 
 import numpy as np
+
+from ..outputs import write_csv
 
 from ..io.nifti import write_nifti
 from .ct_volumes import make_ct_volume
@@ -46,10 +47,7 @@ def write_ct_set(root: Path, n_cases: int, shape: tuple[int, int, int], seed: in
         write_nifti(root / f"masks/case{index:03d}.nii.gz", mask, spacing, spec.position(0), direction)
         rows.append({"image": image, "label": int(lesion), "mask": f"masks/case{index:03d}.nii.gz",
                      "patient_id": patient})
-    with open(root / "manifest.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["image", "label", "mask", "patient_id"])
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(root / "manifest.csv", ["image", "label", "mask", "patient_id"], rows)
     return root
 
 

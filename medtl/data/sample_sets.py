@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
+
+from ..outputs import write_csv
 
 from .radiographs import make_radiograph, to_stored
 from .synthetic import write_radiograph
@@ -52,8 +53,5 @@ def write_radiograph_set(root: str | Path, n_patients: int, images_per_patient: 
             _write_mask_2d(root / "masks" / f"{name}.nii.gz", image.mask, spacing)
             rows.append({"image": f"images/{name}.dcm", "label": label, "mask": f"masks/{name}.nii.gz",
                          "patient_id": patient_id})
-    with open(root / "manifest.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["image", "label", "mask", "patient_id"])
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(root / "manifest.csv", ["image", "label", "mask", "patient_id"], rows)
     return root
