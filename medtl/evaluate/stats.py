@@ -52,9 +52,8 @@ def paired_patient_bootstrap(statistic_a: Statistic, statistic_b: Statistic, pat
     """
     groups = _patient_rows(patients)
     all_rows = np.arange(len(patients))
-    rng_seed = seed
     difference = float(statistic_a(all_rows) - statistic_b(all_rows))
-    diffs = _resample(groups, lambda rows: statistic_a(rows) - statistic_b(rows), n, rng_seed)
+    diffs = _resample(groups, lambda rows: statistic_a(rows) - statistic_b(rows), n, seed)
     diffs = diffs[np.isfinite(diffs)]
     if len(diffs) < n // 2:
         return {"mean_diff": difference, "ci95": [math.nan, math.nan], "p_value": math.nan,

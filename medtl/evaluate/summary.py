@@ -80,8 +80,8 @@ def compare_arms(task: str, name_a: str, rows_a: list[dict], name_b: str, rows_b
 
 
 def verdict_line(comparison: dict) -> str:
-    metric, diff = comparison["metric"].upper() if comparison["metric"] == "auc" else comparison["metric"], \
-        comparison["mean_diff"]
+    metric = comparison["metric"].upper() if comparison["metric"] == "auc" else comparison["metric"]
+    diff = comparison["mean_diff"]
     lo, hi = comparison["ci95"]
     p = comparison["p_value"]
     p_text = "p<0.001" if p < 0.001 else f"p={p:.3f}"
