@@ -61,6 +61,60 @@ def _cmd_cv(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predict_options(args: argparse.Namespace):
+    from .predict.engine import PredictOptions
+    from .predict.items import parse_shard
+
+    return PredictOptions(device=args.device, batch_size=args.batch_size, workers=args.workers,
+                          shard=parse_shard(getattr(args, "shard", None)),
+                          probability_maps=getattr(args, "probability_maps", False),
+                          dicom_seg=not getattr(args, "no_dicom_seg", False), progress=not args.quiet)
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .predict.engine import predict_items
+    from .predict.items import read_inputs
+    from .predict.trained import load_trained_run
+
+    trained = load_trained_run(args.run, arm=args.arm, fold=args.fold)
+    inputs = read_inputs(args.input, trained.task, targets=False, workers=args.workers, progress=not args.quiet)
+    outcome = predict_items(trained, inputs, args.out, _predict_options(args))
+    summary = outcome.summary
+    if not args.quiet:
+        reasons = ", ".join(f"{k} {v}" for k, v in summary["skip_rows_by_reason"].items()) or "none"
+        accounted = (f"; files: {summary['files_predicted']} predicted, {summary['files_skipped']} skipped "
+                     f"of {summary['files_in_shard']}" if inputs.kind == "export" else "")
+        print(f"shard {summary['shard']}: {summary['predicted']} predicted, {summary['skipped_items']} unusable "
+              f"({reasons}){accounted}")
+        print(f"model {summary['model_id']}; written to {outcome.out}/predictions.csv, skipped.csv, predict.json")
+    if not outcome.rows and summary["items_in_shard"]:
+        raise MedtlError(f"nothing could be predicted; see {outcome.out}/skipped.csv for the reason of each input")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate.external import evaluate_run
+
+    result = evaluate_run(args.run, args.manifest, args.out, _predict_options(args), arm=args.arm, fold=args.fold)
+    if not args.quiet:
+        metric = result.metrics["primary_metric"]
+        main = result.metrics["summary"][metric]
+        print(f"{result.metrics['model_id']}: {metric} {main['pooled']:.3f} (95% CI {main['ci95'][0]:.3f}-"
+              f"{main['ci95'][1]:.3f}, patient bootstrap) on {result.metrics['n_cases']} cases of "
+              f"{result.metrics['n_patients']} patients; {result.metrics['n_skipped']} skipped")
+        print(f"report: {result.out / 'report.html'}")
+    return 0
+
+
+def _cmd_merge(args: argparse.Namespace) -> int:
+    from .predict.merge import merge_shards
+
+    summary = merge_shards(args.shards, args.out)
+    print(f"merged {summary['shards']} shard(s): {summary['predicted']} predicted, {summary['skipped_rows']} skip "
+          f"rows; written to {args.out}")
+    return 0
+
+
 def _cmd_pretrain(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -121,6 +175,57 @@ def _config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars or summary")
 
 
+def _run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options shared by predict and evaluate: which models, where they run."""
+    parser.add_argument("--fold", type=int, default=None, metavar="K",
+                        help="use fold K's model only (default: mean probability of all fold models)")
+    parser.add_argument("--arm", default=None, help="arm of the run (default: its main arm)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: the run's train.batch_size")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="loader processes that read and preprocess ahead (default: min(4, cores-1))")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+
+
+def _add_predict_commands(commands) -> None:
+    predict = commands.add_parser(
+        "predict", help="run a trained run's models over a manifest or an export folder",
+        description="Predict every usable series of an export folder (scanned like `medtl scan`) or every case of "
+                    "a manifest with the fold models of RUN (mean probability). Writes predictions.csv, "
+                    "skipped.csv (every unusable input with its reason), predict.json and, for segmentation, "
+                    "masks/*.nii.gz on the original grid plus seg/*.dcm (DICOM-SEG) for DICOM input. Re-running "
+                    "on the same --out resumes.")
+    predict.add_argument("run", metavar="RUN", help="output folder of `medtl cv`")
+    predict.add_argument("input", metavar="INPUT", help="export folder or manifest .csv")
+    predict.add_argument("--out", required=True, metavar="DIR", help="output folder (re-use it to resume)")
+    predict.add_argument("--shard", metavar="I/N", help="process part I of N (1-based); merge with `medtl merge`")
+    predict.add_argument("--probability-maps", action="store_true",
+                         help="segmentation: also write per-class probability maps (NIfTI)")
+    predict.add_argument("--no-dicom-seg", action="store_true", help="segmentation: skip DICOM-SEG output")
+    _run_arguments(predict)
+    predict.set_defaults(run_command=_cmd_predict)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="external validation of a run on a labelled manifest, with patient bootstrap CIs",
+        description="Predict MANIFEST with RUN's models and score the predictions with the metrics of `medtl cv` "
+                    "(patient-level bootstrap CIs). Writes metrics.json, report.html, predictions.csv, skipped.csv "
+                    "(and masks for segmentation); re-running on the same --out resumes.")
+    evaluate.add_argument("run", metavar="RUN", help="output folder of `medtl cv`")
+    evaluate.add_argument("manifest", metavar="MANIFEST", help="manifest .csv with label (or mask) column")
+    evaluate.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    _run_arguments(evaluate)
+    evaluate.set_defaults(run_command=_cmd_evaluate)
+
+    merge = commands.add_parser(
+        "merge", help="combine the --out folders of `medtl predict --shard I/N` runs",
+        description="Check that the folders are shards 1..N of one job (same run, input and settings, each "
+                    "finished), then write one predictions.csv, skipped.csv and predict.json to --out, with the "
+                    "mask and DICOM-SEG files linked or copied in.")
+    merge.add_argument("shards", metavar="SHARD_DIR", nargs="+")
+    merge.add_argument("--out", required=True, metavar="DIR")
+    merge.set_defaults(run_command=_cmd_merge)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medtl", description="Medical-imaging transfer learning toolkit.")
     parser.add_argument("--version", action="version", version=f"medtl {__version__}")
@@ -140,13 +245,13 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--verify-pixels", action="store_true",
                       help="also decode every usable series (finds corrupt codestreams; slower)")
     scan.add_argument("--quiet", action="store_true", help="no progress bar or summary")
-    scan.set_defaults(run=_cmd_scan)
+    scan.set_defaults(run_command=_cmd_scan)
 
     config = commands.add_parser("config", help="validate a config and print it resolved",
                                  description="Load CONFIG, apply --set overrides, validate and print the result.")
     config.add_argument("config", metavar="CONFIG", nargs="?", help="YAML file (omit for defaults)")
     config.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key")
-    config.set_defaults(run=_cmd_config)
+    config.set_defaults(run_command=_cmd_config)
 
     cv = commands.add_parser("cv", help="patient-level cross-validated fine-tuning with a CV report",
                              description="Run K-fold cross-validation of every arm (the configured model and each "
@@ -155,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
                                          "report.html, env.json and per-fold checkpoints.")
     _config_arguments(cv)
     cv.add_argument("--out", metavar="RUN", help="run folder (default: runs/<config name>)")
-    cv.set_defaults(run=_cmd_cv)
+    cv.set_defaults(run_command=_cmd_cv)
 
     pretrain = commands.add_parser("pretrain", help="train the config's source stage (source-task pretraining)",
                                    description="Train the backbone on the config's `source` manifest and write a "
@@ -163,7 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                "An identical source stage is reused from the cache.")
     _config_arguments(pretrain)
     pretrain.add_argument("--out", metavar="FILE", help="also copy the checkpoint here (.safetensors)")
-    pretrain.set_defaults(run=_cmd_pretrain)
+    pretrain.set_defaults(run_command=_cmd_pretrain)
+
+    _add_predict_commands(commands)
 
     sample = commands.add_parser("sample-data", help="write the synthetic sample sets (deterministic)",
                                  description="Write synthetic, never-real-patient sample sets: a 2D radiograph "
@@ -172,12 +279,12 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("out", metavar="OUT")
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--size", choices=["full", "tiny"], default="full", help="tiny: a few cases, for tests")
-    sample.set_defaults(run=_cmd_sample_data)
+    sample.set_defaults(run_command=_cmd_sample_data)
 
     models = commands.add_parser("models", help="list backbones, their dims and pretrained sources",
                                  description="List registered backbones with dims, feature channels and the "
                                              "pretrained weight sources each supports.")
-    models.set_defaults(run=_cmd_models)
+    models.set_defaults(run_command=_cmd_models)
 
     weights = commands.add_parser("weights", help="offline pretrained-weight cache: list, import, where",
                                   description="list: known weight files and whether they are cached; "
@@ -185,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
                                               "where: print the cache folder (TORCH_HOME/hub/checkpoints).")
     weights.add_argument("action", choices=["list", "import", "where"])
     weights.add_argument("file", nargs="?", metavar="FILE", help="checkpoint to import")
-    weights.set_defaults(run=_cmd_weights)
+    weights.set_defaults(run_command=_cmd_weights)
     return parser
 
 
@@ -196,8 +303,9 @@ def main(argv: list[str] | None = None) -> int:
     # pydicom logs per-file parsing remarks; medtl records those as reason codes instead.
     logging.getLogger("pydicom").setLevel(logging.ERROR)
     logging.getLogger("nibabel").setLevel(logging.ERROR)
+    logging.getLogger("highdicom").setLevel(logging.WARNING)
     try:
-        return args.run(args)
+        return args.run_command(args)
     except MedtlError as exc:
         print(f"medtl: error: {exc}", file=sys.stderr)
         return 2

@@ -19,9 +19,10 @@ import torch
 
 from .. import __version__
 from ..config import Config
-from ..errors import InputError
+from ..errors import InputError, public_detail
 from ..io import load_volume
 from ..io.reasons import Reason
+from ..io.volume import Volume
 from ..progress import progress_bar
 from .geometry import aligned_mask, squeeze_2d
 from .manifest import Case, Manifest
@@ -61,40 +62,66 @@ def preprocessing_fingerprint(config: Config) -> str:
     return json.dumps({"data": data, "task": config.task, "medtl": __version__}, sort_keys=True)
 
 
-def _prepare(case: Case, manifest: Manifest, config: Config) -> PreparedCase:
+@dataclass
+class NetworkInput:
+    """A volume preprocessed for the network, plus what is needed to map outputs back."""
+
+    sample: dict  # MONAI pipeline output: "image" (and "mask") at network resolution
+    input_affine: np.ndarray  # 4x4 index -> world of the array fed in (identity for 2D)
+    input_shape: tuple[int, ...]  # that array's shape: the original grid
+    notes: list[str]
+    mask: np.ndarray | None = None  # the mask on the original grid (after alignment)
+
+    @property
+    def network_affine(self) -> np.ndarray:
+        return np.asarray(self.sample["image"].affine, dtype=float)
+
+    def network_spacing(self, image: Volume) -> tuple[float, ...]:
+        """mm per voxel at network resolution."""
+        if len(self.input_shape) == 3:
+            return tuple(float(s) for s in np.linalg.norm(self.network_affine[:3, :3], axis=0))
+        scale = np.asarray(self.input_shape) / np.asarray(self.sample["image"].shape[1:])
+        return tuple(float(s) for s in np.asarray(image.spacing[-2:]) * scale)
+
+
+def network_input(image: Volume, config: Config, case_id: str, mask: Volume | None = None) -> NetworkInput:
+    """Run the deterministic preprocessing of ``config`` on ``image`` (and its mask)."""
     from ..transforms.presets import preprocess_pipeline, to_metatensor
 
-    dims, task = config.data.dims, config.task
+    dims = config.data.dims
+    notes = [code for code in image.reason_codes if code not in ("SERIES_SPLIT",)]
+    if dims == 2:
+        array, affine = squeeze_2d(image, "image", case_id), None
+    else:
+        if image.ndim != 3 or image.array.shape[0] < 3:
+            raise InputError(f"case {case_id}: image shape {image.array.shape} is too thin for a 3D task",
+                             Reason.TOO_FEW_SLICES.name)
+        array, affine = image.array, image.affine
+    sample = {"image": to_metatensor(array.astype(np.float32), affine)}
+    mask_array = None
+    if mask is not None:
+        mask_array, note = aligned_mask(image, mask, dims, case_id, config.data.resample_mask)
+        if note:
+            notes.append(note)
+        sample["mask"] = to_metatensor(mask_array.astype(np.float32), affine)
+    out = preprocess_pipeline(config.data, mask is not None)(sample)
+    return NetworkInput(out, np.eye(4) if affine is None else affine, tuple(array.shape), notes, mask_array)
+
+
+def _prepare(case: Case, manifest: Manifest, config: Config) -> PreparedCase:
     image = load_volume(case.image)
     patient_key = case.patient_key or image.metadata.get("patient_key", "")
     if not patient_key:
         raise InputError(f"case {case.case_id}: no patient_id column and no PatientID in the image header; add a "
                          "patient_id column to the manifest (patient-level folds need it)")
-    notes = [code for code in image.reason_codes if code not in ("SERIES_SPLIT",)]
-    if dims == 2:
-        array, affine = squeeze_2d(image, "image", case.case_id), None
-    else:
-        if image.ndim != 3 or image.array.shape[0] < 3:
-            raise InputError(f"case {case.case_id}: image shape {image.array.shape} is too thin for a 3D task",
-                             Reason.TOO_FEW_SLICES.name)
-        array, affine = image.array, image.affine
-    sample = {"image": to_metatensor(array.astype(np.float32), affine)}
-    if task == "segmentation":
-        mask_volume = load_volume(case.mask, as_label=True)
-        mask, note = aligned_mask(image, mask_volume, dims, case.case_id, config.data.resample_mask)
-        if note:
-            notes.append(note)
-        sample["mask"] = to_metatensor(mask.astype(np.float32), affine)
-    out = preprocess_pipeline(config.data, task == "segmentation")(sample)
-    label = manifest.class_index(case.label) if task == "classification" else None
+    mask = load_volume(case.mask, as_label=True) if config.task == "segmentation" else None
+    prepared = network_input(image, config, case.case_id, mask)
+    out = prepared.sample
+    label = manifest.class_index(case.label) if config.task == "classification" else None
     prepared_mask = np.rint(np.asarray(out["mask"])).astype(np.int16) if "mask" in out else None
-    if dims == 3:
-        spacing = tuple(float(s) for s in np.linalg.norm(np.asarray(out["image"].affine)[:3, :3], axis=0))
-    else:
-        scale = np.asarray(array.shape) / np.asarray(out["image"].shape[1:])
-        spacing = tuple(float(s) for s in np.asarray(image.spacing[-2:]) * scale)
     return PreparedCase(case.case_id, patient_key, case.group_key or patient_key, label,
-                        np.asarray(out["image"], dtype=np.float32), prepared_mask, "", notes, spacing)
+                        np.asarray(out["image"], dtype=np.float32), prepared_mask, "", prepared.notes,
+                        prepared.network_spacing(image))
 
 
 def prepare_cases(manifest: Manifest, config: Config, cache_dir: Path | None, progress: bool = True
@@ -121,7 +148,7 @@ def prepare_cases(manifest: Manifest, config: Config, cache_dir: Path | None, pr
                 prepared.append(item)
             except InputError as exc:
                 skipped.append({"case_id": case.case_id, "reason": exc.reason or "INPUT_ERROR",
-                                "detail": str(exc).split(": ", 1)[-1][:200]})
+                                "detail": public_detail(exc)})
                 log.warning("case %s skipped: %s", case.case_id, exc.reason or exc)
             advance(1)
     return prepared, skipped

@@ -49,8 +49,13 @@ def _sort_labels(labels: set[str]) -> list[str]:
         return sorted(labels)
 
 
-def read_manifest(path: str | Path, task: str, group_by: str = "patient_id") -> Manifest:
-    """Read and validate a manifest; errors name the row and column to fix."""
+def read_manifest(path: str | Path, task: str, group_by: str = "patient_id", targets: bool = True,
+                  single_class_ok: bool = False) -> Manifest:
+    """Read and validate a manifest; errors name the row and column to fix.
+
+    ``targets=False`` (for ``medtl predict``) needs only the ``image`` column;
+    ``single_class_ok`` allows an external test set holding one class only.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"manifest not found: {path}; set data.manifest (relative to the config file)")
@@ -58,7 +63,7 @@ def read_manifest(path: str | Path, task: str, group_by: str = "patient_id") -> 
         reader = csv.DictReader(f)
         columns = [c.strip() for c in reader.fieldnames or []]
         rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in reader]
-    needed = ["image", "label" if task == "classification" else "mask"]
+    needed = ["image"] + (["label" if task == "classification" else "mask"] if targets else [])
     missing = [c for c in needed if c not in columns]
     if missing:
         raise InputError(f"manifest {path} lacks column(s) {missing} needed for {task}; it has {columns}")
@@ -71,10 +76,10 @@ def read_manifest(path: str | Path, task: str, group_by: str = "patient_id") -> 
             raise InputError(f"{where}: empty 'image'")
         image = (path.parent / row["image"]).resolve()
         mask = (path.parent / row["mask"]).resolve() if row.get("mask") else None
-        if task == "segmentation" and mask is None:
+        if targets and task == "segmentation" and mask is None:
             raise InputError(f"{where}: empty 'mask' in a segmentation manifest")
         label = row.get("label") or None
-        if task == "classification" and label is None:
+        if targets and task == "classification" and label is None:
             raise InputError(f"{where}: empty 'label' in a classification manifest")
         case_id = row.get("case_id") or keyed_hash(row["image"], "case")
         if case_id in seen_ids:
@@ -88,6 +93,6 @@ def read_manifest(path: str | Path, task: str, group_by: str = "patient_id") -> 
     if not cases:
         raise InputError(f"manifest {path} has no rows")
     labels = _sort_labels({c.label for c in cases if c.label is not None})
-    if task == "classification" and len(labels) < 2:
+    if targets and task == "classification" and len(labels) < 2 and not single_class_ok:
         raise InputError(f"manifest {path} has a single class {labels}; classification needs at least two")
     return Manifest(path, cases, labels)

@@ -54,6 +54,11 @@ def _files_under(folder: Path) -> list[str]:
 
 def load_dicom(path: str | os.PathLike, series_key: str | None = None, workers: int | None = None) -> Volume:
     """Load a DICOM file, or the one series in a folder (``series_key`` picks one of several)."""
+    return plan_to_volume(dicom_plan(path, series_key, workers))
+
+
+def dicom_plan(path: str | os.PathLike, series_key: str | None = None, workers: int | None = None) -> SeriesPlan:
+    """The ``SeriesPlan`` of a DICOM file or of the one series in a folder (headers only)."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"DICOM input does not exist: {path}; check the path or the manifest row")
@@ -75,4 +80,4 @@ def load_dicom(path: str | os.PathLike, series_key: str | None = None, workers: 
         keys = ", ".join(f"{p.series_key} ({p.kind} {'x'.join(map(str, p.shape))})" for p in loadable[:8])
         raise InputError(f"{path} holds {len(loadable)} volumes: {keys}; point the manifest at one series "
                          "folder or pass series_key=")
-    return plan_to_volume(loadable[0] if loadable else plans[0])
+    return loadable[0] if loadable else plans[0]

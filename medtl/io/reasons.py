@@ -56,6 +56,9 @@ class Reason(str, Enum):
     GEOMETRY_MISMATCH = "image and mask geometry differ"
     IMAGE_UNREADABLE = "image file could not be read"
     COMPANION_FILE = "data file of a header/data pair, counted with its header"
+    # manifests and outputs
+    FILE_NOT_FOUND = "a file named in the manifest does not exist"
+    DICOM_SEG_FAILED = "DICOM-SEG could not be written for this series (the NIfTI mask was)"
 
     @property
     def code(self) -> str:

@@ -33,6 +33,18 @@ _COMPANION_DATA = {".hdr": (".img", ".img.gz"), ".mhd": (".raw", ".zraw")}
 
 
 @dataclass
+class ExportSource:
+    """How to load one usable series/volume of a scan (in memory only: it holds paths)."""
+
+    series_key: str
+    patient_key: str
+    files: list[str]  # every file counted in this series, for accounting if it fails later
+    reasons: str
+    plan: object = None  # the DICOM SeriesPlan, or None for a NIfTI/NRRD/MHA file
+    path: str | None = None
+
+
+@dataclass
 class ScanResult:
     """In-memory scan outcome (rows are PHI-free unless ``keep_paths``)."""
 
@@ -40,6 +52,7 @@ class ScanResult:
     series_rows: list[dict] = field(default_factory=list)
     skipped_rows: list[dict] = field(default_factory=list)
     summary: dict = field(default_factory=dict)
+    sources: list[ExportSource] = field(default_factory=list)  # parallel to series_rows
 
 
 def list_files(root: Path) -> list[str]:
@@ -146,6 +159,8 @@ def scan_export(root: str | os.PathLike, keep_paths: bool = False, workers: int 
         if keep_paths:
             row["path"] = os.path.relpath(os.path.commonpath([os.path.dirname(p) for p in plan.files]), root)
         result.series_rows.append(row)
+        result.sources.append(ExportSource(plan.series_key, plan.patient_key, list(plan.counted_files),
+                                           row["reasons"], plan=plan))
 
     accounted = sum(r["n_files"] for r in result.series_rows) + len(result.skipped_rows)
     if accounted != result.files_found:
@@ -187,6 +202,7 @@ def _add_volume_row(result: ScanResult, volume, files: list[str], key: str, keep
     if keep_paths:
         row["path"] = os.path.relpath(files[0], root)
     result.series_rows.append(row)
+    result.sources.append(ExportSource(row["series_key"], "", list(files), row["reasons"], path=files[0]))
 
 
 def write_scan(result: ScanResult, out: str | os.PathLike, keep_paths: bool = False) -> Path:

@@ -1,0 +1,238 @@
+"""``medtl predict``: stream every item through the run's fold models and commit each result.
+
+Items load in DataLoader workers while the model runs; each finished item is
+committed (files renamed into place, then one journal line), so a re-run on the
+same ``--out`` continues where an interrupted one stopped. ``predictions.csv``,
+``skipped.csv`` and ``predict.json`` are rebuilt from the journal at the end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections import Counter
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import __version__
+from ..errors import InputError
+from ..outputs import write_csv, write_json
+from ..progress import progress_bar
+from .items import SKIPPED_COLUMNS, PredictInputs, PredictItem, shard_of
+from .journal import Journal
+from .loading import ItemDataset, collate_items, quiet_worker
+from .outcome import segmentation_record
+from .trained import TrainedRun
+
+log = logging.getLogger("medtl")
+
+
+@dataclass
+class PredictOptions:
+    """Run options (not experiment settings: those come from the run's config)."""
+
+    device: str = "auto"
+    batch_size: int | None = None  # default: the run's train.batch_size
+    workers: int | None = None  # default: min(4, cores - 1)
+    shard: tuple[int, int] = (1, 1)
+    probability_maps: bool = False
+    dicom_seg: bool = True
+    progress: bool = True
+
+
+@dataclass
+class PredictOutcome:
+    out: Path
+    key_column: str
+    records: list[dict]  # journal records of this shard's usable items, in input order
+    rows: list[dict]  # predictions.csv rows
+    skipped: list[dict]  # skipped.csv rows
+    summary: dict  # predict.json
+
+
+def default_workers() -> int:
+    return min(4, max(0, (os.cpu_count() or 1) - 1))
+
+
+def _job_identity(trained: TrainedRun, inputs: PredictInputs, options: PredictOptions, truth: bool) -> dict:
+    from ..io.pseudonym import keyed_hash
+
+    config_text = (trained.path / "config.yaml").read_bytes()
+    return {"medtl_version": __version__, "run_config_sha256": hashlib.sha256(config_text).hexdigest(),
+            "model_id": trained.model_id, "input": keyed_hash(str(inputs.source.resolve()), "input"),
+            "input_kind": inputs.kind, "shard": f"{options.shard[0]}/{options.shard[1]}",
+            "probability_maps": options.probability_maps, "dicom_seg": options.dicom_seg, "with_truth": truth}
+
+
+def _check_job(out: Path, identity: dict) -> None:
+    path = out / "job.json"
+    if path.exists():
+        previous = json.loads(path.read_text())
+        differs = sorted(k for k in identity if previous.get(k) != identity[k])
+        if differs:
+            raise InputError(f"{out} holds predictions of a different run, input or settings ({', '.join(differs)} "
+                             "differ); use a new --out folder, or delete this one to start over")
+    else:
+        write_json(path, identity)
+
+
+def _failure_record(item: PredictItem, reason: str, detail: str) -> dict:
+    log.warning("%s skipped: %s", item.key, reason)
+    return {"key": item.key, "status": "skipped", "reason": reason, "detail": detail, "file_keys": item.file_keys}
+
+
+def _autocast(device: torch.device, enabled: bool):
+    return torch.autocast("cuda", dtype=torch.float16) if enabled and device.type == "cuda" else nullcontext()
+
+
+@torch.no_grad()
+def _member_probabilities(models: list, images: torch.Tensor, device: torch.device, amp: bool) -> torch.Tensor:
+    """``(members, batch, classes, ...)`` softmax outputs."""
+    images = images.to(device, non_blocking=True)
+    outputs = []
+    for model in models:
+        with _autocast(device, amp):
+            outputs.append(torch.softmax(model(images).float(), dim=1))
+    return torch.stack(outputs)
+
+
+def _process_batch(batch: list[dict], todo: list[PredictItem], models: list, trained: TrainedRun, out: Path,
+                   options: PredictOptions, device: torch.device, truth: bool) -> list[dict]:
+    records = [_failure_record(todo[r["index"]], *r["error"]) for r in batch if "error" in r]
+    ready = [r for r in batch if "error" not in r]
+    if not ready:
+        return records
+    members = _member_probabilities(models, torch.stack([r["image"] for r in ready]), device,
+                                    trained.config.train.amp).cpu().numpy()
+    ensemble = members.mean(axis=0)
+    for i, loaded in enumerate(ready):
+        item = todo[loaded["index"]]
+        notes = list(loaded["notes"])
+        record = {"key": item.key, "patient_key": loaded["patient_key"], "n_files": item.n_files,
+                  "label": item.label}
+        if trained.task == "classification":
+            record.update(probs=ensemble[i].tolist(), member_probs=members[:, i].tolist())
+        else:
+            record.update(segmentation_record(item.key, loaded, ensemble[i], members[:, i], trained, out,
+                                              options.probability_maps, options.dicom_seg, truth, notes))
+        record.update(status="warn" if notes else "ok", reasons=";".join(notes))
+        records.append(record)
+    return records
+
+
+def _prediction_row(record: dict, trained: TrainedRun, key_column: str, with_files: bool, truth: bool) -> dict:
+    row = {key_column: record["key"], "patient_key": record["patient_key"]}
+    if with_files:
+        row["n_files"] = record["n_files"]
+    if trained.task == "classification":
+        probs = record["probs"]
+        row.update({f"prob_{name}": round(p, 6) for name, p in zip(trained.class_names, probs)})
+        row["predicted"] = trained.class_names[int(np.argmax(probs))]
+    else:
+        row.update({k: record[k] for k in ("shape", "foreground_voxels", "foreground_mm", "mask_file", "seg_file",
+                                           "prob_files")})
+    if truth:
+        row["label"] = record["label"] if trained.task == "classification" else "mask"
+        if trained.task == "segmentation":
+            row.update({k: record["metrics"][k] for k in ("dice", "iou", "hd95")})
+    row.update(model_id=trained.model_id, status=record["status"], reasons=record["reasons"])
+    return row
+
+
+def prediction_columns(trained: TrainedRun, key_column: str, with_files: bool, truth: bool) -> list[str]:
+    columns = [key_column, "patient_key"] + (["n_files"] if with_files else [])
+    if trained.task == "classification":
+        columns += [f"prob_{n}" for n in trained.class_names] + ["predicted"]
+    else:
+        columns += ["shape", "foreground_voxels", "foreground_mm", "mask_file", "seg_file", "prob_files"]
+    if truth:
+        columns += ["label"] + (["dice", "iou", "hd95"] if trained.task == "segmentation" else [])
+    return columns + ["model_id", "status", "reasons"]
+
+
+def predict_items(trained: TrainedRun, inputs: PredictInputs, out: str | Path, options: PredictOptions,
+                  truth: bool = False) -> PredictOutcome:
+    """Predict this shard's items into ``out`` (resuming), then write the CSVs and ``predict.json``."""
+    from ..train.loop import resolve_device
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _check_job(out, _job_identity(trained, inputs, options, truth))
+    shard, count = options.shard
+    items = [item for item in inputs.items if shard_of(item.key, count) == shard]
+    journal = Journal(out / "journal.jsonl")
+    todo = [item for item in items if item.key not in journal]
+    device = resolve_device(options.device)
+    workers = default_workers() if options.workers is None else options.workers
+    started = time.perf_counter()
+    log.info("%d item(s) in shard %d/%d, %d already done; model %s (%d fold model(s)) on %s", len(items), shard,
+             count, len(items) - len(todo), trained.model_id, len(trained.members), device)
+    if todo:
+        models = trained.build_models(device)
+        loader = torch.utils.data.DataLoader(
+            ItemDataset(todo, trained.config, truth), batch_size=options.batch_size or trained.config.train.batch_size,
+            num_workers=workers, collate_fn=collate_items, worker_init_fn=quiet_worker,
+            prefetch_factor=2 if workers else None, pin_memory=device.type == "cuda")
+        description = "predicting" + (f" ({len(items) - len(todo)} already done)" if len(todo) < len(items) else "")
+        try:
+            with progress_bar(description, len(todo), options.progress) as advance:
+                for batch in loader:
+                    for record in _process_batch(batch, todo, models, trained, out, options, device, truth):
+                        journal.append(record)
+                    advance(len(batch))
+        finally:
+            journal.close()
+    elapsed = time.perf_counter() - started
+    return _finish(trained, inputs, out, options, truth, items, journal, len(todo), elapsed, str(device))
+
+
+def _finish(trained: TrainedRun, inputs: PredictInputs, out: Path, options: PredictOptions, truth: bool,
+            items: list[PredictItem], journal: Journal, n_new: int, elapsed: float, device: str) -> PredictOutcome:
+    shard, count = options.shard
+    with_files = inputs.kind == "export"
+    records = [journal.records[item.key] for item in items if item.key in journal.records]
+    usable = [r for r in records if r["status"] != "skipped"]
+    rows = [_prediction_row(r, trained, inputs.key_column, with_files, truth) for r in usable]
+    skipped = [row for row in inputs.skipped if shard_of(row["input"], count) == shard]
+    for record in records:
+        if record["status"] == "skipped":
+            inputs_of = record["file_keys"] if with_files else [record["key"]]
+            skipped += [{"input": key, "series_key": record["key"] if with_files else "", "reason": record["reason"],
+                         "detail": record["detail"]} for key in inputs_of]
+    columns = prediction_columns(trained, inputs.key_column, with_files, truth)
+    write_csv(out / "predictions.csv", columns, rows)
+    write_csv(out / "skipped.csv", SKIPPED_COLUMNS, skipped)
+    summary = _summary(trained, inputs, options, items, records, rows, skipped, n_new, elapsed, device)
+    write_json(out / "predict.json", summary)
+    return PredictOutcome(out, inputs.key_column, usable, rows, skipped, summary)
+
+
+def _summary(trained: TrainedRun, inputs: PredictInputs, options: PredictOptions, items: list[PredictItem],
+             records: list[dict], rows: list[dict], skipped: list[dict], n_new: int, elapsed: float,
+             device: str) -> dict:
+    shard, count = options.shard
+    unfinished = len(items) - len(records)
+    summary = {"medtl_version": __version__, "model_id": trained.model_id, "arm": trained.arm,
+               "fold_models": [m.name for m in trained.members], "task": trained.task,
+               "input_kind": inputs.kind, "shard": f"{shard}/{count}", "items_in_shard": len(items),
+               "predicted": len(rows), "skipped_items": len(records) - len(rows), "unfinished": unfinished,
+               "skip_rows_by_reason": dict(Counter(r["reason"] for r in skipped).most_common()),
+               "predicted_this_run": n_new, "seconds_this_run": round(elapsed, 3),
+               "items_per_second": round(n_new / elapsed, 2) if n_new and elapsed > 0 else None, "device": device}
+    if inputs.kind == "export":
+        in_shard = sum(i.n_files for i in items) + sum(shard_of(r["input"], count) == shard for r in inputs.skipped)
+        accounted = sum(r["n_files"] for r in rows) + len(skipped)
+        summary.update(files_found=inputs.files_found, files_in_shard=in_shard, files_predicted=accounted -
+                       len(skipped), files_skipped=len(skipped))
+        if accounted != in_shard and not unfinished:
+            raise RuntimeError(f"predict accounting is off: {accounted} files accounted for, {in_shard} in shard")
+    else:
+        summary["cases_in_shard"] = len(items)
+    return summary

@@ -1,0 +1,60 @@
+"""One segmentation result: mask (and probabilities) on the original grid, files, metrics."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from .resample import labels_on_original_grid
+from .trained import TrainedRun
+from .writers import write_nifti_atomic
+
+log = logging.getLogger("medtl")
+
+
+def _labels(probabilities: np.ndarray, loaded: dict) -> tuple[np.ndarray, np.ndarray]:
+    return labels_on_original_grid(probabilities, loaded["network_affine"], loaded["input_affine"],
+                                   loaded["input_shape"])
+
+
+def _case_metrics(labels: np.ndarray, loaded: dict, num_classes: int) -> dict:
+    from ..evaluate.metrics import segmentation_case_metrics
+
+    return segmentation_case_metrics(labels, loaded["truth_mask"], num_classes, loaded["spacing"])
+
+
+def segmentation_record(key: str, loaded: dict, ensemble: np.ndarray, members: np.ndarray, trained: TrainedRun,
+                        out: Path, probability_maps: bool, dicom_seg: bool, truth: bool, notes: list[str]) -> dict:
+    """Write the mask (NIfTI; DICOM-SEG for DICOM input; optional probabilities) and describe it."""
+    geometry, dims = loaded["geometry"], len(loaded["input_shape"])
+    labels, foreground = _labels(ensemble, loaded)
+    mask_file = f"masks/{key}.nii.gz"
+    write_nifti_atomic(out / mask_file, labels, geometry)
+    prob_files = []
+    if probability_maps:
+        for c, channel in enumerate(foreground, start=1):
+            prob_files.append(f"probs/{key}_class{c}.nii.gz")
+            write_nifti_atomic(out / prob_files[-1], channel, geometry)
+    seg_file = ""
+    if dicom_seg and loaded["frame_refs"]:
+        from .dicom_seg import write_dicom_seg
+
+        try:
+            write_dicom_seg(out / f"seg/{key}.dcm", loaded["frame_refs"], labels.reshape(geometry.shape),
+                            trained.class_names, trained.model_id)
+            seg_file = f"seg/{key}.dcm"
+        # highdicom refuses some odd sources; the NIfTI mask stands, and the row says why the SEG is missing.
+        except Exception as exc:  # noqa: BLE001
+            log.warning("%s: DICOM-SEG not written (%s); the NIfTI mask was", key, type(exc).__name__)
+            notes.append(f"DICOM_SEG_FAILED({type(exc).__name__})")
+    voxels = int((labels > 0).sum())
+    record = {"shape": "x".join(map(str, geometry.shape[-dims:])), "foreground_voxels": voxels,
+              "foreground_mm": round(voxels * geometry.voxel_volume(dims), 3), "mask_file": mask_file,
+              "seg_file": seg_file, "prob_files": ";".join(prob_files)}
+    if truth:
+        record["metrics"] = _case_metrics(labels, loaded, trained.num_classes)
+        record["member_metrics"] = [_case_metrics(_labels(m, loaded)[0], loaded, trained.num_classes)
+                                    for m in members]
+    return record
