@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.medtl-installed
 TORCH_PIN := torch==2.13.0
 
-.PHONY: install demo scan-demo test bench clean
+.PHONY: install demo scan-demo predict-demo test bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ demo: install
 scan-demo: install
 	$(VENV)/bin/medtl scan sample_data/scan_demo --out runs/scan_demo
 
+# The demo run's models over the messy demo export (run `make demo` first).
+predict-demo: install
+	test -f runs/sample_cls2d/metrics.json || $(MAKE) demo
+	$(VENV)/bin/medtl predict runs/sample_cls2d sample_data/scan_demo --out runs/predict_demo
+
 # pytest exits 5 when it collects nothing; that must not pass silently as green or red.
 test: install
 	$(PY) -m pytest -q; rc=$$?; \
@@ -33,6 +38,7 @@ test: install
 bench: install
 	$(PY) benchmarks/load_series.py
 	$(PY) benchmarks/train_overhead.py
+	$(PY) benchmarks/predict_export.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -147,7 +147,7 @@ def prepare_cases(manifest: Manifest, config: Config, cache_dir: Path | None, pr
                         _save_cached(cache_dir, item)
                 prepared.append(item)
             except InputError as exc:
-                skipped.append({"case_id": case.case_id, "reason": exc.reason or "INPUT_ERROR",
+                skipped.append({"case_id": case.case_id, "reason": exc.reason or Reason.IMAGE_UNREADABLE.name,
                                 "detail": public_detail(exc)})
                 log.warning("case %s skipped: %s", case.case_id, exc.reason or exc)
             advance(1)

@@ -51,7 +51,7 @@ class Reason(str, Enum):
     SHEARED_AFFINE = "affine is sheared (non-orthogonal axes)"
     NIFTI_TRUNCATED = "NIfTI data ends early"
     NIFTI_MISSING_DATA = "NIfTI header without its data file"
-    UNSUPPORTED_DIMENSIONS = "image has more than 3 non-singleton dimensions"
+    UNSUPPORTED_DIMENSIONS = "image dimensions do not fit (over 3 non-singleton, or a volume for a 2D model)"
     LABEL_NOT_INTEGER = "label image holds non-integer values"
     GEOMETRY_MISMATCH = "image and mask geometry differ"
     IMAGE_UNREADABLE = "image file could not be read"

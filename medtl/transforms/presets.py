@@ -24,8 +24,7 @@ def _keys(with_mask: bool) -> list[str]:
 
 def preprocess_pipeline(data: DataConfig, with_mask: bool):
     """Deterministic: [3D spacing] -> intensity to [0, 1] -> resize -> normalise."""
-    from monai.transforms import (Compose, NormalizeIntensityd, Resized, ScaleIntensityRanged,
-                                  ScaleIntensityRangePercentilesd, Spacingd)
+    from monai.transforms import Compose, NormalizeIntensityd, Resized, ScaleIntensityRanged, Spacingd
 
     keys = _keys(with_mask)
     modes = ("bilinear", "nearest") if with_mask else ("bilinear",)
@@ -34,7 +33,7 @@ def preprocess_pipeline(data: DataConfig, with_mask: bool):
         steps.append(Spacingd(keys, pixdim=tuple(data.spacing), mode=modes))
     if data.intensity == "percentile":
         low, high = data.percentiles
-        steps.append(ScaleIntensityRangePercentilesd("image", lower=low, upper=high, b_min=0.0, b_max=1.0, clip=True))
+        steps.append(scale_percentiles("image", lower=low, upper=high))
     elif data.intensity == "window":
         center, width = data.window
         steps.append(ScaleIntensityRanged("image", a_min=center - width / 2, a_max=center + width / 2,
@@ -43,6 +42,26 @@ def preprocess_pipeline(data: DataConfig, with_mask: bool):
     steps.append(Resized(keys, spatial_size=size, mode=("area", "nearest") if with_mask else ("area",)))
     steps.append(NormalizeIntensityd("image", subtrahend=GRAY_MEAN, divisor=GRAY_STD))
     return Compose(steps)
+
+
+def scale_percentiles(keys, lower: float, upper: float):
+    """MONAI's ScaleIntensityRangePercentilesd (to [0, 1], clipped) with numpy's percentile.
+
+    MONAI computes percentiles of tensors with ``torch.quantile``, a full sort: 19 ms
+    per 512x512 image here, 90% of all preprocessing; numpy's selection gives the
+    same linear-interpolated values in a tenth of the time.
+    """
+    from monai.transforms import MapTransform, ScaleIntensityRange
+
+    class _ScalePercentilesd(MapTransform):
+        def __call__(self, data):
+            out = dict(data)
+            for key in self.key_iterator(out):
+                low, high = np.percentile(np.asarray(out[key]), [lower, upper])
+                out[key] = ScaleIntensityRange(float(low), float(high), 0.0, 1.0, clip=True)(out[key])
+            return out
+
+    return _ScalePercentilesd(keys)
 
 
 def augment_pipeline(data: DataConfig, with_mask: bool):
