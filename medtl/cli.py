@@ -175,8 +175,11 @@ def _config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars or summary")
 
 
-def _run_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options shared by predict and evaluate: which models, where they run."""
+def _run_arguments(parser: argparse.ArgumentParser, target: str, target_help: str) -> None:
+    """RUN, the input, --out and the options shared by predict and evaluate: which models, where they run."""
+    parser.add_argument("run", metavar="RUN", help="output folder of `medtl cv`")
+    parser.add_argument(target.lower(), metavar=target, help=target_help)
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder (re-use it to resume)")
     parser.add_argument("--fold", type=int, default=None, metavar="K",
                         help="use fold K's model only (default: mean probability of all fold models)")
     parser.add_argument("--arm", default=None, help="arm of the run (default: its main arm)")
@@ -195,14 +198,11 @@ def _add_predict_commands(commands) -> None:
                     "skipped.csv (every unusable input with its reason), predict.json and, for segmentation, "
                     "masks/*.nii.gz on the original grid plus seg/*.dcm (DICOM-SEG) for DICOM input. Re-running "
                     "on the same --out resumes.")
-    predict.add_argument("run", metavar="RUN", help="output folder of `medtl cv`")
-    predict.add_argument("input", metavar="INPUT", help="export folder or manifest .csv")
-    predict.add_argument("--out", required=True, metavar="DIR", help="output folder (re-use it to resume)")
+    _run_arguments(predict, "INPUT", "export folder or manifest .csv")
     predict.add_argument("--shard", metavar="I/N", help="process part I of N (1-based); merge with `medtl merge`")
     predict.add_argument("--probability-maps", action="store_true",
                          help="segmentation: also write per-class probability maps (NIfTI)")
     predict.add_argument("--no-dicom-seg", action="store_true", help="segmentation: skip DICOM-SEG output")
-    _run_arguments(predict)
     predict.set_defaults(run_command=_cmd_predict)
 
     evaluate = commands.add_parser(
@@ -210,10 +210,7 @@ def _add_predict_commands(commands) -> None:
         description="Predict MANIFEST with RUN's models and score the predictions with the metrics of `medtl cv` "
                     "(patient-level bootstrap CIs). Writes metrics.json, report.html, predictions.csv, skipped.csv "
                     "(and masks for segmentation); re-running on the same --out resumes.")
-    evaluate.add_argument("run", metavar="RUN", help="output folder of `medtl cv`")
-    evaluate.add_argument("manifest", metavar="MANIFEST", help="manifest .csv with label (or mask) column")
-    evaluate.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    _run_arguments(evaluate)
+    _run_arguments(evaluate, "MANIFEST", "manifest .csv with a label (or mask) column")
     evaluate.set_defaults(run_command=_cmd_evaluate)
 
     merge = commands.add_parser(
