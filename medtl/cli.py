@@ -102,6 +102,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"{result.metrics['model_id']}: {metric} {main['pooled']:.3f} (95% CI {main['ci95'][0]:.3f}-"
               f"{main['ci95'][1]:.3f}, patient bootstrap) on {result.metrics['n_cases']} cases of "
               f"{result.metrics['n_patients']} patients; {result.metrics['n_skipped']} skipped")
+        for warning in result.warnings:
+            print(f"warning: {warning}")
         print(f"report: {result.out / 'report.html'}")
     return 0
 

@@ -43,6 +43,7 @@ class PreparedCase:
     content_hash: str
     notes: list[str] = field(default_factory=list)
     spacing: tuple[float, ...] = ()  # mm per voxel at network resolution (for HD95)
+    image_hash: str = ""  # SHA-256 of the image file(s) alone: finds training images in external test sets
 
 
 def content_hash(path: Path) -> str:
@@ -138,13 +139,15 @@ def prepare_cases(manifest: Manifest, config: Config, cache_dir: Path | None, pr
                 missing = [p for p in sources if not p.exists()]
                 if missing:
                     raise InputError(f"case {case.case_id}: file not found", "FILE_NOT_FOUND")
-                digest = hashlib.sha256((fingerprint + "".join(content_hash(p) for p in sources)).encode()).hexdigest()
+                hashes = [content_hash(p) for p in sources]
+                digest = hashlib.sha256((fingerprint + "".join(hashes)).encode()).hexdigest()
                 item = _load_cached(cache_dir, digest, case) if cache_dir else None
                 if item is None:
                     item = _prepare(case, manifest, config)
                     item.content_hash = digest
                     if cache_dir:
                         _save_cached(cache_dir, item)
+                item.image_hash = hashes[0]
                 prepared.append(item)
             except InputError as exc:
                 skipped.append({"case_id": case.case_id, "reason": exc.reason or Reason.IMAGE_UNREADABLE.name,

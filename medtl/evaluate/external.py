@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..outputs import write_json
+from ..train.provenance import training_overlap
 from .metrics import classification_metrics, mean_case_metrics
 from .summary import arm_summary, primary_metric
 
@@ -106,6 +107,13 @@ def evaluate_run(run_dir: str | Path, manifest: str | Path, out: str | Path, opt
         f"{k} {v}" for k, v in outcome.summary["skip_rows_by_reason"].items())] if outcome.skipped else []
     warnings += sorted({f"{code.split('(')[0]} in {sum(code.split('(')[0] in r['reasons'] for r in records)} "
                         "case(s)" for r in records for code in r["reasons"].split(";") if code})
+    overlap = training_overlap(trained.path / "training_images.json", [i.path for i in inputs.items])
+    if overlap:
+        warnings.insert(0, f"{overlap} of {len(inputs.items)} case(s) are byte-identical to images this run trained or "
+                           "validated on: this is not an independent external validation")
+    elif overlap is None:
+        warnings.append("the run has no training_images.json (made by an older medtl): overlap with its training "
+                        "images was not checked")
     patients = _patient_keys(records, warnings)
     labels = _label_indices(records, trained.class_names, manifest) if trained.task == "classification" else None
     rows, member_rows = _rows(trained, records, patients, labels)
@@ -118,6 +126,7 @@ def evaluate_run(run_dir: str | Path, manifest: str | Path, out: str | Path, opt
                "comparisons": [], "external": True, "model_id": trained.model_id,
                "ensemble_of": [m.name for m in trained.members], "class_names": trained.class_names,
                "n_cases": len(rows), "n_patients": len(set(patients)), "n_skipped": len(outcome.skipped),
+               "training_overlap": overlap,
                "skipped_by_reason": outcome.summary["skip_rows_by_reason"],
                "segmentation_grid": "original image grid" if trained.task == "segmentation" else None,
                "warnings": warnings}

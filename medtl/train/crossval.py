@@ -29,7 +29,7 @@ from ..progress import progress_bar
 from .arms import Arm, resolve_arms
 from .checkpoint import load_weights, save_weights
 from .loop import fit, predict, resolve_device
-from .provenance import environment
+from .provenance import environment, write_training_images
 
 log = logging.getLogger("medtl")
 
@@ -261,4 +261,5 @@ def _write_outputs(run: CVRun, skipped: list[dict]) -> None:
                        "source": arm["adaptation"]["source"]}] for name, arm in run.arms.items()}
     write_json(run.out / "env.json", environment(run.config.train.seed, str(resolve_device(run.config.train.device)),
                                                  [c.content_hash for c in run.cases], weights))
+    write_training_images(run.out / "training_images.json", [c.image_hash for c in run.cases])
     write_report(run)

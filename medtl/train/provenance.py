@@ -7,6 +7,7 @@ import platform
 import sys
 from datetime import datetime, timezone
 from importlib import metadata
+from pathlib import Path
 
 PACKAGES = ("medtl", "torch", "monai", "numpy", "pydicom", "nibabel", "SimpleITK", "scikit-learn", "scipy",
             "torchmetrics", "pydantic", "highdicom", "safetensors")
@@ -36,3 +37,27 @@ def environment(seed: int, device: str, content_hashes: list[str], weights: dict
         "data": {"n_cases": len(content_hashes), "sha256": data_hash(content_hashes)},
         "weights": weights,
     }
+
+
+def write_training_images(path: Path, image_hashes: list[str]) -> None:
+    """Keyed hashes of the content of every image the run saw, so ``medtl evaluate`` can spot them again.
+
+    Keyed (project salt), so the file cannot confirm that a known image was in the training set.
+    """
+    from ..io.pseudonym import keyed_hash
+    from ..outputs import write_json
+
+    write_json(path, {"images": sorted({keyed_hash(h, "image-content") for h in image_hashes})})
+
+
+def training_overlap(path: Path, image_paths: list[Path]) -> int | None:
+    """How many of ``image_paths`` are byte-identical to an image of the run (``None``: run lacks the record)."""
+    import json
+
+    from ..data.dataset import content_hash
+    from ..io.pseudonym import keyed_hash
+
+    if not path.exists():
+        return None
+    seen = set(json.loads(path.read_text())["images"])
+    return sum(keyed_hash(content_hash(p), "image-content") in seen for p in image_paths if p.exists())

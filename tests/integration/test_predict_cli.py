@@ -212,8 +212,20 @@ def test_evaluate_equals_the_cv_code_path_on_the_same_model_and_cases(cls_run, r
     assert metrics["task"] == "classification" and metrics["primary_metric"] == "auc"
     assert set(metrics["summary"]["auc"]) >= {"mean", "std", "ci95"} and metrics["external"] is True
     assert metrics["n_patients"] == len({r["patient_id"] for r in manifest_rows})
+    assert metrics["training_overlap"] == len(manifest_rows)  # these are the run's own images: said loudly
+    assert "not an independent external validation" in metrics["warnings"][0]
     assert (out / "report.html").exists()
     assert_no_secrets(out)
+
+
+def test_evaluate_on_new_images_reports_no_training_overlap(cls_run, tmp_path, capsys):
+    other = write_radiograph_set(tmp_path / "site_b", n_patients=6, images_per_patient=2, size=48, seed=11)
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(cls_run), str(other / "manifest.csv"), "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["training_overlap"] == 0 and metrics["n_cases"] == 12 and metrics["n_patients"] == 6
+    printed = capsys.readouterr().out
+    assert "auc" in printed and "patient bootstrap" in printed and "external validation" not in printed
 
 
 def test_evaluate_refuses_labels_the_run_never_saw(cls_run, radiographs, tmp_path, capsys):
