@@ -59,6 +59,7 @@ class Reason(str, Enum):
     # manifests and outputs
     FILE_NOT_FOUND = "a file named in the manifest does not exist"
     DICOM_SEG_FAILED = "DICOM-SEG could not be written for this series (the NIfTI mask was)"
+    LOADER_CRASHED = "reading this series killed the process twice (native decoder crash); skipped on resume"
 
     @property
     def code(self) -> str:

@@ -22,9 +22,11 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..errors import InputError
+from ..errors import InputError, MedtlError
+from ..io.reasons import Reason
 from ..outputs import write_csv, write_json
 from ..progress import progress_bar
+from .inflight import CRASH_LIMIT, InflightMarks
 from .items import SKIPPED_COLUMNS, PredictInputs, PredictItem, shard_of
 from .journal import Journal
 from .loading import ItemDataset, collate_items, quiet_worker
@@ -127,6 +129,30 @@ def _process_batch(batch: list[dict], todo: list[PredictItem], models: list, tra
     return records
 
 
+def _skip_crashing(items: list[PredictItem], journal: Journal, marks: InflightMarks) -> set[str]:
+    """Record series that killed the loader ``CRASH_LIMIT`` times; return the other suspects."""
+    suspects = marks.suspects()
+    for item in items:
+        attempts = suspects.get(item.key, 0)
+        if attempts >= CRASH_LIMIT and item.key not in journal:
+            journal.append(_failure_record(item, Reason.LOADER_CRASHED.name,
+                                           f"the process died {attempts} times while reading this series"))
+            marks.end(item.key)
+    return {key for key, attempts in suspects.items() if attempts < CRASH_LIMIT}
+
+
+def _batches(loader):
+    """Iterate ``loader``; a loader process that died becomes a one-line error that says how to go on."""
+    try:
+        yield from loader
+    except RuntimeError as exc:
+        if "DataLoader worker" not in str(exc):
+            raise
+        raise MedtlError("a loader process died while reading a series (usually a crash in a native image "
+                         "decoder); re-run the same command to resume: a series that crashes the loader twice is "
+                         f"skipped as {Reason.LOADER_CRASHED.name}") from exc
+
+
 def _prediction_row(record: dict, trained: TrainedRun, key_column: str, with_files: bool, truth: bool) -> dict:
     row = {key_column: record["key"], "patient_key": record["patient_key"]}
     if with_files:
@@ -168,6 +194,8 @@ def predict_items(trained: TrainedRun, inputs: PredictInputs, out: str | Path, o
     shard, count = options.shard
     items = [item for item in inputs.items if shard_of(item.key, count) == shard]
     journal = Journal(out / "journal.jsonl")
+    marks = InflightMarks(out / "inflight")
+    suspects = _skip_crashing(items, journal, marks)
     todo = [item for item in items if item.key not in journal]
     device = resolve_device(options.device)
     workers = default_workers() if options.workers is None else options.workers
@@ -176,17 +204,23 @@ def predict_items(trained: TrainedRun, inputs: PredictInputs, out: str | Path, o
              count, len(items) - len(todo), trained.model_id, len(trained.members), device)
     if todo:
         models = trained.build_models(device)
-        loader = torch.utils.data.DataLoader(
-            ItemDataset(todo, trained.config, truth), batch_size=options.batch_size or trained.config.train.batch_size,
-            num_workers=workers, collate_fn=collate_items, worker_init_fn=quiet_worker,
-            prefetch_factor=2 if workers else None, pin_memory=device.type == "cuda")
+        # suspects of an earlier crash go first, one at a time, so that a second crash names one series
+        phases = [([i for i in todo if i.key in suspects], 1, min(1, workers)),
+                  ([i for i in todo if i.key not in suspects],
+                   options.batch_size or trained.config.train.batch_size, workers)]
         description = "predicting" + (f" ({len(items) - len(todo)} already done)" if len(todo) < len(items) else "")
         try:
             with progress_bar(description, len(todo), options.progress) as advance:
-                for batch in loader:
-                    for record in _process_batch(batch, todo, models, trained, out, options, device, truth):
-                        journal.append(record)
-                    advance(len(batch))
+                for phase_items, batch_size, phase_workers in phases:
+                    loader = torch.utils.data.DataLoader(
+                        ItemDataset(phase_items, trained.config, truth, marks), batch_size=batch_size,
+                        num_workers=phase_workers, collate_fn=collate_items, worker_init_fn=quiet_worker,
+                        prefetch_factor=2 if phase_workers else None, pin_memory=device.type == "cuda")
+                    for batch in _batches(loader):
+                        for record in _process_batch(batch, phase_items, models, trained, out, options, device,
+                                                     truth):
+                            journal.append(record)
+                        advance(len(batch))
         finally:
             journal.close()
     elapsed = time.perf_counter() - started

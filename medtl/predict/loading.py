@@ -15,6 +15,7 @@ import torch
 from ..config import Config
 from ..errors import InputError, public_detail
 from ..io.reasons import Reason
+from .inflight import InflightMarks
 from .items import PredictItem
 from .writers import OutputGeometry
 
@@ -63,14 +64,23 @@ def load_item(item: PredictItem, config: Config, truth: bool) -> dict:
 class ItemDataset(torch.utils.data.Dataset):
     """``dataset[i]`` -> ``{"index": i, ...}``, or ``{"index": i, "error": (reason, detail)}``."""
 
-    def __init__(self, items: list[PredictItem], config: Config, truth: bool):
-        self.items, self.config, self.truth = items, config, truth
+    def __init__(self, items: list[PredictItem], config: Config, truth: bool, marks: InflightMarks | None = None):
+        self.items, self.config, self.truth, self.marks = items, config, truth, marks
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, index: int) -> dict:
         item = self.items[index]
+        if self.marks is not None:
+            self.marks.begin(item.key)
+        try:
+            return self._load(index, item)
+        finally:
+            if self.marks is not None:
+                self.marks.end(item.key)
+
+    def _load(self, index: int, item: PredictItem) -> dict:
         try:
             return {"index": index, **load_item(item, self.config, self.truth)}
         except InputError as exc:

@@ -304,3 +304,30 @@ def test_evaluate_segmentation_scores_the_written_masks_on_the_original_grid(seg
         assert float(row["dice"]) == pytest.approx(expected["dice"], abs=1e-6)
     dice = np.mean([float(r["dice"]) for r in rows])
     assert metrics["summary"]["dice"]["pooled"] == pytest.approx(dice, abs=1e-6)
+
+
+def test_a_series_that_kills_the_loader_is_skipped_after_two_crashes(cls_run, export, reference, tmp_path,
+                                                                      monkeypatch, capsys):
+    import medtl.predict.loading as loading
+
+    victim = read_csv(reference / "predictions.csv")[5]["series_key"]
+    real_load_item = loading.load_item
+
+    def crashing_load_item(item, config, truth):
+        if item.key == victim:
+            os._exit(3)  # what a segfault in a native decoder looks like from outside
+        return real_load_item(item, config, truth)
+
+    monkeypatch.setattr(loading, "load_item", crashing_load_item)
+    out = tmp_path / "out"
+    command = ["predict", str(cls_run), str(export), "--out", str(out), "--quiet", "--workers", "1"]
+    assert main(command) == 2
+    assert "loader process died" in capsys.readouterr().err
+    assert (out / "inflight" / victim).read_text() == "1"
+    assert main(command) == 2  # retried alone first: the second crash names it
+    assert main(command) == 0
+    skipped = [r for r in read_csv(out / "skipped.csv") if r["series_key"] == victim]
+    assert [r["reason"] for r in skipped] == ["LOADER_CRASHED"]
+    rows = read_csv(out / "predictions.csv")
+    assert len(rows) == 39 and victim not in {r["series_key"] for r in rows}
+    assert not list((out / "inflight").iterdir())
