@@ -33,12 +33,11 @@ class ExternalResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def _label_indices(records: list[dict], class_names: list[str], manifest: Path) -> list[int]:
-    unknown = sorted({r["label"] for r in records} - set(class_names))
+def _check_labels(labels: set[str], class_names: list[str], manifest: Path) -> None:
+    unknown = sorted(labels - set(class_names))
     if unknown:
         raise InputError(f"manifest {manifest} has label(s) {unknown} that the run was not trained on "
                          f"(its classes: {class_names}); fix the labels or evaluate a matching run")
-    return [class_names.index(r["label"]) for r in records]
 
 
 def _patient_keys(records: list[dict], warnings: list[str]) -> list[str]:
@@ -98,7 +97,7 @@ def evaluate_run(run_dir: str | Path, manifest: str | Path, out: str | Path, opt
     manifest = Path(manifest)
     inputs = read_inputs(manifest, trained.task, targets=True, progress=options.progress)
     if trained.task == "classification":
-        _label_indices([{"label": i.label} for i in inputs.items], trained.class_names, manifest)
+        _check_labels({i.label for i in inputs.items}, trained.class_names, manifest)
     outcome = predict_items(trained, inputs, out, options, truth=True)
     records = outcome.records
     if not records:
@@ -115,7 +114,7 @@ def evaluate_run(run_dir: str | Path, manifest: str | Path, out: str | Path, opt
         warnings.append("the run has no training_images.json (made by an older medtl): overlap with its training "
                         "images was not checked")
     patients = _patient_keys(records, warnings)
-    labels = _label_indices(records, trained.class_names, manifest) if trained.task == "classification" else None
+    labels = [trained.class_names.index(r["label"]) for r in records] if trained.task == "classification" else None
     rows, member_rows = _rows(trained, records, patients, labels)
     fold_records = [_member_record(trained, m, member_rows[m.name]) for m in trained.members]
     config = trained.config

@@ -11,16 +11,19 @@ from .sitk_formats import is_sitk_path, load_sitk
 from .volume import Volume
 
 
+def is_volume_file(path: Path) -> bool:
+    """A NIfTI/NRRD/MHA file (anything else is read as DICOM: a file or a series folder)."""
+    return path.is_file() and (is_nifti_path(path) or is_sitk_path(path))
+
+
 def load_volume(path: str | os.PathLike, *, as_label: bool = False, series_key: str | None = None) -> Volume:
     """Load a NIfTI/NRRD/MHA file, a DICOM file, or a folder holding one DICOM series."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"input does not exist: {path}; check the path (relative paths in a manifest "
                          "resolve against the manifest's folder)")
-    if path.is_file() and is_nifti_path(path):
-        return load_nifti(path, as_label=as_label)
-    if path.is_file() and is_sitk_path(path):
-        return load_sitk(path)
+    if is_volume_file(path):
+        return load_nifti(path, as_label=as_label) if is_nifti_path(path) else load_sitk(path)
     from .dicom import load_dicom
 
     return load_dicom(path, series_key=series_key)

@@ -52,7 +52,6 @@ class PredictOptions:
 @dataclass
 class PredictOutcome:
     out: Path
-    key_column: str
     records: list[dict]  # journal records of this shard's usable items, in input order
     rows: list[dict]  # predictions.csv rows
     skipped: list[dict]  # skipped.csv rows
@@ -245,7 +244,7 @@ def _finish(trained: TrainedRun, inputs: PredictInputs, out: Path, options: Pred
     write_csv(out / "skipped.csv", SKIPPED_COLUMNS, skipped)
     summary = _summary(trained, inputs, options, items, records, rows, skipped, n_new, elapsed, device)
     write_json(out / "predict.json", summary)
-    return PredictOutcome(out, inputs.key_column, usable, rows, skipped, summary)
+    return PredictOutcome(out, usable, rows, skipped, summary)
 
 
 def _summary(trained: TrainedRun, inputs: PredictInputs, options: PredictOptions, items: list[PredictItem],

@@ -25,13 +25,10 @@ log = logging.getLogger("medtl")
 def _load(item: PredictItem):
     """``(Volume, frame_refs)``; frame_refs are ``(file, frame index)`` in volume order for DICOM inputs."""
     from ..io.dicom import dicom_plan, plan_to_volume
-    from ..io.load import load_volume
-    from ..io.nifti import is_nifti_path
-    from ..io.sitk_formats import is_sitk_path
+    from ..io.load import is_volume_file, load_volume
 
     plan = item.plan
-    if plan is None and item.path is not None and not (item.path.is_file() and (
-            is_nifti_path(item.path) or is_sitk_path(item.path))):
+    if plan is None and item.path is not None and not is_volume_file(item.path):
         if not item.path.exists():
             raise InputError(f"case {item.key}: image not found", "FILE_NOT_FOUND")
         plan = dicom_plan(item.path)
