@@ -47,22 +47,25 @@ def write_export(root: Path, n_series: int, pixels: int) -> Path:
 
 
 def write_run(root: Path, folds: int, backbone: str, image_size: int) -> Path:
-    from medtl.config import dump_config, load_config
+    from medtl.config import load_config
     from medtl.models import create_model
-    from medtl.outputs import write_json
-    from medtl.train.checkpoint import save_weights
+    from medtl.models.checkpoint import save_weights
+    from medtl.plumbing.atomic import write_json
+    from medtl.rundir import RunDir
 
     config = load_config(None, [f"model.backbone={backbone}", "model.pretrained=none", "data.dims=2",
                                 f"data.image_size=[{image_size},{image_size}]", f"cv.folds={folds}",
                                 "train.batch_size=16"])
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "config.yaml").write_text(dump_config(config))
+    rundir = RunDir(root)
+    rundir.write_config(config)
+    rundir.write_splits([{"case_id": f"case{fold}", "patient_key": f"p{fold}", "repeat": 0, "fold": fold}
+                         for fold in range(folds)])
     for fold in range(folds):
         torch.manual_seed(fold)
         model = create_model(backbone, dims=2, num_classes=2, class_names=["0", "1"])
-        folder = root / "arms" / "scratch" / f"repeat0_fold{fold}"
-        save_weights(folder / "model.safetensors", model, {**model.describe(), "class_names": '["0", "1"]'})
-        write_json(folder / "done.json", {"record": {"fold": fold, "repeat": 0, "n_train": 0}})
+        folder = rundir.fold("scratch", 0, fold)
+        save_weights(folder.model, model, {**model.describe(), "class_names": '["0", "1"]'})
+        write_json(folder.done, {"record": {"fold": fold, "repeat": 0, "n_train": 0}})
     return root
 
 

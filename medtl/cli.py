@@ -43,7 +43,7 @@ def _cmd_cv(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .config import load_config
-    from .train.crossval import run_cv
+    from .workflows.cv import run_cv
 
     config = load_config(args.config, args.set)
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
@@ -72,13 +72,10 @@ def _predict_options(args: argparse.Namespace):
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from .predict.engine import predict_items
-    from .predict.items import read_inputs
-    from .predict.trained import load_trained_run
+    from .workflows.predict import predict_run
 
-    trained = load_trained_run(args.run, arm=args.arm, fold=args.fold)
-    inputs = read_inputs(args.input, trained.task, targets=False, workers=args.workers, progress=not args.quiet)
-    outcome = predict_items(trained, inputs, args.out, _predict_options(args))
+    outcome, inputs = predict_run(args.run, args.input, args.out, _predict_options(args), arm=args.arm,
+                                  fold=args.fold)
     summary = outcome.summary
     if not args.quiet:
         reasons = ", ".join(f"{k} {v}" for k, v in summary["skip_rows_by_reason"].items()) or "none"
@@ -93,7 +90,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate.external import evaluate_run
+    from .workflows.evaluate import evaluate_run
 
     result = evaluate_run(args.run, args.manifest, args.out, _predict_options(args), arm=args.arm, fold=args.fold)
     if not args.quiet:
@@ -121,7 +118,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .config import load_config
-    from .train.pretrain import export_source_model, train_source_model
+    from .workflows.pretrain import export_source_model, train_source_model
 
     config = load_config(args.config, args.set)
     model = train_source_model(config, progress=not args.quiet)

@@ -7,14 +7,19 @@ the CLI never re-declares them.
 
 from __future__ import annotations
 
+import copy
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Mapping
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from .errors import ConfigError
+from .errors import ConfigError, UnknownNameError
+from .plumbing.paths import missing_file_message
+
+PRETRAINED_KEYWORDS = ("imagenet", "medicalnet", "none", "source")
+DEFAULT_IMAGE_SIZE = {2: [224, 224], 3: [96, 96, 96]}
 
 
 class _Section(BaseModel):
@@ -22,6 +27,8 @@ class _Section(BaseModel):
 
 
 class AugmentConfig(_Section):
+    """``data.augment``: random training augmentation, seeded per epoch (never used for validation)."""
+
     flip: bool = False  # off by default: left/right carries meaning in many tasks
     rotate_deg: float = Field(10.0, ge=0, le=180)
     scale: float = Field(0.1, ge=0, lt=1)
@@ -30,9 +37,18 @@ class AugmentConfig(_Section):
 
 
 class DataConfig(_Section):
+    """``data``: which manifest, and how every image becomes a network input.
+
+    Per-axis lists are checked against ``dims`` once, here: ``image_size`` and ``spacing``
+    need exactly ``dims`` values (a single number for ``image_size`` means the same size on
+    every axis), ``window`` is (center, width) and ``percentiles`` is (low, high). Every
+    later stage reads these normalised values, so what the report prints is what the
+    network saw.
+    """
+
     manifest: Path | None = None
     dims: Literal[2, 3] = 2
-    image_size: list[int] = Field(default_factory=lambda: [224, 224])
+    image_size: list[int] = Field(default=None, validate_default=False)  # default: 224x224 (2D), 96^3 (3D)
     spacing: list[float] | None = None  # 3D: resample to this spacing (mm) before resizing
     intensity: Literal["percentile", "window", "none"] = "percentile"
     window: list[float] = Field(default_factory=lambda: [40.0, 400.0])  # center, width (intensity=window)
@@ -40,13 +56,54 @@ class DataConfig(_Section):
     resample_mask: bool = False  # resample a mask with other geometry (nearest) instead of refusing it
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
 
-    @field_validator("image_size", mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _scalar_size(cls, value: Any) -> Any:
-        return [value] if isinstance(value, int) else value
+    def _default_and_isotropic_size(cls, raw: Any) -> Any:
+        if not isinstance(raw, dict):
+            return raw
+        size, dims = raw.get("image_size"), raw.get("dims", 2)
+        if size is None:
+            return {**raw, "image_size": DEFAULT_IMAGE_SIZE.get(dims, [224, 224])}
+        if isinstance(size, int) and not isinstance(size, bool) and dims in (2, 3):
+            return {**raw, "image_size": [size] * dims}
+        return raw
+
+    @field_validator("window")
+    @classmethod
+    def _check_window(cls, value: list[float]) -> list[float]:
+        if len(value) != 2 or value[1] <= 0:
+            raise ValueError(f"data.window = {value}: give [center, width] with width > 0, e.g. [40, 400]")
+        return value
+
+    @field_validator("percentiles")
+    @classmethod
+    def _check_percentiles(cls, value: list[float]) -> list[float]:
+        if len(value) != 2 or not 0 <= value[0] < value[1] <= 100:
+            raise ValueError(f"data.percentiles = {value}: give [low, high] with 0 <= low < high <= 100, "
+                             "e.g. [0.5, 99.5]")
+        return value
+
+    @model_validator(mode="after")
+    def _check_axes(self) -> "DataConfig":
+        if any(s < 1 for s in self.image_size):
+            raise ValueError(f"data.image_size = {self.image_size}: sizes must be >= 1")
+        if len(self.image_size) != self.dims:
+            raise ValueError(f"data.image_size = {self.image_size} has {len(self.image_size)} value(s), but "
+                             f"data.dims is {self.dims}: give {self.dims} sizes (one per axis, "
+                             f"{'rows, columns' if self.dims == 2 else 'slices, rows, columns'}) or one number")
+        if self.spacing is not None:
+            if self.dims == 2:
+                raise ValueError(f"data.spacing = {self.spacing} is used for 3D resampling only; remove it or "
+                                 "set data.dims: 3")
+            if len(self.spacing) != 3 or any(s <= 0 for s in self.spacing):
+                raise ValueError(f"data.spacing = {self.spacing}: give 3 positive values in mm "
+                                 "(slice, row, column), e.g. [3.0, 0.9, 0.9]")
+        return self
 
 
 class ModelConfig(_Section):
+    """``model``: the backbone and where its starting weights come from."""
+
     backbone: str = "resnet18"
     pretrained: str = "imagenet"  # imagenet | medicalnet | none | path to a checkpoint
     input_adapt: Literal["sum", "mean", "first", "random"] = "sum"
@@ -55,6 +112,8 @@ class ModelConfig(_Section):
 
 
 class FinetuneConfig(_Section):
+    """``finetune``: which layers train, and how strongly they are held to the pretrained weights."""
+
     strategy: Literal["linear", "full", "gradual", "discriminative"] = "full"
     l2sp: float = Field(0.0, ge=0)
     unfreeze_every: int = Field(1, ge=1)  # gradual: epochs between unfreezing stages
@@ -62,6 +121,8 @@ class FinetuneConfig(_Section):
 
 
 class TrainConfig(_Section):
+    """``train``: optimiser, schedule, loss, model selection and the device."""
+
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(8, ge=1)
     lr: float = Field(1e-3, gt=0)
@@ -80,6 +141,8 @@ class TrainConfig(_Section):
 
 
 class CVConfig(_Section):
+    """``cv``: patient-grouped K-fold cross-validation and bootstrap settings."""
+
     folds: int = Field(5, ge=2)
     group_by: str = "patient_id"
     repeats: int = Field(1, ge=1)
@@ -109,7 +172,12 @@ class ArmConfig(_Section):
 
 
 class Config(_Section):
-    """A medtl experiment (see README, "Config reference")."""
+    """A medtl experiment (see docs/config.md).
+
+    Build one with ``load_config`` (YAML plus ``--set`` strings) and make variants with
+    ``derive`` (typed values): both validate with the same did-you-mean messages and
+    resolve relative paths against the folder of the config file.
+    """
 
     task: Literal["classification", "segmentation"] = "classification"
     data: DataConfig = Field(default_factory=DataConfig)
@@ -120,22 +188,41 @@ class Config(_Section):
     compare: list[str | ArmConfig] = Field(default_factory=list)
     source: SourceConfig | None = None
 
+    _base: Path = PrivateAttr(default_factory=Path.cwd)
+
+    @property
+    def base(self) -> Path:
+        """The folder relative paths in this config resolve against (the config file's folder)."""
+        return self._base
+
+    def derive(self, overrides: Mapping[str, Any], where: str = "overrides", check_paths: bool = True) -> "Config":
+        """A new config: a deep copy of this one with ``{"a.b": value}`` overrides applied.
+
+        Values keep their types (no string round trip: ``"007"`` stays a string); the
+        result is validated like a loaded config, and this config is never modified.
+        """
+        raw = copy.deepcopy(self.model_dump(mode="python"))
+        for key, value in overrides.items():
+            set_dotted(raw, str(key), copy.deepcopy(value), where)
+        return _validated(raw, where, self._base, check_paths)
+
 
 def _model_at(location: tuple) -> type[BaseModel] | None:
     model: type[BaseModel] = Config
     for part in location:
         field = model.model_fields.get(str(part))
         annotation = getattr(field, "annotation", None)
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        candidates = getattr(annotation, "__args__", (annotation,))
+        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if model is None:
             return None
-        model = annotation
     return model
 
 
 def _explain(error: ValidationError, source: str) -> ConfigError:
     lines = []
     for item in error.errors():
-        location = tuple(item["loc"])
+        location = tuple(p for p in item["loc"] if not isinstance(p, int) or p >= 0)
         dotted = ".".join(str(p) for p in location)
         if item["type"] == "extra_forbidden":
             parent = _model_at(location[:-1])
@@ -144,41 +231,88 @@ def _explain(error: ValidationError, source: str) -> ConfigError:
             hint = f"; did you mean '{'.'.join([*map(str, location[:-1]), close[0]])}'?" if close else \
                 f"; known keys here: {', '.join(known)}"
             lines.append(f"unknown key '{dotted}'{hint}")
+        elif item["type"] == "value_error":
+            lines.append(item["msg"].removeprefix("Value error, "))
         else:
             lines.append(f"'{dotted}' = {item.get('input')!r}: {item['msg']}")
-    return ConfigError(f"invalid config {source}: " + " | ".join(lines))
+    return ConfigError(f"invalid config {source}: " + " | ".join(dict.fromkeys(lines)))
 
 
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """``a.b=value`` -> (["a", "b"], value parsed as YAML)."""
+def parse_override(text: str) -> tuple[str, Any]:
+    """``a.b=value`` from the command line -> ("a.b", value parsed as YAML)."""
     if "=" not in text:
         raise ConfigError(f"--set expects key=value, got {text!r}; for example --set train.epochs=3")
     key, raw = text.split("=", 1)
-    parts = [p for p in key.strip().split(".") if p]
-    if not parts:
+    if not [p for p in key.strip().split(".") if p]:
         raise ConfigError(f"--set has an empty key in {text!r}")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
-    return parts, value
+    return key.strip(), value
 
 
-def apply_overrides(raw: dict, overrides: list[str]) -> dict:
-    for text in overrides:
-        parts, value = parse_override(text)
-        node = raw
-        for part in parts[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"--set {text}: '{part}' is a value, not a section")
-            node = child
-        node[parts[-1]] = value
-    return raw
+def set_dotted(raw: dict, key: str, value: Any, where: str) -> None:
+    """``raw["a"]["b"] = value`` for ``key="a.b"``; a mapping value merges into an existing section."""
+    parts = [p for p in key.split(".") if p]
+    if not parts:
+        raise ConfigError(f"{where}: empty key")
+    node = raw
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"{where}: '{key}': '{part}' is a value, not a section")
+        node = child
+    last = parts[-1]
+    if isinstance(value, dict) and isinstance(node.get(last), dict):
+        for sub_key, sub_value in value.items():
+            set_dotted(node[last], str(sub_key), sub_value, where)
+    else:
+        node[last] = value
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Read YAML at ``path`` (or defaults), apply overrides, validate, resolve paths."""
+def _resolve(base: Path, path: Path | None) -> Path | None:
+    return None if path is None or path.is_absolute() else (base / path).resolve()
+
+
+def _check_pretrained(value: str, base: Path, key: str, check: bool) -> str:
+    """A pretrained keyword stays; anything else is a checkpoint path, resolved and (when checking) required."""
+    if value in PRETRAINED_KEYWORDS:
+        return value
+    path = Path(value) if Path(value).is_absolute() else (base / value).resolve()
+    if check and not path.is_file():
+        close = difflib.get_close_matches(value, PRETRAINED_KEYWORDS, n=1, cutoff=0.6)
+        if close and "/" not in value and "." not in value:
+            raise UnknownNameError(f"{key} = '{value}' is neither a keyword nor a file; did you mean "
+                                   f"'{close[0]}'? Use {', '.join(PRETRAINED_KEYWORDS)} or a checkpoint path")
+        raise UnknownNameError(missing_file_message(path, f"{key} checkpoint", f"use one of "
+                                                    f"{', '.join(PRETRAINED_KEYWORDS)} or an existing file"))
+    return str(path)
+
+
+def _validated(raw: dict, source: str, base: Path, check_paths: bool) -> Config:
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise _explain(exc, source) from None
+    config._base = base
+    config.data.manifest = _resolve(base, config.data.manifest) or config.data.manifest
+    config.model.pretrained = _check_pretrained(config.model.pretrained, base, "model.pretrained", check_paths)
+    if config.source is not None:
+        config.source.manifest = _resolve(base, config.source.manifest) or config.source.manifest
+        config.source.pretrained = _check_pretrained(config.source.pretrained, base, "source.pretrained",
+                                                     check_paths)
+    return config
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
+                check_paths: bool = True) -> Config:
+    """Read YAML at ``path`` (or defaults), apply ``--set`` overrides, validate, resolve paths.
+
+    ``check_paths=False`` reads a stored run config whose input files may have moved since.
+    """
     raw: dict = {}
     base = Path.cwd()
     source = "(defaults)"
@@ -196,22 +330,33 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         if not isinstance(raw, dict):
             raise ConfigError(f"config {path} must be a mapping of keys, got {type(raw).__name__}")
         base = path.resolve().parent
-    raw = apply_overrides(raw, list(overrides))
-    try:
-        config = Config.model_validate(raw)
-    except ValidationError as exc:
-        raise _explain(exc, source) from None
-    if config.data.manifest is not None and not config.data.manifest.is_absolute():
-        config.data.manifest = (base / config.data.manifest).resolve()
-    if config.source is not None and config.source.manifest is not None and not config.source.manifest.is_absolute():
-        config.source.manifest = (base / config.source.manifest).resolve()
-    pretrained = Path(config.model.pretrained)
-    if config.model.pretrained not in ("imagenet", "medicalnet", "none", "source") and not pretrained.is_absolute() \
-            and (base / pretrained).exists():
-        config.model.pretrained = str((base / pretrained).resolve())
-    return config
+    for text in overrides:
+        key, value = parse_override(text)
+        set_dotted(raw, key, value, f"--set {text}")
+    return _validated(raw, source, base, check_paths)
 
 
 def dump_config(config: Config) -> str:
     """Resolved config as YAML (paths as strings)."""
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+def flatten(config: Config) -> dict[str, Any]:
+    """``{"a.b": value}`` for every leaf of the resolved config (JSON values): for diffs and messages."""
+    out: dict[str, Any] = {}
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, dict) and node:
+            for key, value in node.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), value)
+        else:
+            out[prefix] = node
+
+    walk("", config.model_dump(mode="json"))
+    return out
+
+
+def config_differences(old: Config, new: Config) -> list[str]:
+    """The dotted keys whose values differ between two configs, sorted."""
+    a, b = flatten(old), flatten(new)
+    return sorted(k for k in set(a) | set(b) if a.get(k, "<absent>") != b.get(k, "<absent>"))

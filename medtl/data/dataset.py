@@ -7,10 +7,8 @@ file or setting is never served stale.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,9 +20,11 @@ from ..config import Config
 from ..errors import InputError, public_detail
 from ..io import load_volume
 from ..io.reasons import Reason
-from ..io.volume import Volume
-from ..progress import progress_bar
-from .geometry import aligned_mask, squeeze_2d
+from ..plumbing.atomic import atomic_path
+from ..plumbing.hashing import sha256_path, sha256_text
+from ..plumbing.progress import progress_bar
+from ..tasks import get_task
+from ..transforms.network_input import network_input
 from .manifest import Case, Manifest
 
 log = logging.getLogger("medtl")
@@ -46,67 +46,10 @@ class PreparedCase:
     image_hash: str = ""  # SHA-256 of the image file(s) alone: finds training images in external test sets
 
 
-def content_hash(path: Path) -> str:
-    """SHA-256 of a file, or of every file under a folder (relative names included)."""
-    digest = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    for file in files:
-        digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode())
-        with open(file, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
-
-
 def preprocessing_fingerprint(config: Config) -> str:
+    """Everything that decides a prepared case besides the files: data settings, task, medtl version."""
     data = config.data.model_dump(mode="json", exclude={"manifest", "augment"})
     return json.dumps({"data": data, "task": config.task, "medtl": __version__}, sort_keys=True)
-
-
-@dataclass
-class NetworkInput:
-    """A volume preprocessed for the network, plus what is needed to map outputs back."""
-
-    sample: dict  # MONAI pipeline output: "image" (and "mask") at network resolution
-    input_affine: np.ndarray  # 4x4 index -> world of the array fed in (identity for 2D)
-    input_shape: tuple[int, ...]  # that array's shape: the original grid
-    notes: list[str]
-    mask: np.ndarray | None = None  # the mask on the original grid (after alignment)
-
-    @property
-    def network_affine(self) -> np.ndarray:
-        return np.asarray(self.sample["image"].affine, dtype=float)
-
-    def network_spacing(self, image: Volume) -> tuple[float, ...]:
-        """mm per voxel at network resolution."""
-        if len(self.input_shape) == 3:
-            return tuple(float(s) for s in np.linalg.norm(self.network_affine[:3, :3], axis=0))
-        scale = np.asarray(self.input_shape) / np.asarray(self.sample["image"].shape[1:])
-        return tuple(float(s) for s in np.asarray(image.spacing[-2:]) * scale)
-
-
-def network_input(image: Volume, config: Config, case_id: str, mask: Volume | None = None) -> NetworkInput:
-    """Run the deterministic preprocessing of ``config`` on ``image`` (and its mask)."""
-    from ..transforms.presets import preprocess_pipeline, to_metatensor
-
-    dims = config.data.dims
-    notes = [code for code in image.reason_codes if code not in ("SERIES_SPLIT",)]
-    if dims == 2:
-        array, affine = squeeze_2d(image, "image", case_id), None
-    else:
-        if image.ndim != 3 or image.array.shape[0] < 3:
-            raise InputError(f"case {case_id}: image shape {image.array.shape} is too thin for a 3D task",
-                             Reason.TOO_FEW_SLICES.name)
-        array, affine = image.array, image.affine
-    sample = {"image": to_metatensor(array.astype(np.float32), affine)}
-    mask_array = None
-    if mask is not None:
-        mask_array, note = aligned_mask(image, mask, dims, case_id, config.data.resample_mask)
-        if note:
-            notes.append(note)
-        sample["mask"] = to_metatensor(mask_array.astype(np.float32), affine)
-    out = preprocess_pipeline(config.data, mask is not None)(sample)
-    return NetworkInput(out, np.eye(4) if affine is None else affine, tuple(array.shape), notes, mask_array)
 
 
 def _prepare(case: Case, manifest: Manifest, config: Config) -> PreparedCase:
@@ -115,10 +58,11 @@ def _prepare(case: Case, manifest: Manifest, config: Config) -> PreparedCase:
     if not patient_key:
         raise InputError(f"case {case.case_id}: no patient_id column and no PatientID in the image header; add a "
                          "patient_id column to the manifest (patient-level folds need it)")
-    mask = load_volume(case.mask, as_label=True) if config.task == "segmentation" else None
+    task = get_task(config.task)
+    mask = load_volume(case.mask, as_label=True) if task.uses_mask else None
     prepared = network_input(image, config, case.case_id, mask)
     out = prepared.sample
-    label = manifest.class_index(case.label) if config.task == "classification" else None
+    label = manifest.class_index(case.label) if task.target_column == "label" else None
     prepared_mask = np.rint(np.asarray(out["mask"])).astype(np.int16) if "mask" in out else None
     return PreparedCase(case.case_id, patient_key, case.group_key or patient_key, label,
                         np.asarray(out["image"], dtype=np.float32), prepared_mask, "", prepared.notes,
@@ -129,18 +73,19 @@ def prepare_cases(manifest: Manifest, config: Config, cache_dir: Path | None, pr
                   ) -> tuple[list[PreparedCase], list[dict]]:
     """Load and preprocess every case (cached); unusable cases are returned as skip records."""
     fingerprint = preprocessing_fingerprint(config)
+    uses_mask = get_task(config.task).uses_mask
     prepared, skipped = [], []
     if cache_dir is not None:
         cache_dir.mkdir(parents=True, exist_ok=True)
     with progress_bar("preparing cases", len(manifest.cases), progress) as advance:
         for case in manifest.cases:
             try:
-                sources = [case.image] + ([case.mask] if config.task == "segmentation" and case.mask else [])
+                sources = [case.image] + ([case.mask] if uses_mask and case.mask else [])
                 missing = [p for p in sources if not p.exists()]
                 if missing:
                     raise InputError(f"case {case.case_id}: file not found", "FILE_NOT_FOUND")
-                hashes = [content_hash(p) for p in sources]
-                digest = hashlib.sha256((fingerprint + "".join(hashes)).encode()).hexdigest()
+                hashes = [sha256_path(p) for p in sources]
+                digest = sha256_text(fingerprint, *hashes)
                 item = _load_cached(cache_dir, digest, case) if cache_dir else None
                 if item is None:
                     item = _prepare(case, manifest, config)
@@ -178,10 +123,9 @@ def _save_cached(cache_dir: Path, item: PreparedCase) -> None:
     arrays = {"image": item.image, "meta": np.array(meta)}
     if item.mask is not None:
         arrays["mask"] = item.mask
-    path = _cache_path(cache_dir, item.content_hash)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    with atomic_path(_cache_path(cache_dir, item.content_hash)) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
 
 
 class CaseDataset(torch.utils.data.Dataset):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..io.pseudonym import keyed_hash
+from ..tasks import get_task
 
 
 @dataclass
@@ -30,15 +31,19 @@ class Case:
 
 @dataclass
 class Manifest:
+    """The cases of a manifest and the sorted class names of its labels."""
+
     path: Path
     cases: list[Case]
     class_names: list[str]
 
     @property
     def num_classes(self) -> int:
+        """Number of distinct labels."""
         return len(self.class_names)
 
     def class_index(self, label: str) -> int:
+        """Index of ``label`` in ``class_names``."""
         return self.class_names.index(label)
 
 
@@ -57,13 +62,16 @@ def read_manifest(path: str | Path, task: str, group_by: str = "patient_id", tar
     ``single_class_ok`` allows an external test set holding one class only.
     """
     path = Path(path)
+    target = get_task(task).target_column
     if not path.is_file():
-        raise InputError(f"manifest not found: {path}; set data.manifest (relative to the config file)")
+        from ..plumbing.paths import missing_file_message
+
+        raise InputError(missing_file_message(path, "manifest", "set data.manifest (relative to the config file)"))
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         columns = [c.strip() for c in reader.fieldnames or []]
         rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in reader]
-    needed = ["image"] + (["label" if task == "classification" else "mask"] if targets else [])
+    needed = ["image"] + ([target] if targets else [])
     missing = [c for c in needed if c not in columns]
     if missing:
         raise InputError(f"manifest {path} lacks column(s) {missing} needed for {task}; it has {columns}")
@@ -76,10 +84,10 @@ def read_manifest(path: str | Path, task: str, group_by: str = "patient_id", tar
             raise InputError(f"{where}: empty 'image'")
         image = (path.parent / row["image"]).resolve()
         mask = (path.parent / row["mask"]).resolve() if row.get("mask") else None
-        if targets and task == "segmentation" and mask is None:
+        if targets and target == "mask" and mask is None:
             raise InputError(f"{where}: empty 'mask' in a segmentation manifest")
         label = row.get("label") or None
-        if targets and task == "classification" and label is None:
+        if targets and target == "label" and label is None:
             raise InputError(f"{where}: empty 'label' in a classification manifest")
         case_id = row.get("case_id") or keyed_hash(row["image"], "case")
         if case_id in seen_ids:
@@ -93,6 +101,7 @@ def read_manifest(path: str | Path, task: str, group_by: str = "patient_id", tar
     if not cases:
         raise InputError(f"manifest {path} has no rows")
     labels = _sort_labels({c.label for c in cases if c.label is not None})
-    if targets and task == "classification" and len(labels) < 2 and not single_class_ok:
-        raise InputError(f"manifest {path} has a single class {labels}; classification needs at least two")
+    if targets and len(labels) < get_task(task).min_classes and not single_class_ok:
+        raise InputError(f"manifest {path} has {len(labels)} class(es) {labels}; {task} needs at least "
+                         f"{get_task(task).min_classes}")
     return Manifest(path, cases, labels)

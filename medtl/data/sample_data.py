@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..outputs import write_csv
+from ..plumbing.atomic import write_csv
 
 from ..io.nifti import write_nifti
 from .ct_volumes import make_ct_volume

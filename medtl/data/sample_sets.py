@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..outputs import write_csv
+from ..plumbing.atomic import write_csv
 
 from .radiographs import make_radiograph, to_stored
 from .synthetic import write_radiograph

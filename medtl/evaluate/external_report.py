@@ -5,13 +5,10 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-import numpy as np
-
-from ..outputs import write_atomic
+from ..plumbing.atomic import write_atomic
+from ..plumbing.html import html_page, html_table
+from ..tasks import get_task
 from . import figures
-from .metrics import confusion
-from .report import PAGE_STYLE, html_image, html_table
-from .summary import metric_names
 
 
 def _headline(result) -> str:
@@ -25,8 +22,8 @@ def _headline(result) -> str:
 
 
 def _sections(result, trained) -> list[tuple[str, str]]:
-    metrics, task = result.metrics, trained.task
-    names = metric_names(task)
+    metrics, task = result.metrics, get_task(trained.task)
+    names = task.metric_names
     summary = [[name, s["pooled"], s["ci95"][0], s["ci95"][1], s["mean"], s["std"]]
                for name, s in metrics["summary"].items()]
     sections = [("Result", _headline(result) + html_table(
@@ -38,23 +35,7 @@ def _sections(result, trained) -> list[tuple[str, str]]:
         sections.append(("Warnings and skipped cases", "<p>None: every case was scored.</p>"))
     per_model = [[f["model"], f["n_train"], *[f[n] for n in names]] for f in metrics["folds"]]
     sections.append(("Each fold model on the external set", html_table(["model", "trained on", *names], per_model)))
-    if task == "classification":
-        counts = [[name, sum(r["label_index"] == i for r in result.rows)] for i, name in enumerate(result.class_names)]
-        sections.append(("Data", html_table(["class", "cases"], counts)))
-        member_rows = {"fold models": [{**r, "repeat": 0, "fold": k} for k, rows in
-                                       enumerate(result.member_rows.values()) for r in rows]}
-        if len(result.class_names) == 2:
-            sections.append(("ROC curves of the fold models",
-                             html_image(figures.roc_figure(member_rows, result.class_names[1]), "ROC")))
-        sections.append(("Calibration", html_image(figures.calibration_figure({"ensemble": result.rows},
-                                                                               result.class_names), "calibration")))
-        matrix = confusion(np.array([r["label_index"] for r in result.rows]),
-                           np.array([[r[f"prob_{n}"] for n in result.class_names] for r in result.rows]))
-        sections.append(("Confusion matrix",
-                         html_image(figures.confusion_figure(matrix, result.class_names, "ensemble"), "confusion")))
-    else:
-        sections.append(("Dice and IoU per case (original image grid)",
-                         html_image(figures.distribution_figure({"ensemble": result.rows}), "distributions")))
+    sections += task.external_sections(result.rows, result.member_rows, result.class_names, figures)
     from ..config import dump_config
 
     model = html_table(["", ""], [["run", trained.path.name], ["arm", trained.arm], ["model id", trained.model_id],
@@ -66,8 +47,7 @@ def _sections(result, trained) -> list[tuple[str, str]]:
 
 
 def write_external_report(result, trained) -> Path:
-    body = "".join(f"<h2>{html.escape(title)}</h2>{content}" for title, content in _sections(result, trained))
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>medtl external validation</title>"
-            f"<style>{PAGE_STYLE}</style></head><body><h1>medtl external validation: {html.escape(trained.task)}"
-            f"</h1>{body}</body></html>")
+    """Write ``report.html`` of ``medtl evaluate`` into ``result.out``."""
+    page = html_page("medtl external validation", f"medtl external validation: {trained.task}",
+                     _sections(result, trained))
     return write_atomic(result.out / "report.html", page)

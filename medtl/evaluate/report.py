@@ -1,39 +1,16 @@
-"""report.html: one self-contained page a reviewer can read (no patient data, figures inline)."""
+"""report.html of ``medtl cv``: one self-contained page a reviewer can read (no patient data, figures inline)."""
 
 from __future__ import annotations
 
 import html
-import math
 from pathlib import Path
 
 import numpy as np
 
-from ..outputs import write_atomic
+from ..plumbing.atomic import write_atomic
+from ..plumbing.html import format_value, html_image, html_page, html_table
+from ..tasks import get_task
 from . import figures
-from .metrics import confusion
-from .summary import metric_names
-
-PAGE_STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
-table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
-th{background:#f3f3f3}.warn{background:#fff4e5;border-left:4px solid #f0a030;padding:.5em 1em}
-.verdict{font-size:1.2em;font-weight:600}pre{background:#f7f7f7;padding:1em;overflow:auto;font-size:12px}
-img{max-width:100%}h2{border-bottom:1px solid #ddd;padding-bottom:.2em}"""
-
-
-def format_value(value) -> str:
-    if isinstance(value, float):
-        return "–" if math.isnan(value) else f"{value:.3f}"
-    return html.escape(str(value))
-
-
-def html_table(header: list[str], rows: list[list]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{format_value(v)}</td>" for v in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
-
-
-def html_image(data: str, alt: str) -> str:
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
 def _summary_table(metrics: dict, names) -> str:
@@ -51,9 +28,16 @@ def _folds_table(run, names) -> str:
     return html_table(["arm", "repeat", "fold", "n train", "n inner", "n val", "val patients", *names], rows)
 
 
+def network_input_size(run) -> str:
+    """The size of the arrays the network was trained on, read from the prepared cases themselves."""
+    shapes = sorted({"x".join(map(str, c.image.shape[1:])) for c in run.cases})
+    return ", ".join(shapes)
+
+
 def _sections(run) -> list[tuple[str, str]]:
-    metrics, task, config = run.metrics, run.config.task, run.config
-    names = metric_names(task)
+    metrics, config = run.metrics, run.config
+    task = get_task(config.task)
+    names = task.metric_names
     sections = []
     verdicts = "".join(f'<p class="verdict">{html.escape(v)}</p>' for v in run.verdicts) or \
         "<p>No comparison arm ran (set <code>compare: [scratch]</code> for a from-scratch control).</p>"
@@ -63,14 +47,9 @@ def _sections(run) -> list[tuple[str, str]]:
         sections.append(("Warnings and fallbacks", f'<div class="warn"><ul>{items}</ul></div>'))
     else:
         sections.append(("Warnings and fallbacks", "<p>None: no case skipped, no fallback used.</p>"))
-    counts = {}
-    if task == "classification":
-        counts = {name: sum(c.label == i for c in run.cases) for i, name in enumerate(run.class_names)}
-    else:
-        counts = {"cases with foreground": sum(bool(c.mask.any()) for c in run.cases),
-                  "empty masks": sum(not c.mask.any() for c in run.cases)}
+    counts = task.data_counts(run.cases, run.class_names)
     data_rows = [["cases", metrics["n_cases"]], ["patients", metrics["n_patients"]],
-                 *[[k, v] for k, v in counts.items()], ["input size", "x".join(map(str, config.data.image_size))],
+                 *[[k, v] for k, v in counts.items()], ["network input size (as trained)", network_input_size(run)],
                  ["dims", config.data.dims]]
     sections.append(("Data", html_table(["", "value"], data_rows)))
     split_rows = [[f.repeat, f.fold, len(f.train), len(f.val), len({run.cases[i].patient_key for i in f.val})]
@@ -85,18 +64,7 @@ def _sections(run) -> list[tuple[str, str]]:
                          html_table(["a", "b", "metric", "a − b", "95% CI low", "95% CI high", "p", "patients", "test"],
                                 rows)))
     arm_rows = {name: arm["rows"] for name, arm in run.arms.items()}
-    if task == "classification":
-        if len(run.class_names) == 2:
-            sections.append(("ROC curves", html_image(figures.roc_figure(arm_rows, run.class_names[1]), "ROC curves")))
-        sections.append(("Calibration", html_image(figures.calibration_figure(arm_rows, run.class_names), "calibration")))
-        main = next(iter(run.arms))
-        rows = run.arms[main]["rows"]
-        matrix = confusion(np.array([r["label_index"] for r in rows]),
-                           np.array([[r[f"prob_{n}"] for n in run.class_names] for r in rows]))
-        sections.append(("Confusion matrix", html_image(figures.confusion_figure(matrix, run.class_names, main), "confusion")))
-    else:
-        sections.append(("Dice and IoU per case", html_image(figures.distribution_figure(arm_rows), "distributions")))
-        sections.append(("Segmentation overlays (green: truth, red dashed: prediction)", _overlays(run)))
+    sections += task.report_sections(arm_rows, run.class_names, figures, lambda: _overlays(run))
     histories = {name: arm["histories"] for name, arm in run.arms.items()}
     sections.append(("Learning curves", html_image(figures.learning_curves_figure(histories), "learning curves")))
     adaptation = ""
@@ -120,20 +88,17 @@ def _sections(run) -> list[tuple[str, str]]:
 def _overlays(run) -> str:
     parts = []
     for name in run.arms:
-        for fold_dir in sorted((run.out / "arms" / name).glob("repeat0_fold*"))[:2]:
-            path = fold_dir / "overlays.npz"
-            if not path.exists():
+        for fold in run.rundir.folds(name)[:2]:
+            if not fold.overlays.exists():
                 continue
-            with np.load(path) as data:
+            with np.load(fold.overlays) as data:
                 for i in range(len(data["image"])):
                     parts.append(html_image(figures.overlay_figure(data["image"][i], data["truth"][i], data["pred"][i],
-                                                             f"{name} {fold_dir.name} #{i + 1}"), "overlay"))
+                                                                   f"{name} {fold.name} #{i + 1}"), "overlay"))
     return "".join(parts) or "<p>No overlays saved.</p>"
 
 
 def write_report(run) -> Path:
-    body = "".join(f"<h2>{html.escape(title)}</h2>{content}" for title, content in _sections(run))
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>medtl cv report</title>"
-            f"<style>{PAGE_STYLE}</style></head><body><h1>medtl cross-validation report: {html.escape(run.config.task)}"
-            f"</h1>{body}</body></html>")
-    return write_atomic(run.out / "report.html", page)
+    """Write ``report.html`` of a finished cv run (``medtl.workflows.cv.CVRun``)."""
+    page = html_page("medtl cv report", f"medtl cross-validation report: {run.config.task}", _sections(run))
+    return write_atomic(run.rundir.report, page)

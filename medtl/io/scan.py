@@ -16,8 +16,8 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import InputError
-from ..outputs import write_csv, write_json
-from ..progress import progress_bar
+from ..plumbing.atomic import write_csv, write_json
+from ..plumbing.progress import progress_bar
 from .dicom import index_dicom_files
 from .dicom_series import assemble_series
 from .dicom_tags import decoder_report

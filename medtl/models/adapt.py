@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from ..errors import MedtlError
-from ..outputs import write_json
+from ..plumbing.atomic import write_json
 
 INPUT_ADAPT = ("sum", "mean", "first", "random")
 INFLATE = ("mean", "center")

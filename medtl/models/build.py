@@ -9,14 +9,14 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, MedtlError
+from ..plumbing.hashing import sha256_file
 from .adapt import AdaptationReport, transfer_state
 from .backbones import BackboneSpec, get_backbone_spec
-from .heads import ClassificationHead, SegmentationHead
+from .heads import HEADS
 from .keymaps import head_keys, to_backbone_keys
-from .weights import WEIGHT_FILES, ensure_weights, load_state_dict_file, sha256_file
+from .weights import WEIGHT_FILES, ensure_weights, load_state_dict_file
 
 log = logging.getLogger("medtl")
-TASKS = ("classification", "segmentation")
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 
@@ -37,7 +37,7 @@ class MedtlModel(nn.Module):
         self.adaptation: AdaptationReport | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.task != "segmentation":
+        if not self.head.dense_output:
             return self.head(self.backbone(x), x.shape)
         # The decoder needs sizes divisible by the deepest stride: pad at the far end, crop back.
         stride = self.spec.reductions[-1]
@@ -77,6 +77,7 @@ class MedtlModel(nn.Module):
         return self
 
     def describe(self) -> dict:
+        """Checkpoint metadata: what is needed to build this model again."""
         return {"backbone": self.spec.name, "dims": self.dims, "in_channels": self.in_channels,
                 "num_classes": self.num_classes, "task": self.task}
 
@@ -95,17 +96,13 @@ def create_model(backbone: str, *, dims: int, num_classes: int, in_channels: int
     spec = get_backbone_spec(backbone)
     if dims not in spec.dims:
         raise ConfigError(f"backbone '{backbone}' supports dims {spec.dims}, not {dims}")
-    if task not in TASKS:
-        raise ConfigError(f"task must be one of {TASKS}, got '{task}'")
+    make_head = HEADS.get(task, "head kind")
     if num_classes < 1 or in_channels < 1:
         raise ConfigError(f"num_classes and in_channels must be >= 1 (got {num_classes}, {in_channels})")
     source = "none" if pretrained in (None, "none", "") else str(pretrained)
     weight = WEIGHT_FILES[spec.source_for(source, dims)] if source in ("imagenet", "medicalnet") else None
     net = spec.builder(dims, in_channels, **dict(weight.arch if weight else ()))
-    if task == "classification":
-        head: nn.Module = ClassificationHead(spec.feature_channels[-1], num_classes, dims, dropout)
-    else:
-        head = SegmentationHead(spec.feature_channels, num_classes, dims, in_channels)
+    head = make_head(spec.feature_channels, num_classes, dims, in_channels, dropout)
     model = MedtlModel(net, head, spec=spec, task=task, dims=dims, in_channels=in_channels, num_classes=num_classes)
     options = dict(first_conv=spec.first_conv, in_channels=in_channels, input_adapt=input_adapt, inflate=inflate,
                    prefix="backbone.")

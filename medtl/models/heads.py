@@ -5,9 +5,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..plumbing.registry import Registry
+
 
 class ClassificationHead(nn.Module):
     """Global average pooling, dropout, linear: binary, multi-class or multi-label logits."""
+
+    dense_output = False  # one logit vector per image
 
     def __init__(self, in_channels: int, num_classes: int, dims: int, dropout: float = 0.0):
         super().__init__()
@@ -28,6 +32,8 @@ def decoder_channels(feature_channels: tuple[int, ...]) -> tuple[int, ...]:
 class SegmentationHead(nn.Module):
     """U-Net decoder (MONAI's FlexibleUNet blocks) with skips, logits at input resolution."""
 
+    dense_output = True  # logits per voxel: the input is padded to the deepest stride and cropped back
+
     def __init__(self, feature_channels: tuple[int, ...], num_classes: int, dims: int, in_channels: int):
         super().__init__()
         from monai.networks.nets.flexible_unet import SegmentationHead as OutputConv
@@ -44,3 +50,16 @@ class SegmentationHead(nn.Module):
 
     def forward(self, features: list[torch.Tensor], input_shape: torch.Size | None = None) -> torch.Tensor:
         return self.output(self.decoder(features, len(features) - 1))
+
+
+def _classification_head(feature_channels, num_classes, dims, in_channels, dropout) -> nn.Module:
+    return ClassificationHead(feature_channels[-1], num_classes, dims, dropout)
+
+
+def _segmentation_head(feature_channels, num_classes, dims, in_channels, dropout) -> nn.Module:
+    return SegmentationHead(feature_channels, num_classes, dims, in_channels)
+
+
+HEADS = Registry("head")
+HEADS.register("classification", _classification_head)
+HEADS.register("segmentation", _segmentation_head)

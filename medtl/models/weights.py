@@ -9,7 +9,6 @@ hash in its canonical name is refused and not cached. Loading never unpickles co
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -17,14 +16,13 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import MedtlError
+from ..errors import UnknownNameError, WeightsError, WeightsUnavailableError
+from ..plumbing.atomic import atomic_path
+from ..plumbing.hashing import sha256_file
+from ..plumbing.paths import missing_file_message
 
 log = logging.getLogger("medtl")
 MIRROR_ENV = "MEDTL_WEIGHTS_MIRROR"
-
-
-class WeightsError(MedtlError):
-    """A weight file is missing, fails its hash check, or is unsafe to load."""
 
 
 @dataclass(frozen=True)
@@ -79,14 +77,6 @@ def cache_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def hash_matches(digest: str, expected: str | None) -> bool:
     return expected is None or digest.startswith(expected.lower())
 
@@ -113,7 +103,7 @@ def ensure_weights(weight: WeightFile, download: bool = True, progress: bool = T
         raise WeightsError(f"cached {path} has sha256 {digest[:16]}..., expected {weight.sha256}; delete it "
                            f"and download again (or `medtl weights import` a good copy)")
     if not download:
-        raise WeightsError(_fix_hint(weight))
+        raise WeightsUnavailableError(_fix_hint(weight))
     import torch.hub
 
     url = source_url(weight)
@@ -125,9 +115,9 @@ def ensure_weights(weight: WeightFile, download: bool = True, progress: bool = T
     except RuntimeError as exc:
         if "invalid hash" in str(exc):
             raise WeightsError(f"refused {weight.filename} from {url}: {exc}; the file was not cached") from exc
-        raise WeightsError(f"download of {url} failed ({exc}); {_fix_hint(weight)}") from exc
+        raise WeightsUnavailableError(f"download of {url} failed ({exc}); {_fix_hint(weight)}") from exc
     except OSError as exc:  # URLError, connection refused, DNS failure: offline
-        raise WeightsError(f"cannot download {url} ({getattr(exc, 'reason', exc)}); {_fix_hint(weight)}") from exc
+        raise WeightsUnavailableError(f"cannot download {url} ({getattr(exc, 'reason', exc)}); {_fix_hint(weight)}") from exc
     return path
 
 
@@ -135,7 +125,7 @@ def import_weights(source: str | Path) -> Path:
     """Verify a file obtained elsewhere against the registry and install it in the cache."""
     source = Path(source)
     if not source.is_file():
-        raise WeightsError(f"weights file not found: {source}")
+        raise UnknownNameError(f"weights file not found: {source}; give the path of the downloaded file")
     digest = sha256_file(source)
     by_name = [w for w in WEIGHT_FILES.values() if w.filename == source.name]
     by_hash = [w for w in WEIGHT_FILES.values() if w.sha256 and digest.startswith(w.sha256)]
@@ -149,9 +139,8 @@ def import_weights(source: str | Path) -> Path:
                            f"{weight.sha256}; the file is corrupt or a different version")
     target = cache_dir() / weight.filename
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.importing")
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
+    with atomic_path(target) as tmp:
+        shutil.copyfile(source, tmp)
     return target
 
 
@@ -175,7 +164,7 @@ def load_state_dict_file(path: str | Path) -> tuple[dict, dict]:
 
     path = Path(path)
     if not path.is_file():
-        raise WeightsError(f"checkpoint not found: {path}; check model.pretrained")
+        raise UnknownNameError(missing_file_message(path, "checkpoint", "check model.pretrained"))
     metadata: dict = {}
     if path.suffix == ".safetensors":
         from safetensors import safe_open
@@ -208,3 +197,4 @@ def _is_tensor_dict(state: dict) -> bool:
     import torch
 
     return any(isinstance(v, torch.Tensor) for v in state.values())
+

@@ -24,8 +24,9 @@ import torch
 from .. import __version__
 from ..errors import InputError, MedtlError
 from ..io.reasons import Reason
-from ..outputs import write_csv, write_json
-from ..progress import progress_bar
+from ..plumbing.atomic import write_csv, write_json
+from ..plumbing.progress import progress_bar
+from ..tasks import get_task
 from .inflight import CRASH_LIMIT, InflightMarks
 from .items import SKIPPED_COLUMNS, PredictInputs, PredictItem, shard_of
 from .journal import Journal
@@ -51,6 +52,8 @@ class PredictOptions:
 
 @dataclass
 class PredictOutcome:
+    """What one predict run wrote: records, CSV rows and the predict.json summary."""
+
     out: Path
     records: list[dict]  # journal records of this shard's usable items, in input order
     rows: list[dict]  # predictions.csv rows
@@ -59,6 +62,7 @@ class PredictOutcome:
 
 
 def default_workers() -> int:
+    """Loader processes: one core is left for the model."""
     return min(4, max(0, (os.cpu_count() or 1) - 1))
 
 
@@ -118,7 +122,7 @@ def _process_batch(batch: list[dict], todo: list[PredictItem], models: list, tra
         notes = list(loaded["notes"])
         record = {"key": item.key, "patient_key": loaded["patient_key"], "n_files": item.n_files,
                   "label": item.label}
-        if trained.task == "classification":
+        if not dense_output(trained):
             record.update(probs=ensemble[i].tolist(), member_probs=members[:, i].tolist())
         else:
             record.update(segmentation_record(item.key, loaded, ensemble[i], members[:, i], trained, out,
@@ -152,40 +156,48 @@ def _batches(loader):
                          f"skipped as {Reason.LOADER_CRASHED.name}") from exc
 
 
+_MASK_COLUMNS = ["shape", "foreground_voxels", "foreground_mm", "mask_file", "seg_file", "prob_files"]
+
+
+def dense_output(trained: TrainedRun) -> bool:
+    """Whether the run's task predicts a label map (written as mask files) rather than class probabilities."""
+    return get_task(trained.task).uses_mask
+
+
 def _prediction_row(record: dict, trained: TrainedRun, key_column: str, with_files: bool, truth: bool) -> dict:
     row = {key_column: record["key"], "patient_key": record["patient_key"]}
     if with_files:
         row["n_files"] = record["n_files"]
-    if trained.task == "classification":
+    if dense_output(trained):
+        row.update({k: record[k] for k in _MASK_COLUMNS})
+    else:
         probs = record["probs"]
         row.update({f"prob_{name}": round(p, 6) for name, p in zip(trained.class_names, probs)})
         row["predicted"] = trained.class_names[int(np.argmax(probs))]
-    else:
-        row.update({k: record[k] for k in ("shape", "foreground_voxels", "foreground_mm", "mask_file", "seg_file",
-                                           "prob_files")})
     if truth:
-        row["label"] = record["label"] if trained.task == "classification" else "mask"
-        if trained.task == "segmentation":
-            row.update({k: record["metrics"][k] for k in ("dice", "iou", "hd95")})
+        row["label"] = "mask" if dense_output(trained) else record["label"]
+        if dense_output(trained):
+            row.update({k: record["metrics"][k] for k in get_task(trained.task).metric_names})
     row.update(model_id=trained.model_id, status=record["status"], reasons=record["reasons"])
     return row
 
 
 def prediction_columns(trained: TrainedRun, key_column: str, with_files: bool, truth: bool) -> list[str]:
+    """Columns of ``predictions.csv`` for this run's task and input kind."""
     columns = [key_column, "patient_key"] + (["n_files"] if with_files else [])
-    if trained.task == "classification":
-        columns += [f"prob_{n}" for n in trained.class_names] + ["predicted"]
+    if dense_output(trained):
+        columns += _MASK_COLUMNS
     else:
-        columns += ["shape", "foreground_voxels", "foreground_mm", "mask_file", "seg_file", "prob_files"]
+        columns += [f"prob_{n}" for n in trained.class_names] + ["predicted"]
     if truth:
-        columns += ["label"] + (["dice", "iou", "hd95"] if trained.task == "segmentation" else [])
+        columns += ["label"] + (list(get_task(trained.task).metric_names) if dense_output(trained) else [])
     return columns + ["model_id", "status", "reasons"]
 
 
 def predict_items(trained: TrainedRun, inputs: PredictInputs, out: str | Path, options: PredictOptions,
                   truth: bool = False) -> PredictOutcome:
     """Predict this shard's items into ``out`` (resuming), then write the CSVs and ``predict.json``."""
-    from ..train.loop import resolve_device
+    from ..models.device import resolve_device
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -95,8 +95,10 @@ def read_inputs(source: str | Path, task: str, targets: bool = False, workers: i
     source = Path(source)
     if source.is_dir():
         if targets:
-            raise InputError(f"{source} is a folder; evaluation needs a manifest CSV with "
-                             f"{'label' if task == 'classification' else 'mask'} column")
+            from ..tasks import get_task
+
+            raise InputError(f"{source} is a folder; evaluation needs a manifest CSV with a "
+                             f"'{get_task(task).target_column}' column")
         return from_export(source, workers, progress)
     if source.is_file() and source.suffix.lower() == ".csv":
         return from_manifest(source, task, targets)

@@ -39,12 +39,14 @@ def _load(item: PredictItem):
 
 def load_item(item: PredictItem, config: Config, truth: bool) -> dict:
     """Everything the main process needs for one item (raises ``InputError`` when unusable)."""
-    from ..data.dataset import network_input
+    from ..transforms.network_input import network_input
     from ..io.load import load_volume
 
     volume, frame_refs = _load(item)
     mask = None
-    if truth and config.task == "segmentation":
+    from ..tasks import get_task
+
+    if truth and get_task(config.task).uses_mask:
         if item.mask is None or not item.mask.exists():
             raise InputError(f"case {item.key}: mask file not found", "FILE_NOT_FOUND")
         mask = load_volume(item.mask, as_label=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import InputError
-from ..outputs import write_csv, write_json
+from ..plumbing.atomic import write_csv, write_json
 from .items import SKIPPED_COLUMNS
 
 _OUTPUT_FOLDERS = ("masks", "probs", "seg")

@@ -20,7 +20,7 @@ def _labels(probabilities: np.ndarray, loaded: dict) -> tuple[np.ndarray, np.nda
 
 
 def _case_metrics(labels: np.ndarray, loaded: dict, num_classes: int) -> dict:
-    from ..evaluate.metrics import segmentation_case_metrics
+    from ..tasks.metrics import segmentation_case_metrics
 
     return segmentation_case_metrics(labels, loaded["truth_mask"], num_classes, loaded["spacing"])
 

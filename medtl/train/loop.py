@@ -20,28 +20,21 @@ import torch
 from ..config import Config
 from ..data.dataset import CaseDataset, PreparedCase
 from ..models.build import MedtlModel
-from .checkpoint import BackgroundCheckpointWriter, load_training_state, save_weights
+from ..models.checkpoint import BackgroundCheckpointWriter, load_training_state, save_weights
+from ..models.device import resolve_device
+from ..tasks import get_task
 from .finetune import L2SP, apply_strategy, parameter_groups
-from .losses import balanced_class_weights, make_loss
 
 log = logging.getLogger("medtl")
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        from ..errors import ConfigError
-
-        raise ConfigError("train.device=cuda but no CUDA device is available; use train.device=auto or cpu")
-    return torch.device(name)
-
-
 def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of one epoch's randomness: a function of the fold seed and the epoch alone (resume-exact)."""
     return (seed * 1_000_003 + epoch * 7919) % (2**31 - 1)
 
 
 def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
+    """Learning-rate factor per step: linear warm-up to 1, then cosine decay to 0."""
     def factor(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / warmup_steps
@@ -52,17 +45,20 @@ def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]
 
 @dataclass
 class FitResult:
+    """Per-epoch history, the epoch whose weights were kept, and fallbacks to report."""
+
     history: list[dict] = field(default_factory=list)
     selected_epoch: int = -1
     notes: list[str] = field(default_factory=list)  # fallbacks that must be reported
 
 
 def make_loader(cases: list[PreparedCase], config: Config, seed: int, augment=None, train: bool = True):
+    """Batches of ``cases``; for training a seeded shuffle (or class-balanced sampling), else in order."""
     dataset = CaseDataset(cases, augment)
     generator = torch.Generator().manual_seed(seed)
     sampler = None
-    if train and config.train.sampler == "balanced" and config.task == "classification":
-        labels = [c.label for c in cases]
+    labels = get_task(config.task).sampling_labels(cases) if train and config.train.sampler == "balanced" else None
+    if labels is not None:
         weights = 1.0 / np.bincount(labels)[labels]
         sampler = torch.utils.data.WeightedRandomSampler(torch.as_tensor(weights), len(cases), generator=generator)
     elif train:
@@ -79,12 +75,13 @@ def _autocast(device: torch.device, enabled: bool):
 def predict(model: MedtlModel, cases: list[PreparedCase], config: Config, device: torch.device) -> np.ndarray:
     """Class probabilities (n, C) or label maps (n, *size) for ``cases``."""
     model.eval()
+    task = get_task(config.task)
     outputs = []
     for images, _ in make_loader(cases, config, 0, train=False):
         with _autocast(device, config.train.amp):
             logits = model(images.to(device)).float()
         probs = torch.softmax(logits, dim=1)
-        outputs.append((probs.argmax(1) if config.task == "segmentation" else probs).cpu().numpy())
+        outputs.append(task.network_output(probs).cpu().numpy())
     return np.concatenate(outputs)
 
 
@@ -109,12 +106,11 @@ def fit(model: MedtlModel, train_cases: list[PreparedCase], config: Config, stat
     steps = math.ceil(len(train_cases) / train_cfg.batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(steps * train_cfg.epochs, steps * train_cfg.warmup_epochs))
-    weights = None
-    if config.task == "classification" and train_cfg.class_weights == "balanced":
-        weights = balanced_class_weights([c.label for c in train_cases], model.num_classes).to(device)
-    loss_fn = make_loss(config.task, train_cfg.loss, weights)
+    task = get_task(config.task)
+    weights = task.class_weights(train_cases, model.num_classes, train_cfg.class_weights)
+    loss_fn = task.loss(train_cfg.loss, None if weights is None else weights.to(device))
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and train_cfg.amp)
-    augment = augment_pipeline(config.data, config.task == "segmentation")
+    augment = augment_pipeline(config.data, task.uses_mask)
 
     result, start = FitResult(), 0
     if state_path.exists():

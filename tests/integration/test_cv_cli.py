@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from medtl.cli import main
+from medtl.rundir import RunDir
 from medtl.data.sample_sets import write_radiograph_set
 
 
@@ -149,8 +150,9 @@ def test_best_inner_selection_runs_and_records_the_epoch(dataset, tmp_path):
     assert main(["cv", str(config), "--out", str(tmp_path / "inner"), "--quiet"]) == 0
     metrics = json.loads((tmp_path / "inner" / "metrics.json").read_text())
     assert all(f["n_inner"] > 0 and 0 <= f["selected_epoch"] < 3 for f in metrics["folds"])
-    for fold_dir in (tmp_path / "inner" / "arms" / "scratch").iterdir():
-        history = json.loads((fold_dir / "done.json").read_text())["history"]
+    for fold in RunDir(tmp_path / "inner").folds("scratch"):
+        fold_dir = fold.path
+        history = fold.read_done()["history"]
         scores = [h["inner_score"] for h in history]
         record = next(f for f in metrics["folds"] if f"fold{f['fold']}" in fold_dir.name)
         if any(s is not None for s in scores):  # the chosen epoch is the best inner score

@@ -284,7 +284,7 @@ def test_segmentation_masks_follow_the_source_geometry_and_dicom_seg_matches(seg
 
 
 def test_evaluate_segmentation_scores_the_written_masks_on_the_original_grid(seg_run, ct_set, tmp_path):
-    from medtl.evaluate.metrics import segmentation_case_metrics
+    from medtl.tasks.metrics import segmentation_case_metrics
     from medtl.io import load_volume
 
     out = tmp_path / "eval"

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from safetensors import safe_open
 
 from medtl.cli import main
@@ -47,6 +48,10 @@ def tiny_overrides(config: Path, data: Path) -> list[str]:
                  "train.epochs=1", "cv.folds=2", f"data.image_size={size}", "cv.bootstrap=100", "train.batch_size=4"]
     if "source:" in text:
         overrides += [f"source.manifest={data / 'cls2d_source' / 'manifest.csv'}", "source.epochs=1"]
+    # tiny backbones have no published weights: naming them is an error, so those arms are left out here
+    # (test_cv_cli covers the visible skip of a weight arm whose weights are not available offline)
+    arms = [a for a in yaml.safe_load(text).get("compare", []) if a not in ("imagenet", "medicalnet")]
+    overrides.append(f"compare=[{','.join(arms)}]")
     return [item for pair in (("--set", o) for o in overrides) for item in pair]
 
 
@@ -58,8 +63,6 @@ def test_tiny_version_of_each_sample_config_runs(config, tiny_data, tmp_path, ca
     assert metrics["arms"], "at least the main arm ran"
     printed = capsys.readouterr().out
     assert "report:" in printed
-    if "imagenet" in config.read_text() or "medicalnet" in config.read_text():
-        assert "skipped" in printed  # offline: the weight-dependent arm says it was skipped, and why
 
 
 def test_pretrain_writes_a_checkpoint_and_reuses_it(tiny_data, tmp_path, capsys):

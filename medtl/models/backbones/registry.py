@@ -7,11 +7,11 @@ top, for gradual unfreezing and layer-wise learning rates.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ...errors import ConfigError
+from ...errors import UnknownNameError
+from ...plumbing.registry import Registry
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -38,46 +38,39 @@ class BackboneSpec:
     def source_for(self, source: str, dims: int) -> str:
         """Weight-file key for ``source`` at ``dims``; 2D weights serve 3D through inflation.
 
-        Raises ``WeightsError`` when none exist, so that an optional arm is skipped (visibly).
+        Raises ``UnknownNameError`` when none exist: the config names weights that were never published.
         """
-        from ..weights import WeightsError
-
         files = self.sources.get(source)
         if not files:
             available = ", ".join(self.sources) or "none"
-            raise WeightsError(f"backbone '{self.name}' has no '{source}' weights (available: {available}); "
+            raise UnknownNameError(f"backbone '{self.name}' has no '{source}' weights (available: {available}); "
                               "set model.pretrained to one of those, none, or a checkpoint path")
         if dims in files:
             return files[dims]
         if 2 in files:
             return files[2]
         have = "/".join(f"{d}D" for d in sorted(files))
-        raise WeightsError(f"'{source}' weights for '{self.name}' exist for {have} only, not {dims}D; "
+        raise UnknownNameError(f"'{source}' weights for '{self.name}' exist for {have} only, not {dims}D; "
                           "use data.dims=3 or another model.pretrained")
-
-
-_REGISTRY: dict[str, BackboneSpec] = {}
-
-
-def register_backbone(spec: BackboneSpec) -> BackboneSpec:
-    _REGISTRY[spec.name] = spec
-    return spec
-
-
-def get_backbone_spec(name: str) -> BackboneSpec:
-    """The registered spec; an unknown name fails with the closest match."""
-    _load_families()
-    if name not in _REGISTRY:
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=1, cutoff=0.4)
-        hint = f"did you mean '{close[0]}'? " if close else ""
-        raise ConfigError(f"unknown backbone '{name}'; {hint}choose from: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name]
-
-
-def list_backbones() -> list[BackboneSpec]:
-    _load_families()
-    return [_REGISTRY[name] for name in sorted(_REGISTRY)]
 
 
 def _load_families() -> None:
     from . import densenet, efficientnet, resnet  # noqa: F401  (registration side effect)
+
+
+BACKBONES: Registry[BackboneSpec] = Registry("backbone", loader=_load_families)
+
+
+def register_backbone(spec: BackboneSpec) -> BackboneSpec:
+    """Add ``spec`` to the registry (a name registered twice is refused)."""
+    return BACKBONES.register(spec.name, spec)
+
+
+def get_backbone_spec(name: str) -> BackboneSpec:
+    """The registered spec; an unknown name fails with the closest match."""
+    return BACKBONES.get(name, "model.backbone")
+
+
+def list_backbones() -> list[BackboneSpec]:
+    """Every registered backbone, sorted by name."""
+    return list(BACKBONES)

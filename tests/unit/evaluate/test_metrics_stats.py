@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as sk
 
-from medtl.evaluate.metrics import classification_metrics, segmentation_case_metrics
+from medtl.tasks.metrics import classification_metrics, segmentation_case_metrics
 from medtl.evaluate.stats import paired_patient_bootstrap, patient_bootstrap_ci
 
 

@@ -14,7 +14,7 @@ from medtl.predict.resample import labels_on_original_grid, to_original_grid
 
 def test_a_ramp_survives_the_trip_to_the_network_grid_and_back():
     from medtl.config import load_config
-    from medtl.data.dataset import network_input
+    from medtl.transforms.network_input import network_input
     from medtl.io.volume import Volume
 
     config = load_config(None, ["data.dims=2", "data.image_size=[40,40]"])

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 
-from ..models.weights import WeightsError
+from ..errors import WeightsError
+from ..plumbing.atomic import atomic_path
 
 
 def save_training_state(path: Path, state: dict) -> None:
     """Atomically write model/optimizer/scheduler state, epoch and history."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def _snapshot(obj):
@@ -65,6 +63,7 @@ class BackgroundCheckpointWriter:
 
 
 def load_training_state(path: Path) -> dict:
+    """An epoch checkpoint, loaded with ``weights_only=True`` (a file that wants to run code is refused)."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means the file is unusable
@@ -75,14 +74,21 @@ def save_weights(path: Path, model: torch.nn.Module, metadata: dict) -> None:
     """Model weights as safetensors with string metadata (backbone, dims, classes, ...)."""
     from safetensors.torch import save_file
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(tmp), metadata={k: str(v) for k, v in metadata.items()})
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata={k: str(v) for k, v in metadata.items()})
 
 
 def load_weights(path: Path, model: torch.nn.Module) -> None:
+    """Load safetensors weights written by ``save_weights`` into ``model`` (strict)."""
     from safetensors.torch import load_file
 
     model.load_state_dict(load_file(str(path)))
+
+
+def read_metadata(path: Path) -> dict:
+    """The string metadata of a safetensors file (backbone, dims, classes, ...)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        return dict(f.metadata() or {})

@@ -8,7 +8,6 @@ fingerprint of the stage config and the source data, so a re-run reuses it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -20,19 +19,23 @@ import torch
 from ..config import Config, dump_config
 from ..data.dataset import prepare_cases
 from ..data.manifest import read_manifest
+from ..data.provenance import data_hash
 from ..errors import ConfigError, InputError
 from ..io.pseudonym import medtl_home
 from ..models import create_model
-from ..outputs import write_json
-from .checkpoint import save_weights
-from .loop import fit
-from .provenance import data_hash
+from ..models.checkpoint import save_weights
+from ..plumbing.atomic import atomic_path, write_json
+from ..plumbing.hashing import sha256_text
+from ..tasks import get_task
+from ..train.loop import fit
 
 log = logging.getLogger("medtl")
 
 
 @dataclass
 class SourceModel:
+    """A trained (or cached) source-stage checkpoint and its summary."""
+
     path: Path
     reused: bool
     fingerprint: str
@@ -45,13 +48,11 @@ def source_stage_config(config: Config) -> Config:
     if source is None or source.manifest is None:
         raise ConfigError("model.pretrained=source needs a `source:` section with a manifest (see "
                           "configs/sample_cls2d.yaml)")
-    raw = config.model_dump(mode="json")
-    raw.update(task=source.task, compare=[], source=None)
-    raw["data"]["manifest"] = str(source.manifest)
-    raw["model"]["pretrained"] = source.pretrained
-    raw["finetune"].update(strategy="full", l2sp=0.0)
-    raw["train"].update(epochs=source.epochs, batch_size=source.batch_size, lr=source.lr, selection="last")
-    return Config.model_validate(raw)
+    return config.derive({
+        "task": source.task, "compare": [], "source": None, "data.manifest": source.manifest,
+        "model.pretrained": source.pretrained, "finetune.strategy": "full", "finetune.l2sp": 0.0,
+        "train.epochs": source.epochs, "train.batch_size": source.batch_size, "train.lr": source.lr,
+        "train.selection": "last"}, where="source stage")
 
 
 def train_source_model(config: Config, progress: bool = True) -> SourceModel:
@@ -64,16 +65,16 @@ def train_source_model(config: Config, progress: bool = True) -> SourceModel:
         raise InputError(f"no usable case in the source manifest {manifest.path}")
     stage_text = dump_config(stage).replace(str(stage.data.manifest), "<source manifest>")
     data_sha = data_hash([c.content_hash for c in cases])
-    fingerprint = hashlib.sha256((stage_text + data_sha).encode()).hexdigest()[:16]
+    fingerprint = sha256_text(stage_text, data_sha)[:16]
     folder = root / fingerprint
     path = folder / "model.safetensors"
     if path.exists():
         log.info("reusing source model %s (same source config and data)", fingerprint)
         return SourceModel(path, True, fingerprint, json.loads((folder / "source.json").read_text()))
-    num_classes = manifest.num_classes if stage.task == "classification" else \
-        max(2, max(int(c.mask.max()) for c in cases) + 1)
+    task = get_task(stage.task)
+    num_classes = task.num_classes(manifest.class_names, cases)
     torch.manual_seed(stage.train.seed)
-    model = create_model(stage.model.backbone, dims=stage.data.dims, num_classes=num_classes, task=stage.task,
+    model = create_model(stage.model.backbone, dims=stage.data.dims, num_classes=num_classes, task=task.head,
                          pretrained=stage.model.pretrained, input_adapt=stage.model.input_adapt,
                          inflate=stage.model.inflate)
     result = fit(model, cases, stage, folder / "state.pt", stage.train.seed)
@@ -89,6 +90,7 @@ def train_source_model(config: Config, progress: bool = True) -> SourceModel:
 
 
 def export_source_model(model: SourceModel, out: Path) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(model.path, out)
+    """Copy the source checkpoint to ``out`` (atomically)."""
+    with atomic_path(out) as tmp:
+        shutil.copyfile(model.path, tmp)
     return out

@@ -13,16 +13,19 @@ def balanced_class_weights(labels: list[int], num_classes: int) -> torch.Tensor:
     return torch.as_tensor(weights, dtype=torch.float32)
 
 
-def make_loss(task: str, kind: str = "ce", class_weights: torch.Tensor | None = None):
-    """``loss(logits, target)``; target is class indices (B,) or a label map (B, *spatial)."""
-    if task == "segmentation":
-        from monai.losses import DiceCELoss
-
-        dice_ce = DiceCELoss(to_onehot_y=True, softmax=True)
-        return lambda logits, target: dice_ce(logits, target.unsqueeze(1))
+def classification_loss(kind: str = "ce", class_weights: torch.Tensor | None = None):
+    """``loss(logits (B, C), target (B,))``: cross-entropy or focal (gamma 2), optionally class-weighted."""
     if kind == "focal":
         from monai.losses import FocalLoss
 
         focal = FocalLoss(to_onehot_y=True, use_softmax=True, gamma=2.0, weight=class_weights)
         return lambda logits, target: focal(logits, target.unsqueeze(1))
     return torch.nn.CrossEntropyLoss(weight=class_weights)
+
+
+def segmentation_loss():
+    """``loss(logits (B, C, *spatial), label map (B, *spatial))``: Dice + cross-entropy."""
+    from monai.losses import DiceCELoss
+
+    dice_ce = DiceCELoss(to_onehot_y=True, softmax=True)
+    return lambda logits, target: dice_ce(logits, target.unsqueeze(1))

@@ -10,21 +10,21 @@ external set, and ``pooled`` (with ``ci95``) is the ensemble that ``predict`` us
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 
+from ..data.provenance import training_overlap
 from ..errors import InputError
-from ..outputs import write_json
-from ..train.provenance import training_overlap
-from .metrics import classification_metrics, mean_case_metrics
-from .summary import arm_summary, primary_metric
+from ..evaluate.summary import arm_summary
+from ..plumbing.atomic import write_json
+from ..tasks import get_task
 
 
 @dataclass
 class ExternalResult:
+    """Scores of one external validation: metrics.json content, per-case rows, warnings."""
+
     out: Path
     metrics: dict
     rows: list[dict]  # one per scored case: case_id, patient_key, label_index / prob_*, or dice/iou/hd95
@@ -48,17 +48,12 @@ def _patient_keys(records: list[dict], warnings: list[str]) -> list[str]:
     return [r["patient_key"] or f"case:{r['key']}" for r in records]
 
 
-def _fold_number(name: str) -> tuple[int, int]:
-    repeat, fold = (int(x) for x in re.findall(r"\d+", name)[:2])
-    return repeat, fold
-
-
 def _rows(trained, records: list[dict], patients: list[str], labels: list[int] | None):
-    task, names = trained.task, trained.class_names
+    names = trained.class_names
     rows, member_rows = [], {m.name: [] for m in trained.members}
     for i, record in enumerate(records):
         base = {"case_id": record["key"], "patient_key": patients[i]}
-        if task == "classification":
+        if labels is not None:
             base["label_index"] = labels[i]
             rows.append({**base, **{f"prob_{n}": p for n, p in zip(names, record["probs"])}})
             for member, probs in zip(trained.members, record["member_probs"]):
@@ -71,32 +66,28 @@ def _rows(trained, records: list[dict], patients: list[str], labels: list[int] |
 
 
 def _member_record(trained, member, rows: list[dict]) -> dict:
-    repeat, fold = _fold_number(member.name)
-    record = {"fold": fold, "repeat": repeat, "model": member.name, "n_train": member.record.get("n_train"),
-              "n_val": len(rows), "n_val_patients": len({r["patient_key"] for r in rows})}
-    if trained.task == "classification":
-        labels = np.array([r["label_index"] for r in rows])
-        probs = np.array([[r[f"prob_{n}"] for n in trained.class_names] for r in rows])
-        record.update(classification_metrics(labels, probs))
-    else:
-        record.update(mean_case_metrics(rows))
+    record = {"fold": member.fold, "repeat": member.repeat, "model": member.name,
+              "n_train": member.record.get("n_train"), "n_val": len(rows),
+              "n_val_patients": len({r["patient_key"] for r in rows})}
+    record.update(get_task(trained.task).fold_metrics(rows, trained.class_names))
     return record
 
 
 def evaluate_run(run_dir: str | Path, manifest: str | Path, out: str | Path, options, arm: str | None = None,
                  fold: int | None = None) -> ExternalResult:
     """Predict ``manifest`` with the run's models into ``out`` and write metrics.json and report.html."""
+    from ..evaluate.external_report import write_external_report
     from ..predict.engine import predict_items
     from ..predict.items import read_inputs
     from ..predict.trained import load_trained_run
-    from .external_report import write_external_report
 
     if options.shard != (1, 1):
         raise InputError("evaluate scores the whole manifest; --shard is for `medtl predict`")
     trained = load_trained_run(run_dir, arm=arm, fold=fold)
+    task = get_task(trained.task)
     manifest = Path(manifest)
     inputs = read_inputs(manifest, trained.task, targets=True, progress=options.progress)
-    if trained.task == "classification":
+    if task.target_column == "label":
         _check_labels({i.label for i in inputs.items}, trained.class_names, manifest)
     outcome = predict_items(trained, inputs, out, options, truth=True)
     records = outcome.records
@@ -114,20 +105,20 @@ def evaluate_run(run_dir: str | Path, manifest: str | Path, out: str | Path, opt
         warnings.append("the run has no training_images.json (made by an older medtl): overlap with its training "
                         "images was not checked")
     patients = _patient_keys(records, warnings)
-    labels = [trained.class_names.index(r["label"]) for r in records] if trained.task == "classification" else None
+    labels = [trained.class_names.index(r["label"]) for r in records] if task.target_column == "label" else None
     rows, member_rows = _rows(trained, records, patients, labels)
     fold_records = [_member_record(trained, m, member_rows[m.name]) for m in trained.members]
     config = trained.config
-    probs = [f"prob_{n}" for n in trained.class_names]
-    summary = arm_summary(trained.task, fold_records, rows, probs, config.cv.bootstrap, config.train.seed)
-    metrics = {"task": trained.task, "primary_metric": primary_metric(trained.task), "main_arm": trained.arm,
+    summary = arm_summary(trained.task, fold_records, rows, trained.class_names, config.cv.bootstrap,
+                          config.train.seed)
+    metrics = {"task": trained.task, "primary_metric": task.primary_metric, "main_arm": trained.arm,
                "summary": summary["summary"], "folds": fold_records, "arms": {trained.arm: summary},
                "comparisons": [], "external": True, "model_id": trained.model_id,
                "ensemble_of": [m.name for m in trained.members], "class_names": trained.class_names,
                "n_cases": len(rows), "n_patients": len(set(patients)), "n_skipped": len(outcome.skipped),
                "training_overlap": overlap,
                "skipped_by_reason": outcome.summary["skip_rows_by_reason"],
-               "segmentation_grid": "original image grid" if trained.task == "segmentation" else None,
+               "segmentation_grid": "original image grid" if task.uses_mask else None,
                "warnings": warnings}
     out = Path(out)
     write_json(out / "metrics.json", metrics)

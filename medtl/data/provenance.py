@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import platform
 import sys
 from datetime import datetime, timezone
@@ -14,6 +13,7 @@ PACKAGES = ("medtl", "torch", "monai", "numpy", "pydicom", "nibabel", "SimpleITK
 
 
 def package_versions() -> dict[str, str]:
+    """Installed versions of medtl and the packages that decide its numbers."""
     versions = {}
     for name in PACKAGES:
         try:
@@ -24,10 +24,14 @@ def package_versions() -> dict[str, str]:
 
 
 def data_hash(content_hashes: list[str]) -> str:
-    return hashlib.sha256("".join(sorted(content_hashes)).encode()).hexdigest()
+    """One digest of a set of cases (order-free)."""
+    from ..plumbing.hashing import sha256_text
+
+    return sha256_text(*sorted(content_hashes))
 
 
 def environment(seed: int, device: str, content_hashes: list[str], weights: dict[str, list[dict]]) -> dict:
+    """env.json: versions, platform, device, seed, data hash and the weight files of each arm."""
     import torch
 
     return {
@@ -45,7 +49,7 @@ def write_training_images(path: Path, image_hashes: list[str]) -> None:
     Keyed (project salt), so the file cannot confirm that a known image was in the training set.
     """
     from ..io.pseudonym import keyed_hash
-    from ..outputs import write_json
+    from ..plumbing.atomic import write_json
 
     write_json(path, {"images": sorted({keyed_hash(h, "image-content") for h in image_hashes})})
 
@@ -54,10 +58,10 @@ def training_overlap(path: Path, image_paths: list[Path]) -> int | None:
     """How many of ``image_paths`` are byte-identical to an image of the run (``None``: run lacks the record)."""
     import json
 
-    from ..data.dataset import content_hash
     from ..io.pseudonym import keyed_hash
+    from ..plumbing.hashing import sha256_path
 
     if not path.exists():
         return None
     seen = set(json.loads(path.read_text())["images"])
-    return sum(keyed_hash(content_hash(p), "image-content") in seen for p in image_paths if p.exists())
+    return sum(keyed_hash(sha256_path(p), "image-content") in seen for p in image_paths if p.exists())

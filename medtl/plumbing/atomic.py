@@ -1,0 +1,79 @@
+"""Atomic output files: a reader sees the old file or the new one, never half of one.
+
+``write_atomic`` writes bytes or text; ``atomic_path`` is the form for libraries that
+write files themselves (nibabel, highdicom, safetensors, torch.save, numpy): they
+write to the temporary path it yields, and the file is renamed into place only when
+the block finishes without an error.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success fsync it and rename it to ``path``.
+
+    The temporary name keeps ``path``'s suffixes (``.nii.gz``, ``.npz``), because some
+    writers choose the format from the name. On an error the temporary file is removed
+    and ``path`` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{os.getpid()}-", suffix=f"-{path.name}")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_atomic(path: str | Path, data: str | bytes) -> Path:
+    """Write ``data`` (text as UTF-8) to ``path`` atomically."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        if isinstance(data, bytes):
+            tmp.write_bytes(data)
+        else:
+            with open(tmp, "w", encoding="utf-8", newline="") as f:
+                f.write(data)
+    return path
+
+
+def strict_json(obj: Any) -> Any:
+    """NaN/inf are not JSON: they become ``null`` (a missing number, never a fake one)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v) for v in obj]
+    return obj
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    """``obj`` as indented strict JSON, atomically."""
+    return write_atomic(path, json.dumps(strict_json(obj), indent=2, allow_nan=False) + "\n")
+
+
+def write_csv(path: str | Path, columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> Path:
+    """Rows (dicts holding exactly ``columns``) as CSV with a header, atomically."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="raise")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(row)
+    return write_atomic(path, buffer.getvalue())

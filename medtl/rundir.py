@@ -1,0 +1,201 @@
+"""The one owner of a run folder's layout: every path of a ``medtl cv`` run, read and written here.
+
+```
+RUN/config.yaml                 resolved config of the main arm
+RUN/run.json                    fingerprints of config, data and splits; arms; medtl version
+RUN/splits.csv                  validation fold of every case per repeat (source of truth on resume)
+RUN/log.txt                     one plain line per stage and epoch
+RUN/metrics.json, predictions.csv, report.html, env.json, training_images.json, skipped_cases.csv
+RUN/cache/                      preprocessed cases (keyed by file content + preprocessing)
+RUN/arms/<arm>/config.yaml      each arm's resolved config
+RUN/arms/<arm>/repeat<R>_fold<K>/  model.safetensors, adaptation.json, done.json, state.pt, ...
+```
+
+Other code asks a ``RunDir`` for paths and never builds or parses them itself.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .config import Config, dump_config, load_config
+from .errors import InputError
+from .plumbing.atomic import write_atomic, write_csv, write_json
+
+SPLIT_COLUMNS = ["case_id", "patient_key", "repeat", "fold"]
+
+
+@dataclass(frozen=True)
+class FoldDir:
+    """The folder of one (arm, repeat, fold) and the files in it."""
+
+    path: Path
+    arm: str
+    repeat: int
+    fold: int
+
+    @property
+    def name(self) -> str:
+        """``repeat<R>_fold<K>``: the folder name, also used as the fold model's name."""
+        return self.path.name
+
+    @property
+    def done(self) -> Path:
+        """Written last, when the fold is finished: its record, per-case rows and history."""
+        return self.path / "done.json"
+
+    @property
+    def model(self) -> Path:
+        """Final weights (safetensors with metadata)."""
+        return self.path / "model.safetensors"
+
+    @property
+    def state(self) -> Path:
+        """Epoch checkpoint of an unfinished fold (removed when the fold finishes)."""
+        return self.path / "state.pt"
+
+    @property
+    def best(self) -> Path:
+        """Weights of the best inner-split epoch (``train.selection: best_inner``)."""
+        return self.path / "best.safetensors"
+
+    @property
+    def adaptation(self) -> Path:
+        """What happened to every pretrained tensor."""
+        return self.path / "adaptation.json"
+
+    @property
+    def overlays(self) -> Path:
+        """A few (image, truth, prediction) slices for the segmentation report."""
+        return self.path / "overlays.npz"
+
+    def is_finished(self) -> bool:
+        """Both the final weights and the done record exist."""
+        return self.done.exists() and self.model.exists()
+
+    def read_done(self) -> dict:
+        """The finished fold's record, rows, history and notes."""
+        return json.loads(self.done.read_text())
+
+
+class RunDir:
+    """Paths and readers of one run folder."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.root)!r})"
+
+    config = property(lambda self: self.root / "config.yaml", doc="resolved config of the main arm")
+    run_json = property(lambda self: self.root / "run.json", doc="fingerprints of config, data and splits")
+    splits = property(lambda self: self.root / "splits.csv", doc="validation fold of each case per repeat")
+    log_file = property(lambda self: self.root / "log.txt", doc="one plain line per stage and epoch")
+    metrics = property(lambda self: self.root / "metrics.json", doc="metrics in the DESIGN 3.5 schema")
+    predictions = property(lambda self: self.root / "predictions.csv", doc="out-of-fold predictions")
+    report = property(lambda self: self.root / "report.html", doc="the self-contained report")
+    env = property(lambda self: self.root / "env.json", doc="versions, seeds, data and weight hashes")
+    training_images = property(lambda self: self.root / "training_images.json", doc="keyed image hashes")
+    skipped_cases = property(lambda self: self.root / "skipped_cases.csv", doc="cases not usable, with reasons")
+    cache = property(lambda self: self.root / "cache", doc="preprocessed cases")
+
+    def exists(self) -> bool:
+        """Whether this folder already holds a run (its config)."""
+        return self.config.exists()
+
+    def arm_dir(self, arm: str) -> Path:
+        """``arms/<arm>/``."""
+        return self.root / "arms" / arm
+
+    def arm_config_path(self, arm: str) -> Path:
+        """``arms/<arm>/config.yaml``: the arm's resolved config."""
+        return self.arm_dir(arm) / "config.yaml"
+
+    def fold(self, arm: str, repeat: int, fold: int) -> FoldDir:
+        """The folder of one fold of one arm."""
+        return FoldDir(self.arm_dir(arm) / f"repeat{repeat}_fold{fold}", arm, repeat, fold)
+
+    # --- writing -----------------------------------------------------------------------------------------
+
+    def write_config(self, config: Config) -> None:
+        """Store the main arm's resolved config."""
+        write_atomic(self.config, dump_config(config))
+
+    def write_arm_config(self, arm: str, config: Config) -> None:
+        """Store one arm's resolved config."""
+        write_atomic(self.arm_config_path(arm), dump_config(config))
+
+    def write_splits(self, rows: list[dict]) -> None:
+        """``rows``: ``case_id, patient_key, repeat, fold`` of every validation assignment."""
+        write_csv(self.splits, SPLIT_COLUMNS, rows)
+
+    def write_state(self, state: dict) -> None:
+        """``run.json``."""
+        write_json(self.run_json, state)
+
+    def log(self, message: str) -> None:
+        """Append one timestamped plain line to ``log.txt`` (always written, also with ``--quiet``)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        with open(self.log_file, "a", encoding="utf-8") as f:
+            f.write(f"{stamp} {message}\n")
+
+    # --- reading -----------------------------------------------------------------------------------------
+
+    def read_config(self) -> Config:
+        """The main arm's config (input files are not required to exist any more)."""
+        if not self.config.is_file():
+            raise InputError(f"{self.root} is not a medtl cv run folder (no config.yaml); pass the --out folder "
+                             "of `medtl cv`")
+        return load_config(self.config, check_paths=False)
+
+    def read_state(self) -> dict:
+        """``run.json`` (empty for a run made before medtl wrote it)."""
+        return json.loads(self.run_json.read_text()) if self.run_json.exists() else {}
+
+    def arm_names(self) -> list[str]:
+        """The run's arms, main arm first."""
+        state = self.read_state()
+        if state.get("arms"):
+            return list(state["arms"])
+        from .arms import resolve_arms
+
+        return [a.name for a in resolve_arms(self.read_config(), check_paths=False)]
+
+    def main_arm(self) -> str:
+        """The arm ``predict`` and ``evaluate`` use by default."""
+        return self.arm_names()[0]
+
+    def read_arm_config(self, arm: str) -> Config:
+        """One arm's resolved config; runs made before per-arm configs were written derive it again."""
+        names = self.arm_names()
+        if arm not in names:
+            import difflib
+
+            close = difflib.get_close_matches(arm, names, n=1, cutoff=0.4)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise InputError(f"run {self.root} has no arm '{arm}'; {hint}its arms are {names} (choose with --arm)")
+        path = self.arm_config_path(arm)
+        if path.is_file():
+            return load_config(path, check_paths=False)
+        from .arms import resolve_arms
+
+        return {a.name: a.config for a in resolve_arms(self.read_config(), check_paths=False)}[arm]
+
+    def read_splits(self) -> list[dict]:
+        """Rows of ``splits.csv`` with ``repeat`` and ``fold`` as integers."""
+        with open(self.splits, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        return [{**row, "repeat": int(row["repeat"]), "fold": int(row["fold"])} for row in rows]
+
+    def fold_ids(self) -> list[tuple[int, int]]:
+        """``(repeat, fold)`` of every fold of the run, from ``splits.csv``."""
+        return sorted({(r["repeat"], r["fold"]) for r in self.read_splits()})
+
+    def folds(self, arm: str) -> list[FoldDir]:
+        """Every fold folder of ``arm`` (finished or not), in (repeat, fold) order."""
+        return [self.fold(arm, repeat, fold) for repeat, fold in self.fold_ids()]

@@ -1,0 +1,30 @@
+"""Tasks: what a model is trained to do, and everything that depends on it.
+
+A ``Task`` knows its target column, loss, per-case result row, metrics and report
+sections; the rest of medtl asks the task instead of testing ``config.task`` strings.
+``get_task(name)`` looks one up (an unknown name fails with the closest match).
+"""
+
+from __future__ import annotations
+
+from ..plumbing.registry import Registry
+from .base import Task
+
+
+def _load_builtin() -> None:
+    from .classification import ClassificationTask
+    from .segmentation import SegmentationTask
+
+    for task in (ClassificationTask(), SegmentationTask()):
+        TASKS.register(task.name, task)
+
+
+TASKS: Registry[Task] = Registry("task", loader=_load_builtin)
+
+
+def get_task(name: str) -> Task:
+    """The registered task called ``name`` (``classification``, ``segmentation``)."""
+    return TASKS.get(name, "task")
+
+
+__all__ = ["Task", "TASKS", "get_task"]

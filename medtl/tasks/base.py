@@ -1,0 +1,115 @@
+"""The ``Task`` interface: one object per kind of target, asked wherever behaviour depends on the task."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+
+class Task:
+    """What a model is trained to do: the target, the loss, the per-case rows, metrics and report sections.
+
+    Subclasses set the class attributes and implement the methods that raise
+    ``NotImplementedError``. Cases are objects with ``label`` (class index or ``None``),
+    ``mask`` (label array or ``None``) and ``spacing``; rows are plain dicts.
+    """
+
+    name: str = ""
+    head: str = ""  # head kind in medtl.models: "classification" or "segmentation"
+    target_column: str = ""  # manifest column holding the target
+    primary_metric: str = ""
+    metric_names: tuple[str, ...] = ()
+    uses_mask: bool = False  # targets are masks (loaded and augmented with the image)
+    needs_all_classes_per_fold: bool = False  # every validation fold must hold every class
+    min_classes: int = 1  # distinct labels a training manifest needs
+
+    def __repr__(self) -> str:
+        return f"<task {self.name}>"
+
+    # --- training ----------------------------------------------------------------------------------------
+
+    def num_classes(self, class_names: Sequence[str], cases: Sequence[Any]) -> int:
+        """Output channels of the head."""
+        raise NotImplementedError
+
+    def stratum(self, case: Any) -> int:
+        """The value folds are stratified on."""
+        raise NotImplementedError
+
+    def sampling_labels(self, cases: Sequence[Any]) -> list[int] | None:
+        """Labels for a class-balanced sampler (``None``: the task has none)."""
+        return None
+
+    def class_weights(self, cases: Sequence[Any], num_classes: int, setting: str):
+        """Per-class loss weights for ``train.class_weights`` (``None``: unweighted)."""
+        return None
+
+    def loss(self, kind: str, class_weights=None) -> Callable:
+        """``loss(logits, target)``."""
+        raise NotImplementedError
+
+    def network_output(self, probabilities):
+        """What prediction keeps of the softmax output: probabilities, or a label map."""
+        return probabilities
+
+    def checkpoint_class_names(self, class_names: Sequence[str]) -> list[str] | None:
+        """Class names that decide whether a checkpoint's head may be reused (``None``: shape decides)."""
+        return None
+
+    # --- per-case rows and metrics -----------------------------------------------------------------------
+
+    def case_row(self, case: Any, output: np.ndarray, class_names: Sequence[str], num_classes: int) -> dict:
+        """The task part of one out-of-fold row (label and probabilities, or Dice/IoU/HD95)."""
+        raise NotImplementedError
+
+    def result_columns(self, class_names: Sequence[str]) -> list[str]:
+        """The per-case value columns of ``predictions.csv``."""
+        raise NotImplementedError
+
+    def fold_metrics(self, rows: Sequence[dict], class_names: Sequence[str]) -> dict[str, float]:
+        """Metrics of one fold from its rows."""
+        raise NotImplementedError
+
+    def pooled_statistic(self, metric: str, rows: Sequence[dict],
+                         class_names: Sequence[str]) -> Callable[[np.ndarray], float]:
+        """``indices -> metric`` over any subset of ``rows`` (for the patient bootstrap)."""
+        raise NotImplementedError
+
+    def averaged_columns(self, class_names: Sequence[str]) -> list[str]:
+        """Columns averaged over CV repeats to get one row per case."""
+        raise NotImplementedError
+
+    def average_rows(self, rows: Sequence[dict], class_names: Sequence[str]) -> list[dict]:
+        """One row per case: the ``averaged_columns`` averaged over CV repeats (NaN-excluding)."""
+        by_case: dict[str, list[dict]] = {}
+        for row in rows:
+            by_case.setdefault(row["case_id"], []).append(row)
+        out = []
+        for case_rows in by_case.values():
+            merged = dict(case_rows[0])
+            for column in self.averaged_columns(class_names):
+                values = np.array([r[column] for r in case_rows], dtype=float)
+                merged[column] = float(np.nanmean(values)) if np.isfinite(values).any() else math.nan
+            out.append(merged)
+        return out
+
+    def save_overlays(self, path, cases: Sequence[Any], outputs: np.ndarray) -> None:
+        """Store what the report draws over images (segmentation only; nothing for other tasks)."""
+
+    # --- reports -----------------------------------------------------------------------------------------
+
+    def data_counts(self, cases: Sequence[Any], class_names: Sequence[str]) -> dict[str, int]:
+        """Counts for the report's Data section."""
+        raise NotImplementedError
+
+    def report_sections(self, arm_rows: dict[str, list[dict]], class_names: Sequence[str], figures,
+                        overlays: Callable[[], str]) -> list[tuple[str, str]]:
+        """Task-specific sections of the cv report; ``figures`` is ``medtl.evaluate.figures``."""
+        raise NotImplementedError
+
+    def external_sections(self, rows: list[dict], member_rows: dict[str, list[dict]],
+                          class_names: Sequence[str], figures) -> list[tuple[str, str]]:
+        """Task-specific sections of the external-validation report."""
+        raise NotImplementedError

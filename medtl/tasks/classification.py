@@ -1,0 +1,98 @@
+"""Classification: one label per case; AUC, PR-AUC, accuracy, sensitivity, specificity, F1."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..plumbing.html import html_image, html_table
+from .base import Task
+from .metrics import CLASSIFICATION_METRICS, classification_metrics, confusion
+
+
+def _labels_and_probs(rows: Sequence[dict], class_names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    labels = np.array([r["label_index"] for r in rows])
+    probs = np.array([[r[f"prob_{n}"] for n in class_names] for r in rows], dtype=float)
+    return labels, probs
+
+
+class ClassificationTask(Task):
+    """A class label per case (the manifest's ``label`` column)."""
+
+    name = "classification"
+    head = "classification"
+    target_column = "label"
+    primary_metric = "auc"
+    metric_names = CLASSIFICATION_METRICS
+    needs_all_classes_per_fold = True
+    min_classes = 2
+
+    def num_classes(self, class_names: Sequence[str], cases: Sequence[Any]) -> int:
+        return len(class_names)
+
+    def stratum(self, case: Any) -> int:
+        return int(case.label)
+
+    def sampling_labels(self, cases: Sequence[Any]) -> list[int]:
+        return [int(c.label) for c in cases]
+
+    def class_weights(self, cases: Sequence[Any], num_classes: int, setting: str):
+        from .losses import balanced_class_weights
+
+        return balanced_class_weights([c.label for c in cases], num_classes) if setting == "balanced" else None
+
+    def loss(self, kind: str, class_weights=None) -> Callable:
+        from .losses import classification_loss
+
+        return classification_loss(kind, class_weights)
+
+    def checkpoint_class_names(self, class_names: Sequence[str]) -> list[str]:
+        return list(class_names)
+
+    def case_row(self, case: Any, output: np.ndarray, class_names: Sequence[str], num_classes: int) -> dict:
+        row: dict = {"label": class_names[case.label], "label_index": case.label}
+        row.update({f"prob_{name}": float(p) for name, p in zip(class_names, output)})
+        return row
+
+    def result_columns(self, class_names: Sequence[str]) -> list[str]:
+        return [f"prob_{n}" for n in class_names]
+
+    def fold_metrics(self, rows: Sequence[dict], class_names: Sequence[str]) -> dict[str, float]:
+        return classification_metrics(*_labels_and_probs(rows, class_names))
+
+    def pooled_statistic(self, metric: str, rows: Sequence[dict], class_names: Sequence[str]):
+        labels, probs = _labels_and_probs(rows, class_names)
+        return lambda idx: classification_metrics(labels[idx], probs[idx])[metric]
+
+    def averaged_columns(self, class_names: Sequence[str]) -> list[str]:
+        return self.result_columns(class_names)
+
+    def data_counts(self, cases: Sequence[Any], class_names: Sequence[str]) -> dict[str, int]:
+        return {name: sum(c.label == i for c in cases) for i, name in enumerate(class_names)}
+
+    def report_sections(self, arm_rows, class_names, figures, overlays) -> list[tuple[str, str]]:
+        sections = []
+        if len(class_names) == 2:
+            sections.append(("ROC curves", html_image(figures.roc_figure(arm_rows, class_names[1]), "ROC curves")))
+        sections.append(("Calibration", html_image(figures.calibration_figure(arm_rows, class_names), "calibration")))
+        main = next(iter(arm_rows))
+        matrix = confusion(*_labels_and_probs(arm_rows[main], class_names))
+        sections.append(("Confusion matrix", html_image(figures.confusion_figure(matrix, list(class_names), main),
+                                                        "confusion")))
+        return sections
+
+    def external_sections(self, rows, member_rows, class_names, figures) -> list[tuple[str, str]]:
+        counts = [[name, sum(r["label_index"] == i for r in rows)] for i, name in enumerate(class_names)]
+        sections = [("Data", html_table(["class", "cases"], counts))]
+        fold_rows = {"fold models": [{**r, "repeat": 0, "fold": k} for k, model_rows in
+                                     enumerate(member_rows.values()) for r in model_rows]}
+        if len(class_names) == 2:
+            sections.append(("ROC curves of the fold models",
+                             html_image(figures.roc_figure(fold_rows, class_names[1]), "ROC")))
+        sections.append(("Calibration", html_image(figures.calibration_figure({"ensemble": rows}, list(class_names)),
+                                                   "calibration")))
+        matrix = confusion(*_labels_and_probs(rows, class_names))
+        sections.append(("Confusion matrix",
+                         html_image(figures.confusion_figure(matrix, list(class_names), "ensemble"), "confusion")))
+        return sections

@@ -1,0 +1,83 @@
+"""Segmentation: a label map per case; Dice, IoU and HD95 (mm) per case, averaged over cases."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..plumbing.html import html_image
+from .base import Task
+from .metrics import SEGMENTATION_METRICS, mean_case_metrics, segmentation_case_metrics
+
+
+class SegmentationTask(Task):
+    """A label mask per case (the manifest's ``mask`` column); class 0 is background."""
+
+    name = "segmentation"
+    head = "segmentation"
+    target_column = "mask"
+    primary_metric = "dice"
+    metric_names = SEGMENTATION_METRICS
+    uses_mask = True
+
+    def num_classes(self, class_names: Sequence[str], cases: Sequence[Any]) -> int:
+        return max(2, int(max(int(c.mask.max()) for c in cases)) + 1)
+
+    def stratum(self, case: Any) -> int:
+        return int(case.mask.any())
+
+    def loss(self, kind: str, class_weights=None) -> Callable:
+        from .losses import segmentation_loss
+
+        return segmentation_loss()
+
+    def network_output(self, probabilities):
+        return probabilities.argmax(1)
+
+    def case_row(self, case: Any, output: np.ndarray, class_names: Sequence[str], num_classes: int) -> dict:
+        return {"label": "mask", **segmentation_case_metrics(output, case.mask[0], num_classes, case.spacing)}
+
+    def result_columns(self, class_names: Sequence[str]) -> list[str]:
+        return list(SEGMENTATION_METRICS)
+
+    def fold_metrics(self, rows: Sequence[dict], class_names: Sequence[str]) -> dict[str, float]:
+        return mean_case_metrics(rows)
+
+    def pooled_statistic(self, metric: str, rows: Sequence[dict], class_names: Sequence[str]):
+        values = np.array([r[metric] for r in rows], dtype=float)
+        return lambda idx: float(np.nanmean(values[idx])) if np.isfinite(values[idx]).any() else math.nan
+
+    def averaged_columns(self, class_names: Sequence[str]) -> list[str]:
+        return list(SEGMENTATION_METRICS)
+
+    def data_counts(self, cases: Sequence[Any], class_names: Sequence[str]) -> dict[str, int]:
+        return {"cases with foreground": sum(bool(c.mask.any()) for c in cases),
+                "empty masks": sum(not c.mask.any() for c in cases)}
+
+    def report_sections(self, arm_rows, class_names, figures, overlays) -> list[tuple[str, str]]:
+        return [("Dice and IoU per case", html_image(figures.distribution_figure(arm_rows), "distributions")),
+                ("Segmentation overlays (green: truth, red dashed: prediction)", overlays())]
+
+    def external_sections(self, rows, member_rows, class_names, figures) -> list[tuple[str, str]]:
+        return [("Dice and IoU per case (original image grid)",
+                 html_image(figures.distribution_figure({"ensemble": rows}), "distributions"))]
+
+    def save_overlays(self, path, cases: Sequence[Any], outputs: np.ndarray, count: int = 2) -> None:
+        """A few (image, truth, prediction) slices for the report: the slices with most foreground."""
+        from ..plumbing.atomic import atomic_path
+
+        chosen = sorted(range(len(cases)), key=lambda i: -int(cases[i].mask.sum()))[:count]
+        images, truths, preds = [], [], []
+        for i in chosen:
+            image, truth, pred = cases[i].image[0], cases[i].mask[0], outputs[i]
+            if image.ndim == 3:
+                k = int(np.argmax(truth.reshape(truth.shape[0], -1).sum(1)))
+                image, truth, pred = image[k], truth[k], pred[k]
+            images.append(image)
+            truths.append(truth)
+            preds.append(pred)
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez_compressed(f, image=np.stack(images), truth=np.stack(truths), pred=np.stack(preds))

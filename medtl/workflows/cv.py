@@ -1,0 +1,199 @@
+"""``medtl cv``: patient-level cross-validated fine-tuning of every arm on the same folds.
+
+Order of work: arms derived and checked, run folder checked (config), cases prepared
+(cached), data and splits checked against the run's record, then each arm's folds
+trained or resumed, then metrics, predictions and the report. Every refusal happens
+before any training. Each (arm, fold) writes ``done.json`` when finished and an epoch
+checkpoint while training, so an interrupted run resumes to the same numbers.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..arms import Arm, resolve_arms
+from ..config import Config, dump_config
+from ..data.dataset import PreparedCase, prepare_cases
+from ..data.manifest import read_manifest
+from ..data.provenance import environment, write_training_images
+from ..data.splits import Fold, make_folds
+from ..errors import ConfigError, InputError, WeightsUnavailableError
+from ..evaluate.summary import arm_summary, compare_arms, verdict_line
+from ..models.device import resolve_device
+from ..plumbing.atomic import write_csv, write_json
+from ..plumbing.progress import progress_bar
+from ..rundir import RunDir
+from ..tasks import get_task
+from . import run_state
+from .cv_fold import run_fold
+
+log = logging.getLogger("medtl")
+
+
+@dataclass
+class CVRun:
+    """Everything the outputs and the report are made from."""
+
+    config: Config
+    rundir: RunDir
+    class_names: list[str]
+    cases: list[PreparedCase]
+    folds: list[Fold]
+    arms: dict[str, dict] = field(default_factory=dict)  # name -> {"folds": [...], "rows": [...], ...}
+    warnings: list[str] = field(default_factory=list)
+    metrics: dict = field(default_factory=dict)
+    source: object = None  # SourceModel once the source stage ran
+    verdicts: list[str] = field(default_factory=list)
+
+    @property
+    def out(self) -> Path:
+        """The run folder."""
+        return self.rundir.root
+
+
+def _pretrained_for(run: CVRun, arm: Arm) -> str:
+    """The arm's ``model.pretrained``, with ``source`` replaced by the source stage's checkpoint."""
+    if arm.config.model.pretrained != "source":
+        return arm.config.model.pretrained
+    if run.source is None:
+        from .pretrain import train_source_model
+
+        run.source = train_source_model(run.config, progress=False)
+        state = "reused from cache" if run.source.reused else "trained now"
+        message = (f"source model {run.source.fingerprint} {state}: {run.source.summary['n_cases']} source "
+                   f"cases, classes {run.source.summary['class_names']}")
+        run.warnings.append(message)
+        run.rundir.log(message)
+    return str(run.source.path)
+
+
+def _folds(rundir: RunDir, config: Config, cases: list[PreparedCase]) -> list[Fold]:
+    """Folds from ``splits.csv`` when the run has one; otherwise made now, written, and read back."""
+    if not rundir.splits.exists():
+        task = get_task(config.task)
+        folds = make_folds([c.group_key for c in cases], [task.stratum(c) for c in cases], config.cv.folds,
+                           config.train.seed, config.cv.repeats, need_all_classes=task.needs_all_classes_per_fold)
+        rundir.write_splits(run_state.split_rows(cases, folds))
+        rundir.log(f"splits made: {len(folds)} folds, {len({c.group_key for c in cases})} patient groups")
+    else:
+        rundir.log("splits read back from splits.csv")
+    return run_state.folds_from_splits(rundir, cases)
+
+
+def _prepare_run(config: Config, rundir: RunDir, arms: list[Arm], progress: bool) -> tuple[CVRun, list[dict]]:
+    run_state.check_config(rundir, config)
+    rundir.root.mkdir(parents=True, exist_ok=True)
+    rundir.write_config(config)
+    for arm in arms:
+        rundir.write_arm_config(arm.name, arm.config)
+    manifest = read_manifest(config.data.manifest, config.task, config.cv.group_by)
+    cases, skipped = prepare_cases(manifest, config, rundir.cache, progress)
+    if not cases:
+        raise InputError(f"no usable case in {manifest.path}; reasons: {sorted({s['reason'] for s in skipped})}")
+    run_state.check_data(rundir, cases, skipped)
+    folds = _folds(rundir, config, cases)
+    run_state.write_state(rundir, dump_config(config), cases, skipped, [a.name for a in arms])
+    run = CVRun(config, rundir, manifest.class_names, cases, folds)
+    run.warnings += [f"case {s['case_id']} skipped: {s['reason']} ({s['detail']})" for s in skipped]
+    run.warnings += sorted({f"{note} in {sum(note in c.notes for c in cases)} case(s)"
+                            for c in cases for note in c.notes})
+    return run, skipped
+
+
+def _train_arm(run: CVRun, arm: Arm, num_classes: int, advance) -> None:
+    task = get_task(arm.config.task)
+    epochs = arm.config.train.epochs
+    finished = []
+    for fold in run.folds:
+        folder = run.rundir.fold(arm.name, fold.repeat, fold.fold)
+        if folder.done.exists():
+            finished.append(folder.read_done())
+            advance(epochs)
+            continue
+        label = f"{arm.name} r{fold.repeat} fold {fold.fold}"
+
+        def on_epoch(record: dict, label: str = label) -> None:
+            inner = f" inner {task.primary_metric} {record['inner_score']:.3f}" if "inner_score" in record else ""
+            line = f"{label} epoch {record['epoch'] + 1}/{epochs} loss {record['train_loss']:.3f}{inner}"
+            run.rundir.log(line)
+            advance(1, line)
+
+        done = run_fold(arm, fold, folder, run.cases, run.class_names, num_classes, _pretrained_for(run, arm),
+                        on_epoch)
+        run.rundir.log(f"{label} finished: {task.primary_metric} {done['record'][task.primary_metric]}")
+        finished.append(done)
+    run.warnings += [note for f in finished for note in f.get("notes", [])]
+    run.arms[arm.name] = {"folds": [f["record"] for f in finished], "rows": [r for f in finished for r in f["rows"]],
+                          "histories": [f["history"] for f in finished], "adaptation": finished[0]["adaptation"],
+                          "config": arm.config}
+
+
+def run_cv(config: Config, out: str | Path, progress: bool = True) -> CVRun:
+    """Run (or resume) cross-validation and write every output into ``out``."""
+    if config.data.manifest is None:
+        raise ConfigError("data.manifest is not set; point it at a manifest CSV (see README, Manifest)")
+    arms = resolve_arms(config)
+    rundir = RunDir(out)
+    run, skipped = _prepare_run(config, rundir, arms, progress)
+    task = get_task(config.task)
+    num_classes = task.num_classes(run.class_names, run.cases)
+    rundir.log(f"cv: {len(run.cases)} cases, {len(run.folds)} folds, arms {[a.name for a in arms]}")
+    total = sum(a.config.train.epochs for a in arms) * len(run.folds)
+    with progress_bar("cross-validation", total, progress) as advance:
+        for arm in arms:
+            try:
+                _train_arm(run, arm, num_classes, advance)
+            except WeightsUnavailableError as exc:
+                if arm.required:
+                    raise
+                message = f"arm '{arm.name}' skipped: {exc}"
+                run.warnings.append(message)
+                rundir.log(message)
+                log.warning(message)
+                advance(arm.config.train.epochs * len(run.folds))
+    _summarise(run)
+    _write_outputs(run, skipped)
+    rundir.log("cv finished: " + "; ".join(run.verdicts or [f"{run.metrics['main_arm']} only"]))
+    return run
+
+
+def _summarise(run: CVRun) -> None:
+    task, boot, seed = run.config.task, run.config.cv.bootstrap, run.config.train.seed
+    arms = {name: arm_summary(task, arm["folds"], arm["rows"], run.class_names, boot, seed)
+            for name, arm in run.arms.items()}
+    main = next(iter(run.arms))
+    comparisons = [compare_arms(task, main, run.arms[main]["rows"], name, arm["rows"], run.class_names, boot, seed)
+                   for name, arm in run.arms.items() if name != main]
+    run.metrics = {"task": task, "primary_metric": get_task(task).primary_metric, "main_arm": main,
+                   "summary": arms[main]["summary"], "folds": arms[main]["folds"], "arms": arms,
+                   "comparisons": comparisons, "class_names": run.class_names,
+                   "n_cases": len(run.cases), "n_patients": len({c.patient_key for c in run.cases}),
+                   "warnings": run.warnings}
+    run.verdicts = [verdict_line(c) for c in comparisons]
+
+
+def _write_predictions(run: CVRun) -> None:
+    columns = ["case_id", "patient_key", "fold", "arm", "label",
+               *get_task(run.config.task).result_columns(run.class_names)]
+    if run.config.cv.repeats > 1:
+        columns.insert(2, "repeat")
+    rows = [{k: row[k] for k in columns} for arm in run.arms.values() for row in arm["rows"]]
+    write_csv(run.rundir.predictions, columns, rows)
+
+
+def _write_outputs(run: CVRun, skipped: list[dict]) -> None:
+    from ..evaluate.report import write_report
+
+    rundir = run.rundir
+    _write_predictions(run)
+    write_json(rundir.metrics, run.metrics)
+    if skipped:
+        write_csv(rundir.skipped_cases, ["case_id", "reason", "detail"], skipped)
+    weights = {name: [{"file": arm["adaptation"]["file"], "sha256": arm["adaptation"]["sha256"],
+                       "source": arm["adaptation"]["source"]}] for name, arm in run.arms.items()}
+    write_json(rundir.env, environment(run.config.train.seed, str(resolve_device(run.config.train.device)),
+                                       [c.content_hash for c in run.cases], weights))
+    write_training_images(rundir.training_images, [c.image_hash for c in run.cases])
+    write_report(run)

@@ -1,0 +1,17 @@
+"""``medtl predict``: a trained run's models over a manifest or an export folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..predict.engine import PredictOptions, PredictOutcome, predict_items
+from ..predict.items import PredictInputs, read_inputs
+from ..predict.trained import load_trained_run
+
+
+def predict_run(run_dir: str | Path, source: str | Path, out: str | Path, options: PredictOptions,
+                arm: str | None = None, fold: int | None = None) -> tuple[PredictOutcome, PredictInputs]:
+    """Predict every usable input of ``source`` with ``arm``'s fold models (or one fold) into ``out``."""
+    trained = load_trained_run(run_dir, arm=arm, fold=fold)
+    inputs = read_inputs(source, trained.task, targets=False, workers=options.workers, progress=options.progress)
+    return predict_items(trained, inputs, out, options), inputs
