@@ -38,8 +38,7 @@ def preprocess_pipeline(data: DataConfig, with_mask: bool):
         center, width = data.window
         steps.append(ScaleIntensityRanged("image", a_min=center - width / 2, a_max=center + width / 2,
                                           b_min=0.0, b_max=1.0, clip=True))
-    size = tuple(data.image_size) if len(data.image_size) == data.dims else (data.image_size[0],) * data.dims
-    steps.append(Resized(keys, spatial_size=size, mode=("area", "nearest") if with_mask else ("area",)))
+    steps.append(Resized(keys, spatial_size=tuple(data.image_size), mode=("area", "nearest") if with_mask else ("area",)))
     steps.append(NormalizeIntensityd("image", subtrahend=GRAY_MEAN, divisor=GRAY_STD))
     return Compose(steps)
 

@@ -1,0 +1,128 @@
+"""`medtl cv` run state: a resumed run is the same run, or it is refused before any training."""
+
+import csv
+import json
+import shutil
+
+import pytest
+import yaml
+
+from medtl.cli import main
+from medtl.data.sample_sets import write_radiograph_set
+from medtl.rundir import RunDir
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return write_radiograph_set(tmp_path_factory.mktemp("data"), n_patients=10, images_per_patient=2, size=40, seed=5)
+
+
+def write_config(path, manifest, compare=(), **sections):
+    raw = {"task": "classification", "data": {"manifest": str(manifest), "dims": 2, "image_size": 40},
+           "model": {"backbone": "tiny-resnet", "pretrained": "none"},
+           "train": {"epochs": 1, "batch_size": 8, "lr": 0.003}, "cv": {"folds": 2, "bootstrap": 100},
+           "compare": list(compare)}
+    for section, values in sections.items():
+        raw.setdefault(section, {}).update(values)
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def fold_files(run):
+    return {str(p.relative_to(run)): p.stat().st_mtime_ns for p in (run / "arms").glob("*/repeat*/*")}
+
+
+def copy_dataset(dataset, target):
+    shutil.copytree(dataset, target)
+    return target / "manifest.csv"
+
+
+def test_unchanged_rerun_resumes_identically_and_a_new_salt_is_refused(dataset, tmp_path, monkeypatch, capsys):
+    config = write_config(tmp_path / "c.yaml", dataset / "manifest.csv")
+    run = tmp_path / "run"
+    assert main(["cv", str(config), "--out", str(run), "--quiet"]) == 0
+    first = json.loads((run / "metrics.json").read_text())
+    state = json.loads((run / "run.json").read_text())
+    assert set(state["fingerprints"]) == {"config", "data", "splits"} and state["arms"] == ["scratch"]
+    files = fold_files(run)
+    assert main(["cv", str(config), "--out", str(run), "--quiet"]) == 0
+    second = json.loads((run / "metrics.json").read_text())
+    assert {k: v for k, v in first.items() if k != "warnings"} == {k: v for k, v in second.items() if k != "warnings"}
+    assert fold_files(run) == files
+    assert "splits read back from splits.csv" in (run / "log.txt").read_text()
+    capsys.readouterr()
+    monkeypatch.setenv("MEDTL_SALT", "another-salt")
+    assert main(["cv", str(config), "--out", str(run), "--quiet"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "salt" in error and len(error.splitlines()) == 1
+    assert fold_files(run) == files  # refused before any training
+
+
+def test_a_changed_manifest_or_image_is_refused(dataset, tmp_path, capsys):
+    manifest = copy_dataset(dataset, tmp_path / "data")
+    config = write_config(tmp_path / "c.yaml", manifest)
+    run = tmp_path / "run"
+    assert main(["cv", str(config), "--out", str(run), "--quiet"]) == 0
+    files = fold_files(run)
+    lines = manifest.read_text().splitlines()
+    manifest.write_text("\n".join(lines[:-1]) + "\n")
+    assert main(["cv", str(config), "--out", str(run), "--quiet"]) == 2
+    assert "missing now" in capsys.readouterr().err
+    manifest.write_text("\n".join(lines) + "\n")
+    image = tmp_path / "data" / lines[1].split(",")[0]
+    image.write_bytes(image.read_bytes()[:-2] + b"\x07\x07")
+    assert main(["cv", str(config), "--out", str(run), "--quiet"]) == 2
+    assert "changed" in capsys.readouterr().err
+    assert fold_files(run) == files
+
+
+def test_edited_splits_and_changed_settings_are_refused(dataset, tmp_path, capsys):
+    config = write_config(tmp_path / "c.yaml", dataset / "manifest.csv")
+    run = tmp_path / "run"
+    assert main(["cv", str(config), "--out", str(run), "--quiet"]) == 0
+    assert main(["cv", str(config), "--out", str(run), "--quiet", "--set", "cv.folds=3"]) == 2
+    assert "cv.folds" in capsys.readouterr().err
+    rows = list(csv.DictReader(open(run / "splits.csv")))
+    rows[0]["fold"], rows[-1]["fold"] = rows[-1]["fold"], rows[0]["fold"]
+    RunDir(run).write_splits(rows if rows[0]["fold"] != rows[-1]["fold"] else rows[::-1])
+    assert main(["cv", str(config), "--out", str(run), "--quiet"]) == 2
+    assert "splits.csv was modified" in capsys.readouterr().err
+
+
+def test_arm_configs_are_written_and_the_report_shows_the_network_size(dataset, tmp_path):
+    arms = ["linear", {"name": "l2", "set": {"finetune.l2sp": 0.01}}]
+    config = write_config(tmp_path / "c.yaml", dataset / "manifest.csv", compare=arms)
+    run = tmp_path / "run"
+    assert main(["cv", str(config), "--out", str(run), "--quiet"]) == 0
+    main_arm = yaml.safe_load((run / "arms" / "scratch" / "config.yaml").read_text())
+    assert main_arm == yaml.safe_load((run / "config.yaml").read_text())
+    l2 = yaml.safe_load((run / "arms" / "l2" / "config.yaml").read_text())
+    assert l2["finetune"]["l2sp"] == 0.01 and {**l2, "finetune": main_arm["finetune"]} == main_arm
+    report = (run / "report.html").read_text()
+    assert "network input size (as trained)</td><td>40x40" in report
+    log = (run / "log.txt").read_text()
+    assert "l2 r0 fold 1 epoch 1/1" in log and "cv finished" in log
+
+
+def test_a_missing_checkpoint_is_an_error_not_a_skipped_arm(dataset, tmp_path, capsys):
+    (tmp_path / "my_source.safetensors").write_bytes(b"x")
+    own = {"name": "own", "set": {"model.pretrained": "./my_sourse.safetensors"}}
+    config = write_config(tmp_path / "c.yaml", dataset / "manifest.csv", compare=[own])
+    assert main(["cv", str(config), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "did you mean" in error and "my_source.safetensors" in error
+    assert not (tmp_path / "run").exists()
+    main_typo = write_config(tmp_path / "d.yaml", dataset / "manifest.csv", model={"pretrained": "imagnet"})
+    assert main(["cv", str(main_typo), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    assert "did you mean 'imagenet'" in capsys.readouterr().err
+
+
+def test_an_arm_whose_weights_are_unavailable_offline_is_skipped_visibly(dataset, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("MEDTL_WEIGHTS_MIRROR", "http://127.0.0.1:9")  # nothing listens: like being offline
+    config = write_config(tmp_path / "c.yaml", dataset / "manifest.csv", compare=["imagenet"],
+                          model={"backbone": "resnet18"}, data={"image_size": 32})
+    assert main(["cv", str(config), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert list(metrics["arms"]) == ["scratch"]
+    assert any(w.startswith("arm 'imagenet' skipped") and "medtl weights import" in w for w in metrics["warnings"])

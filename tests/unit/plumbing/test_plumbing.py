@@ -1,0 +1,53 @@
+"""Atomic writes, the one file hasher, and the registry."""
+
+import json
+import math
+
+import pytest
+
+from medtl.errors import UnknownNameError
+from medtl.plumbing.atomic import atomic_path, write_atomic, write_json
+from medtl.plumbing.hashing import sha256_file, sha256_path, sha256_text
+from medtl.plumbing.registry import Registry
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    target = tmp_path / "out" / "result.nii.gz"
+    write_atomic(target, b"old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            assert tmp.name.endswith("result.nii.gz")  # writers that pick the format by suffix still work
+            tmp.write_bytes(b"half")
+            raise RuntimeError("writer crashed")
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in target.parent.iterdir()] == ["result.nii.gz"]
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(b"new")
+    assert target.read_bytes() == b"new" and len(list(target.parent.iterdir())) == 1
+
+
+def test_non_finite_numbers_are_written_as_null(tmp_path):
+    write_json(tmp_path / "m.json", {"auc": math.nan, "ci": [math.inf, 0.5]})
+    assert json.loads((tmp_path / "m.json").read_text()) == {"auc": None, "ci": [None, 0.5]}
+
+
+def test_hashes_of_files_folders_and_text(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.dcm").write_bytes(b"1")
+    (tmp_path / "b.dcm").write_bytes(b"1")
+    assert sha256_file(tmp_path / "b.dcm") == sha256_text("1")
+    folder = sha256_path(tmp_path / "a")
+    (tmp_path / "a" / "x.dcm").rename(tmp_path / "a" / "y.dcm")
+    assert sha256_path(tmp_path / "a") != folder  # names are part of a folder's content
+    assert sha256_text("ab") == sha256_text("a", "b")
+
+
+def test_registry_refuses_duplicates_and_suggests_close_names():
+    loaded = []
+    registry = Registry("widget", loader=lambda: loaded.append(registry.register("round", 1)))
+    assert registry.get("round") == 1 and loaded == [1]
+    with pytest.raises(ValueError, match="registered twice"):
+        registry.register("round", 2)
+    with pytest.raises(UnknownNameError, match="did you mean 'round'"):
+        registry.get("rund")
+    assert registry.names() == ["round"] and "round" in registry and list(registry) == [1]

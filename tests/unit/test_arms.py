@@ -1,0 +1,69 @@
+"""Arms are derived from the main config by their own overrides alone, for every ordering of ``compare``."""
+
+import itertools
+
+import pytest
+import yaml
+
+from medtl.arms import resolve_arms
+from medtl.config import flatten, load_config
+from medtl.errors import ConfigError, UnknownNameError
+from medtl.rundir import RunDir
+
+ARMS = ["scratch", "linear", "gradual", {"name": "l2", "set": {"finetune.l2sp": 0.01}}]
+EXPECTED = {"scratch": {"model.pretrained": "none"}, "linear": {"finetune.strategy": "linear"},
+            "gradual": {"finetune.strategy": "gradual"}, "l2": {"finetune.l2sp": 0.01}}
+
+
+def write_config(tmp_path, **extra):
+    raw = {"model": {"backbone": "tiny-resnet", "pretrained": "imagenet"}, "data": {"image_size": [32, 32]}, **extra}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(range(len(ARMS)))))
+def test_each_arm_config_file_differs_from_the_main_by_its_own_overrides(tmp_path, order):
+    config = load_config(write_config(tmp_path, compare=[ARMS[i] for i in order]))
+    rundir = RunDir(tmp_path / "run")
+    arms = resolve_arms(config)
+    rundir.write_config(config)
+    rundir.write_state({"arms": [a.name for a in arms]})
+    for arm in arms:
+        rundir.write_arm_config(arm.name, arm.config)
+    main = flatten(rundir.read_arm_config("pretrained"))
+    assert arms[0].name == "pretrained" and flatten(config) == main
+    for name, overrides in EXPECTED.items():
+        derived = flatten(rundir.read_arm_config(name))
+        differing = {k for k in main if main[k] != derived[k]}
+        assert differing == set(overrides), (order, name, differing)
+        assert all(derived[k] == v for k, v in overrides.items())
+
+
+def test_string_override_values_stay_strings(tmp_path):
+    (tmp_path / "007").write_bytes(b"weights")
+    config = load_config(write_config(tmp_path, compare=[{"name": "s", "set": {"cv.group_by": "007",
+                                                                                "model.pretrained": "007"}}]))
+    arm = resolve_arms(config)[1]
+    assert arm.config.cv.group_by == "007"
+    assert arm.config.model.pretrained == str((tmp_path / "007").resolve())
+    path_with_colon = {"name": "c", "set": {"cv.group_by": "site: a"}}
+    config = load_config(write_config(tmp_path, compare=[path_with_colon]))
+    assert resolve_arms(config)[1].config.cv.group_by == "site: a"
+
+
+def test_arm_with_a_missing_checkpoint_is_an_error_with_the_closest_name(tmp_path):
+    (tmp_path / "my_source.safetensors").write_bytes(b"x")
+    config = load_config(write_config(tmp_path, compare=[{"name": "own", "set": {
+        "model.pretrained": "./my_sourse.safetensors"}}]))
+    with pytest.raises(UnknownNameError, match="did you mean .*my_source.safetensors"):
+        resolve_arms(config)
+
+
+def test_unknown_or_repeated_arms_are_refused(tmp_path):
+    with pytest.raises(UnknownNameError, match="did you mean 'linear'"):
+        resolve_arms(load_config(write_config(tmp_path, compare=["linaer"])))
+    with pytest.raises(ConfigError, match="appears twice"):
+        resolve_arms(load_config(write_config(tmp_path, compare=["linear", "linear"])))
+    with pytest.raises(ConfigError, match="did you mean 'finetune.strategy'"):
+        resolve_arms(load_config(write_config(tmp_path, compare=[{"name": "x", "set": {"finetune.strategi": "x"}}])))

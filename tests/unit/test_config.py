@@ -1,0 +1,66 @@
+"""Typed config: derivation without side effects, per-axis lists normalised against data.dims once."""
+
+import pytest
+
+from medtl.config import config_differences, load_config
+from medtl.errors import ConfigError, UnknownNameError
+
+
+@pytest.mark.parametrize("overrides, key", [
+    (["data.image_size=[96,96,64]"], "data.image_size"),
+    (["data.dims=3", "data.image_size=[96]"], "data.image_size"),
+    (["data.dims=3", "data.image_size=[96,96]"], "data.image_size"),
+    (["data.dims=3", "data.spacing=[1.0,1.0]"], "data.spacing"),
+    (["data.spacing=[1.0,1.0]"], "data.spacing"),
+    (["data.window=[40]"], "data.window"),
+    (["data.window=[40,0]"], "data.window"),
+    (["data.percentiles=[99.5,0.5]"], "data.percentiles"),
+    (["data.percentiles=[1,2,3]"], "data.percentiles"),
+])
+def test_wrong_length_per_axis_values_name_the_key_and_the_fix(overrides, key):
+    with pytest.raises(ConfigError) as error:
+        load_config(None, overrides)
+    message = str(error.value)
+    assert key in message and "\n" not in message
+
+
+@pytest.mark.parametrize("dims, given, expected", [
+    (2, None, [224, 224]), (3, None, [96, 96, 96]), (2, "64", [64, 64]), (3, "32", [32, 32, 32]),
+    (3, "[16,32,48]", [16, 32, 48]), (2, "[40,50]", [40, 50])])
+def test_image_size_is_normalised_to_one_value_per_axis(dims, given, expected):
+    overrides = [f"data.dims={dims}"] + ([f"data.image_size={given}"] if given else [])
+    assert load_config(None, overrides).data.image_size == expected
+
+
+def test_derive_is_a_deep_copy_with_typed_values():
+    base = load_config(None, ["data.image_size=[40,50]"])
+    derived = base.derive({"cv.group_by": "007", "data.image_size": [8, 8]}, check_paths=False)
+    assert derived.cv.group_by == "007" and base.cv.group_by == "patient_id"
+    assert base.data.image_size == [40, 50] and derived.data.image_size == [8, 8]
+    assert config_differences(base, derived) == ["cv.group_by", "data.image_size"]
+    again = base.derive({}, check_paths=False)
+    again.data.image_size[0] = 1
+    assert base.data.image_size == [40, 50]
+
+
+def test_derive_validates_like_load_config():
+    base = load_config(None)
+    with pytest.raises(ConfigError, match="did you mean 'train.epochs'"):
+        base.derive({"train.epoch": 3})
+    with pytest.raises(ConfigError, match="data.image_size"):
+        base.derive({"data.dims": 3})
+
+
+def test_pretrained_must_be_a_keyword_or_an_existing_file(tmp_path):
+    with pytest.raises(UnknownNameError, match="did you mean 'imagenet'"):
+        load_config(None, ["model.pretrained=imagnet"])
+    (tmp_path / "source.safetensors").write_bytes(b"x")
+    config_file = tmp_path / "c.yaml"
+    config_file.write_text("model:\n  pretrained: ./sourse.safetensors\n")
+    with pytest.raises(UnknownNameError, match="did you mean"):
+        load_config(config_file)
+    config_file.write_text("model:\n  pretrained: ./source.safetensors\n")
+    assert load_config(config_file).model.pretrained == str(tmp_path / "source.safetensors")
+    # a stored run config is readable after its checkpoint moved away
+    (tmp_path / "source.safetensors").unlink()
+    assert load_config(config_file, check_paths=False).model.pretrained.endswith("source.safetensors")

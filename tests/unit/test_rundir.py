@@ -1,0 +1,52 @@
+"""RunDir owns the layout: paths, splits round trip, arm configs, fold listing."""
+
+import pytest
+
+from medtl.config import load_config
+from medtl.errors import InputError
+from medtl.rundir import RunDir
+
+
+def make_run(tmp_path, arms=("scratch", "linear")):
+    rundir = RunDir(tmp_path / "run")
+    config = load_config(None, ["model.pretrained=none", "compare=[linear]", "cv.folds=2"])
+    rundir.write_config(config)
+    rundir.write_state({"arms": list(arms)})
+    rows = [{"case_id": f"c{i}", "patient_key": f"p{i}", "repeat": r, "fold": i % 2} for r in (0, 1)
+            for i in range(4)]
+    rundir.write_splits(rows)
+    return rundir, config, rows
+
+
+def test_splits_and_folds_round_trip(tmp_path):
+    rundir, _, rows = make_run(tmp_path)
+    assert rundir.read_splits() == rows
+    assert rundir.fold_ids() == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    folds = rundir.folds("linear")
+    assert [f.name for f in folds] == ["repeat0_fold0", "repeat0_fold1", "repeat1_fold0", "repeat1_fold1"]
+    assert all(f.path.parent == rundir.arm_dir("linear") and not f.is_finished() for f in folds)
+    assert folds[0].model.name == "model.safetensors" and folds[0].done.name == "done.json"
+
+
+def test_arm_configs_come_from_their_files_or_are_derived_for_older_runs(tmp_path):
+    rundir, config, _ = make_run(tmp_path)
+    assert rundir.main_arm() == "scratch"
+    derived = rundir.read_arm_config("linear")  # no arms/linear/config.yaml: derived again
+    assert derived.finetune.strategy == "linear" and derived.model.pretrained == "none"
+    rundir.write_arm_config("linear", config.derive({"train.epochs": 2}, check_paths=False))
+    assert rundir.read_arm_config("linear").train.epochs == 2
+    with pytest.raises(InputError, match="did you mean 'linear'"):
+        rundir.read_arm_config("lineer")
+
+
+def test_log_lines_are_appended(tmp_path):
+    rundir, _, _ = make_run(tmp_path)
+    rundir.log("first")
+    rundir.log("second")
+    lines = rundir.log_file.read_text().splitlines()
+    assert [line.split(" ", 1)[1] for line in lines] == ["first", "second"]
+
+
+def test_a_folder_without_a_run_is_refused(tmp_path):
+    with pytest.raises(InputError, match="not a medtl cv run folder"):
+        RunDir(tmp_path).read_config()
