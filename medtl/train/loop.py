@@ -124,41 +124,43 @@ def fit(model: MedtlModel, train_cases: list[PreparedCase], config: Config, stat
     best = max((h.get("inner_score", -math.inf) for h in result.history), default=-math.inf)
     writer = BackgroundCheckpointWriter()
 
-    for epoch in range(start, train_cfg.epochs):
-        apply_strategy(model, config.finetune.strategy, epoch, config.finetune.unfreeze_every)
-        torch.manual_seed(epoch_seed(seed, epoch))
-        if augment is not None:
-            augment.set_random_state(seed=epoch_seed(seed, epoch))
-        model.train()
-        total, count = 0.0, 0
-        for images, targets in make_loader(train_cases, config, epoch_seed(seed, epoch), augment):
-            images, targets = images.to(device), targets.to(device)
-            if device.type == "cuda":
-                images = images.contiguous(memory_format=torch.channels_last if images.dim() == 4
-                                           else torch.channels_last_3d)
-            with _autocast(device, train_cfg.amp):
-                loss = loss_fn(model(images).float(), targets)
-            penalty = regulariser.penalty(model)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss + penalty).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            total += loss.item() * len(images)
-            count += len(images)
-        record = {"epoch": epoch, "train_loss": total / max(1, count), "lr": scheduler.get_last_lr()[0]}
-        if inner_cases:
-            record["inner_score"] = inner_score(predict(model, inner_cases, config, device), inner_cases)
-            if train_cfg.selection == "best_inner" and record["inner_score"] > best:
-                best, result.selected_epoch = record["inner_score"], epoch
-                save_weights(state_path.with_name("best.safetensors"), model, {"epoch": epoch})
-        result.history.append(record)
-        writer.save(state_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                 "scheduler": scheduler.state_dict(), "epoch": epoch,
-                                 "history": list(result.history), "selected_epoch": result.selected_epoch})
-        if on_epoch:
-            on_epoch(record)
-    writer.wait()
+    try:  # an interrupt (Ctrl-C, a failed batch) still lets the checkpoint in flight finish
+        for epoch in range(start, train_cfg.epochs):
+            apply_strategy(model, config.finetune.strategy, epoch, config.finetune.unfreeze_every)
+            torch.manual_seed(epoch_seed(seed, epoch))
+            if augment is not None:
+                augment.set_random_state(seed=epoch_seed(seed, epoch))
+            model.train()
+            total, count = 0.0, 0
+            for images, targets in make_loader(train_cases, config, epoch_seed(seed, epoch), augment):
+                images, targets = images.to(device), targets.to(device)
+                if device.type == "cuda":
+                    images = images.contiguous(memory_format=torch.channels_last if images.dim() == 4
+                                               else torch.channels_last_3d)
+                with _autocast(device, train_cfg.amp):
+                    loss = loss_fn(model(images).float(), targets)
+                penalty = regulariser.penalty(model)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss + penalty).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                total += loss.item() * len(images)
+                count += len(images)
+            record = {"epoch": epoch, "train_loss": total / max(1, count), "lr": scheduler.get_last_lr()[0]}
+            if inner_cases:
+                record["inner_score"] = inner_score(predict(model, inner_cases, config, device), inner_cases)
+                if train_cfg.selection == "best_inner" and record["inner_score"] > best:
+                    best, result.selected_epoch = record["inner_score"], epoch
+                    save_weights(state_path.with_name("best.safetensors"), model, {"epoch": epoch})
+            result.history.append(record)
+            writer.save(state_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                     "scheduler": scheduler.state_dict(), "epoch": epoch,
+                                     "history": list(result.history), "selected_epoch": result.selected_epoch})
+            if on_epoch:
+                on_epoch(record)
+    finally:
+        writer.wait()
     if train_cfg.selection == "best_inner" and result.selected_epoch < 0:
         result.notes.append("inner-split score undefined in every epoch (too few inner cases or a single class); "
                             "the last epoch was used")

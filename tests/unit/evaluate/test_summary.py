@@ -1,0 +1,49 @@
+"""Summaries: pooled metric equals scikit-learn, repeat averaging and row order do not matter, paired diff of an arm with itself is zero."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from medtl.evaluate.summary import arm_summary, compare_arms, verdict_line
+
+
+def rows(seed=0, n=40, repeats=1):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n)
+    out = []
+    for repeat in range(repeats):
+        scores = np.clip(labels * 0.3 + rng.uniform(0, 0.7, n), 0, 1)
+        out += [{"case_id": f"c{i}", "patient_key": f"p{i // 2}", "repeat": repeat, "fold": i % 4,
+                 "label_index": int(labels[i]), "prob_0": 1 - scores[i], "prob_1": scores[i]} for i in range(n)]
+    return out
+
+
+def folds(data):
+    from medtl.tasks import get_task
+
+    task = get_task("classification")
+    return [{"fold": k, **task.fold_metrics([r for r in data if r["fold"] == k], ["0", "1"])} for k in range(4)]
+
+
+def test_pooled_auc_equals_scikit_learn_and_row_order_does_not_matter():
+    data = rows()
+    summary = arm_summary("classification", folds(data), data, ["0", "1"], 200, 0)["summary"]["auc"]
+    assert summary["pooled"] == pytest.approx(roc_auc_score([r["label_index"] for r in data],
+                                                            [r["prob_1"] for r in data]), abs=1e-6)
+    assert summary["ci95"][0] <= summary["pooled"] <= summary["ci95"][1]
+    shuffled = arm_summary("classification", folds(data), data[::-1], ["0", "1"], 200, 0)["summary"]["auc"]
+    assert shuffled["pooled"] == pytest.approx(summary["pooled"])
+
+
+def test_repeats_are_averaged_per_case():
+    data = rows(repeats=2)
+    pooled = arm_summary("classification", folds(data[:40]), data, ["0", "1"], 100, 0)["summary"]["auc"]["pooled"]
+    mean_scores = [(a["prob_1"] + b["prob_1"]) / 2 for a, b in zip(data[:40], data[40:])]
+    assert pooled == pytest.approx(roc_auc_score([r["label_index"] for r in data[:40]], mean_scores), abs=1e-6)
+
+
+def test_an_arm_compared_with_itself_differs_by_zero():
+    data = rows()
+    comparison = compare_arms("classification", "a", data, "b", data, ["0", "1"], 200, 0)
+    assert comparison["mean_diff"] == 0 and comparison["n_patients"] == 20
+    assert verdict_line(comparison).startswith("a vs b: AUC +0.000")

@@ -1,0 +1,37 @@
+"""Checkpoints: weights round trip exactly, state files load weights-only, nothing half-written."""
+
+import pickle
+
+import pytest
+import torch
+
+import medtl
+from medtl.errors import WeightsError
+from medtl.models.checkpoint import (load_training_state, load_weights, read_metadata, save_training_state,
+                                     save_weights)
+
+
+def test_weights_round_trip_exactly_with_metadata(tmp_path):
+    torch.manual_seed(0)
+    a = medtl.create_model("tiny-resnet", dims=2, num_classes=3)
+    b = medtl.create_model("tiny-resnet", dims=2, num_classes=3)
+    save_weights(tmp_path / "m.safetensors", a, {**a.describe(), "selected_epoch": 4})
+    load_weights(tmp_path / "m.safetensors", b)
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+    meta = read_metadata(tmp_path / "m.safetensors")
+    assert meta["backbone"] == "tiny-resnet" and meta["num_classes"] == "3" and meta["selected_epoch"] == "4"
+    assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
+
+
+class Payload:
+    def __reduce__(self):
+        return (print, ("code ran",))
+
+
+def test_a_training_state_that_wants_to_run_code_is_refused(tmp_path):
+    save_training_state(tmp_path / "ok.pt", {"epoch": 1, "model": {"w": torch.ones(2)}})
+    assert load_training_state(tmp_path / "ok.pt")["epoch"] == 1
+    with open(tmp_path / "bad.pt", "wb") as f:
+        pickle.dump({"epoch": Payload()}, f)
+    with pytest.raises(WeightsError, match="delete it to restart"):
+        load_training_state(tmp_path / "bad.pt")
