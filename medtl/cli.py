@@ -223,6 +223,7 @@ def _add_predict_commands(commands) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``medtl`` argument parser: one subcommand per workflow."""
     parser = argparse.ArgumentParser(prog="medtl", description="Medical-imaging transfer learning toolkit.")
     parser.add_argument("--version", action="version", version=f"medtl {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -293,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; a ``MedtlError`` becomes one line on stderr and exit code 2."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="medtl: %(levelname)s: %(message)s", stream=sys.stderr)

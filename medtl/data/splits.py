@@ -11,6 +11,8 @@ from ..errors import InputError
 
 @dataclass(frozen=True)
 class Fold:
+    """Indices of one fold's training and validation cases (into the run's case list)."""
+
     repeat: int
     fold: int
     train: tuple[int, ...]

@@ -75,6 +75,7 @@ def calibration_figure(arm_rows: dict[str, list[dict]], class_names: list[str]) 
 
 
 def confusion_figure(matrix: np.ndarray, class_names: list[str], arm: str) -> str:
+    """Confusion matrix heat map (rows truth, columns prediction) as base64 PNG."""
     fig, axes = _figure(4.5, 4.0)
     ax = axes[0][0]
     ax.imshow(matrix, cmap="Blues")
@@ -86,6 +87,7 @@ def confusion_figure(matrix: np.ndarray, class_names: list[str], arm: str) -> st
 
 
 def learning_curves_figure(histories: dict[str, list[list[dict]]]) -> str:
+    """Training loss (and inner score) per epoch of every fold and arm, base64 PNG."""
     fig, axes = _figure(ncols=len(histories))
     for ax, (arm, folds) in zip(axes[0], histories.items()):
         for index, history in enumerate(folds):
@@ -98,6 +100,7 @@ def learning_curves_figure(histories: dict[str, list[list[dict]]]) -> str:
 
 
 def distribution_figure(arm_rows: dict[str, list[dict]], metrics=("dice", "iou")) -> str:
+    """Per-case Dice and IoU of each arm as box plots, base64 PNG."""
     fig, axes = _figure(4.0, 3.5, ncols=len(metrics))
     for ax, metric in zip(axes[0], metrics):
         data = [[r[metric] for r in rows if np.isfinite(r[metric])] for rows in arm_rows.values()]
@@ -108,6 +111,7 @@ def distribution_figure(arm_rows: dict[str, list[dict]], metrics=("dice", "iou")
 
 
 def overlay_figure(image: np.ndarray, truth: np.ndarray, pred: np.ndarray, title: str) -> str:
+    """One slice with the true (green) and predicted (red, dashed) contours, base64 PNG."""
     fig, axes = _figure(3.2, 3.2)
     ax = axes[0][0]
     ax.imshow(image, cmap="gray")

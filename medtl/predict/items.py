@@ -44,6 +44,7 @@ class PredictInputs:
 
     @property
     def key_column(self) -> str:
+        """``case_id`` for manifests, ``series_key`` for exports."""
         return "case_id" if self.kind == "manifest" else "series_key"
 
 
@@ -66,6 +67,7 @@ def shard_of(key: str, count: int) -> int:
 
 
 def from_manifest(path: Path, task: str, targets: bool) -> PredictInputs:
+    """One item per manifest row."""
     from ..data.manifest import read_manifest
 
     manifest = read_manifest(path, task, targets=targets, single_class_ok=True)
@@ -75,6 +77,7 @@ def from_manifest(path: Path, task: str, targets: bool) -> PredictInputs:
 
 
 def from_export(root: Path, workers: int | None, progress: bool) -> PredictInputs:
+    """One item per usable series of a scanned export; every other file is a skip row."""
     from ..io.scan import scan_export
 
     scan = scan_export(root, keep_paths=False, workers=workers, progress=progress)
