@@ -4,7 +4,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "MedtlError", "Volume", "load_volume", "load_config", "scan_export", "create_model"]
+__all__ = ["__version__", "MedtlError", "Volume", "load_volume", "load_config", "scan_export", "create_model",
+           "run_cv", "RunDir", "get_task"]
 
 
 def __getattr__(name: str):
@@ -25,6 +26,18 @@ def __getattr__(name: str):
         from .models import create_model
 
         return create_model
+    if name == "run_cv":
+        from .workflows.cv import run_cv
+
+        return run_cv
+    if name == "RunDir":
+        from .rundir import RunDir
+
+        return RunDir
+    if name == "get_task":
+        from .tasks import get_task
+
+        return get_task
     if name == "scan_export":
         from .io.scan import scan_export
 

@@ -16,6 +16,8 @@ import secrets
 from functools import lru_cache
 from pathlib import Path
 
+from ..plumbing.atomic import atomic_path
+
 
 def medtl_home() -> Path:
     return Path(os.environ.get("MEDTL_HOME", Path.home() / ".medtl"))
@@ -27,11 +29,9 @@ def _salt_for(env_salt: str | None, home: str) -> bytes:
         return env_salt.encode()
     path = Path(home) / "salt"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(secrets.token_hex(32))
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            os.chmod(tmp, 0o600)
+            tmp.write_text(secrets.token_hex(32))
     return path.read_text().strip().encode()
 
 

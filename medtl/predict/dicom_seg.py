@@ -7,13 +7,13 @@ It is written only when the input was DICOM, and the README says so.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
 from .. import __version__
 from ..errors import InputError
+from ..plumbing.atomic import atomic_path
 
 # Type 2 attributes highdicom copies from the source; anonymised exports often drop them.
 # DICOM allows them empty, so a missing one is added empty (never invented).
@@ -70,11 +70,6 @@ def write_dicom_seg(path: Path, frame_refs: list[tuple[str, int]], labels: np.nd
         sop_instance_uid=hd.UID(), instance_number=1, manufacturer="medtl", manufacturer_model_name="medtl",
         software_versions=__version__, device_serial_number="none", series_description="medtl segmentation",
         omit_empty_frames=bool(pixels.any()))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    try:
+    with atomic_path(path) as tmp:
         seg.save_as(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path

@@ -69,7 +69,9 @@ def default_workers() -> int:
 def _job_identity(trained: TrainedRun, inputs: PredictInputs, options: PredictOptions, truth: bool) -> dict:
     from ..io.pseudonym import keyed_hash
 
-    config_text = (trained.path / "config.yaml").read_bytes()
+    from ..rundir import RunDir
+
+    config_text = RunDir(trained.path).config.read_bytes()
     return {"medtl_version": __version__, "run_config_sha256": hashlib.sha256(config_text).hexdigest(),
             "model_id": trained.model_id, "input": keyed_hash(str(inputs.source.resolve()), "input"),
             "input_kind": inputs.kind, "shard": f"{options.shard[0]}/{options.shard[1]}",

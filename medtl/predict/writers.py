@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..io.nifti import write_nifti
+from ..plumbing.atomic import atomic_path
 
 
 @dataclass
@@ -36,12 +36,7 @@ class OutputGeometry:
 
 def write_nifti_atomic(path: Path, array: np.ndarray, geometry: OutputGeometry) -> Path:
     """Write ``array`` (reshaped to the 3D grid) as NIfTI via a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    try:
+    with atomic_path(path) as tmp:
         write_nifti(tmp, np.asarray(array).reshape(geometry.shape), geometry.spacing, geometry.origin,
                     geometry.direction)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
