@@ -95,7 +95,7 @@ class RunDir:
     run_json = property(lambda self: self.root / "run.json", doc="fingerprints of config, data and splits")
     splits = property(lambda self: self.root / "splits.csv", doc="validation fold of each case per repeat")
     log_file = property(lambda self: self.root / "log.txt", doc="one plain line per stage and epoch")
-    metrics = property(lambda self: self.root / "metrics.json", doc="metrics in the DESIGN 3.5 schema")
+    metrics = property(lambda self: self.root / "metrics.json", doc="metrics (schema in docs/outputs.md)")
     predictions = property(lambda self: self.root / "predictions.csv", doc="out-of-fold predictions")
     report = property(lambda self: self.root / "report.html", doc="the self-contained report")
     env = property(lambda self: self.root / "env.json", doc="versions, seeds, data and weight hashes")

@@ -1,4 +1,4 @@
-"""Manifest CSV -> cases (DESIGN.md 3.2).
+"""Manifest CSV -> cases (format in docs/outputs.md).
 
 Columns: ``image`` (required), ``label`` (classification), ``mask`` (segmentation),
 ``patient_id`` (grouping key; if absent, the DICOM PatientID), ``case_id`` (optional).

@@ -1,4 +1,4 @@
-"""Out-of-fold predictions -> metrics.json (DESIGN.md 3.5): per fold, across folds, pooled with CIs.
+"""Out-of-fold predictions -> metrics.json (docs/outputs.md): per fold, across folds, pooled with CIs.
 
 Every function takes the task's name; what a metric means for it comes from its
 ``Task`` (``medtl.tasks``).

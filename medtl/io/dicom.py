@@ -30,7 +30,7 @@ def plan_to_volume(plan: SeriesPlan) -> Volume:
     """Decode the planes of ``plan`` into a float32 ``Volume`` with physical values."""
     if plan.refused is not None:
         raise InputError(f"series {plan.series_key} cannot be loaded: {plan.refused}; "
-                         "see INPUTS.md for what the code means", plan.refused.reason.name)
+                         "see the README's reason-code table for what the code means", plan.refused.reason.name)
     mapping: list[str] = []
     array = physical_frames(plan.frames, plan.files, mapping)
     if plan.kind == "2d":

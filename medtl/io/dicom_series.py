@@ -1,6 +1,6 @@
 """Group indexed DICOM files into volumes (``SeriesPlan``), without decoding pixels.
 
-Rules (INPUTS.md): index the whole tree first, then group by SeriesInstanceUID;
+Rules (README, messy input): index the whole tree first, then group by SeriesInstanceUID;
 split a series whose planes differ in orientation, matrix, spacing or image type
 (``SERIES_SPLIT``); where planes share a position, split by the first 4th-dimension
 key that explains it (echo, temporal position, trigger time, b-value, ...), drop

@@ -106,4 +106,4 @@ def read_inputs(source: str | Path, task: str, targets: bool = False, workers: i
     if source.is_file() and source.suffix.lower() == ".csv":
         return from_manifest(source, task, targets)
     raise InputError(f"input {source} is neither an export folder nor a manifest .csv; pass a folder of "
-                     "DICOM/NIfTI files or a manifest (DESIGN.md 3.2)")
+                     "DICOM/NIfTI files or a manifest CSV (docs/outputs.md)")

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 
-class Task:
+class Task(ABC):
     """What a model is trained to do: the target, the loss, the per-case rows, metrics and report sections.
 
-    Subclasses set the class attributes and implement the methods that raise
-    ``NotImplementedError``. Cases are objects with ``label`` (class index or ``None``),
+    Subclasses set the class attributes and implement the abstract methods. Cases are objects with ``label`` (class index or ``None``),
     ``mask`` (label array or ``None``) and ``spacing``; rows are plain dicts.
     """
 
@@ -30,13 +30,13 @@ class Task:
 
     # --- training ----------------------------------------------------------------------------------------
 
+    @abstractmethod
     def num_classes(self, class_names: Sequence[str], cases: Sequence[Any]) -> int:
         """Output channels of the head."""
-        raise NotImplementedError
 
+    @abstractmethod
     def stratum(self, case: Any) -> int:
         """The value folds are stratified on."""
-        raise NotImplementedError
 
     def sampling_labels(self, cases: Sequence[Any]) -> list[int] | None:
         """Labels for a class-balanced sampler (``None``: the task has none)."""
@@ -46,9 +46,9 @@ class Task:
         """Per-class loss weights for ``train.class_weights`` (``None``: unweighted)."""
         return None
 
+    @abstractmethod
     def loss(self, kind: str, class_weights=None) -> Callable:
         """``loss(logits, target)``."""
-        raise NotImplementedError
 
     def network_output(self, probabilities):
         """What prediction keeps of the softmax output: probabilities, or a label map."""
@@ -60,26 +60,26 @@ class Task:
 
     # --- per-case rows and metrics -----------------------------------------------------------------------
 
+    @abstractmethod
     def case_row(self, case: Any, output: np.ndarray, class_names: Sequence[str], num_classes: int) -> dict:
         """The task part of one out-of-fold row (label and probabilities, or Dice/IoU/HD95)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def result_columns(self, class_names: Sequence[str]) -> list[str]:
         """The per-case value columns of ``predictions.csv``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def fold_metrics(self, rows: Sequence[dict], class_names: Sequence[str]) -> dict[str, float]:
         """Metrics of one fold from its rows."""
-        raise NotImplementedError
 
+    @abstractmethod
     def pooled_statistic(self, metric: str, rows: Sequence[dict],
                          class_names: Sequence[str]) -> Callable[[np.ndarray], float]:
         """``indices -> metric`` over any subset of ``rows`` (for the patient bootstrap)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def averaged_columns(self, class_names: Sequence[str]) -> list[str]:
         """Columns averaged over CV repeats to get one row per case."""
-        raise NotImplementedError
 
     def average_rows(self, rows: Sequence[dict], class_names: Sequence[str]) -> list[dict]:
         """One row per case: the ``averaged_columns`` averaged over CV repeats (NaN-excluding)."""
@@ -100,16 +100,16 @@ class Task:
 
     # --- reports -----------------------------------------------------------------------------------------
 
+    @abstractmethod
     def data_counts(self, cases: Sequence[Any], class_names: Sequence[str]) -> dict[str, int]:
         """Counts for the report's Data section."""
-        raise NotImplementedError
 
+    @abstractmethod
     def report_sections(self, arm_rows: dict[str, list[dict]], class_names: Sequence[str], figures,
                         overlays: Callable[[], str]) -> list[tuple[str, str]]:
         """Task-specific sections of the cv report; ``figures`` is ``medtl.evaluate.figures``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def external_sections(self, rows: list[dict], member_rows: dict[str, list[dict]],
                           class_names: Sequence[str], figures) -> list[tuple[str, str]]:
         """Task-specific sections of the external-validation report."""
-        raise NotImplementedError

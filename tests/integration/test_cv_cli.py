@@ -2,7 +2,6 @@
 
 import csv
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -12,8 +11,8 @@ import pytest
 import yaml
 
 from medtl.cli import main
-from medtl.rundir import RunDir
 from medtl.data.sample_sets import write_radiograph_set
+from medtl.rundir import RunDir
 
 
 @pytest.fixture(scope="module")

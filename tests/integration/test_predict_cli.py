@@ -284,8 +284,8 @@ def test_segmentation_masks_follow_the_source_geometry_and_dicom_seg_matches(seg
 
 
 def test_evaluate_segmentation_scores_the_written_masks_on_the_original_grid(seg_run, ct_set, tmp_path):
-    from medtl.tasks.metrics import segmentation_case_metrics
     from medtl.io import load_volume
+    from medtl.tasks.metrics import segmentation_case_metrics
 
     out = tmp_path / "eval"
     assert main(["evaluate", str(seg_run), str(ct_set / "manifest.csv"), "--out", str(out), "--quiet"]) == 0

@@ -1,4 +1,5 @@
-"""Typed config: derivation without side effects, per-axis lists normalised against data.dims once."""
+"""Typed config: loading with --set and did-you-mean errors, derivation without side effects, per-axis lists
+normalised against data.dims once."""
 
 import pytest
 
@@ -64,3 +65,40 @@ def test_pretrained_must_be_a_keyword_or_an_existing_file(tmp_path):
     # a stored run config is readable after its checkpoint moved away
     (tmp_path / "source.safetensors").unlink()
     assert load_config(config_file, check_paths=False).model.pretrained.endswith("source.safetensors")
+
+
+def test_defaults_and_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("task: segmentation\ndata:\n  manifest: data/m.csv\n  dims: 3\n")
+    config = load_config(path, ["train.epochs=3", "cv.folds=4", "compare=[scratch]", "train.lr=0.01"])
+    assert config.task == "segmentation" and config.data.dims == 3
+    assert config.train.epochs == 3 and config.cv.folds == 4 and config.compare == ["scratch"]
+    assert config.data.manifest == (tmp_path / "data" / "m.csv").resolve()
+
+
+@pytest.mark.parametrize("override,message", [
+    ("train.epoch=3", "did you mean 'train.epochs'"),
+    ("modle.backbone=x", "did you mean 'model'"),
+    ("train.epochs=0", "greater than or equal to 1"),
+    ("task=detection", "'task' = 'detection'"),
+    ("noequals", "key=value"),
+])
+def test_bad_keys_and_values_are_clear_errors(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("task: classification\ntrain: [\n")
+    with pytest.raises(ConfigError, match="line"):
+        load_config(path)
+
+
+def test_every_shipped_config_validates():
+    from pathlib import Path
+
+    configs = sorted((Path(__file__).parents[2] / "configs").glob("*.yaml"))
+    assert configs
+    for path in configs:
+        load_config(path)

@@ -1,4 +1,4 @@
-"""Every file-level case of INPUTS.md ends in a usable file or a stable reason code."""
+"""Every file-level case of a hospital export ends in a usable file or a stable reason code."""
 
 import gzip
 

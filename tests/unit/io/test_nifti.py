@@ -1,6 +1,5 @@
 """NIfTI and SimpleITK-format loading: RAS->LPS conversion, form codes, truncation, labels."""
 
-import gzip
 
 import nibabel as nib
 import numpy as np

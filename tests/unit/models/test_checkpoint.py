@@ -7,8 +7,7 @@ import torch
 
 import medtl
 from medtl.errors import WeightsError
-from medtl.models.checkpoint import (load_training_state, load_weights, read_metadata, save_training_state,
-                                     save_weights)
+from medtl.models.checkpoint import load_training_state, load_weights, read_metadata, save_training_state, save_weights
 
 
 def test_weights_round_trip_exactly_with_metadata(tmp_path):

@@ -1,7 +1,8 @@
+"""Patient-grouped folds: disjoint, complete, refused when impossible; inner splits stay inside training."""
+
 import numpy as np
 import pytest
 
-from medtl.data.manifest import read_manifest
 from medtl.data.splits import inner_split, make_folds
 from medtl.errors import InputError
 
@@ -36,12 +37,3 @@ def test_inner_split_stays_inside_training_patients():
     fit, inner = inner_split(groups, strata, fold.train, 0.25, 0)
     assert set(fit) | set(inner) == set(fold.train)
     assert not {groups[i] for i in fit} & {groups[i] for i in inner}
-
-
-def test_manifest_errors_name_the_row(tmp_path):
-    (tmp_path / "m.csv").write_text("image,label,patient_id\na.dcm,1,p1\n,0,p2\n")
-    with pytest.raises(InputError, match="line 3"):
-        read_manifest(tmp_path / "m.csv", "classification")
-    (tmp_path / "m.csv").write_text("image,patient_id\na.dcm,p1\n")
-    with pytest.raises(InputError, match="lacks column"):
-        read_manifest(tmp_path / "m.csv", "classification")

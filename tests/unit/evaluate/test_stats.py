@@ -1,0 +1,27 @@
+"""Patient bootstrap CIs and the paired patient bootstrap."""
+
+import numpy as np
+import pytest
+
+from medtl.evaluate.stats import paired_patient_bootstrap, patient_bootstrap_ci
+
+
+def test_patient_bootstrap_ci_brackets_estimate_and_widens_with_clustering():
+    rng = np.random.default_rng(2)
+    values = rng.normal(0.7, 0.1, 100)
+    mean = lambda idx: float(values[idx].mean())  # noqa: E731
+    independent = patient_bootstrap_ci(mean, [str(i) for i in range(100)], n=500)
+    clustered = patient_bootstrap_ci(mean, [str(i // 10) for i in range(100)], n=500)
+    assert independent[0] < values.mean() < independent[1]
+    assert (clustered[1] - clustered[0]) >= 0.5 * (independent[1] - independent[0])
+
+
+def test_paired_bootstrap_identical_and_clearly_different_arms():
+    rng = np.random.default_rng(3)
+    a = rng.random(80)
+    patients = [str(i // 2) for i in range(80)]
+    same = paired_patient_bootstrap(lambda i: a[i].mean(), lambda i: a[i].mean(), patients, n=300)
+    assert same["mean_diff"] == 0 and same["p_value"] == 1.0
+    better = paired_patient_bootstrap(lambda i: (a[i] + 0.2).mean(), lambda i: a[i].mean(), patients, n=300)
+    assert better["mean_diff"] == pytest.approx(0.2) and better["p_value"] < 0.01
+    assert better["ci95"][0] > 0

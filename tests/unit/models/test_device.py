@@ -1,0 +1,19 @@
+"""Device choice: auto falls back to the CPU; asking for CUDA without a GPU is a clear error."""
+
+import pytest
+import torch
+
+from medtl.errors import ConfigError
+from medtl.models.device import resolve_device
+
+
+def test_auto_and_explicit_devices():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_a_gpu_is_an_error():
+    for name in ("cuda", "cuda:1"):
+        with pytest.raises(ConfigError, match="no CUDA device"):
+            resolve_device(name)

@@ -1,0 +1,94 @@
+"""Every Task keeps its own contract: rows carry the declared columns, pooled = fold metrics on one fold,
+averaging over repeats ignores row order, losses are finite, and unknown task names suggest the closest."""
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from medtl.errors import UnknownNameError
+from medtl.tasks import TASKS, get_task
+
+CLASSES = ["benign", "malignant"]
+
+
+def make_cases(task, n=12, seed=0):
+    rng = np.random.default_rng(seed)
+    cases = []
+    for i in range(n):
+        mask = np.zeros((1, 8, 8), np.int16)
+        if i % 3:
+            mask[0, 2:5, 2:6] = 1
+        cases.append(SimpleNamespace(label=i % 2 if task.target_column == "label" else None, mask=mask,
+                                     spacing=(1.0, 1.0), image=rng.normal(size=(1, 8, 8)).astype(np.float32)))
+    return cases
+
+
+def make_outputs(task, cases, seed=0):
+    rng = np.random.default_rng(seed)
+    if task.uses_mask:
+        return [np.where(rng.random((8, 8)) < 0.2, 1 - c.mask[0], c.mask[0]) for c in cases]
+    return [np.array([1 - p, p]) for p in rng.uniform(0, 1, len(cases))]
+
+
+def rows(task, cases, outputs):
+    return [{"case_id": f"c{i}", "patient_key": f"p{i // 2}", **task.case_row(c, o, CLASSES, 2)}
+            for i, (c, o) in enumerate(zip(cases, outputs))]
+
+
+@pytest.fixture(params=["classification", "segmentation"])
+def task(request):
+    return get_task(request.param)
+
+
+def test_rows_hold_the_result_columns_and_metrics_cover_the_declared_names(task):
+    cases = make_cases(task)
+    case_rows = rows(task, cases, make_outputs(task, cases))
+    assert all(set(task.result_columns(CLASSES)) <= set(r) for r in case_rows)
+    metrics = task.fold_metrics(case_rows, CLASSES)
+    assert set(task.metric_names) <= set(metrics) and task.primary_metric in task.metric_names
+    for name in task.metric_names:
+        pooled = task.pooled_statistic(name, case_rows, CLASSES)(np.arange(len(case_rows)))
+        assert pooled == pytest.approx(metrics[name], nan_ok=True)
+
+
+def test_averaging_repeats_ignores_row_order(task):
+    cases = make_cases(task)
+    first, second = rows(task, cases, make_outputs(task, cases, 1)), rows(task, cases, make_outputs(task, cases, 2))
+    forward = task.average_rows(first + second, CLASSES)
+    backward = {r["case_id"]: r for r in task.average_rows(second[::-1] + first[::-1], CLASSES)}
+    for row in forward:
+        for column in task.averaged_columns(CLASSES):
+            assert row[column] == pytest.approx(backward[row["case_id"]][column], nan_ok=True)
+            both = [r[column] for r in (first + second) if r["case_id"] == row["case_id"]]
+            finite = [v for v in both if not math.isnan(v)]
+            assert row[column] == pytest.approx(np.mean(finite) if finite else math.nan, nan_ok=True)
+
+
+def test_loss_is_finite_and_strata_are_labels_or_foreground(task):
+    cases = make_cases(task)
+    assert {task.stratum(c) for c in cases} == {0, 1}
+    logits = torch.randn(4, 2, 8, 8) if task.uses_mask else torch.randn(4, 2)
+    target = torch.randint(0, 2, (4, 8, 8) if task.uses_mask else (4,))
+    loss = task.loss("ce")(logits, target)
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    assert task.num_classes(CLASSES, cases) == 2
+    counts = task.data_counts(cases, CLASSES)
+    assert sum(counts.values()) == len(cases)
+
+
+def test_classification_weights_and_sampling_labels():
+    task = get_task("classification")
+    cases = [SimpleNamespace(label=label) for label in (0, 0, 0, 1)]
+    weights = task.class_weights(cases, 2, "balanced")
+    assert torch.allclose(weights, torch.tensor([4 / 6, 2.0]))
+    assert task.class_weights(cases, 2, "none") is None and task.sampling_labels(cases) == [0, 0, 0, 1]
+    assert get_task("segmentation").sampling_labels(cases) is None
+
+
+def test_registry():
+    assert TASKS.names() == ["classification", "segmentation"]
+    with pytest.raises(UnknownNameError, match="did you mean 'segmentation'"):
+        get_task("segmentaton")

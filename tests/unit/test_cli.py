@@ -1,0 +1,39 @@
+"""The medtl command: help for every subcommand, exit codes, console script, README reason codes."""
+
+import subprocess
+import sys
+
+import pytest
+
+from medtl.cli import build_parser, main
+
+
+def test_every_subcommand_has_help():
+    parser = build_parser()
+    subcommands = parser._subparsers._group_actions[0].choices
+    for name, sub in subcommands.items():
+        assert sub.format_help().startswith("usage: medtl " + name)
+
+
+def test_version_and_config_error_exit_codes(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert main(["config", "--set", "train.epoch=2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "did you mean" in err
+
+
+def test_console_script_runs():
+    result = subprocess.run([sys.executable, "-m", "medtl.cli", "--version"], capture_output=True, text=True)
+    assert result.returncode == 0 and "medtl" in result.stdout
+
+
+def test_readme_documents_every_reason_code():
+    from pathlib import Path
+
+    from medtl.io.reasons import Reason
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    missing = [r.name for r in Reason if f"`{r.name}`" not in readme]
+    assert not missing, f"README lacks reason codes: {missing}"
