@@ -32,6 +32,7 @@ predict-demo: install
 
 # pytest exits 5 when it collects nothing; that must not pass silently as green or red.
 test: install
+	$(VENV)/bin/ruff check medtl tests benchmarks
 	$(PY) -m pytest -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "0 passed, 0 failed (pytest collected no tests)"; exit 0; fi; exit $$rc
 

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..plumbing.atomic import write_csv
-
 from ..io.nifti import write_nifti
+from ..plumbing.atomic import write_csv
 from .ct_volumes import make_ct_volume
 from .demo_export import write_demo_export
 from .sample_sets import write_radiograph_set

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 
 from ..plumbing.atomic import write_csv
-
 from .radiographs import make_radiograph, to_stored
 from .synthetic import write_radiograph
 

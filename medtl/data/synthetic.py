@@ -57,7 +57,7 @@ class SeriesSpec:
 
 def _base_dataset(sop_class: str, sop_uid: str, modality: str, patient_id: str, patient_name: str, seed: int):
     from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
+    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
 
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = sop_class

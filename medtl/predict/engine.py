@@ -8,7 +8,6 @@ same ``--out`` continues where an interrupted one stopped. ``predictions.csv``,
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -68,11 +67,10 @@ def default_workers() -> int:
 
 def _job_identity(trained: TrainedRun, inputs: PredictInputs, options: PredictOptions, truth: bool) -> dict:
     from ..io.pseudonym import keyed_hash
-
+    from ..plumbing.hashing import sha256_file
     from ..rundir import RunDir
 
-    config_text = RunDir(trained.path).config.read_bytes()
-    return {"medtl_version": __version__, "run_config_sha256": hashlib.sha256(config_text).hexdigest(),
+    return {"medtl_version": __version__, "run_config_sha256": sha256_file(RunDir(trained.path).config),
             "model_id": trained.model_id, "input": keyed_hash(str(inputs.source.resolve()), "input"),
             "input_kind": inputs.kind, "shard": f"{options.shard[0]}/{options.shard[1]}",
             "probability_maps": options.probability_maps, "dicom_seg": options.dicom_seg, "with_truth": truth}

@@ -9,6 +9,7 @@ reason code on that item; the batch goes on.
 from __future__ import annotations
 
 import logging
+
 import numpy as np
 import torch
 
@@ -39,8 +40,8 @@ def _load(item: PredictItem):
 
 def load_item(item: PredictItem, config: Config, truth: bool) -> dict:
     """Everything the main process needs for one item (raises ``InputError`` when unusable)."""
-    from ..transforms.network_input import network_input
     from ..io.load import load_volume
+    from ..transforms.network_input import network_input
 
     volume, frame_refs = _load(item)
     mask = None

@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 from ..data.provenance import training_overlap
 from ..errors import InputError
 from ..evaluate.summary import arm_summary

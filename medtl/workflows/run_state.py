@@ -21,8 +21,12 @@ _HOW_TO = "use a new --out folder (or delete this one) so that results of differ
 
 
 def check_config(rundir: RunDir, config: Config) -> None:
-    """Refuse a run folder whose stored config differs from ``config``."""
-    if not rundir.exists():
+    """Refuse a run folder whose stored config differs from ``config``.
+
+    A folder whose run never got as far as its splits (it failed on its inputs, say)
+    holds no results yet: its config may be replaced.
+    """
+    if not rundir.exists() or not (rundir.splits.exists() or rundir.run_json.exists()):
         return
     stored = rundir.read_config()
     differs = config_differences(stored, config)

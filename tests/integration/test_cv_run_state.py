@@ -126,3 +126,12 @@ def test_an_arm_whose_weights_are_unavailable_offline_is_skipped_visibly(dataset
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert list(metrics["arms"]) == ["scratch"]
     assert any(w.startswith("arm 'imagenet' skipped") and "medtl weights import" in w for w in metrics["warnings"])
+
+
+def test_a_run_that_failed_before_its_splits_can_be_rerun_with_a_fixed_config(dataset, tmp_path, capsys):
+    config = write_config(tmp_path / "c.yaml", tmp_path / "no_such_manifest.csv")
+    run = tmp_path / "run"
+    assert main(["cv", str(config), "--out", str(run), "--quiet"]) == 2
+    assert "manifest not found" in capsys.readouterr().err
+    config = write_config(tmp_path / "c.yaml", dataset / "manifest.csv")
+    assert main(["cv", str(config), "--out", str(run), "--quiet"]) == 0
