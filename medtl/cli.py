@@ -11,6 +11,7 @@ from . import __version__
 from .errors import MedtlError
 
 log = logging.getLogger("medtl")
+_OUTPUT_ERRNOS = {13, 1, 28, 30, 122}  # EACCES, EPERM, ENOSPC, EROFS, EDQUOT
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
@@ -293,9 +294,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an interruption so that ``finally`` blocks and clean-up run."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; a ``MedtlError`` becomes one line on stderr and exit code 2."""
+    """Run one command; a ``MedtlError`` becomes one line on stderr and exit code 2.
+
+    Ctrl-C (exit 130) and SIGTERM (exit 143) print one line saying how to resume; an
+    output folder that cannot be written is one clear error (exit 2), not a traceback.
+    """
+    import signal
+    import threading
+
     args = build_parser().parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="medtl: %(levelname)s: %(message)s", stream=sys.stderr)
     # pydicom logs per-file parsing remarks; medtl records those as reason codes instead.
@@ -306,6 +324,16 @@ def main(argv: list[str] | None = None) -> int:
         return args.run_command(args)
     except MedtlError as exc:
         print(f"medtl: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:
+        print("medtl: interrupted; re-run the same command to resume (finished work is kept)", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
+    except (PermissionError, OSError) as exc:
+        if exc.errno not in _OUTPUT_ERRNOS:
+            raise
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"medtl: error: cannot read or write{where}: {exc.strerror}; check the permissions and free space "
+              "of the output folder (or choose another --out)", file=sys.stderr)
         return 2
 
 

@@ -44,6 +44,14 @@ class RunMismatchError(MedtlError):
     """The run folder holds a run that no longer matches the config, data or splits asked for."""
 
 
+class TrainingDivergedError(MedtlError):
+    """The training loss became NaN or infinite; the fold stops, naming the epoch and the cases of the batch."""
+
+
+class OutsideOutputError(MedtlError):
+    """A write or delete would land outside the output folder (a hostile id or a link); always refused."""
+
+
 class InputError(MedtlError, ValueError):
     """An input file, folder or manifest cannot be used.
 

@@ -16,7 +16,6 @@ Other code asks a ``RunDir`` for paths and never builds or parses them itself.
 
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -24,7 +23,7 @@ from pathlib import Path
 
 from .config import Config, dump_config, load_config
 from .errors import InputError
-from .plumbing.atomic import write_atomic, write_csv, write_json
+from .plumbing.atomic import read_csv, write_atomic, write_csv, write_json
 
 SPLIT_COLUMNS = ["case_id", "patient_key", "repeat", "fold"]
 
@@ -188,8 +187,7 @@ class RunDir:
 
     def read_splits(self) -> list[dict]:
         """Rows of ``splits.csv`` with ``repeat`` and ``fold`` as integers."""
-        with open(self.splits, newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
+        _, rows = read_csv(self.splits)
         return [{**row, "repeat": int(row["repeat"]), "fold": int(row["fold"])} for row in rows]
 
     def fold_ids(self) -> list[tuple[int, int]]:

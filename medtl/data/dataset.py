@@ -97,7 +97,12 @@ def prepare_cases(manifest: Manifest, config: Config, cache_dir: Path | None, pr
             except InputError as exc:
                 skipped.append({"case_id": case.case_id, "reason": exc.reason or Reason.IMAGE_UNREADABLE.name,
                                 "detail": public_detail(exc)})
-                log.warning("case %s skipped: %s", case.case_id, exc.reason or exc)
+                log.warning("case %s skipped: %s", case.case_id, exc.reason or Reason.IMAGE_UNREADABLE.name)
+            # A reader bug on one odd file must not abort the run; the case is recorded instead.
+            except Exception as exc:  # noqa: BLE001
+                skipped.append({"case_id": case.case_id, "reason": Reason.IMAGE_UNREADABLE.name,
+                                "detail": type(exc).__name__})
+                log.warning("case %s skipped: unexpected %s while reading it", case.case_id, type(exc).__name__)
             advance(1)
     return prepared, skipped
 
@@ -129,7 +134,10 @@ def _save_cached(cache_dir: Path, item: PreparedCase) -> None:
 
 
 class CaseDataset(torch.utils.data.Dataset):
-    """Tensors for training/inference; ``augment`` is a MONAI dict transform or ``None``."""
+    """``(image, target, index)`` for training/inference; ``augment`` is a MONAI dict transform or ``None``.
+
+    The index lets the training loop name the cases of a batch that went wrong.
+    """
 
     def __init__(self, cases: list[PreparedCase], augment=None):
         self.cases, self.augment = cases, augment
@@ -146,5 +154,5 @@ class CaseDataset(torch.utils.data.Dataset):
             sample = self.augment(sample)
         image = torch.as_tensor(sample["image"]).float()
         if case.mask is not None:
-            return image, torch.as_tensor(sample["mask"])[0].round().long()
-        return image, torch.tensor(case.label, dtype=torch.long)
+            return image, torch.as_tensor(sample["mask"])[0].round().long(), index
+        return image, torch.tensor(case.label, dtype=torch.long), index

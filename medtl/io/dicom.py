@@ -14,6 +14,7 @@ from ..errors import InputError
 from .dicom_header import DicomFile, read_dicom_header
 from .dicom_pixels import physical_frames
 from .dicom_series import SeriesPlan, assemble_series
+from .guards import check_finite, check_size
 from .parallel import parallel_map
 from .reasons import format_findings
 from .volume import Volume
@@ -31,8 +32,10 @@ def plan_to_volume(plan: SeriesPlan) -> Volume:
     if plan.refused is not None:
         raise InputError(f"series {plan.series_key} cannot be loaded: {plan.refused}; "
                          "see the README's reason-code table for what the code means", plan.refused.reason.name)
+    check_size((len(plan.frames), *plan.shape[-2:]), f"series {plan.series_key}")
     mapping: list[str] = []
     array = physical_frames(plan.frames, plan.files, mapping)
+    check_finite(array, f"series {plan.series_key}")
     if plan.kind == "2d":
         array = array[0]
     first = next(iter(plan.files.values()))

@@ -8,6 +8,7 @@ not decoded; its element is only probed for presence, offset and truncation.
 
 from __future__ import annotations
 
+import math
 import os
 import struct
 import warnings
@@ -17,10 +18,10 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from . import dicom_tags as tags
+from .guards import MAX_FRAMES, size_problem
 from .pseudonym import keyed_hash
 from .reasons import Finding, Reason
 
-MAX_DECODED_BYTES = 8 * 1024**3
 _PIXEL_TAGS = {(0x7FE0, 0x0010), (0x7FE0, 0x0008), (0x7FE0, 0x0009)}
 _LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UN", b"UT", b"UC", b"UR"}
 # Keys that may explain several images at one position (a 4th dimension), tried in order.
@@ -97,10 +98,15 @@ def read_dicom_header(path: str | os.PathLike, include_derived: bool = False) ->
     import pydicom
 
     path = os.fspath(path)
-    info = DicomFile(path=path, size=os.path.getsize(path))
+    try:
+        info = DicomFile(path=path, size=os.path.getsize(path))
+        handle = open(path, "rb")
+    except OSError as exc:
+        return DicomFile(path=path, size=0).skipped(*file_access_problem(path, exc))
     if info.size == 0:
+        handle.close()
         return info.skipped(Reason.NOT_DICOM, "empty file")
-    with open(path, "rb") as f:
+    with handle as f:
         head = f.read(132)
         if head[:2] == b"\x1f\x8b":
             return info.skipped(Reason.GZIP_WRAPPED)
@@ -115,6 +121,19 @@ def read_dicom_header(path: str | os.PathLike, include_derived: bool = False) ->
         # A hostile or broken header can raise anything from the parser; the batch must go on.
         except Exception as exc:  # noqa: BLE001
             return info.skipped(Reason.HEADER_UNREADABLE, type(exc).__name__)
+
+
+def file_access_problem(path: str, exc: OSError) -> tuple[Reason, str]:
+    """The reason code of a file that cannot be opened: broken link, permissions, or gone."""
+    import errno
+
+    if os.path.islink(path) and (not os.path.exists(path) or exc.errno == errno.ELOOP):
+        return Reason.BROKEN_LINK, "link target missing or a link loop"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return Reason.PERMISSION_DENIED, "no read permission"
+    if exc.errno == errno.ENOENT:
+        return Reason.FILE_VANISHED, "deleted while the export was read"
+    return Reason.IMAGE_UNREADABLE, type(exc).__name__
 
 
 def _looks_like_raw_dataset(head: bytes) -> bool:
@@ -148,7 +167,8 @@ def _classify(info: DicomFile, ds: Any, f: BinaryIO, include_derived: bool) -> D
     info.little_endian = little is not False
     findings = info.findings
     info.rows, info.columns = int(ds.Rows), int(ds.Columns)
-    info.n_frames = int(tags.number(ds, "NumberOfFrames", findings, 1) or 1)
+    frames = tags.number(ds, "NumberOfFrames", findings, 1)
+    info.n_frames = 1 if frames is None else int(frames)
     info.samples_per_pixel = int(tags.number(ds, "SamplesPerPixel", findings, 1) or 1)
     info.photometric = (tags.text(ds, "PhotometricInterpretation") or "MONOCHROME2").upper()
     info.bits_allocated = int(tags.number(ds, "BitsAllocated", findings, 16) or 16)
@@ -162,8 +182,13 @@ def _classify(info: DicomFile, ds: Any, f: BinaryIO, include_derived: bool) -> D
     expected = info.rows * info.columns * info.n_frames * info.samples_per_pixel
     if info.rows <= 0 or info.columns <= 0:
         return info.skipped(Reason.BAD_VALUE, "Rows/Columns")
-    if expected * max(info.bits_allocated, 8) // 8 > MAX_DECODED_BYTES:
-        return info.skipped(Reason.TOO_LARGE, f"{info.rows}x{info.columns}x{info.n_frames}")
+    if info.n_frames < 1:
+        return info.skipped(Reason.BAD_VALUE, f"NumberOfFrames {info.n_frames}")
+    if info.n_frames > MAX_FRAMES:
+        return info.skipped(Reason.TOO_LARGE, f"{info.n_frames} frames (limit {MAX_FRAMES})")
+    too_large = size_problem((info.n_frames, info.rows, info.columns, info.samples_per_pixel))
+    if too_large:
+        return info.skipped(Reason.TOO_LARGE, too_large)
     skip = _probe_pixel_data(info, f, implicit, expected)
     if skip is not None:
         return info.skipped(*skip)
@@ -183,6 +208,8 @@ def _classify(info: DicomFile, ds: Any, f: BinaryIO, include_derived: bool) -> D
     try:
         info.enhanced = "PerFrameFunctionalGroupsSequence" in ds
         info.frames = _enhanced_frames(info, ds) if info.enhanced else _classic_frames(info, ds)
+    except NonFiniteRescale as exc:
+        return info.skipped(Reason.NON_FINITE_VALUES, str(exc))
     except ValueError as exc:
         return info.skipped(Reason.BAD_VALUE, str(exc))
     return info
@@ -271,6 +298,31 @@ def _fourth_keys(ds: Any) -> dict[str, Any]:
     return {k: str(v) for k, v in keys.items() if v not in (None, "")}
 
 
+class NonFiniteRescale(ValueError):
+    """RescaleSlope/Intercept present but NaN, infinite, unparseable, or a slope of 0."""
+
+
+def _rescale(ds: Any) -> tuple[float, float]:
+    """``(slope, intercept)``; absent means (1, 0), anything present must be a finite number (slope not 0).
+
+    A bad value is never replaced by the default: the decoded values would be silently wrong.
+    """
+    values = []
+    for keyword, default in (("RescaleSlope", 1.0), ("RescaleIntercept", 0.0)):
+        raw = ds.get(keyword) if hasattr(ds, "get") else None
+        if raw is None or raw == "":
+            values.append(default)
+            continue
+        try:
+            value = float(raw if isinstance(raw, (int, float, str)) else raw[0])
+        except (TypeError, ValueError, IndexError):
+            value = float("nan")
+        if not math.isfinite(value) or (keyword == "RescaleSlope" and value == 0):
+            raise NonFiniteRescale(f"{keyword} {raw!r}")
+        values.append(value)
+    return values[0], values[1]
+
+
 def _classic_frames(info: DicomFile, ds: Any) -> list[Frame]:
     findings = info.findings
     position = tags.geometry_floats(ds, "ImagePositionPatient", 3)
@@ -278,10 +330,9 @@ def _classic_frames(info: DicomFile, ds: Any) -> list[Frame]:
     spacing = _spacing(tags.geometry_floats(ds, "PixelSpacing", 2))
     if spacing is None and info.projection:
         spacing = _spacing(tags.geometry_floats(ds, "ImagerPixelSpacing", 2))
-    slope = tags.number(ds, "RescaleSlope", findings, 1.0)
-    intercept = tags.number(ds, "RescaleIntercept", findings, 0.0)
-    common = dict(position=position, orientation=orientation, pixel_spacing=spacing, slope=slope or 1.0,
-                  intercept=intercept or 0.0, instance_number=tags.number(ds, "InstanceNumber", findings),
+    slope, intercept = _rescale(ds)
+    common = dict(position=position, orientation=orientation, pixel_spacing=spacing, slope=slope,
+                  intercept=intercept, instance_number=tags.number(ds, "InstanceNumber", findings),
                   fourth=_fourth_keys(ds))
     return [Frame(path=info.path, index=i, **common) for i in range(info.n_frames)]
 
@@ -314,8 +365,7 @@ def _enhanced_frames(info: DicomFile, ds: Any) -> list[Frame]:
                 tags.geometry_floats(item("PlaneOrientationSequence"), "ImageOrientationPatient", 6),
                 info.findings if index == 0 else []),
             pixel_spacing=_spacing(tags.geometry_floats(item("PixelMeasuresSequence"), "PixelSpacing", 2)),
-            slope=tags.number(transform, "RescaleSlope", info.findings, 1.0) or 1.0,
-            intercept=tags.number(transform, "RescaleIntercept", info.findings, 0.0) or 0.0,
+            slope=_rescale(transform)[0], intercept=_rescale(transform)[1],
             instance_number=float(content.get("InStackPositionNumber") or index + 1),
             fourth={k: str(v) for k, v in fourth.items() if v not in (None, "")},
         ))

@@ -7,6 +7,7 @@ the caller maps to ``BAD_VALUE``).
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 from typing import Any
 
@@ -105,7 +106,10 @@ def number(ds: Any, keyword: str, findings: list[Finding], default: float | None
     try:
         if not isinstance(value, (int, float, str)):
             value = value[0]
-        return float(value)
+        number_value = float(value)
+        if not math.isfinite(number_value):
+            raise ValueError("not finite")
+        return number_value
     except (TypeError, ValueError, IndexError):
         findings.append(Finding(Reason.INVALID_VALUE, keyword))
         return default

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from .guards import check_finite, check_size
 from .reasons import Finding, Reason
 from .volume import Volume
 
@@ -40,6 +41,26 @@ def _affine_findings(image) -> list[Finding]:
     if off_diagonal > 1e-3:
         findings.append(Finding(Reason.SHEARED_AFFINE, f"max axis cosine {off_diagonal:.3g}"))
     return findings
+
+
+def _check_header(image, path: Path) -> None:
+    """Refuse, from the header alone, images that are empty, complex or too large to decode."""
+    shape = tuple(int(d) for d in image.header.get_data_shape())
+    if not shape or 0 in shape:
+        raise InputError(f"{path} has shape {shape}: no voxels", Reason.EMPTY_IMAGE.name)
+    if np.dtype(image.get_data_dtype()).kind == "c":
+        raise InputError(f"{path} holds complex values ({image.get_data_dtype()}); export magnitude images",
+                         Reason.NON_SCALAR_IMAGE.name)
+    check_size(shape, str(path))
+
+
+def _check_geometry(lps: np.ndarray, spacing: np.ndarray, shape: tuple, path: Path) -> None:
+    """NaN or zero spacing/direction is refused, never replaced by an invented 1 mm."""
+    flat = [d for d in shape[:3]] + [1] * (3 - len(shape[:3]))
+    zero_on_real_axis = any(s == 0 and n > 1 for s, n in zip(spacing, flat))
+    if not np.isfinite(lps).all() or zero_on_real_axis:
+        raise InputError(f"{path} has a NaN or zero voxel size / direction in its header (pixdim, quaternion or "
+                         "sform); fix the header, medtl does not invent a geometry", Reason.NO_GEOMETRY.name)
 
 
 def _read_data(image, path: Path, as_label: bool) -> np.ndarray:
@@ -73,8 +94,11 @@ def load_nifti(path: str | os.PathLike, as_label: bool = False) -> Volume:
     if getattr(image, "affine", None) is None:
         raise InputError(f"{path} is a {type(image).__name__} without a spatial affine (e.g. CIFTI); "
                          "medtl needs volumetric images", Reason.IMAGE_UNREADABLE.name)
+    _check_header(image, path)
     findings = _affine_findings(image)
     data = _read_data(image, path, as_label)
+    if not as_label:
+        check_finite(data, str(path))
     if as_label:
         if not np.issubdtype(data.dtype, np.integer):
             if not np.all(np.isfinite(data)) or not np.array_equal(data, np.round(data)):
@@ -92,7 +116,8 @@ def load_nifti(path: str | os.PathLike, as_label: bool = False) -> Volume:
     lps = _RAS_TO_LPS @ image.affine
     columns = lps[:3, :3]
     spacing = np.linalg.norm(columns, axis=0)
-    spacing[spacing == 0] = 1.0
+    _check_geometry(lps, spacing, data.shape, path)
+    spacing[spacing == 0] = 1.0  # only on axes of size 1 (checked above), where no voxel position depends on it
     direction = (columns / spacing)[:, ::-1]
     metadata = {"source": "nifti", "kind": "3d", "shape": list(data.shape[::-1]), "value_mapping": [],
                 "modality": "", "reasons": ";".join(str(f) for f in findings)}

@@ -28,7 +28,7 @@ class Reason(str, Enum):
     LOSSY_SOURCE = "pixel data was lossy compressed at some point"
     INVALID_VALUE = "a non-geometry tag holds an invalid value (ignored)"
     BAD_VALUE = "a geometry tag does not parse"
-    TOO_LARGE = "header claims an absurd image size"
+    TOO_LARGE = "decoding would exceed the per-volume memory limit (MEDTL_MAX_VOLUME_MB, default 2048)"
     NON_SCALAR_IMAGE = "colour image (RGB/YBR/palette) for a scalar pipeline"
     BURNED_IN_ANNOTATION = "header flags burned-in annotation"
     # series assembly
@@ -55,6 +55,11 @@ class Reason(str, Enum):
     LABEL_NOT_INTEGER = "label image holds non-integer values"
     GEOMETRY_MISMATCH = "image and mask geometry differ"
     IMAGE_UNREADABLE = "image file could not be read"
+    NON_FINITE_VALUES = "NaN or infinite values after rescaling (never passed to a model)"
+    EMPTY_IMAGE = "image has no voxels (a dimension of size 0)"
+    BROKEN_LINK = "symbolic link to nothing, or a link loop"
+    PERMISSION_DENIED = "file or folder cannot be read (permissions)"
+    FILE_VANISHED = "file disappeared while the export was being read"
     COMPANION_FILE = "data file of a header/data pair, counted with its header"
     # manifests and outputs
     FILE_NOT_FOUND = "a file named in the manifest does not exist"

@@ -55,9 +55,17 @@ class ScanResult:
     sources: list[ExportSource] = field(default_factory=list)  # parallel to series_rows
 
 
-def list_files(root: Path) -> list[str]:
-    """Every non-directory entry under ``root`` (links included, not followed into)."""
-    return sorted(os.path.join(d, name) for d, _, names in os.walk(root) for name in names)
+def list_files(root: Path, unreadable: list[str] | None = None) -> list[str]:
+    """Every non-directory entry under ``root`` (links included, not followed into).
+
+    Folders that cannot be listed are appended to ``unreadable`` (they are counted and
+    reported, never silently missing from the accounting).
+    """
+    def failed(error: OSError) -> None:
+        if unreadable is not None and error.filename and os.path.abspath(error.filename) != os.path.abspath(root):
+            unreadable.append(error.filename)
+
+    return sorted(os.path.join(d, name) for d, _, names in os.walk(root, onerror=failed) for name in names)
 
 
 def _companions(paths: list[str]) -> dict[str, list[str]]:
@@ -78,8 +86,14 @@ def _companions(paths: list[str]) -> dict[str, list[str]]:
 
 def _index_other(path: str):
     """Load a NIfTI/NRRD/MHA file fully (truncation shows now); ``(volume, None)`` or ``(None, finding)``."""
+    from .dicom_header import file_access_problem
     from .load import load_volume
 
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        return None, Finding(*file_access_problem(path, exc))
     try:
         return load_volume(path), None
     except InputError as exc:
@@ -105,10 +119,11 @@ def scan_export(root: str | os.PathLike, keep_paths: bool = False, workers: int 
     if not root.is_dir():
         raise InputError(f"export folder does not exist or is not a folder: {root}")
     started = time.perf_counter()
-    paths = list_files(root)
-    if not paths:
+    unreadable: list[str] = []
+    paths = list_files(root, unreadable)
+    if not paths and not unreadable:
         raise InputError(f"export folder {root} holds no files")
-    result = ScanResult(files_found=len(paths))
+    result = ScanResult(files_found=len(paths) + len(unreadable))
 
     def file_key(path: str) -> str:
         relative = os.path.relpath(path, root)
@@ -117,6 +132,8 @@ def scan_export(root: str | os.PathLike, keep_paths: bool = False, workers: int 
     def skip(path: str, finding: Finding) -> None:
         result.skipped_rows.append({"file": file_key(path), "reason": finding.reason.name, "detail": finding.detail})
 
+    for folder in unreadable:  # counted as one entry each: its files cannot even be listed
+        skip(folder, Finding(Reason.PERMISSION_DENIED, "folder cannot be listed"))
     decoders = decoder_report()
     for syntax, status in decoders.items():
         if status != "ok":

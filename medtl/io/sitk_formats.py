@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from .guards import check_finite, check_size
 from .reasons import Reason
 from .volume import Volume
 
@@ -15,6 +16,7 @@ SITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
 
 
 def is_sitk_path(path: str | os.PathLike) -> bool:
+    """Whether ``path`` has a NRRD/MetaImage suffix."""
     return str(path).lower().endswith(SITK_SUFFIXES)
 
 
@@ -23,7 +25,14 @@ def load_sitk(path: str | os.PathLike) -> Volume:
     import SimpleITK as sitk
 
     try:
-        image = sitk.ReadImage(str(path))
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        reader.ReadImageInformation()  # header only: the size guard runs before any decode
+        size = reader.GetSize()
+        if 0 in size:
+            raise InputError(f"{path} has size {size}: no voxels", Reason.EMPTY_IMAGE.name)
+        check_size(tuple(size) + (reader.GetNumberOfComponents(),), str(path))
+        image = reader.Execute()
     except RuntimeError as exc:
         raise InputError(f"SimpleITK cannot read {path}: {str(exc).splitlines()[-1] if str(exc) else exc}",
                          Reason.IMAGE_UNREADABLE.name) from exc
@@ -34,9 +43,13 @@ def load_sitk(path: str | os.PathLike) -> Volume:
         raise InputError(f"{path} is {image.GetDimension()}D; split it into 3D volumes",
                          Reason.UNSUPPORTED_DIMENSIONS.name)
     array = sitk.GetArrayFromImage(image).astype(np.float32)
+    check_finite(array, str(path))
     dim = image.GetDimension()
     direction = np.asarray(image.GetDirection()).reshape(dim, dim)[:, ::-1]
     spacing = tuple(float(s) for s in image.GetSpacing()[::-1])
+    if not (np.isfinite(direction).all() and np.isfinite(spacing).all() and min(spacing) > 0):
+        raise InputError(f"{path} has spacing {spacing} / a non-finite direction: no usable geometry",
+                         Reason.NO_GEOMETRY.name)
     origin = tuple(float(o) for o in image.GetOrigin()) + (0.0,) * (3 - dim)
     if dim == 2:
         full = np.eye(3)

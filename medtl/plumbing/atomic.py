@@ -69,11 +69,46 @@ def write_json(path: str | Path, obj: Any) -> Path:
     return write_atomic(path, json.dumps(strict_json(obj), indent=2, allow_nan=False) + "\n")
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """One CSV cell as spreadsheets should see it.
+
+    A non-finite number is written empty (never as a number); text that a spreadsheet
+    would run as a formula (starting with ``= + - @``, tab or CR, and not a plain number)
+    gets a leading apostrophe.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        try:
+            float(value)
+        except ValueError:
+            return "'" + value
+    return value
+
+
+def csv_value(text: str) -> str:
+    """Inverse of ``csv_cell`` for text: medtl's own CSVs read back exactly as they were meant."""
+    if text.startswith("'") and text[1:].startswith(_FORMULA_START) and csv_cell(text[1:]) == text:
+        return text[1:]
+    return text
+
+
+def read_csv(path: str | Path) -> tuple[list[str], list[dict[str, str]]]:
+    """``(columns, rows)`` of a CSV written by ``write_csv``, cells restored with ``csv_value``."""
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        rows = [{k: csv_value(v or "") for k, v in row.items()} for row in reader]
+        return list(reader.fieldnames or []), rows
+
+
 def write_csv(path: str | Path, columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> Path:
-    """Rows (dicts holding exactly ``columns``) as CSV with a header, atomically."""
+    """Rows (dicts holding exactly ``columns``) as CSV with a header, atomically; cells pass ``csv_cell``."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="raise")
     writer.writeheader()
     for row in rows:
-        writer.writerow(row)
+        writer.writerow({key: csv_cell(value) for key, value in row.items()})
     return write_atomic(path, buffer.getvalue())

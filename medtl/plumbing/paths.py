@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import difflib
+import hashlib
+import re
 from pathlib import Path
+
+from ..errors import OutsideOutputError
 
 
 def missing_file_message(path: Path, what: str, fix: str) -> str:
@@ -19,3 +23,32 @@ def missing_file_message(path: Path, what: str, fix: str) -> str:
     else:
         hint = ""
     return f"{what} not found: {path}; {hint}{fix}"
+
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def safe_stem(key: str) -> str:
+    """A file-name stem for an id: the id itself when it is a plain name, else a hash of it.
+
+    Ids come from manifests (``case_id``) and may hold ``/``, ``..``, absolute paths or
+    control characters; those never reach the file system. Plain ids stay readable.
+    """
+    if _SAFE_NAME.fullmatch(key) and ".." not in key:
+        return key
+    return "id-" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def contained(root: str | Path, relative: str | Path) -> Path:
+    """``root / relative``, refused unless it resolves (symbolic links followed) to a place inside ``root``.
+
+    Call it before every write or delete whose name is not a literal of the code.
+    """
+    root = Path(root)
+    target = root / relative
+    resolved_root = root.resolve()
+    resolved = target.resolve()
+    if resolved != resolved_root and resolved_root not in resolved.parents:
+        raise OutsideOutputError(f"refused to write or delete {relative!s}: it resolves outside the output folder "
+                                 f"{root}; output names come from ids and are never followed outside --out")
+    return target

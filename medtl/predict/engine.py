@@ -67,11 +67,15 @@ def default_workers() -> int:
 
 def _job_identity(trained: TrainedRun, inputs: PredictInputs, options: PredictOptions, truth: bool) -> dict:
     from ..io.pseudonym import keyed_hash
-    from ..plumbing.hashing import sha256_file
+    from ..plumbing.hashing import sha256_file, sha256_text
     from ..rundir import RunDir
 
+    # what the inputs are now: a resumed job over a changed export or manifest is refused at the start
+    listing = sorted(f"{i.key}|{i.n_files}|{i.label}|{i.mask}" for i in inputs.items)
+    listing += sorted(f"skip|{row['input']}" for row in inputs.skipped)
     return {"medtl_version": __version__, "run_config_sha256": sha256_file(RunDir(trained.path).config),
             "model_id": trained.model_id, "input": keyed_hash(str(inputs.source.resolve()), "input"),
+            "input_listing": keyed_hash(sha256_text(*listing), "input-listing"),
             "input_kind": inputs.kind, "shard": f"{options.shard[0]}/{options.shard[1]}",
             "probability_maps": options.probability_maps, "dicom_seg": options.dicom_seg, "with_truth": truth}
 
@@ -82,8 +86,10 @@ def _check_job(out: Path, identity: dict) -> None:
         previous = json.loads(path.read_text())
         differs = sorted(k for k in identity if previous.get(k) != identity[k])
         if differs:
+            changed = " (the export folder or manifest changed since this folder was started)" \
+                if "input_listing" in differs else ""
             raise InputError(f"{out} holds predictions of a different run, input or settings ({', '.join(differs)} "
-                             "differ); use a new --out folder, or delete this one to start over")
+                             f"differ{changed}); use a new --out folder, or delete this one to start over")
     else:
         write_json(path, identity)
 
@@ -207,6 +213,7 @@ def predict_items(trained: TrainedRun, inputs: PredictInputs, out: str | Path, o
     journal = Journal(out / "journal.jsonl")
     marks = InflightMarks(out / "inflight")
     suspects = _skip_crashing(items, journal, marks)
+    marks_before = marks.suspects()
     todo = [item for item in items if item.key not in journal]
     device = resolve_device(options.device)
     workers = default_workers() if options.workers is None else options.workers
@@ -232,6 +239,9 @@ def predict_items(trained: TrainedRun, inputs: PredictInputs, out: str | Path, o
                                                      truth):
                             journal.append(record)
                         advance(len(batch))
+        except KeyboardInterrupt:
+            marks.restore(marks_before)
+            raise
         finally:
             journal.close()
     elapsed = time.perf_counter() - started

@@ -11,31 +11,60 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..plumbing.paths import contained, safe_stem
+
 CRASH_LIMIT = 2
 
 
 class InflightMarks:
-    """One small file per series being read: ``<folder>/<key>`` holding the attempt count."""
+    """One small file per series being read, holding its key and the attempt count.
+
+    The file is named by ``safe_stem(key)`` and checked to stay inside the folder: a
+    key from a manifest is never used as a path.
+    """
 
     def __init__(self, folder: Path):
         self.folder = folder
 
+    def _path(self, key: str) -> Path:
+        return contained(self.folder, safe_stem(key))
+
     def count(self, key: str) -> int:
+        """Attempts recorded for ``key`` (0: none)."""
+        return self._read(self._path(key))[1]
+
+    @staticmethod
+    def _read(path: Path) -> tuple[str, int]:
         try:
-            return int((self.folder / key).read_text() or 0)
+            key, attempts = path.read_text(encoding="utf-8").rsplit("\n", 1)
+            return key, int(attempts)
         except (FileNotFoundError, ValueError):
-            return 0
+            return "", 0
 
     def begin(self, key: str) -> None:
+        """Mark ``key`` as being read (one more attempt)."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        attempts = self.count(key) + 1
-        (self.folder / key).write_text(str(attempts))
+        self._path(key).write_text(f"{key}\n{self.count(key) + 1}", encoding="utf-8")
 
     def end(self, key: str) -> None:
-        (self.folder / key).unlink(missing_ok=True)
+        """Clear the mark of ``key``."""
+        self._path(key).unlink(missing_ok=True)
 
     def suspects(self) -> dict[str, int]:
         """Series a previous run died while reading, with their attempt counts."""
         if not self.folder.is_dir():
             return {}
-        return {path.name: self.count(path.name) for path in self.folder.iterdir() if path.is_file()}
+        marks = (self._read(path) for path in self.folder.iterdir() if path.is_file())
+        return {key: attempts for key, attempts in marks if key}
+
+    def restore(self, before: dict[str, int]) -> None:
+        """Undo the marks of this run after a clean interruption (Ctrl-C, SIGTERM).
+
+        Only a process that died while reading may count as a crash; a series that was
+        merely in flight when the user stopped the run gets back its earlier count.
+        """
+        for key in self.suspects():
+            if key in before:
+                self._path(key).write_text(f"{key}\n{before[key]}", encoding="utf-8")
+            else:
+                self.end(key)

@@ -6,25 +6,20 @@ different jobs, a missing or repeated shard, an unfinished shard, a key twice.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
+import re
 import shutil
 from collections import Counter
 from pathlib import Path
 
 from .. import __version__
 from ..errors import InputError
-from ..plumbing.atomic import write_csv, write_json
+from ..plumbing.atomic import read_csv, write_csv, write_json
+from ..plumbing.paths import contained
 from .items import SKIPPED_COLUMNS
 
 _OUTPUT_FOLDERS = ("masks", "probs", "seg")
-
-
-def _read_csv(path: Path) -> tuple[list[str], list[dict]]:
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        return list(reader.fieldnames or []), list(reader)
 
 
 def _load_shard(folder: Path) -> dict:
@@ -37,8 +32,8 @@ def _load_shard(folder: Path) -> dict:
     if summary.get("unfinished"):
         raise InputError(f"shard {job['shard']} in {folder} has {summary['unfinished']} unfinished item(s); "
                          "re-run its command to finish it")
-    columns, rows = _read_csv(folder / "predictions.csv")
-    _, skipped = _read_csv(folder / "skipped.csv")
+    columns, rows = read_csv(folder / "predictions.csv")
+    _, skipped = read_csv(folder / "skipped.csv")
     return {"folder": folder, "job": job, "summary": summary, "columns": columns, "rows": rows, "skipped": skipped}
 
 
@@ -62,9 +57,21 @@ def _check_same_job(shards: list[dict]) -> int:
     return count
 
 
-def _link_or_copy(source: Path, target: Path) -> None:
+_OUTPUT_NAME = re.compile(r"(masks|probs|seg)/[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def _link_or_copy(shard: Path, out: Path, name: str) -> None:
+    """Bring one mask/probability/SEG file of a shard into ``out``.
+
+    ``name`` comes from a CSV cell, so it is only trusted when it is a plain file name in
+    one of the output folders and resolves inside both folders.
+    """
+    if not _OUTPUT_NAME.fullmatch(name):
+        raise InputError(f"a shard's predictions.csv names the output file {name!r}, which is not a medtl output "
+                         "name; the shard folder was edited or is not a medtl predict folder")
+    source, target = contained(shard, name), contained(out, name)
     target.parent.mkdir(parents=True, exist_ok=True)
-    if target.exists():
+    if target.is_symlink() or target.exists():
         target.unlink()
     try:
         os.link(source, target)
@@ -92,7 +99,7 @@ def merge_shards(folders: list[str | Path], out: str | Path) -> dict:
         for row in shard["rows"]:
             for column in ("mask_file", "seg_file", "prob_files"):
                 for name in filter(None, (row.get(column) or "").split(";")):
-                    _link_or_copy(shard["folder"] / name, out / name)
+                    _link_or_copy(shard["folder"], out, name)
     skipped = [row for shard in shards for row in shard["skipped"]]
     write_csv(out / "predictions.csv", columns, rows)
     write_csv(out / "skipped.csv", SKIPPED_COLUMNS, skipped)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..plumbing.paths import contained, safe_stem
 from .resample import labels_on_original_grid
 from .trained import TrainedRun
 from .writers import write_nifti_atomic
@@ -30,21 +31,22 @@ def segmentation_record(key: str, loaded: dict, ensemble: np.ndarray, members: n
     """Write the mask (NIfTI; DICOM-SEG for DICOM input; optional probabilities) and describe it."""
     geometry, dims = loaded["geometry"], len(loaded["input_shape"])
     labels, foreground = _labels(ensemble, loaded)
-    mask_file = f"masks/{key}.nii.gz"
-    write_nifti_atomic(out / mask_file, labels, geometry)
+    stem = safe_stem(key)
+    mask_file = f"masks/{stem}.nii.gz"
+    write_nifti_atomic(contained(out, mask_file), labels, geometry)
     prob_files = []
     if probability_maps:
         for c, channel in enumerate(foreground, start=1):
-            prob_files.append(f"probs/{key}_class{c}.nii.gz")
-            write_nifti_atomic(out / prob_files[-1], channel, geometry)
+            prob_files.append(f"probs/{stem}_class{c}.nii.gz")
+            write_nifti_atomic(contained(out, prob_files[-1]), channel, geometry)
     seg_file = ""
     if dicom_seg and loaded["frame_refs"]:
         from .dicom_seg import write_dicom_seg
 
         try:
-            write_dicom_seg(out / f"seg/{key}.dcm", loaded["frame_refs"], labels.reshape(geometry.shape),
+            write_dicom_seg(contained(out, f"seg/{stem}.dcm"), loaded["frame_refs"], labels.reshape(geometry.shape),
                             trained.class_names, trained.model_id)
-            seg_file = f"seg/{key}.dcm"
+            seg_file = f"seg/{stem}.dcm"
         # highdicom refuses some odd sources; the NIfTI mask stands, and the row says why the SEG is missing.
         except Exception as exc:  # noqa: BLE001
             log.warning("%s: DICOM-SEG not written (%s); the NIfTI mask was", key, type(exc).__name__)

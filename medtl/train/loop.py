@@ -19,6 +19,7 @@ import torch
 
 from ..config import Config
 from ..data.dataset import CaseDataset, PreparedCase
+from ..errors import TrainingDivergedError
 from ..models.build import MedtlModel
 from ..models.checkpoint import BackgroundCheckpointWriter, load_training_state, save_weights
 from ..models.device import resolve_device
@@ -41,6 +42,13 @@ def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]
         progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
         return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
     return factor
+
+
+def raise_non_finite_loss(loss: torch.Tensor, epoch: int, case_ids: list[str]) -> None:
+    """Stop the fold: a NaN/inf loss would silently turn the model into NaN and every later number with it."""
+    shown = ", ".join(case_ids[:8]) + (f" and {len(case_ids) - 8} more" if len(case_ids) > 8 else "")
+    raise TrainingDivergedError(f"the training loss became {loss.item()} in epoch {epoch + 1} on a batch of cases "
+                                f"{shown}; check those cases' images (values, masks), or lower train.lr")
 
 
 @dataclass
@@ -77,7 +85,7 @@ def predict(model: MedtlModel, cases: list[PreparedCase], config: Config, device
     model.eval()
     task = get_task(config.task)
     outputs = []
-    for images, _ in make_loader(cases, config, 0, train=False):
+    for images, _, _ in make_loader(cases, config, 0, train=False):
         with _autocast(device, config.train.amp):
             logits = model(images.to(device)).float()
         probs = torch.softmax(logits, dim=1)
@@ -132,13 +140,15 @@ def fit(model: MedtlModel, train_cases: list[PreparedCase], config: Config, stat
                 augment.set_random_state(seed=epoch_seed(seed, epoch))
             model.train()
             total, count = 0.0, 0
-            for images, targets in make_loader(train_cases, config, epoch_seed(seed, epoch), augment):
+            for images, targets, indices in make_loader(train_cases, config, epoch_seed(seed, epoch), augment):
                 images, targets = images.to(device), targets.to(device)
                 if device.type == "cuda":
                     images = images.contiguous(memory_format=torch.channels_last if images.dim() == 4
                                                else torch.channels_last_3d)
                 with _autocast(device, train_cfg.amp):
                     loss = loss_fn(model(images).float(), targets)
+                if not torch.isfinite(loss):
+                    raise_non_finite_loss(loss, epoch, [train_cases[int(i)].case_id for i in indices])
                 penalty = regulariser.penalty(model)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss + penalty).backward()

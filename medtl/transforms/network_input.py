@@ -8,6 +8,7 @@ import numpy as np
 
 from ..config import Config
 from ..errors import InputError
+from ..io.guards import check_finite
 from ..io.reasons import Reason
 from ..io.volume import Volume
 from .geometry import aligned_mask, squeeze_2d
@@ -60,4 +61,5 @@ def network_input(image: Volume, config: Config, case_id: str, mask: Volume | No
             notes.append(note)
         sample["mask"] = to_metatensor(mask_array.astype(np.float32), affine)
     out = preprocess_pipeline(config.data, mask is not None)(sample)
+    check_finite(np.asarray(out["image"]), f"case {case_id} after preprocessing (e.g. a constant image)")
     return NetworkInput(out, np.eye(4) if affine is None else affine, tuple(array.shape), notes, mask_array)

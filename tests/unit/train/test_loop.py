@@ -74,7 +74,7 @@ def test_predict_returns_probabilities_in_case_order_and_the_loader_covers_every
     data, cfg = cases(n=10), config()
     probs = predict(model(), data, cfg, torch.device("cpu"))
     assert probs.shape == (10, 2) and np.allclose(probs.sum(1), 1, atol=1e-5)
-    seen = [int(y) for _, targets in make_loader(data, cfg, 0, train=False) for y in targets]
+    seen = [int(y) for _, targets, _ in make_loader(data, cfg, 0, train=False) for y in targets]
     assert seen == [c.label for c in data]
-    shuffled = [len(t) for _, t in make_loader(data, cfg, 1)]
+    shuffled = [len(t) for _, t, _ in make_loader(data, cfg, 1)]
     assert sum(shuffled) == 10 and not math.isnan(float(probs.mean()))

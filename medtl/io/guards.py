@@ -1,0 +1,61 @@
+"""Guards applied before and after decoding: bounded memory, finite values.
+
+The size guard is checked from headers, before any pixel is decoded. It counts the
+float32 bytes of the decoded volume times the copies the pipeline makes of it
+(decode, physical values, preprocessing), so a small file that declares a huge
+image is refused as ``TOO_LARGE`` instead of exhausting memory. The limit is
+``MEDTL_MAX_VOLUME_MB`` (default 2048 MB per volume).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+from ..errors import InputError
+from .reasons import Reason
+
+DEFAULT_MAX_VOLUME_MB = 2048
+PIPELINE_COPIES = 3  # decoded values, float32 physical values, the preprocessing's working copy
+MAX_FRAMES = 100_000
+
+
+def max_volume_bytes() -> int:
+    """The per-volume memory limit in bytes (``MEDTL_MAX_VOLUME_MB``)."""
+    text = os.environ.get("MEDTL_MAX_VOLUME_MB", "").strip()
+    try:
+        megabytes = float(text) if text else DEFAULT_MAX_VOLUME_MB
+    except ValueError:
+        raise InputError(f"MEDTL_MAX_VOLUME_MB={text!r} is not a number of megabytes; unset it or use e.g. 4096")
+    return int(megabytes * 1024 * 1024)
+
+
+def size_problem(shape, what: str = "image") -> str | None:
+    """Why a volume of ``shape`` may not be decoded (``None``: it may)."""
+    dims = [int(d) for d in shape]
+    if any(d < 0 for d in dims):
+        return f"{what} declares a negative size {tuple(dims)}"
+    needed = math.prod(dims) * 4 * PIPELINE_COPIES
+    limit = max_volume_bytes()
+    if needed > limit:
+        return (f"{what} of {'x'.join(map(str, dims))} voxels needs about {needed / 2**20:,.0f} MB "
+                f"(float32, {PIPELINE_COPIES} copies), over the {limit / 2**20:,.0f} MB limit "
+                "(raise MEDTL_MAX_VOLUME_MB if the machine has the memory)")
+    return None
+
+
+def check_size(shape, where: str) -> None:
+    """Raise ``TOO_LARGE`` when a volume of ``shape`` would exceed the memory limit."""
+    problem = size_problem(shape)
+    if problem:
+        raise InputError(f"{where}: {problem}", Reason.TOO_LARGE.name)
+
+
+def check_finite(array: np.ndarray, where: str) -> None:
+    """Raise ``NON_FINITE_VALUES`` when ``array`` holds NaN or infinity (never passed to a model)."""
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        bad = int(array.size - np.isfinite(array).sum())
+        raise InputError(f"{where}: {bad} voxel(s) are NaN or infinite (e.g. a NaN/inf rescale slope or NaN "
+                         "voxels); fix the source data", Reason.NON_FINITE_VALUES.name)
