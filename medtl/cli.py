@@ -69,7 +69,8 @@ def _predict_options(args: argparse.Namespace):
     return PredictOptions(device=args.device, batch_size=args.batch_size, workers=args.workers,
                           shard=parse_shard(getattr(args, "shard", None)),
                           probability_maps=getattr(args, "probability_maps", False),
-                          dicom_seg=not getattr(args, "no_dicom_seg", False), progress=not args.quiet)
+                          dicom_seg=not getattr(args, "no_dicom_seg", False),
+                          deidentify_seg=getattr(args, "deidentify_seg", False), progress=not args.quiet)
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
@@ -159,7 +160,12 @@ def _cmd_weights(args: argparse.Namespace) -> int:
     elif args.action == "import":
         if not args.file:
             raise MedtlError("`medtl weights import` needs a FILE: the downloaded checkpoint to verify and install")
-        print(f"verified and installed {weights.import_weights(args.file)}")
+        installed = weights.import_weights(args.file)
+        if weights.is_verified(installed):
+            print(f"verified (sha256 matches the published hash) and installed {installed}")
+        else:
+            print(f"installed {installed} UNVERIFIED: its publisher gives no hash, so only the file name was matched; "
+                  "the SHA-256 of the file is recorded in each run's adaptation report")
     else:
         print(f"cache: {weights.cache_dir()}")
         for row in weights.cached_status():
@@ -187,6 +193,10 @@ def _run_arguments(parser: argparse.ArgumentParser, target: str, target_help: st
     parser.add_argument("--batch-size", type=int, default=None, help="default: the run's train.batch_size")
     parser.add_argument("--workers", type=int, default=None,
                         help="loader processes that read and preprocess ahead (default: min(4, cores-1))")
+    parser.add_argument("--no-dicom-seg", action="store_true",
+                        help="segmentation: no DICOM-SEG (it repeats the source's patient data and UIDs)")
+    parser.add_argument("--deidentify-seg", action="store_true",
+                        help="segmentation: write the DICOM-SEG de-identified (PS3.15 basic profile) for sharing")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 
 
@@ -202,7 +212,6 @@ def _add_predict_commands(commands) -> None:
     predict.add_argument("--shard", metavar="I/N", help="process part I of N (1-based); merge with `medtl merge`")
     predict.add_argument("--probability-maps", action="store_true",
                          help="segmentation: also write per-class probability maps (NIfTI)")
-    predict.add_argument("--no-dicom-seg", action="store_true", help="segmentation: skip DICOM-SEG output")
     predict.set_defaults(run_command=_cmd_predict)
 
     evaluate = commands.add_parser(
@@ -316,8 +325,10 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, _on_sigterm)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="medtl: %(levelname)s: %(message)s", stream=sys.stderr)
-    # pydicom logs per-file parsing remarks; medtl records those as reason codes instead.
-    logging.getLogger("pydicom").setLevel(logging.ERROR)
+    # pydicom logs per-file parsing remarks (with raw UIDs); medtl records those as reason codes instead.
+    from .plumbing.redact import install
+
+    install(keep_paths=getattr(args, "keep_paths", False))
     logging.getLogger("nibabel").setLevel(logging.ERROR)
     logging.getLogger("highdicom").setLevel(logging.WARNING)
     try:

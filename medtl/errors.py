@@ -65,15 +65,3 @@ class InputError(MedtlError, ValueError):
 
 class MedtlWarning(UserWarning):
     """A recorded, visible warning (never a silent fallback)."""
-
-
-def public_detail(exc: BaseException, limit: int = 200) -> str:
-    """An error message fit for skipped.csv: the part after the case prefix, with paths removed.
-
-    Export paths often hold patient names (``DOE^JOHN_12345/``), so any token with a path
-    separator is replaced by ``<path>``.
-    """
-    import re
-
-    text = str(exc).split(": ", 1)[-1]
-    return re.sub(r"[^\s;,()']*[/\\][^\s;,()']*", "<path>", text)[:limit]

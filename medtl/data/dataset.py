@@ -17,12 +17,13 @@ import torch
 
 from .. import __version__
 from ..config import Config
-from ..errors import InputError, public_detail
+from ..errors import InputError
 from ..io import load_volume
 from ..io.reasons import Reason
 from ..plumbing.atomic import atomic_path
 from ..plumbing.hashing import sha256_path, sha256_text
 from ..plumbing.progress import progress_bar
+from ..plumbing.redact import public_detail
 from ..tasks import get_task
 from ..transforms.network_input import network_input
 from .manifest import Case, Manifest

@@ -9,6 +9,7 @@ keyed hashes here and never travel further.
 from __future__ import annotations
 
 import csv
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +46,20 @@ class Manifest:
     def class_index(self, label: str) -> int:
         """Index of ``label`` in ``class_names``."""
         return self.class_names.index(label)
+
+
+def canonical_label(text: str) -> str:
+    """One spelling per class: numeric labels by value (``1``, ``1.0`` and `` 01`` are class ``1``).
+
+    A column mixing ``1`` and ``1.0`` (a spreadsheet round trip) must not become two classes.
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    if not math.isfinite(value):
+        return text
+    return str(int(value)) if value.is_integer() else repr(value)
 
 
 def _sort_labels(labels: set[str]) -> list[str]:
@@ -86,7 +101,7 @@ def read_manifest(path: str | Path, task: str, group_by: str = "patient_id", tar
         mask = (path.parent / row["mask"]).resolve() if row.get("mask") else None
         if targets and target == "mask" and mask is None:
             raise InputError(f"{where}: empty 'mask' in a segmentation manifest")
-        label = row.get("label") or None
+        label = canonical_label(row["label"]) if row.get("label") else None
         if targets and target == "label" and label is None:
             raise InputError(f"{where}: empty 'label' in a classification manifest")
         case_id = row.get("case_id") or keyed_hash(row["image"], "case")

@@ -81,15 +81,35 @@ def assemble_series(files: list[DicomFile]) -> Assembly:
     return assembly
 
 
+def _safe_digest(info: DicomFile) -> str:
+    try:
+        return pixel_digest(info)
+    # an undecodable copy cannot be shown identical: it counts as different
+    except Exception:  # noqa: BLE001
+        return f"undecodable:{info.path}"
+
+
 def _drop_same_sop(members: list[DicomFile], assembly: Assembly) -> list[DicomFile]:
-    kept: dict[str, DicomFile] = {}
+    """One file per SOPInstanceUID: exact copies are dropped, copies with other pixels refuse the UID entirely.
+
+    Which of two different images is "the" instance cannot be known, so neither is used
+    (the sort order of file names must never decide).
+    """
+    by_uid: dict[str, list[DicomFile]] = defaultdict(list)
     for info in members:
-        key = info.sop_instance_uid or info.path
-        if key in kept:
-            assembly.dropped.append((info.path, Finding(Reason.DUPLICATE_DROPPED, "same SOPInstanceUID")))
+        by_uid[info.sop_instance_uid or info.path].append(info)
+    kept = []
+    for same in by_uid.values():
+        if len(same) == 1:
+            kept.append(same[0])
+        elif len({_safe_digest(info) for info in same}) == 1:
+            kept.append(same[0])
+            assembly.dropped += [(info.path, Finding(Reason.DUPLICATE_DROPPED, "same SOPInstanceUID, same pixels"))
+                                 for info in same[1:]]
         else:
-            kept[key] = info
-    return list(kept.values())
+            assembly.dropped += [(info.path, Finding(Reason.SOP_INSTANCE_CONFLICT, f"{len(same)} files"))
+                                 for info in same]
+    return kept
 
 
 def _assemble_one_series(series_uid: str, members: list[DicomFile], assembly: Assembly) -> None:

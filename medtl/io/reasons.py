@@ -35,6 +35,7 @@ class Reason(str, Enum):
     SERIES_SPLIT = "one series held several volumes; split into sub-volumes"
     DUPLICATE_DROPPED = "exact duplicate instance dropped"
     DUPLICATE_POSITION_CONFLICT = "two different images at the same position"
+    SOP_INSTANCE_CONFLICT = "files share a SOPInstanceUID but hold different pixels; none of them is used"
     MISSING_SLICES = "gap in slice positions (missing slices)"
     IRREGULAR_SPACING = "slice spacing varies beyond tolerance"
     GANTRY_TILT = "slices are sheared (gantry tilt)"

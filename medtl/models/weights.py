@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import shutil
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,20 +110,39 @@ def ensure_weights(weight: WeightFile, download: bool = True, progress: bool = T
     url = source_url(weight)
     path.parent.mkdir(parents=True, exist_ok=True)
     log.info("downloading %s from %s", weight.filename, url.split("?")[0])
+    previous_timeout = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(download_timeout())  # torch.hub has no timeout: a hanging mirror must not hang medtl
     try:
         # Downloads to a temporary file, checks the hash prefix, then renames: nothing bad is cached.
         torch.hub.download_url_to_file(url, str(path), hash_prefix=weight.sha256, progress=progress)
+    except TimeoutError as exc:
+        raise WeightsUnavailableError(f"download of {url} timed out after {download_timeout():g} s without data "
+                                      f"(MEDTL_DOWNLOAD_TIMEOUT); {_fix_hint(weight)}") from exc
     except RuntimeError as exc:
         if "invalid hash" in str(exc):
             raise WeightsError(f"refused {weight.filename} from {url}: {exc}; the file was not cached") from exc
         raise WeightsUnavailableError(f"download of {url} failed ({exc}); {_fix_hint(weight)}") from exc
     except OSError as exc:  # URLError, connection refused, DNS failure: offline
         raise WeightsUnavailableError(f"cannot download {url} ({getattr(exc, 'reason', exc)}); {_fix_hint(weight)}") from exc
+    finally:
+        socket.setdefaulttimeout(previous_timeout)
     return path
 
 
+def download_timeout() -> float:
+    """Seconds a download may wait for the connection or the next data (``MEDTL_DOWNLOAD_TIMEOUT``, default 60)."""
+    try:
+        return float(os.environ.get("MEDTL_DOWNLOAD_TIMEOUT", "60"))
+    except ValueError:
+        return 60.0
+
+
 def import_weights(source: str | Path) -> Path:
-    """Verify a file obtained elsewhere against the registry and install it in the cache."""
+    """Check a file obtained elsewhere against the registry and install it in the cache.
+
+    Files with a published hash are verified; files without one (MedicalNet) can only be
+    matched by name: ``is_verified`` tells which.
+    """
     source = Path(source)
     if not source.is_file():
         raise UnknownNameError(f"weights file not found: {source}; give the path of the downloaded file")
@@ -198,3 +218,9 @@ def _is_tensor_dict(state: dict) -> bool:
 
     return any(isinstance(v, torch.Tensor) for v in state.values())
 
+
+
+def is_verified(path: str | Path) -> bool:
+    """Whether an installed weight file matches a published hash (``False`` for unpinned files)."""
+    name = Path(path).name
+    return any(w.filename == name and w.sha256 for w in WEIGHT_FILES.values())

@@ -49,8 +49,11 @@ def _source_order(frame_refs: list[tuple[str, int]], labels: np.ndarray, paths: 
 
 
 def write_dicom_seg(path: Path, frame_refs: list[tuple[str, int]], labels: np.ndarray, class_names: list[str],
-                    model_id: str) -> Path:
-    """Write ``labels`` ((frames, rows, cols), volume order) as a binary DICOM-SEG beside the source series."""
+                    model_id: str, deidentify: bool = False) -> Path:
+    """Write ``labels`` ((frames, rows, cols), volume order) as a binary DICOM-SEG beside the source series.
+
+    ``deidentify`` applies the PS3.15 basic profile (``medtl.predict.deidentify``) for sharing.
+    """
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
@@ -70,6 +73,10 @@ def write_dicom_seg(path: Path, frame_refs: list[tuple[str, int]], labels: np.nd
         sop_instance_uid=hd.UID(), instance_number=1, manufacturer="medtl", manufacturer_model_name="medtl",
         software_versions=__version__, device_serial_number="none", series_description="medtl segmentation",
         omit_empty_frames=bool(pixels.any()))
+    if deidentify:
+        from .deidentify import deidentify_dataset
+
+        deidentify_dataset(seg)
     with atomic_path(path) as tmp:
         seg.save_as(tmp)
     return path

@@ -46,6 +46,7 @@ class PredictOptions:
     shard: tuple[int, int] = (1, 1)
     probability_maps: bool = False
     dicom_seg: bool = True
+    deidentify_seg: bool = False  # PS3.15 basic profile on the DICOM-SEG (for sharing)
     progress: bool = True
 
 
@@ -77,7 +78,8 @@ def _job_identity(trained: TrainedRun, inputs: PredictInputs, options: PredictOp
             "model_id": trained.model_id, "input": keyed_hash(str(inputs.source.resolve()), "input"),
             "input_listing": keyed_hash(sha256_text(*listing), "input-listing"),
             "input_kind": inputs.kind, "shard": f"{options.shard[0]}/{options.shard[1]}",
-            "probability_maps": options.probability_maps, "dicom_seg": options.dicom_seg, "with_truth": truth}
+            "probability_maps": options.probability_maps, "dicom_seg": options.dicom_seg,
+            "deidentify_seg": options.deidentify_seg, "with_truth": truth}
 
 
 def _check_job(out: Path, identity: dict) -> None:
@@ -132,7 +134,8 @@ def _process_batch(batch: list[dict], todo: list[PredictItem], models: list, tra
             record.update(probs=ensemble[i].tolist(), member_probs=members[:, i].tolist())
         else:
             record.update(segmentation_record(item.key, loaded, ensemble[i], members[:, i], trained, out,
-                                              options.probability_maps, options.dicom_seg, truth, notes))
+                                              options.probability_maps, options.dicom_seg, truth, notes,
+                                              options.deidentify_seg))
         record.update(status="warn" if notes else "ok", reasons=";".join(notes))
         records.append(record)
     return records

@@ -14,8 +14,9 @@ import numpy as np
 import torch
 
 from ..config import Config
-from ..errors import InputError, public_detail
+from ..errors import InputError
 from ..io.reasons import Reason
+from ..plumbing.redact import public_detail
 from .inflight import InflightMarks
 from .items import PredictItem
 from .writers import OutputGeometry

@@ -27,7 +27,8 @@ def _case_metrics(labels: np.ndarray, loaded: dict, num_classes: int) -> dict:
 
 
 def segmentation_record(key: str, loaded: dict, ensemble: np.ndarray, members: np.ndarray, trained: TrainedRun,
-                        out: Path, probability_maps: bool, dicom_seg: bool, truth: bool, notes: list[str]) -> dict:
+                        out: Path, probability_maps: bool, dicom_seg: bool, truth: bool, notes: list[str],
+                        deidentify_seg: bool = False) -> dict:
     """Write the mask (NIfTI; DICOM-SEG for DICOM input; optional probabilities) and describe it."""
     geometry, dims = loaded["geometry"], len(loaded["input_shape"])
     labels, foreground = _labels(ensemble, loaded)
@@ -45,7 +46,7 @@ def segmentation_record(key: str, loaded: dict, ensemble: np.ndarray, members: n
 
         try:
             write_dicom_seg(contained(out, f"seg/{stem}.dcm"), loaded["frame_refs"], labels.reshape(geometry.shape),
-                            trained.class_names, trained.model_id)
+                            trained.class_names, trained.model_id, deidentify=deidentify_seg)
             seg_file = f"seg/{stem}.dcm"
         # highdicom refuses some odd sources; the NIfTI mask stands, and the row says why the SEG is missing.
         except Exception as exc:  # noqa: BLE001

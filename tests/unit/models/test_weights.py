@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import medtl
+from medtl.cli import main
 from medtl.models import weights
 from medtl.models.backbones import get_backbone_spec
 from tests.unit.models.conftest import save_canonical, torchvision_densenet_layout
@@ -127,15 +128,35 @@ def test_real_size_imagenet_layouts_map_completely(tmp_path, monkeypatch):
         assert all("inflated" in note for note in report.adapted.values())
 
 
-def test_medicalnet_layout(tmp_path):
+def test_medicalnet_layout(tmp_path, capsys):
     net = get_backbone_spec("resnet18").builder(3, 1, shortcut_type="A", bias_downsample=True)
     state = {"state_dict": {f"module.{k}": v for k, v in net.state_dict().items()}}
     state["state_dict"]["module.conv_seg.0.weight"] = torch.zeros(32, 512, 3, 3, 3)
     torch.save(state, tmp_path / "resnet_18_23dataset.pth")
     fake_entry("resnet18-medicalnet", "resnet_18_23dataset.pth", None, "medicalnet", dims=3, in_channels=1,
                arch=(("shortcut_type", "A"), ("bias_downsample", True)))
-    weights.import_weights(tmp_path / "resnet_18_23dataset.pth")
+    assert main(["weights", "import", str(tmp_path / "resnet_18_23dataset.pth")]) == 0
+    assert "UNVERIFIED" in capsys.readouterr().out  # no published hash: never called verified
     model = medtl.create_model("resnet18", dims=3, num_classes=2, pretrained="medicalnet", download=False)
     assert model.adaptation.adapted == {}
     assert list(model.adaptation.dropped) == ["backbone.conv_seg.0.weight"]
     assert not any("downsample" in k for k in model.backbone.state_dict())  # shortcut A has no parameters
+
+
+def test_a_mirror_that_never_answers_times_out(tiny_imagenet, monkeypatch):
+    import socket
+    import threading
+    import time
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    accepted = []
+    threading.Thread(target=lambda: accepted.append(listener.accept()), daemon=True).start()
+    monkeypatch.setenv(weights.MIRROR_ENV, f"http://127.0.0.1:{listener.getsockname()[1]}")
+    monkeypatch.setenv("MEDTL_DOWNLOAD_TIMEOUT", "1")
+    started = time.monotonic()
+    with pytest.raises(weights.WeightsUnavailableError, match="timed out"):
+        weights.ensure_weights(weights.WEIGHT_FILES["tiny-resnet-imagenet"], progress=False)
+    assert time.monotonic() - started < 10 and socket.getdefaulttimeout() is None
+    listener.close()

@@ -1,7 +1,8 @@
 """Error details written to outputs lose paths that may hold patient names."""
 
 
-from medtl.errors import InputError, public_detail
+from medtl.errors import InputError
+from medtl.plumbing.redact import public_detail
 
 
 def test_error_details_lose_paths_that_may_hold_names():
