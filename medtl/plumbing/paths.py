@@ -46,9 +46,11 @@ def contained(root: str | Path, relative: str | Path) -> Path:
     """
     root = Path(root)
     target = root / relative
-    resolved_root = root.resolve()
-    resolved = target.resolve()
-    if resolved != resolved_root and resolved_root not in resolved.parents:
+    try:
+        resolved_root, resolved = root.resolve(), target.resolve()
+    except (RuntimeError, OSError):  # a link loop on the way
+        resolved_root, resolved = root.absolute(), None
+    if resolved is None or (resolved != resolved_root and resolved_root not in resolved.parents):
         raise OutsideOutputError(f"refused to write or delete {relative!s}: it resolves outside the output folder "
                                  f"{root}; output names come from ids and are never followed outside --out")
     return target
