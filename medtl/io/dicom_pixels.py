@@ -29,8 +29,40 @@ def _fix_bits(stored: np.ndarray, info: DicomFile) -> np.ndarray:
     return stored & np.array((1 << info.bits_stored) - 1, dtype=stored.dtype)
 
 
+_J2K_SYNTAXES = ("1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.201",
+                 "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203")
+_SOC_SIZ = b"\xff\x4f\xff\x51"
+
+
+def j2k_declared_size(fragment: bytes) -> tuple[int, int] | None:
+    """``(rows, columns)`` a JPEG 2000 codestream declares in its SIZ marker (``None``: not found)."""
+    start = fragment.find(_SOC_SIZ)
+    if start < 0 or len(fragment) < start + 24:
+        return None
+    # SIZ: Lsiz(2) Rsiz(2) Xsiz(4) Ysiz(4) XOsiz(4) YOsiz(4), after SOC + SIZ markers
+    x_size, y_size, x_offset, y_offset = np.frombuffer(fragment[start + 8:start + 24], dtype=">u4")
+    return int(y_size) - int(y_offset), int(x_size) - int(x_offset)
+
+
+def _check_codestream_size(ds, info: DicomFile) -> None:
+    """A codestream declaring another size than the header would make the decoder allocate that size."""
+    if info.transfer_syntax not in _J2K_SYNTAXES:
+        return
+    from pydicom.encaps import generate_frames
+
+    for fragment in generate_frames(ds.PixelData, number_of_frames=info.n_frames):
+        declared = j2k_declared_size(fragment)
+        if declared is not None and declared != (info.rows, info.columns):
+            raise InputError(f"JPEG 2000 data of {info.path} declares {declared[0]}x{declared[1]} pixels but the "
+                             f"header says {info.rows}x{info.columns}; refusing to decode it",
+                             Reason.DECODE_FAILED.name)
+
+
 def read_stored_frames(info: DicomFile) -> np.ndarray:
-    """All frames of a file as stored integers, shape ``(frames, rows, columns)``."""
+    """All frames of a file as stored integers, shape ``(frames, rows, columns)``.
+
+    JPEG 2000 codestreams are checked against the header's size before decoding.
+    """
     shape = (info.n_frames, info.rows, info.columns)
     dtype = info.native_dtype
     try:
@@ -43,7 +75,10 @@ def read_stored_frames(info: DicomFile) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ds = pydicom.dcmread(info.path)
+            _check_codestream_size(ds, info)
             return np.asarray(ds.pixel_array).reshape(shape)
+    except InputError:
+        raise
     # Codecs raise their own exception types; any of them means this file cannot be decoded.
     except Exception as exc:  # noqa: BLE001
         raise InputError(

@@ -54,10 +54,27 @@ def _check_header(image, path: Path) -> None:
     check_size(shape, str(path))
 
 
-def _check_geometry(lps: np.ndarray, spacing: np.ndarray, shape: tuple, path: Path) -> None:
+def _raw_pixdim(image) -> np.ndarray | None:
+    """The voxel sizes as stored: nibabel's loader silently turns a zero ``pixdim`` into 1 mm."""
+    from nibabel.openers import ImageOpener
+
+    try:
+        holder = image.file_map.get("header") or image.file_map["image"]
+        with ImageOpener(holder.filename) as f:
+            raw = type(image.header).from_fileobj(f, check=False)
+        return np.asarray(raw["pixdim"][1:4], dtype=float)
+    except Exception:  # noqa: BLE001 - Analyze/MINC variants: nibabel's own header is all there is
+        return None
+
+
+def _check_geometry(lps: np.ndarray, spacing: np.ndarray, shape: tuple, path: Path, image=None) -> None:
     """NaN or zero spacing/direction is refused, never replaced by an invented 1 mm."""
     flat = [d for d in shape[:3]] + [1] * (3 - len(shape[:3]))
-    zero_on_real_axis = any(s == 0 and n > 1 for s, n in zip(spacing, flat))
+    sizes = spacing
+    if image is not None and int(image.header.get("sform_code", 0)) == 0:  # the affine comes from pixdim
+        raw = _raw_pixdim(image)
+        sizes = raw if raw is not None else spacing
+    zero_on_real_axis = any((not np.isfinite(s)) or (s == 0 and n > 1) for s, n in zip(sizes, flat))
     if not np.isfinite(lps).all() or zero_on_real_axis:
         raise InputError(f"{path} has a NaN or zero voxel size / direction in its header (pixdim, quaternion or "
                          "sform); fix the header, medtl does not invent a geometry", Reason.NO_GEOMETRY.name)
@@ -116,7 +133,7 @@ def load_nifti(path: str | os.PathLike, as_label: bool = False) -> Volume:
     lps = _RAS_TO_LPS @ image.affine
     columns = lps[:3, :3]
     spacing = np.linalg.norm(columns, axis=0)
-    _check_geometry(lps, spacing, data.shape, path)
+    _check_geometry(lps, spacing, data.shape, path, image)
     spacing[spacing == 0] = 1.0  # only on axes of size 1 (checked above), where no voxel position depends on it
     direction = (columns / spacing)[:, ::-1]
     metadata = {"source": "nifti", "kind": "3d", "shape": list(data.shape[::-1]), "value_mapping": [],

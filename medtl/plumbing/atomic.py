@@ -13,6 +13,7 @@ import io
 import json
 import math
 import os
+import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,6 +40,34 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+_TEMP_NAME = re.compile(r"\.tmp-(\d+)-")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_orphan_temps(folder: str | Path) -> int:
+    """Delete temporary files that ``atomic_path`` left under ``folder`` when its process was killed.
+
+    Only files of processes that no longer run are removed (a concurrent writer keeps
+    its file); returns how many were removed.
+    """
+    removed = 0
+    for path in Path(folder).rglob(".tmp-*"):
+        match = _TEMP_NAME.match(path.name)
+        if match and path.is_file() and not path.is_symlink() and not _alive(int(match.group(1))):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def write_atomic(path: str | Path, data: str | bytes) -> Path:

@@ -16,6 +16,7 @@ import traceback
 from pathlib import Path
 
 _PATH = re.compile(r"[^\s;,()'\"<>=]*[/\\][^\s;,()'\"<>=]*")
+_NOT_A_PATH = re.compile(r"[\d/.:+-]+")  # "1/4" (a shard), "3/10" (a ratio): no names in it
 _UID = re.compile(r"(?<![\w.])\d+(?:\.\d+){3,}(?![\w.])")
 
 
@@ -29,7 +30,9 @@ def redact(text: str) -> str:
 
     def path(match: re.Match) -> str:
         token = match.group(0)
-        return token if token.startswith(roots) or "://" in token else "<path>"
+        if token.startswith(roots) or "://" in token or _NOT_A_PATH.fullmatch(token):
+            return token
+        return "<path>"
 
     return _UID.sub("<uid>", _PATH.sub(path, text))
 

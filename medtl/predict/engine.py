@@ -23,7 +23,7 @@ import torch
 from .. import __version__
 from ..errors import InputError, MedtlError
 from ..io.reasons import Reason
-from ..plumbing.atomic import write_csv, write_json
+from ..plumbing.atomic import remove_orphan_temps, write_csv, write_json
 from ..plumbing.progress import progress_bar
 from ..tasks import get_task
 from .inflight import CRASH_LIMIT, InflightMarks
@@ -211,6 +211,8 @@ def predict_items(trained: TrainedRun, inputs: PredictInputs, out: str | Path, o
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _check_job(out, _job_identity(trained, inputs, options, truth))
+    if remove_orphan_temps(out):
+        log.info("removed temporary files left by an interrupted run in %s", out)
     shard, count = options.shard
     items = [item for item in inputs.items if shard_of(item.key, count) == shard]
     journal = Journal(out / "journal.jsonl")

@@ -22,7 +22,7 @@ from ..data.splits import Fold, make_folds
 from ..errors import ConfigError, InputError, WeightsUnavailableError
 from ..evaluate.summary import arm_summary, compare_arms, verdict_line
 from ..models.device import resolve_device
-from ..plumbing.atomic import write_csv, write_json
+from ..plumbing.atomic import remove_orphan_temps, write_csv, write_json
 from ..plumbing.progress import progress_bar
 from ..rundir import RunDir
 from ..tasks import get_task
@@ -85,6 +85,9 @@ def _folds(rundir: RunDir, config: Config, cases: list[PreparedCase]) -> list[Fo
 def _prepare_run(config: Config, rundir: RunDir, arms: list[Arm], progress: bool) -> tuple[CVRun, list[dict]]:
     run_state.check_config(rundir, config)
     rundir.root.mkdir(parents=True, exist_ok=True)
+    orphans = remove_orphan_temps(rundir.root)
+    if orphans:
+        rundir.log(f"removed {orphans} temporary file(s) left by an interrupted run")
     rundir.write_config(config)
     for arm in arms:
         rundir.write_arm_config(arm.name, arm.config)

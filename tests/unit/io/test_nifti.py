@@ -125,3 +125,50 @@ def test_simpleitk_formats_keep_geometry(tmp_path, suffix):
     volume = load_volume(tmp_path / f"img{suffix}")
     assert volume.spacing == (2.0, 0.7, 0.5)
     np.testing.assert_allclose(volume.affine @ [2, 3, 4, 1], [*image.TransformIndexToPhysicalPoint((4, 3, 2)), 1])
+
+
+def raw_nifti(path, data, pixdim=(1.0, 1.0, 1.0), codes=(0, 0), dtype="<f4"):
+    """A .nii written byte by byte, so that broken headers stay broken (nibabel would repair them on save)."""
+    header = nib.Nifti1Header()
+    header.set_data_shape(data.shape)
+    header.set_data_dtype(np.dtype(dtype))
+    header["pixdim"][1:4] = pixdim
+    header["qform_code"], header["sform_code"] = codes
+    header["vox_offset"] = 352
+    path.write_bytes(header.binaryblock + b"\0" * 4 + np.asarray(data, dtype).tobytes("F"))
+    return path
+
+
+@pytest.mark.parametrize("pixdim", [(np.nan, 1.0, 1.0), (1.0, 0.0, 1.0), (1.0, 1.0, np.inf)])
+def test_nan_or_zero_voxel_size_is_refused_never_invented(tmp_path, pixdim):
+    path = raw_nifti(tmp_path / "a.nii", np.ones((4, 5, 6)), pixdim)
+    with pytest.raises(InputError) as error:
+        load_volume(path)
+    assert error.value.reason == "NO_GEOMETRY"
+
+
+def test_zero_spacing_on_a_singleton_axis_is_harmless(tmp_path):
+    volume = load_volume(raw_nifti(tmp_path / "a.nii", np.ones((4, 5, 1)), (0.5, 0.5, 0.0)))
+    assert volume.array.shape == (1, 5, 4) and volume.spacing[1:] == (0.5, 0.5)
+
+
+@pytest.mark.parametrize("data, dtype, reason", [
+    (np.ones((4, 5, 0)), "<f4", "EMPTY_IMAGE"),
+    (np.ones((4, 5, 6)), "<c8", "NON_SCALAR_IMAGE"),
+    (np.full((4, 5, 6), np.nan), "<f4", "NON_FINITE_VALUES")])
+def test_empty_complex_and_nan_images_are_refused(tmp_path, data, dtype, reason):
+    with pytest.raises(InputError) as error:
+        load_volume(raw_nifti(tmp_path / "a.nii", data, dtype=dtype))
+    assert error.value.reason == reason
+
+
+def test_a_header_declaring_a_huge_image_is_refused_before_reading(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDTL_MAX_VOLUME_MB", "64")
+    header = nib.Nifti1Header()
+    header.set_data_shape((2048, 2048, 2048))
+    header.set_data_dtype(np.uint8)
+    header["vox_offset"] = 352
+    (tmp_path / "huge.nii").write_bytes(header.binaryblock + b"\0" * 12)
+    with pytest.raises(InputError) as error:
+        load_volume(tmp_path / "huge.nii")
+    assert error.value.reason == "TOO_LARGE"

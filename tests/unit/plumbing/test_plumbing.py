@@ -51,3 +51,33 @@ def test_registry_refuses_duplicates_and_suggests_close_names():
     with pytest.raises(UnknownNameError, match="did you mean 'round'"):
         registry.get("rund")
     assert registry.names() == ["round"] and "round" in registry and list(registry) == [1]
+
+
+def test_csv_cells_neutralise_formulas_keep_numbers_and_round_trip(tmp_path):
+    from medtl.plumbing.atomic import csv_cell, read_csv, write_csv
+
+    values = ["=1+1", "+cmd", "-2+3", "@SUM(1)", "\tx", "-1", "+2.5", "plain", "'=quoted"]
+    assert [csv_cell(v) for v in values[:6]] == ["'=1+1", "'+cmd", "'-2+3", "'@SUM(1)", "'\tx", "-1"]
+    assert csv_cell(float("nan")) == "" and csv_cell(float("inf")) == "" and csv_cell(0.5) == 0.5
+    write_csv(tmp_path / "t.csv", ["v"], [{"v": v} for v in values[:8]])
+    _, rows = read_csv(tmp_path / "t.csv")
+    assert [r["v"] for r in rows] == values[:8]
+
+
+def test_orphan_temporaries_of_dead_processes_are_removed(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from medtl.plumbing.atomic import remove_orphan_temps
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (tmp_path / "a").mkdir()
+    orphan = tmp_path / "a" / f".tmp-{dead.stdout.strip()}-xyz-state.pt"
+    orphan.write_bytes(b"half")
+    ours = tmp_path / f".tmp-{os.getpid()}-abc-model.safetensors"
+    ours.write_bytes(b"being written")
+    keep = tmp_path / "model.safetensors"
+    keep.write_bytes(b"done")
+    assert remove_orphan_temps(tmp_path) == 1
+    assert not orphan.exists() and ours.exists() and keep.exists()

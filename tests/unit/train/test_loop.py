@@ -78,3 +78,13 @@ def test_predict_returns_probabilities_in_case_order_and_the_loader_covers_every
     assert seen == [c.label for c in data]
     shuffled = [len(t) for _, t, _ in make_loader(data, cfg, 1)]
     assert sum(shuffled) == 10 and not math.isnan(float(probs.mean()))
+
+
+def test_a_non_finite_loss_stops_the_fold_and_names_the_cases(tmp_path):
+    from medtl.errors import TrainingDivergedError
+
+    data = cases()
+    data[5].image[:] = np.nan  # slipped past every guard: the loop is the last line of defence
+    with pytest.raises(TrainingDivergedError, match="epoch 1") as error:
+        fit(model(), data, config(), tmp_path / "state.pt", seed=0)
+    assert "c5" in str(error.value)
