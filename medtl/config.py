@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import re
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
@@ -169,6 +170,15 @@ class ArmConfig(_Section):
 
     name: str
     set: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        # the name becomes a folder (RUN/arms/<name>/): no separators, no "..", nothing hidden
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", value) or ".." in value:
+            raise ValueError(f"arm name {value!r} must be a plain name (letters, digits, '_', '.', '-'; "
+                             "starting with a letter or digit), e.g. l2sp_0.01")
+        return value
 
 
 class Config(_Section):

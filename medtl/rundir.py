@@ -24,6 +24,7 @@ from pathlib import Path
 from .config import Config, dump_config, load_config
 from .errors import InputError
 from .plumbing.atomic import read_csv, write_atomic, write_csv, write_json
+from .plumbing.paths import contained
 
 SPLIT_COLUMNS = ["case_id", "patient_key", "repeat", "fold"]
 
@@ -107,8 +108,8 @@ class RunDir:
         return self.config.exists()
 
     def arm_dir(self, arm: str) -> Path:
-        """``arms/<arm>/``."""
-        return self.root / "arms" / arm
+        """``arms/<arm>/`` (checked to stay inside the run folder)."""
+        return contained(self.root, Path("arms") / arm)
 
     def arm_config_path(self, arm: str) -> Path:
         """``arms/<arm>/config.yaml``: the arm's resolved config."""

@@ -67,3 +67,9 @@ def test_unknown_or_repeated_arms_are_refused(tmp_path):
         resolve_arms(load_config(write_config(tmp_path, compare=["linear", "linear"])))
     with pytest.raises(ConfigError, match="did you mean 'finetune.strategy'"):
         resolve_arms(load_config(write_config(tmp_path, compare=[{"name": "x", "set": {"finetune.strategi": "x"}}])))
+
+
+@pytest.mark.parametrize("name", ["../../outside", "/abs", "..", ".hidden", "a/b", ""])
+def test_arm_names_that_are_not_plain_names_are_refused(tmp_path, name):
+    with pytest.raises(ConfigError, match="plain name"):
+        load_config(write_config(tmp_path, compare=[{"name": name, "set": {"finetune.l2sp": 0.01}}]))
