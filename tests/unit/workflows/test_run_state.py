@@ -1,0 +1,71 @@
+"""Run state: folds read back from splits.csv equal the folds made; every kind of drift is refused."""
+
+from types import SimpleNamespace
+
+import pytest
+
+from medtl.config import load_config
+from medtl.data.splits import make_folds
+from medtl.errors import RunMismatchError
+from medtl.rundir import RunDir
+from medtl.workflows import run_state
+
+
+def cases(n=12, salt="a"):
+    return [SimpleNamespace(case_id=f"c{i}", patient_key=f"{salt}-p{i // 2}", group_key=f"{salt}-p{i // 2}",
+                            label=i % 2, content_hash=f"{i:064x}") for i in range(n)]
+
+
+def started_run(tmp_path, data, repeats=2):
+    rundir = RunDir(tmp_path / "run")
+    folds = make_folds([c.group_key for c in data], [c.label for c in data], 3, 0, repeats)
+    rundir.write_config(load_config(None, ["cv.folds=3"]))
+    rundir.write_splits(run_state.split_rows(data, folds))
+    run_state.write_state(rundir, "config text", data, [], ["scratch"])
+    return rundir, folds
+
+
+def test_folds_read_back_equal_the_folds_made(tmp_path):
+    data = cases()
+    rundir, folds = started_run(tmp_path, data)
+    assert run_state.folds_from_splits(rundir, data) == folds
+
+
+def test_a_new_salt_a_moved_patient_or_an_edited_splits_file_is_refused(tmp_path):
+    data = cases()
+    rundir, _ = started_run(tmp_path, data)
+    with pytest.raises(RunMismatchError, match="salt"):
+        run_state.folds_from_splits(rundir, cases(salt="b"))
+    renamed = cases()
+    renamed[0].case_id = "other"
+    with pytest.raises(RunMismatchError, match="not in the data now"):
+        run_state.folds_from_splits(rundir, renamed)
+    rows = rundir.read_splits()
+    rows[0]["fold"] = (rows[0]["fold"] + 1) % 3
+    rundir.write_splits(rows)
+    with pytest.raises(RunMismatchError, match="modified after the run started"):
+        run_state.folds_from_splits(rundir, data)
+
+
+def test_data_drift_is_named(tmp_path):
+    data = cases()
+    rundir, _ = started_run(tmp_path, data)
+    run_state.check_data(rundir, data, [])  # unchanged: fine
+    changed = cases()
+    changed[3].content_hash = "f" * 64
+    with pytest.raises(RunMismatchError, match="1 case\\(s\\) changed"):
+        run_state.check_data(rundir, changed, [])
+    with pytest.raises(RunMismatchError, match="missing now"):
+        run_state.check_data(rundir, data[:-1], [])
+    with pytest.raises(RunMismatchError, match="unusable cases"):
+        run_state.check_data(rundir, data, [{"case_id": "c99"}])
+
+
+def test_config_drift_names_the_keys_but_an_unstarted_folder_may_change(tmp_path):
+    data = cases()
+    rundir, _ = started_run(tmp_path, data)
+    with pytest.raises(RunMismatchError, match="cv.folds, train.epochs"):
+        run_state.check_config(rundir, load_config(None, ["cv.folds=4", "train.epochs=2"]))
+    fresh = RunDir(tmp_path / "fresh")
+    fresh.write_config(load_config(None))  # failed before its splits: nothing to protect yet
+    run_state.check_config(fresh, load_config(None, ["train.epochs=2"]))
