@@ -35,8 +35,16 @@ def _cmd_scan(args: argparse.Namespace) -> int:
 
 def _cmd_config(args: argparse.Namespace) -> int:
     from .config import dump_config, load_config
+    from .workflows.validate import check_experiment
 
-    print(dump_config(load_config(args.config, args.set)), end="")
+    config = load_config(args.config, args.set)
+    print(dump_config(config), end="")
+    checked = check_experiment(config, need_manifest=False)
+    cases = f"; manifest: {len(checked.manifest.cases)} cases, classes {checked.manifest.class_names}" \
+        if checked.manifest else ""
+    print(f"# checked: arms {[a.name for a in checked.arms]}{cases}", file=sys.stderr)
+    for note in checked.notes:
+        print(f"# note: {note}", file=sys.stderr)
     return 0
 
 

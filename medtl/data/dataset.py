@@ -84,7 +84,9 @@ def prepare_cases(manifest: Manifest, config: Config, cache_dir: Path | None, pr
                 sources = [case.image] + ([case.mask] if uses_mask and case.mask else [])
                 missing = [p for p in sources if not p.exists()]
                 if missing:
-                    raise InputError(f"case {case.case_id}: file not found", "FILE_NOT_FOUND")
+                    which = " and ".join("image" if p == case.image else "mask" for p in missing)
+                    raise InputError(f"case {case.case_id}: {which} file named on manifest line {case.line} not "
+                                     "found", "FILE_NOT_FOUND")
                 hashes = [sha256_path(p) for p in sources]
                 digest = sha256_text(fingerprint, *hashes)
                 item = _load_cached(cache_dir, digest, case) if cache_dir else None

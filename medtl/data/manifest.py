@@ -28,6 +28,7 @@ class Case:
     mask: Path | None
     patient_key: str  # empty until read from the DICOM header when the manifest has no patient_id
     group_key: str
+    line: int = 0  # line of the manifest (for messages)
 
 
 @dataclass
@@ -62,6 +63,28 @@ def canonical_label(text: str) -> str:
     return str(int(value)) if value.is_integer() else repr(value)
 
 
+KNOWN_COLUMNS = ("image", "label", "mask", "patient_id", "case_id", "site", "split")
+
+
+def _refuse_near_miss_columns(columns: list[str], group_by: str, path: Path) -> None:
+    """A column that is almost a known one (``PatientID``, ``Label``) would be silently ignored: refuse it.
+
+    Columns unlike any known name (``age``, ``notes``) are kept for the user and ignored.
+    """
+    import difflib
+
+    known = set(KNOWN_COLUMNS) | {group_by}
+    for column in columns:
+        if column in known:
+            continue
+        folded = column.lower().replace(" ", "_")
+        close = [k for k in known if folded == k or folded.replace("_", "") == k.replace("_", "")]
+        close = close or difflib.get_close_matches(folded, sorted(known), n=1, cutoff=0.75)
+        if close and close[0] not in columns:
+            raise InputError(f"manifest {path} has a column '{column}'; did you mean '{close[0]}'? Rename it (column "
+                             f"names are exact: {', '.join(KNOWN_COLUMNS)}), otherwise it would be ignored")
+
+
 def _sort_labels(labels: set[str]) -> list[str]:
     try:
         return sorted(labels, key=float)
@@ -86,6 +109,7 @@ def read_manifest(path: str | Path, task: str, group_by: str = "patient_id", tar
         reader = csv.DictReader(f)
         columns = [c.strip() for c in reader.fieldnames or []]
         rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in reader]
+    _refuse_near_miss_columns(columns, group_by, path)
     needed = ["image"] + ([target] if targets else [])
     missing = [c for c in needed if c not in columns]
     if missing:
@@ -112,7 +136,7 @@ def read_manifest(path: str | Path, task: str, group_by: str = "patient_id", tar
         patient_key = keyed_hash(patient, "patient") if patient else ""
         group = row.get(group_by, "") if group_by != "patient_id" else patient
         cases.append(Case(case_id, image, label, mask, patient_key,
-                          keyed_hash(group, "group") if group else ""))
+                          keyed_hash(group, "group") if group else "", number))
     if not cases:
         raise InputError(f"manifest {path} has no rows")
     labels = _sort_labels({c.label for c in cases if c.label is not None})

@@ -29,8 +29,7 @@ def _salt_for(env_salt: str | None, home: str) -> bytes:
         return env_salt.encode()
     path = Path(home) / "salt"
     if not path.exists():
-        with atomic_path(path) as tmp:
-            os.chmod(tmp, 0o600)
+        with atomic_path(path, mode=0o600) as tmp:  # private: anyone holding it can test guesses of identifiers
             tmp.write_text(secrets.token_hex(32))
     return path.read_text().strip().encode()
 

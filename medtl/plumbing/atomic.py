@@ -20,13 +20,20 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, mode: int | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success fsync it and rename it to ``path``.
 
     The temporary name keeps ``path``'s suffixes (``.nii.gz``, ``.npz``), because some
     writers choose the format from the name. On an error the temporary file is removed
-    and ``path`` is left as it was.
+    and ``path`` is left as it was. The file gets ``mode``, by default what the user's
+    umask gives a new file (colleagues can read the report), not ``mkstemp``'s 0600.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -37,6 +44,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, (0o666 & ~_umask()) if mode is None else mode)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

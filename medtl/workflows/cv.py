@@ -13,13 +13,12 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..arms import Arm, resolve_arms
+from ..arms import Arm
 from ..config import Config, dump_config
 from ..data.dataset import PreparedCase, prepare_cases
-from ..data.manifest import read_manifest
 from ..data.provenance import environment, write_training_images
 from ..data.splits import Fold, make_folds
-from ..errors import ConfigError, InputError, WeightsUnavailableError
+from ..errors import InputError, WeightsUnavailableError
 from ..evaluate.summary import arm_summary, compare_arms, verdict_line
 from ..models.device import resolve_device
 from ..plumbing.atomic import remove_orphan_temps, write_csv, write_json
@@ -28,6 +27,7 @@ from ..rundir import RunDir
 from ..tasks import get_task
 from . import run_state
 from .cv_fold import run_fold
+from .validate import Checked, check_experiment
 
 log = logging.getLogger("medtl")
 
@@ -82,7 +82,8 @@ def _folds(rundir: RunDir, config: Config, cases: list[PreparedCase]) -> list[Fo
     return run_state.folds_from_splits(rundir, cases)
 
 
-def _prepare_run(config: Config, rundir: RunDir, arms: list[Arm], progress: bool) -> tuple[CVRun, list[dict]]:
+def _prepare_run(config: Config, rundir: RunDir, checked: Checked, progress: bool) -> tuple[CVRun, list[dict]]:
+    arms, manifest = checked.arms, checked.manifest
     run_state.check_config(rundir, config)
     rundir.root.mkdir(parents=True, exist_ok=True)
     orphans = remove_orphan_temps(rundir.root)
@@ -91,7 +92,8 @@ def _prepare_run(config: Config, rundir: RunDir, arms: list[Arm], progress: bool
     rundir.write_config(config)
     for arm in arms:
         rundir.write_arm_config(arm.name, arm.config)
-    manifest = read_manifest(config.data.manifest, config.task, config.cv.group_by)
+    for note in checked.notes:
+        rundir.log(note)
     cases, skipped = prepare_cases(manifest, config, rundir.cache, progress)
     if not cases:
         raise InputError(f"no usable case in {manifest.path}; reasons: {sorted({s['reason'] for s in skipped})}")
@@ -135,11 +137,10 @@ def _train_arm(run: CVRun, arm: Arm, num_classes: int, advance) -> None:
 
 def run_cv(config: Config, out: str | Path, progress: bool = True) -> CVRun:
     """Run (or resume) cross-validation and write every output into ``out``."""
-    if config.data.manifest is None:
-        raise ConfigError("data.manifest is not set; point it at a manifest CSV (see README, Manifest)")
-    arms = resolve_arms(config)
+    checked = check_experiment(config, fetch_main_weights=True)  # before anything is written: a config that cannot run claims no folder
+    arms = checked.arms
     rundir = RunDir(out)
-    run, skipped = _prepare_run(config, rundir, arms, progress)
+    run, skipped = _prepare_run(config, rundir, checked, progress)
     task = get_task(config.task)
     num_classes = task.num_classes(run.class_names, run.cases)
     rundir.log(f"cv: {len(run.cases)} cases, {len(run.folds)} folds, arms {[a.name for a in arms]}")

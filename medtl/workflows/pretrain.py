@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from ..config import Config, dump_config
+from ..config import Config
 from ..data.dataset import prepare_cases
 from ..data.manifest import read_manifest
 from ..data.provenance import data_hash
@@ -55,6 +55,20 @@ def source_stage_config(config: Config) -> Config:
         "train.selection": "last"}, where="source stage")
 
 
+def stage_fingerprint_text(stage: Config) -> str:
+    """What decides the source model: task, preprocessing, backbone and its start, training settings.
+
+    Not the target's CV, arms or fine-tuning (the source stage always trains fully), and
+    not where the manifest lies (its content is hashed separately), so changing
+    ``cv.folds`` or ``compare`` never retrains the source model.
+    """
+    raw = stage.model_dump(mode="json")
+    used = {"task": raw["task"], "data": {k: v for k, v in raw["data"].items() if k != "manifest"},
+            "model": {k: raw["model"][k] for k in ("backbone", "pretrained", "input_adapt", "inflate")},
+            "train": raw["train"]}
+    return json.dumps(used, sort_keys=True)
+
+
 def train_source_model(config: Config, progress: bool = True) -> SourceModel:
     """Train the source stage, or reuse the cached checkpoint of an identical one."""
     stage = source_stage_config(config)
@@ -63,7 +77,7 @@ def train_source_model(config: Config, progress: bool = True) -> SourceModel:
     cases, skipped = prepare_cases(manifest, stage, root / "cases", progress)
     if not cases:
         raise InputError(f"no usable case in the source manifest {manifest.path}")
-    stage_text = dump_config(stage).replace(str(stage.data.manifest), "<source manifest>")
+    stage_text = stage_fingerprint_text(stage)
     data_sha = data_hash([c.content_hash for c in cases])
     fingerprint = sha256_text(stage_text, data_sha)[:16]
     folder = root / fingerprint

@@ -135,3 +135,28 @@ def test_a_run_that_failed_before_its_splits_can_be_rerun_with_a_fixed_config(da
     assert "manifest not found" in capsys.readouterr().err
     config = write_config(tmp_path / "c.yaml", dataset / "manifest.csv")
     assert main(["cv", str(config), "--out", str(run), "--quiet"]) == 0
+
+
+@pytest.mark.parametrize("change, hint", [
+    ({"compare": ["scrach"]}, "did you mean 'scratch'"),
+    ({"model": {"backbone": "resnet19"}}, "did you mean 'resnet18'"),
+    ({"model": {"pretrained": "imagenett"}}, "did you mean 'imagenet'"),
+    ({"compare": ["medicalnet"], "model": {"backbone": "densenet121"}}, "no 'medicalnet' weights"),
+])
+def test_config_and_cv_refuse_what_cannot_run_before_writing_anything(dataset, tmp_path, capsys, change, hint):
+    config = write_config(tmp_path / "c.yaml", dataset / "manifest.csv", compare=change.pop("compare", ()), **change)
+    assert main(["config", str(config)]) == 2
+    assert hint in capsys.readouterr().err
+    assert main(["cv", str(config), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    assert hint in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
+def test_main_arm_weights_that_cannot_be_had_claim_no_folder(dataset, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("MEDTL_WEIGHTS_MIRROR", "http://127.0.0.1:9")
+    config = write_config(tmp_path / "c.yaml", dataset / "manifest.csv", model={"backbone": "resnet18",
+                                                                                "pretrained": "imagenet"})
+    assert main(["config", str(config)]) == 0
+    assert "not cached" in capsys.readouterr().err
+    assert main(["cv", str(config), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    assert "medtl weights import" in capsys.readouterr().err and not (tmp_path / "run").exists()

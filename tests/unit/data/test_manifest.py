@@ -23,3 +23,21 @@ def test_numeric_labels_are_one_class_whatever_their_spelling(tmp_path):
     assert [c.label for c in manifest.cases] == ["1", "1", "0", "0", "1"]
     (tmp_path / "n.csv").write_text("image,label,patient_id\na.dcm,benign,p1\nb.dcm,Benign,p2\n")
     assert read_manifest(tmp_path / "n.csv", "classification").class_names == ["Benign", "benign"]
+
+
+
+@pytest.mark.parametrize("column, known", [("PatientID", "patient_id"), ("patient", "patient_id"),
+                                           ("Label", "label"), ("Image", "image"), ("case id", "case_id")])
+def test_near_miss_column_names_are_errors_with_the_known_name(tmp_path, column, known):
+    columns = ["image", "label", "patient_id"]
+    columns = [column if c == known else c for c in columns] if known in columns else columns + [column]
+    (tmp_path / "m.csv").write_text(",".join(columns) + "\n" + ",".join(["a.dcm", "1", "p1"] + ["x"] * (
+        len(columns) - 3)) + "\n")
+    with pytest.raises(InputError, match=f"did you mean '{known}'"):
+        read_manifest(tmp_path / "m.csv", "classification", single_class_ok=True)
+
+
+def test_unrelated_extra_columns_are_kept_for_the_user(tmp_path):
+    (tmp_path / "m.csv").write_text("image,label,patient_id,age,notes\na.dcm,1,p1,50,x\nb.dcm,0,p2,60,y\n")
+    manifest = read_manifest(tmp_path / "m.csv", "classification")
+    assert len(manifest.cases) == 2 and manifest.cases[1].line == 3

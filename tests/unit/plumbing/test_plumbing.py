@@ -81,3 +81,18 @@ def test_orphan_temporaries_of_dead_processes_are_removed(tmp_path):
     keep.write_bytes(b"done")
     assert remove_orphan_temps(tmp_path) == 1
     assert not orphan.exists() and ours.exists() and keep.exists()
+
+
+def test_outputs_follow_the_umask_and_private_files_stay_private(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o027)
+    try:
+        write_atomic(tmp_path / "report.html", "x")
+        with atomic_path(tmp_path / "salt", mode=0o600) as tmp:
+            tmp.write_text("s")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "report.html").stat().st_mode) == 0o640
+    assert stat.S_IMODE((tmp_path / "salt").stat().st_mode) == 0o600

@@ -69,3 +69,18 @@ def test_config_drift_names_the_keys_but_an_unstarted_folder_may_change(tmp_path
     fresh = RunDir(tmp_path / "fresh")
     fresh.write_config(load_config(None))  # failed before its splits: nothing to protect yet
     run_state.check_config(fresh, load_config(None, ["train.epochs=2"]))
+
+
+def test_the_source_stage_fingerprint_ignores_what_the_source_stage_does_not_use(tmp_path):
+    from medtl.workflows.pretrain import source_stage_config, stage_fingerprint_text
+
+    (tmp_path / "s.csv").write_text("image,label\n")
+    base = load_config(None, [f"source.manifest={tmp_path / 's.csv'}", "model.pretrained=source"])
+    text = stage_fingerprint_text(source_stage_config(base))
+    for unused in ({"cv.folds": 3}, {"compare": ["scratch"]}, {"finetune.strategy": "linear"},
+                   {"model.dropout": 0.5}):
+        assert stage_fingerprint_text(source_stage_config(base.derive(unused))) == text
+    for used in (["source.epochs=3"], ["data.image_size=[64,64]"], ["model.backbone=tiny-resnet"]):
+        key, value = used[0].split("=")
+        changed = load_config(None, [f"source.manifest={tmp_path / 's.csv'}", "model.pretrained=source", used[0]])
+        assert stage_fingerprint_text(source_stage_config(changed)) != text, key

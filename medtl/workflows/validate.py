@@ -1,0 +1,71 @@
+"""Everything a run needs, checked before it writes anything (``medtl cv``) or instead of running (``medtl config``).
+
+A config that cannot run must not claim a run folder: arms, backbones, the weights
+each arm names, pretrained paths and the manifest are checked first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..arms import Arm, resolve_arms
+from ..config import Config
+from ..data.manifest import Manifest, read_manifest
+from ..errors import ConfigError, UnknownNameError
+from ..models.backbones import get_backbone_spec
+from ..models.weights import WEIGHT_FILES, cache_dir
+
+
+@dataclass
+class Checked:
+    """What the checks found: the arms, the manifest and facts worth telling the user."""
+
+    arms: list[Arm]
+    manifest: Manifest | None
+    notes: list[str] = field(default_factory=list)
+
+
+def weights_cached(config: Config) -> bool | None:
+    """Whether the published weights ``model.pretrained`` names are in the cache (``None``: it names none)."""
+    source = config.model.pretrained
+    if source not in ("imagenet", "medicalnet"):
+        return None
+    weight = WEIGHT_FILES[get_backbone_spec(config.model.backbone).source_for(source, config.data.dims)]
+    return (cache_dir() / weight.filename).exists()
+
+
+def check_experiment(config: Config, need_manifest: bool = True, fetch_main_weights: bool = False) -> Checked:
+    """Check arms, backbones, weight names and the manifest; raise the first problem as a one-line error.
+
+    ``fetch_main_weights`` also makes sure the main arm's published weights are here
+    (downloading them when possible): without them the run cannot start at all.
+    """
+    arms = resolve_arms(config)
+    notes = []
+    for arm in arms:
+        spec = get_backbone_spec(arm.config.model.backbone)
+        if arm.config.data.dims not in spec.dims:
+            raise ConfigError(f"arm '{arm.name}': backbone '{spec.name}' supports dims {spec.dims}, not "
+                              f"{arm.config.data.dims}")
+        try:
+            cached = weights_cached(arm.config)
+        except UnknownNameError as exc:
+            raise UnknownNameError(f"arm '{arm.name}': {exc}") from None
+        if cached is False and arm.required and fetch_main_weights:
+            from ..models.weights import ensure_weights
+
+            ensure_weights(WEIGHT_FILES[spec.source_for(arm.config.model.pretrained, arm.config.data.dims)])
+        elif cached is False:
+            notes.append(f"arm '{arm.name}': {arm.config.model.pretrained} weights for {spec.name} are not cached "
+                         f"in {cache_dir()}; they will be downloaded"
+                         + ("" if arm.required else ", or the arm is skipped (visibly) if that fails"))
+    manifest = None
+    if config.data.manifest is None:
+        if need_manifest:
+            raise ConfigError("data.manifest is not set; point it at a manifest CSV (see README, Manifest)")
+    else:
+        manifest = read_manifest(config.data.manifest, config.task, config.cv.group_by)
+    if config.source is not None and config.source.manifest is not None and \
+            any(a.config.model.pretrained == "source" for a in arms):
+        read_manifest(config.source.manifest, config.source.task)
+    return Checked(arms, manifest, notes)
