@@ -139,6 +139,8 @@ class TrainConfig(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = True  # CUDA only
     workers: int = Field(0, ge=0)
+    threads: int | None = Field(None, ge=1)  # torch threads; default: the cores left after the loader workers
+    keep_state: bool = False  # keep each fold's last optimiser state (state.pt) after the fold finishes
 
 
 class CVConfig(_Section):

@@ -14,3 +14,17 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device '{name}' was asked for but no CUDA device is available; use auto or cpu")
     return torch.device(name)
+
+
+def compute_threads(requested: int | None, workers: int) -> int:
+    """Threads for the process that runs the model: ``requested``, else the cores left after ``workers``.
+
+    Loader workers run one thread each, so the total stays within the machine's cores
+    instead of oversubscribing them (which slows everything down).
+    """
+    import os
+
+    if requested:
+        return requested
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores - workers)

@@ -206,7 +206,7 @@ def prediction_columns(trained: TrainedRun, key_column: str, with_files: bool, t
 def predict_items(trained: TrainedRun, inputs: PredictInputs, out: str | Path, options: PredictOptions,
                   truth: bool = False) -> PredictOutcome:
     """Predict this shard's items into ``out`` (resuming), then write the CSVs and ``predict.json``."""
-    from ..models.device import resolve_device
+    from ..models.device import compute_threads, resolve_device
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -222,6 +222,7 @@ def predict_items(trained: TrainedRun, inputs: PredictInputs, out: str | Path, o
     todo = [item for item in items if item.key not in journal]
     device = resolve_device(options.device)
     workers = default_workers() if options.workers is None else options.workers
+    torch.set_num_threads(compute_threads(trained.config.train.threads, workers))  # workers run 1 thread each
     started = time.perf_counter()
     log.info("%d item(s) in shard %d/%d, %d already done; model %s (%d fold model(s)) on %s", len(items), shard,
              count, len(items) - len(todo), trained.model_id, len(trained.members), device)

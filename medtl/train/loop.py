@@ -22,7 +22,7 @@ from ..data.dataset import CaseDataset, PreparedCase
 from ..errors import TrainingDivergedError
 from ..models.build import MedtlModel
 from ..models.checkpoint import BackgroundCheckpointWriter, load_training_state, save_weights
-from ..models.device import resolve_device
+from ..models.device import compute_threads, resolve_device
 from ..tasks import get_task
 from .finetune import L2SP, apply_strategy, parameter_groups
 
@@ -101,6 +101,7 @@ def fit(model: MedtlModel, train_cases: list[PreparedCase], config: Config, stat
     from ..transforms.presets import augment_pipeline
 
     train_cfg, device = config.train, resolve_device(config.train.device)
+    torch.set_num_threads(compute_threads(train_cfg.threads, train_cfg.workers))
     model.to(device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last if config.data.dims == 2 else torch.channels_last_3d)

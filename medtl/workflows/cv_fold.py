@@ -76,5 +76,6 @@ def run_fold(arm: Arm, fold: Fold, folder: FoldDir, cases: list[PreparedCase], c
                 "adaptation": model.adaptation.to_dict(),
                 "notes": [f"{arm.name} repeat {fold.repeat} fold {fold.fold}: {n}" for n in result.notes]}
     write_json(folder.done, finished)
-    folder.state.unlink(missing_ok=True)  # the finished fold needs only its weights
+    if not config.train.keep_state:
+        folder.state.unlink(missing_ok=True)  # the finished fold needs only its weights
     return finished

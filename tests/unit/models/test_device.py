@@ -17,3 +17,13 @@ def test_cuda_without_a_gpu_is_an_error():
     for name in ("cuda", "cuda:1"):
         with pytest.raises(ConfigError, match="no CUDA device"):
             resolve_device(name)
+
+
+def test_threads_are_divided_between_the_model_and_the_loader_workers(monkeypatch):
+    import os
+
+    from medtl.models.device import compute_threads
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+    assert compute_threads(None, 0) == 8 and compute_threads(None, 3) == 5 and compute_threads(None, 20) == 1
+    assert compute_threads(2, 3) == 2
