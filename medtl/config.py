@@ -51,9 +51,11 @@ class DataConfig(_Section):
     dims: Literal[2, 3] = 2
     image_size: list[int] = Field(default=None, validate_default=False)  # default: 224x224 (2D), 96^3 (3D)
     spacing: list[float] | None = None  # 3D: resample to this spacing (mm) before resizing
-    intensity: Literal["percentile", "window", "none"] = "percentile"
+    intensity: Literal["percentile", "window", "range", "none"] = "percentile"
     window: list[float] = Field(default_factory=lambda: [40.0, 400.0])  # center, width (intensity=window)
     percentiles: list[float] = Field(default_factory=lambda: [0.5, 99.5])
+    value_range: list[float] = Field(default_factory=lambda: [0.0, 255.0])  # low, high (intensity=range) -> 0..1
+    rgb: Literal["refuse", "luminance"] = "refuse"  # colour PNG/JPEG/TIFF: refuse, or 0.299R+0.587G+0.114B
     resample_mask: bool = False  # resample a mask with other geometry (nearest) instead of refusing it
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
 
@@ -74,6 +76,13 @@ class DataConfig(_Section):
     def _check_window(cls, value: list[float]) -> list[float]:
         if len(value) != 2 or value[1] <= 0:
             raise ValueError(f"data.window = {value}: give [center, width] with width > 0, e.g. [40, 400]")
+        return value
+
+    @field_validator("value_range")
+    @classmethod
+    def _check_value_range(cls, value: list[float]) -> list[float]:
+        if len(value) != 2 or not value[0] < value[1]:
+            raise ValueError(f"data.value_range = {value}: give [low, high] with low < high, e.g. [0, 255]")
         return value
 
     @field_validator("percentiles")

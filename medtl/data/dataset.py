@@ -54,7 +54,7 @@ def preprocessing_fingerprint(config: Config) -> str:
 
 
 def _prepare(case: Case, manifest: Manifest, config: Config) -> PreparedCase:
-    image = load_volume(case.image)
+    image = load_volume(case.image, rgb=config.data.rgb)
     patient_key = case.patient_key or image.metadata.get("patient_key", "")
     if not patient_key:
         raise InputError(f"case {case.case_id}: no patient_id column and no PatientID in the image header; add a "

@@ -111,7 +111,9 @@ def read_dicom_header(path: str | os.PathLike, include_derived: bool = False) ->
         if head[:2] == b"\x1f\x8b":
             return info.skipped(Reason.GZIP_WRAPPED)
         if head[128:132] != b"DICM":
-            return info.skipped(Reason.NO_FILE_META if _looks_like_raw_dataset(head) else Reason.NOT_DICOM)
+            if _looks_like_raw_dataset(head):
+                return info.skipped(Reason.NO_FILE_META)
+            return info.skipped(Reason.NOT_DICOM, _not_dicom_hint(head))
         f.seek(0)
         try:
             with warnings.catch_warnings():
@@ -134,6 +136,16 @@ def file_access_problem(path: str, exc: OSError) -> tuple[Reason, str]:
     if exc.errno == errno.ENOENT:
         return Reason.FILE_VANISHED, "deleted while the export was read"
     return Reason.IMAGE_UNREADABLE, type(exc).__name__
+
+
+_IMAGE_MAGIC = ((b"\x89PNG", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"),
+                (b"BM", "BMP"))
+
+
+def _not_dicom_hint(head: bytes) -> str:
+    """What a non-DICOM file is, when it is an image medtl can read through a manifest."""
+    kind = next((name for magic, name in _IMAGE_MAGIC if head.startswith(magic)), None)
+    return f"{kind} image: list it in a manifest (image column) to use it" if kind else ""
 
 
 def _looks_like_raw_dataset(head: bytes) -> bool:

@@ -30,6 +30,7 @@ class Reason(str, Enum):
     BAD_VALUE = "a geometry tag does not parse"
     TOO_LARGE = "decoding would exceed the per-volume memory limit (MEDTL_MAX_VOLUME_MB, default 2048)"
     NON_SCALAR_IMAGE = "colour image (RGB/YBR/palette) for a scalar pipeline"
+    RGB_TO_LUMINANCE = "colour image converted to gray (0.299 R + 0.587 G + 0.114 B; data.rgb: luminance)"
     BURNED_IN_ANNOTATION = "header flags burned-in annotation"
     # series assembly
     SERIES_SPLIT = "one series held several volumes; split into sub-volumes"

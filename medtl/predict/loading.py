@@ -24,7 +24,7 @@ from .writers import OutputGeometry
 log = logging.getLogger("medtl")
 
 
-def _load(item: PredictItem):
+def _load(item: PredictItem, rgb: str = "refuse"):
     """``(Volume, frame_refs)``; frame_refs are ``(file, frame index)`` in volume order for DICOM inputs."""
     from ..io.dicom import dicom_plan, plan_to_volume
     from ..io.load import is_volume_file, load_volume
@@ -36,7 +36,7 @@ def _load(item: PredictItem):
         plan = dicom_plan(item.path)
     if plan is not None:
         return plan_to_volume(plan), [(frame.path, frame.index) for frame in plan.frames]
-    return load_volume(item.path), None
+    return load_volume(item.path, rgb=rgb), None
 
 
 def load_item(item: PredictItem, config: Config, truth: bool) -> dict:
@@ -44,7 +44,7 @@ def load_item(item: PredictItem, config: Config, truth: bool) -> dict:
     from ..io.load import load_volume
     from ..transforms.network_input import network_input
 
-    volume, frame_refs = _load(item)
+    volume, frame_refs = _load(item, config.data.rgb)
     mask = None
     from ..tasks import get_task
 

@@ -34,6 +34,9 @@ def preprocess_pipeline(data: DataConfig, with_mask: bool):
     if data.intensity == "percentile":
         low, high = data.percentiles
         steps.append(scale_percentiles("image", lower=low, upper=high))
+    elif data.intensity == "range":
+        low, high = data.value_range
+        steps.append(ScaleIntensityRanged("image", a_min=low, a_max=high, b_min=0.0, b_max=1.0, clip=True))
     elif data.intensity == "window":
         center, width = data.window
         steps.append(ScaleIntensityRanged("image", a_min=center - width / 2, a_max=center + width / 2,
