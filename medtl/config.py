@@ -159,6 +159,9 @@ class CVConfig(_Section):
     group_by: str = "patient_id"
     repeats: int = Field(1, ge=1)
     bootstrap: int = Field(1000, ge=100)  # resamples of patients for CIs and paired tests
+    scheme: Literal["auto", "kfold", "fixed"] = "auto"  # auto: fixed when the manifest has a split column
+    splits_file: Path | None = None  # reuse splits: CSV with case_id + split (fixed) or case_id + fold (k-fold)
+    split_seed_by: Literal["salt", "patient_id"] = "salt"  # patient_id: folds reproducible on any machine
 
 
 class SourceConfig(_Section):
@@ -320,6 +323,7 @@ def _validated(raw: dict, source: str, base: Path, check_paths: bool) -> Config:
         raise _explain(exc, source) from None
     config._base = base
     config.data.manifest = _resolve(base, config.data.manifest) or config.data.manifest
+    config.cv.splits_file = _resolve(base, config.cv.splits_file) or config.cv.splits_file
     config.model.pretrained = _check_pretrained(config.model.pretrained, base, "model.pretrained", check_paths)
     if config.source is not None:
         config.source.manifest = _resolve(base, config.source.manifest) or config.source.manifest

@@ -26,7 +26,7 @@ from .errors import InputError
 from .plumbing.atomic import read_csv, write_atomic, write_csv, write_json
 from .plumbing.paths import contained
 
-SPLIT_COLUMNS = ["case_id", "patient_key", "repeat", "fold"]
+SPLIT_COLUMNS = ["case_id", "patient_key", "repeat", "fold", "role"]  # role: val (k-fold) or train/val/test
 
 
 @dataclass(frozen=True)
@@ -130,8 +130,8 @@ class RunDir:
         write_atomic(self.arm_config_path(arm), dump_config(config))
 
     def write_splits(self, rows: list[dict]) -> None:
-        """``rows``: ``case_id, patient_key, repeat, fold`` of every validation assignment."""
-        write_csv(self.splits, SPLIT_COLUMNS, rows)
+        """``rows``: ``case_id, patient_key, repeat, fold[, role]`` of every assignment."""
+        write_csv(self.splits, SPLIT_COLUMNS, [{"role": "val", **row} for row in rows])
 
     def write_state(self, state: dict) -> None:
         """``run.json``."""
@@ -193,7 +193,7 @@ class RunDir:
 
     def fold_ids(self) -> list[tuple[int, int]]:
         """``(repeat, fold)`` of every fold of the run, from ``splits.csv``."""
-        return sorted({(r["repeat"], r["fold"]) for r in self.read_splits()})
+        return sorted({(r["repeat"], r["fold"]) for r in self.read_splits() if r.get("role", "val") in ("val", "test")})
 
     def folds(self, arm: str) -> list[FoldDir]:
         """Every fold folder of ``arm`` (finished or not), in (repeat, fold) order."""

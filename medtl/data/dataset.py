@@ -48,9 +48,16 @@ class PreparedCase:
 
 
 def preprocessing_fingerprint(config: Config) -> str:
-    """Everything that decides a prepared case besides the files: data settings, task, medtl version."""
+    """Everything that decides a prepared case besides the files: data settings, task, medtl version, salt.
+
+    The salt is in it (as a keyed hash) because a case read from a DICOM header caches
+    its keyed patient key.
+    """
+    from ..io.pseudonym import keyed_hash
+
     data = config.data.model_dump(mode="json", exclude={"manifest", "augment"})
-    return json.dumps({"data": data, "task": config.task, "medtl": __version__}, sort_keys=True)
+    return json.dumps({"data": data, "task": config.task, "medtl": __version__,
+                       "salt": keyed_hash("prepared-case-cache", "salt-check")}, sort_keys=True)
 
 
 def _prepare(case: Case, manifest: Manifest, config: Config) -> PreparedCase:
@@ -89,7 +96,7 @@ def prepare_cases(manifest: Manifest, config: Config, cache_dir: Path | None, pr
                                      "found", "FILE_NOT_FOUND")
                 hashes = [sha256_path(p) for p in sources]
                 digest = sha256_text(fingerprint, *hashes)
-                item = _load_cached(cache_dir, digest, case) if cache_dir else None
+                item = _load_cached(cache_dir, digest, case, manifest) if cache_dir else None
                 if item is None:
                     item = _prepare(case, manifest, config)
                     item.content_hash = digest
@@ -114,19 +121,26 @@ def _cache_path(cache_dir: Path, digest: str) -> Path:
     return cache_dir / f"{digest[:32]}.npz"
 
 
-def _load_cached(cache_dir: Path, digest: str, case: Case) -> PreparedCase | None:
+def _load_cached(cache_dir: Path, digest: str, case: Case, manifest: Manifest) -> PreparedCase | None:
+    """The cached arrays of a case; everything the manifest says (label, keys) is taken from the manifest.
+
+    The cache key covers the files and the preprocessing only, so a label corrected in
+    the manifest must never be served from the cache.
+    """
     path = _cache_path(cache_dir, digest)
     if not path.exists():
         return None
     with np.load(path, allow_pickle=False) as data:
         meta = json.loads(str(data["meta"]))
         mask = data["mask"] if "mask" in data.files else None
-        return PreparedCase(case.case_id, meta["patient_key"], meta["group_key"], meta["label"], data["image"],
-                            mask, digest, meta["notes"], tuple(meta["spacing"]))
+        patient_key = case.patient_key or meta["patient_key"]
+        label = manifest.class_index(case.label) if case.label is not None and meta["label"] is not None else None
+        return PreparedCase(case.case_id, patient_key, case.group_key or patient_key, label, data["image"], mask,
+                            digest, meta["notes"], tuple(meta["spacing"]))
 
 
 def _save_cached(cache_dir: Path, item: PreparedCase) -> None:
-    meta = json.dumps({"patient_key": item.patient_key, "group_key": item.group_key, "label": item.label,
+    meta = json.dumps({"patient_key": item.patient_key, "label": item.label,
                        "notes": item.notes, "spacing": list(item.spacing)})
     arrays = {"image": item.image, "meta": np.array(meta)}
     if item.mask is not None:

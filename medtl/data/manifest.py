@@ -29,6 +29,7 @@ class Case:
     patient_key: str  # empty until read from the DICOM header when the manifest has no patient_id
     group_key: str
     line: int = 0  # line of the manifest (for messages)
+    split: str = ""  # train / val / test from a ``split`` column (fixed splits), else empty
 
 
 @dataclass
@@ -92,8 +93,25 @@ def _sort_labels(labels: set[str]) -> list[str]:
         return sorted(labels)
 
 
+SPLIT_VALUES = ("train", "val", "test")
+
+
+def group_hash(value: str, seed_by: str) -> str:
+    """The key folds are drawn over: keyed with the project salt, or (``patient_id``) with a fixed public key.
+
+    Fold assignment depends on these keys, so with ``seed_by="patient_id"`` the same
+    manifest gives the same folds on every machine. The fixed-key hash never leaves
+    memory: outputs carry only salted keys.
+    """
+    if seed_by == "patient_id":
+        import hashlib
+
+        return hashlib.sha256(f"medtl-split-v1\0{value}".encode()).hexdigest()[:16]
+    return keyed_hash(value, "group")
+
+
 def read_manifest(path: str | Path, task: str, group_by: str = "patient_id", targets: bool = True,
-                  single_class_ok: bool = False) -> Manifest:
+                  single_class_ok: bool = False, split_seed_by: str = "salt") -> Manifest:
     """Read and validate a manifest; errors name the row and column to fix.
 
     ``targets=False`` (for ``medtl predict``) needs only the ``image`` column;
@@ -135,8 +153,14 @@ def read_manifest(path: str | Path, task: str, group_by: str = "patient_id", tar
         patient = row.get("patient_id", "")
         patient_key = keyed_hash(patient, "patient") if patient else ""
         group = row.get(group_by, "") if group_by != "patient_id" else patient
+        if split_seed_by == "patient_id" and not group:
+            raise InputError(f"{where}: cv.split_seed_by: patient_id needs the manifest's '{group_by}' column filled "
+                             "(the raw id decides the folds); fill it, or use split_seed_by: salt")
+        split = row.get("split", "").lower()
+        if "split" in columns and split not in SPLIT_VALUES:
+            raise InputError(f"{where}: split is {row.get('split')!r}; use one of {', '.join(SPLIT_VALUES)}")
         cases.append(Case(case_id, image, label, mask, patient_key,
-                          keyed_hash(group, "group") if group else "", number))
+                          group_hash(group, split_seed_by) if group else "", number, split))
     if not cases:
         raise InputError(f"manifest {path} has no rows")
     labels = _sort_labels({c.label for c in cases if c.label is not None})

@@ -16,7 +16,8 @@ class Fold:
     repeat: int
     fold: int
     train: tuple[int, ...]
-    val: tuple[int, ...]
+    val: tuple[int, ...]  # the cases scored (k-fold: the validation fold; fixed splits: the test set)
+    inner: tuple[int, ...] = ()  # fixed splits: the given validation set, used for model selection
 
 
 def make_folds(groups: list[str], strata: list[int], folds: int, seed: int, repeats: int = 1,
@@ -58,3 +59,25 @@ def inner_split(groups: list[str], strata: list[int], train: tuple[int, ...], fr
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     fit, inner = next(splitter.split(np.zeros(len(train_array)), np.asarray(strata)[train_array], sub_groups))
     return tuple(int(i) for i in train_array[fit]), tuple(int(i) for i in train_array[inner])
+
+
+def fixed_split(groups: list[str], roles: list[str], strata: list[int], need_all_classes: bool = False) -> Fold:
+    """The official split: train on ``train``, select on ``val``, score on ``test``; refuses a leaky split.
+
+    A patient (group) in more than one of the three sets would let the test score see
+    that patient in training, so that is an error naming how many patients are affected.
+    """
+    sets = {role: [i for i, r in enumerate(roles) if r == role] for role in ("train", "val", "test")}
+    if not sets["train"] or not sets["test"]:
+        raise InputError(f"the fixed split needs train and test cases (it has {len(sets['train'])} train, "
+                         f"{len(sets['val'])} val, {len(sets['test'])} test); set split to train/val/test per row")
+    owners: dict[str, set[str]] = {}
+    for group, role in zip(groups, roles):
+        owners.setdefault(group, set()).add(role)
+    shared = [g for g, r in owners.items() if len(r) > 1]
+    if shared:
+        raise InputError(f"{len(shared)} patient(s) appear in more than one of train/val/test; a patient's cases "
+                         "must all be in one set (fix the split column or the splits file)")
+    if need_all_classes and len({strata[i] for i in sets["test"]}) < len(set(strata)):
+        raise InputError("the test set lacks a class, so AUC is undefined there; every class needs test cases")
+    return Fold(0, 0, tuple(sets["train"]), tuple(sets["test"]), tuple(sets["val"]))

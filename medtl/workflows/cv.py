@@ -17,11 +17,11 @@ from ..arms import Arm
 from ..config import Config, dump_config
 from ..data.dataset import PreparedCase, prepare_cases
 from ..data.provenance import environment, write_training_images
-from ..data.splits import Fold, make_folds
-from ..errors import InputError, WeightsUnavailableError
+from ..data.splits import Fold, fixed_split, make_folds
+from ..errors import ConfigError, InputError, WeightsUnavailableError
 from ..evaluate.summary import arm_summary, compare_arms, verdict_line
 from ..models.device import resolve_device
-from ..plumbing.atomic import remove_orphan_temps, write_csv, write_json
+from ..plumbing.atomic import read_csv, remove_orphan_temps, write_csv, write_json
 from ..plumbing.progress import progress_bar
 from ..rundir import RunDir
 from ..tasks import get_task
@@ -69,14 +69,70 @@ def _pretrained_for(run: CVRun, arm: Arm) -> str:
     return str(run.source.path)
 
 
-def _folds(rundir: RunDir, config: Config, cases: list[PreparedCase]) -> list[Fold]:
+def _roles_from_file(path: Path, cases: list[PreparedCase]) -> tuple[list[str] | None, list[dict] | None]:
+    """``cv.splits_file``: per-case roles (a ``split`` column) or fold rows (``fold``, optional ``repeat``)."""
+    columns, rows = read_csv(path)
+    if "case_id" not in columns or not ({"split", "fold"} & set(columns)):
+        raise InputError(f"cv.splits_file {path} needs a case_id column and a split (train/val/test) or fold column; "
+                         f"it has {columns}")
+    by_id = {r["case_id"]: r for r in rows}
+    missing = [c.case_id for c in cases if c.case_id not in by_id]
+    if missing:
+        raise InputError(f"cv.splits_file {path} does not list {len(missing)} case(s) of the manifest (e.g. "
+                         f"{missing[0]}); case ids must match (give the manifest a case_id column, or keep the salt)")
+    if "split" in columns:
+        return [by_id[c.case_id]["split"].strip().lower() for c in cases], None
+    return None, [{"case_id": c.case_id, "patient_key": c.patient_key, "repeat": int(by_id[c.case_id].get("repeat") or 0),
+                   "fold": int(by_id[c.case_id]["fold"])} for c in cases]
+
+
+def _make_folds(config: Config, cases: list[PreparedCase], roles: dict[str, str]) -> tuple[list[Fold], str]:
+    """The folds of a new run and a line saying how they were made."""
+    task = get_task(config.task)
+    groups, strata = [c.group_key for c in cases], [task.stratum(c) for c in cases]
+    scheme, file_roles, file_rows = config.cv.scheme, None, None
+    if config.cv.splits_file is not None:
+        file_roles, file_rows = _roles_from_file(config.cv.splits_file, cases)
+    case_roles = file_roles or [roles.get(c.case_id, "") for c in cases]
+    if scheme == "auto":
+        scheme = "fixed" if any(case_roles) else "kfold"
+    if scheme == "fixed":
+        if not all(case_roles):
+            raise ConfigError("cv.scheme is fixed but not every case has a split (train/val/test): add a split "
+                              "column to the manifest or give cv.splits_file")
+        fold = fixed_split(groups, case_roles, strata, task.needs_all_classes_per_fold)
+        source = "cv.splits_file" if file_roles else "the manifest's split column"
+        return [fold], (f"splits: fixed, from {source}: {len(fold.train)} train, {len(fold.inner)} val (model "
+                        f"selection), {len(fold.val)} test (scored once)")
+    if file_rows is not None:
+        folds = _folds_from_rows(file_rows, cases)
+        return folds, f"splits: {len(folds)} folds read from cv.splits_file {config.cv.splits_file.name}"
+    folds = make_folds(groups, strata, config.cv.folds, config.train.seed, config.cv.repeats,
+                       need_all_classes=task.needs_all_classes_per_fold)
+    seeded = "patient ids (same folds on any machine)" if config.cv.split_seed_by == "patient_id" else "the salt"
+    return folds, f"splits: {len(folds)} folds over {len(set(groups))} patient groups, keyed by {seeded}"
+
+
+def _folds_from_rows(rows: list[dict], cases: list[PreparedCase]) -> list[Fold]:
+    groups = [c.group_key for c in cases]
+    folds = []
+    for repeat, fold in sorted({(r["repeat"], r["fold"]) for r in rows}):
+        val = [i for i, r in enumerate(rows) if (r["repeat"], r["fold"]) == (repeat, fold)]
+        train = [i for i, r in enumerate(rows) if r["repeat"] == repeat and i not in set(val)]
+        if set(groups[i] for i in val) & set(groups[i] for i in train):
+            raise InputError(f"cv.splits_file puts a patient on both sides of fold {fold} (repeat {repeat}); "
+                             "refusing to run a leaky split")
+        folds.append(Fold(repeat, fold, tuple(train), tuple(val)))
+    return folds
+
+
+def _folds(rundir: RunDir, config: Config, cases: list[PreparedCase], roles: dict[str, str]) -> list[Fold]:
     """Folds from ``splits.csv`` when the run has one; otherwise made now, written, and read back."""
     if not rundir.splits.exists():
-        task = get_task(config.task)
-        folds = make_folds([c.group_key for c in cases], [task.stratum(c) for c in cases], config.cv.folds,
-                           config.train.seed, config.cv.repeats, need_all_classes=task.needs_all_classes_per_fold)
+        folds, line = _make_folds(config, cases, roles)
         rundir.write_splits(run_state.split_rows(cases, folds))
-        rundir.log(f"splits made: {len(folds)} folds, {len({c.group_key for c in cases})} patient groups")
+        rundir.log(line)
+        log.info(line)
     else:
         rundir.log("splits read back from splits.csv")
     return run_state.folds_from_splits(rundir, cases)
@@ -98,7 +154,7 @@ def _prepare_run(config: Config, rundir: RunDir, checked: Checked, progress: boo
     if not cases:
         raise InputError(f"no usable case in {manifest.path}; reasons: {sorted({s['reason'] for s in skipped})}")
     run_state.check_data(rundir, cases, skipped)
-    folds = _folds(rundir, config, cases)
+    folds = _folds(rundir, config, cases, {c.case_id: c.split for c in manifest.cases})
     run_state.write_state(rundir, dump_config(config), cases, skipped, [a.name for a in arms])
     run = CVRun(config, rundir, manifest.class_names, cases, folds)
     run.warnings += [f"case {s['case_id']} skipped: {s['reason']} ({s['detail']})" for s in skipped]

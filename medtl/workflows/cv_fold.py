@@ -47,8 +47,8 @@ def run_fold(arm: Arm, fold: Fold, folder: FoldDir, cases: list[PreparedCase], c
                          inflate=config.model.inflate, dropout=config.model.dropout,
                          class_names=task.checkpoint_class_names(class_names))
     model.adaptation.save(folder.adaptation)
-    train_index, inner_index = fold.train, ()
-    if config.train.selection == "best_inner":
+    train_index, inner_index = fold.train, fold.inner  # fixed splits: the given val set scores every epoch
+    if config.train.selection == "best_inner" and not fold.inner:
         groups = [c.group_key for c in cases]
         strata = [task.stratum(c) for c in cases]
         train_index, inner_index = inner_split(groups, strata, fold.train, config.train.inner_fraction, seed)

@@ -36,8 +36,8 @@ def check_config(rundir: RunDir, config: Config) -> None:
 
 
 def case_fingerprints(cases) -> dict[str, str]:
-    """``case_id -> content hash prefix`` (files + preprocessing) of every usable case."""
-    return {c.case_id: c.content_hash[:16] for c in cases}
+    """``case_id -> hash prefix of files + preprocessing, and the label`` of every usable case."""
+    return {c.case_id: f"{c.content_hash[:16]}:{c.label}" for c in cases}
 
 
 def check_data(rundir: RunDir, cases, skipped: list[dict]) -> None:
@@ -62,9 +62,16 @@ def check_data(rundir: RunDir, cases, skipped: list[dict]) -> None:
 
 
 def split_rows(cases, folds: list[Fold]) -> list[dict]:
-    """``splits.csv`` rows: the validation fold of every case per repeat."""
-    return [{"case_id": cases[i].case_id, "patient_key": cases[i].patient_key, "repeat": f.repeat, "fold": f.fold}
-            for f in folds for i in f.val]
+    """``splits.csv`` rows: the validation fold of every case per repeat (fixed splits: every case's role)."""
+    def row(i: int, fold: Fold, role: str) -> dict:
+        return {"case_id": cases[i].case_id, "patient_key": cases[i].patient_key, "repeat": fold.repeat,
+                "fold": fold.fold, "role": role}
+
+    if len(folds) == 1 and folds[0].inner:
+        fold = folds[0]
+        return [row(i, fold, role) for role, members in (("train", fold.train), ("val", fold.inner),
+                                                          ("test", fold.val)) for i in members]
+    return [row(i, f, "val") for f in folds for i in f.val]
 
 
 def folds_from_splits(rundir: RunDir, cases) -> list[Fold]:
@@ -88,6 +95,10 @@ def folds_from_splits(rundir: RunDir, cases) -> list[Fold]:
             f"{rundir.splits}: {len(moved)} case(s) now belong to other patient keys (e.g. {moved[0]}): the salt "
             f"(MEDTL_SALT or ~/.medtl/salt) or the patient ids changed, so these splits may no longer keep each "
             f"patient on one side; {_HOW_TO}")
+    if any(r.get("role") == "test" for r in rows):  # fixed splits: every case has its role
+        members = {role: sorted(index[r["case_id"]] for r in rows if r["role"] == role)
+                   for role in ("train", "val", "test")}
+        return [Fold(0, 0, tuple(members["train"]), tuple(members["test"]), tuple(members["val"]))]
     folds = []
     for repeat, fold in sorted({(r["repeat"], r["fold"]) for r in rows}):
         in_repeat = {index[r["case_id"]] for r in rows if r["repeat"] == repeat}

@@ -64,7 +64,8 @@ def check_experiment(config: Config, need_manifest: bool = True, fetch_main_weig
         if need_manifest:
             raise ConfigError("data.manifest is not set; point it at a manifest CSV (see README, Manifest)")
     else:
-        manifest = read_manifest(config.data.manifest, config.task, config.cv.group_by)
+        manifest = read_manifest(config.data.manifest, config.task, config.cv.group_by,
+                                 split_seed_by=config.cv.split_seed_by)
     if config.source is not None and config.source.manifest is not None and \
             any(a.config.model.pretrained == "source" for a in arms):
         read_manifest(config.source.manifest, config.source.task)

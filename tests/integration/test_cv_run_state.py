@@ -69,6 +69,14 @@ def test_a_changed_manifest_or_image_is_refused(dataset, tmp_path, capsys):
     assert main(["cv", str(config), "--out", str(run), "--quiet"]) == 2
     assert "missing now" in capsys.readouterr().err
     manifest.write_text("\n".join(lines) + "\n")
+    relabelled = lines[:]
+    cells = relabelled[1].split(",")
+    cells[1] = "0" if cells[1] == "1" else "1"
+    relabelled[1] = ",".join(cells)
+    manifest.write_text("\n".join(relabelled) + "\n")  # a corrected label: same files, other truth
+    assert main(["cv", str(config), "--out", str(run), "--quiet"]) == 2
+    assert "1 case(s) changed" in capsys.readouterr().err
+    manifest.write_text("\n".join(lines) + "\n")
     image = tmp_path / "data" / lines[1].split(",")[0]
     image.write_bytes(image.read_bytes()[:-2] + b"\x07\x07")
     assert main(["cv", str(config), "--out", str(run), "--quiet"]) == 2

@@ -20,7 +20,7 @@ def make_run(tmp_path, arms=("scratch", "linear")):
 
 def test_splits_and_folds_round_trip(tmp_path):
     rundir, _, rows = make_run(tmp_path)
-    assert rundir.read_splits() == rows
+    assert rundir.read_splits() == [{**r, "role": "val"} for r in rows]
     assert rundir.fold_ids() == [(0, 0), (0, 1), (1, 0), (1, 1)]
     folds = rundir.folds("linear")
     assert [f.name for f in folds] == ["repeat0_fold0", "repeat0_fold1", "repeat1_fold0", "repeat1_fold1"]
