@@ -44,7 +44,7 @@ class PreparedCase:
     content_hash: str
     notes: list[str] = field(default_factory=list)
     spacing: tuple[float, ...] = ()  # mm per voxel at network resolution (for HD95)
-    image_hash: str = ""  # SHA-256 of the image file(s) alone: finds training images in external test sets
+    image_hash: str = ""  # SHA-256 of the loaded pixels: finds training images in external sets, renamed or not
 
 
 def preprocessing_fingerprint(config: Config) -> str:
@@ -74,7 +74,7 @@ def _prepare(case: Case, manifest: Manifest, config: Config) -> PreparedCase:
     prepared_mask = np.rint(np.asarray(out["mask"])).astype(np.int16) if "mask" in out else None
     return PreparedCase(case.case_id, patient_key, case.group_key or patient_key, label,
                         np.asarray(out["image"], dtype=np.float32), prepared_mask, "", prepared.notes,
-                        prepared.network_spacing(image))
+                        prepared.network_spacing(image), image.pixel_hash())
 
 
 def prepare_cases(manifest: Manifest, config: Config, cache_dir: Path | None, progress: bool = True
@@ -102,7 +102,6 @@ def prepare_cases(manifest: Manifest, config: Config, cache_dir: Path | None, pr
                     item.content_hash = digest
                     if cache_dir:
                         _save_cached(cache_dir, item)
-                item.image_hash = hashes[0]
                 prepared.append(item)
             except InputError as exc:
                 skipped.append({"case_id": case.case_id, "reason": exc.reason or Reason.IMAGE_UNREADABLE.name,
@@ -136,11 +135,11 @@ def _load_cached(cache_dir: Path, digest: str, case: Case, manifest: Manifest) -
         patient_key = case.patient_key or meta["patient_key"]
         label = manifest.class_index(case.label) if case.label is not None and meta["label"] is not None else None
         return PreparedCase(case.case_id, patient_key, case.group_key or patient_key, label, data["image"], mask,
-                            digest, meta["notes"], tuple(meta["spacing"]))
+                            digest, meta["notes"], tuple(meta["spacing"]), meta.get("pixel_hash", ""))
 
 
 def _save_cached(cache_dir: Path, item: PreparedCase) -> None:
-    meta = json.dumps({"patient_key": item.patient_key, "label": item.label,
+    meta = json.dumps({"patient_key": item.patient_key, "label": item.label, "pixel_hash": item.image_hash,
                        "notes": item.notes, "spacing": list(item.spacing)})
     arrays = {"image": item.image, "meta": np.array(meta)}
     if item.mask is not None:

@@ -43,25 +43,33 @@ def environment(seed: int, device: str, content_hashes: list[str], weights: dict
     }
 
 
-def write_training_images(path: Path, image_hashes: list[str]) -> None:
-    """Keyed hashes of the content of every image the run saw, so ``medtl evaluate`` can spot them again.
+def write_training_images(path: Path, pixel_hashes: list[str]) -> None:
+    """Keyed hashes of the pixels of every image the run saw, so ``medtl evaluate`` can spot them again.
 
-    Keyed (project salt), so the file cannot confirm that a known image was in the training set.
+    Pixels, not file bytes: a renamed or re-exported copy (other file name, header, UIDs)
+    of a training image is still found. Keyed (project salt), so the file cannot confirm
+    that a known image was in the training set.
     """
-    from ..io.pseudonym import keyed_hash
     from ..plumbing.atomic import write_json
 
-    write_json(path, {"images": sorted({keyed_hash(h, "image-content") for h in image_hashes})})
+    write_json(path, {"hash": "pixels-v1", "images": sorted({keyed_pixel_hash(h) for h in pixel_hashes})})
 
 
-def training_overlap(path: Path, image_paths: list[Path]) -> int | None:
-    """How many of ``image_paths`` are byte-identical to an image of the run (``None``: run lacks the record)."""
-    import json
-
+def keyed_pixel_hash(pixel_hash: str) -> str:
+    """The form in which pixel hashes are stored and compared (keyed with the project salt)."""
     from ..io.pseudonym import keyed_hash
-    from ..plumbing.hashing import sha256_path
+
+    return keyed_hash(pixel_hash, "image-pixels")
+
+
+def training_overlap(path: Path, keyed_hashes: list[str]) -> int | None:
+    """How many of ``keyed_hashes`` (``keyed_pixel_hash``) are images of the run (``None``: no comparable record)."""
+    import json
 
     if not path.exists():
         return None
-    seen = set(json.loads(path.read_text())["images"])
-    return sum(keyed_hash(sha256_path(p), "image-content") in seen for p in image_paths if p.exists())
+    record = json.loads(path.read_text())
+    if record.get("hash") != "pixels-v1":
+        return None  # an older run hashed file bytes: not comparable
+    seen = set(record["images"])
+    return sum(h in seen for h in keyed_hashes if h)

@@ -50,6 +50,13 @@ class Volume:
         affine[:3, 3] = self.origin
         return affine
 
+    def pixel_hash(self) -> str:
+        """SHA-256 of the pixel values and shape alone: the same image under another file name, header or UIDs."""
+        import hashlib
+
+        array = np.ascontiguousarray(self.array, dtype=np.float32)
+        return hashlib.sha256(repr(array.shape).encode() + array.tobytes()).hexdigest()
+
     @property
     def reason_codes(self) -> list[str]:
         return [f.reason.name for f in self.findings]

@@ -130,6 +130,8 @@ def _process_batch(batch: list[dict], todo: list[PredictItem], models: list, tra
         notes = list(loaded["notes"])
         record = {"key": item.key, "patient_key": loaded["patient_key"], "n_files": item.n_files,
                   "label": item.label}
+        if loaded.get("pixel_hash"):
+            record["pixel_hash"] = loaded["pixel_hash"]  # evaluate: is this image one the run trained on?
         if not dense_output(trained):
             record.update(probs=ensemble[i].tolist(), member_probs=members[:, i].tolist())
         else:

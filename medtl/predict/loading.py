@@ -41,6 +41,7 @@ def _load(item: PredictItem, rgb: str = "refuse"):
 
 def load_item(item: PredictItem, config: Config, truth: bool) -> dict:
     """Everything the main process needs for one item (raises ``InputError`` when unusable)."""
+    from ..data.provenance import keyed_pixel_hash
     from ..io.load import load_volume
     from ..transforms.network_input import network_input
 
@@ -59,7 +60,8 @@ def load_item(item: PredictItem, config: Config, truth: bool) -> dict:
             "input_shape": prepared.input_shape, "geometry": OutputGeometry.of(volume),
             "spacing": tuple(float(s) for s in volume.spacing[-len(prepared.input_shape):]),
             "patient_key": item.patient_key or volume.metadata.get("patient_key", ""),
-            "frame_refs": frame_refs, "notes": notes, "truth_mask": prepared.mask}
+            "frame_refs": frame_refs, "notes": notes, "truth_mask": prepared.mask,
+            "pixel_hash": keyed_pixel_hash(volume.pixel_hash()) if truth else ""}
 
 
 class ItemDataset(torch.utils.data.Dataset):

@@ -16,6 +16,7 @@ from pathlib import Path
 from ..arms import Arm
 from ..config import Config, dump_config
 from ..data.dataset import PreparedCase, prepare_cases
+from ..data.duplicates import cross_patient_duplicates
 from ..data.provenance import environment, write_training_images
 from ..data.splits import Fold, fixed_split, make_folds
 from ..errors import ConfigError, InputError, WeightsUnavailableError
@@ -160,6 +161,14 @@ def _prepare_run(config: Config, rundir: RunDir, checked: Checked, progress: boo
     run.warnings += [f"case {s['case_id']} skipped: {s['reason']} ({s['detail']})" for s in skipped]
     run.warnings += sorted({f"{note} in {sum(note in c.notes for c in cases)} case(s)"
                             for c in cases for note in c.notes})
+    twins = cross_patient_duplicates(cases)
+    if twins:
+        shown = ", ".join(f"{a} ~ {b}" for a, b in twins[:5]) + (f" and {len(twins) - 5} more" if len(twins) > 5 else "")
+        message = (f"{len(twins)} pair(s) of identical or near-identical images are filed under different patients "
+                   f"({shown}): if they are the same person, patient-level folds leak; check the patient ids")
+        run.warnings.insert(0, message)
+        rundir.log(message)
+        log.warning(message)
     return run, skipped
 
 

@@ -17,6 +17,7 @@ from ..data.provenance import training_overlap
 from ..errors import InputError
 from ..evaluate.summary import arm_summary
 from ..plumbing.atomic import write_json
+from ..rundir import RunDir
 from ..tasks import get_task
 
 
@@ -96,13 +97,13 @@ def evaluate_run(run_dir: str | Path, manifest: str | Path, out: str | Path, opt
         f"{k} {v}" for k, v in outcome.summary["skip_rows_by_reason"].items())] if outcome.skipped else []
     warnings += sorted({f"{code.split('(')[0]} in {sum(code.split('(')[0] in r['reasons'] for r in records)} "
                         "case(s)" for r in records for code in r["reasons"].split(";") if code})
-    overlap = training_overlap(trained.path / "training_images.json", [i.path for i in inputs.items])
+    overlap = training_overlap(RunDir(trained.path).training_images, [r.get("pixel_hash", "") for r in records])
     if overlap:
         warnings.insert(0, f"{overlap} of {len(inputs.items)} case(s) are byte-identical to images this run trained or "
                            "validated on: this is not an independent external validation")
     elif overlap is None:
-        warnings.append("the run has no training_images.json (made by an older medtl): overlap with its training "
-                        "images was not checked")
+        warnings.append("the run has no pixel-hash training_images.json (made by an older medtl): overlap with its "
+                        "training images was not checked")
     patients = _patient_keys(records, warnings)
     labels = [trained.class_names.index(r["label"]) for r in records] if task.target_column == "label" else None
     rows, member_rows = _rows(trained, records, patients, labels)

@@ -11,6 +11,7 @@ import sys
 import time
 
 import numpy as np
+import pydicom
 import pytest
 import yaml
 
@@ -333,3 +334,25 @@ def test_a_series_that_kills_the_loader_is_skipped_after_two_crashes(cls_run, ex
     rows = read_csv(out / "predictions.csv")
     assert len(rows) == 39 and victim not in {r["series_key"] for r in rows}
     assert not list((out / "inflight").iterdir())
+
+
+def test_renamed_and_re_exported_training_images_still_count_as_overlap(cls_run, radiographs, tmp_path):
+    rows = read_csv(radiographs / "manifest.csv")[:3]
+    folder = tmp_path / "external"
+    folder.mkdir()
+    shutil.copy(radiographs / rows[0]["image"], folder / "renamed_copy.dcm")  # same bytes, other name
+    ds = pydicom.dcmread(radiographs / rows[1]["image"])  # same pixels, new identity
+    ds.SOPInstanceUID, ds.SeriesInstanceUID = pydicom.uid.generate_uid(), pydicom.uid.generate_uid()
+    ds.PatientName, ds.InstitutionName = "OTHER^SITE", "Hospital B"
+    ds.save_as(folder / "re_exported.dcm")
+    shutil.copy(radiographs / rows[2]["image"], folder / "real_other.dcm")
+    other = pydicom.dcmread(folder / "real_other.dcm")
+    other.PixelData = (other.pixel_array // 2).astype(other.pixel_array.dtype).tobytes()  # a different image
+    other.save_as(folder / "real_other.dcm")
+    names = ["renamed_copy.dcm", "re_exported.dcm", "real_other.dcm"]
+    manifest = folder / "manifest.csv"
+    manifest.write_text("image,label,patient_id\n" + "".join(f"{n},{r['label']},x{i}\n" for i, (n, r) in
+                                                               enumerate(zip(names, rows))))
+    assert main(["evaluate", str(cls_run), str(manifest), "--out", str(tmp_path / "eval"), "--quiet"]) == 0
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["training_overlap"] == 2
