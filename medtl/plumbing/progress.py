@@ -9,7 +9,10 @@ from typing import Callable, Iterator
 
 @contextmanager
 def progress_bar(description: str, total: int, enabled: bool = True) -> Iterator[Callable[[int], None]]:
-    """Yield ``advance(n)``; shows count, rate and ETA on stderr when ``enabled`` on a terminal."""
+    """Yield ``advance(n, description=None)``; shows count, rate and ETA on stderr when ``enabled`` on a terminal.
+
+    ``n`` may be a fraction (a batch of an epoch), so rate and ETA move within long units.
+    """
     if not enabled or not sys.stderr.isatty():
         yield lambda n=1, description=None: None
         return
@@ -21,11 +24,11 @@ def progress_bar(description: str, total: int, enabled: bool = True) -> Iterator
     with Progress(*columns, console=Console(stderr=True)) as progress:
         task = progress.add_task(description, total=total, rate="")
 
-        def advance(n: int = 1, description: str | None = None) -> None:
+        def advance(n: float = 1, description: str | None = None) -> None:
             if description is not None:
                 progress.update(task, description=description)
             progress.advance(task, n)
             speed = progress.tasks[task].speed
-            progress.update(task, rate=f"{speed:,.0f}/s" if speed else "")
+            progress.update(task, rate=(f"{speed:,.0f}/s" if speed >= 10 else f"{speed:.2g}/s") if speed else "")
 
         yield advance

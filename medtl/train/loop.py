@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,8 +97,13 @@ def predict(model: MedtlModel, cases: list[PreparedCase], config: Config, device
 def fit(model: MedtlModel, train_cases: list[PreparedCase], config: Config, state_path: Path, seed: int,
         inner_cases: list[PreparedCase] | None = None,
         inner_score: Callable[[np.ndarray, list[PreparedCase]], float] | None = None,
-        on_epoch: Callable[[dict], None] | None = None) -> FitResult:
-    """Train (resuming from ``state_path`` when present); returns per-epoch history."""
+        on_epoch: Callable[[dict], None] | None = None,
+        on_batch: Callable[[int, int], None] | None = None) -> FitResult:
+    """Train (resuming from ``state_path`` when present); returns per-epoch history.
+
+    ``on_batch(step, steps)`` is called after every optimiser step (progress and ETA),
+    ``on_epoch(record)`` after every epoch (loss, inner score, seconds).
+    """
     from ..transforms.presets import augment_pipeline
 
     train_cfg, device = config.train, resolve_device(config.train.device)
@@ -135,6 +141,7 @@ def fit(model: MedtlModel, train_cases: list[PreparedCase], config: Config, stat
 
     try:  # an interrupt (Ctrl-C, a failed batch) still lets the checkpoint in flight finish
         for epoch in range(start, train_cfg.epochs):
+            epoch_started = time.perf_counter()
             apply_strategy(model, config.finetune.strategy, epoch, config.finetune.unfreeze_every)
             torch.manual_seed(epoch_seed(seed, epoch))
             if augment is not None:
@@ -158,6 +165,8 @@ def fit(model: MedtlModel, train_cases: list[PreparedCase], config: Config, stat
                 scheduler.step()
                 total += loss.item() * len(images)
                 count += len(images)
+                if on_batch:
+                    on_batch(math.ceil(count / train_cfg.batch_size), steps)
             record = {"epoch": epoch, "train_loss": total / max(1, count), "lr": scheduler.get_last_lr()[0]}
             if inner_cases:
                 record["inner_score"] = inner_score(predict(model, inner_cases, config, device), inner_cases)
@@ -168,8 +177,8 @@ def fit(model: MedtlModel, train_cases: list[PreparedCase], config: Config, stat
             writer.save(state_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                      "scheduler": scheduler.state_dict(), "epoch": epoch,
                                      "history": list(result.history), "selected_epoch": result.selected_epoch})
-            if on_epoch:
-                on_epoch(record)
+            if on_epoch:  # seconds go to the caller only: the history stays the same when a run is resumed
+                on_epoch({**record, "seconds": round(time.perf_counter() - epoch_started, 2)})
     finally:
         writer.wait()
     if train_cfg.selection == "best_inner" and result.selected_epoch < 0:

@@ -10,6 +10,7 @@ checkpoint while training, so an interrupted run resumes to the same numbers.
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,19 +55,54 @@ class CVRun:
         return self.rundir.root
 
 
-def _pretrained_for(run: CVRun, arm: Arm) -> str:
+class Reporter:
+    """Progress of a run: a fraction of an epoch per batch on the bar, one plain line per epoch in log.txt.
+
+    Without a terminal (nohup, Slurm, a redirect) the epoch lines also go to stderr, unless ``--quiet``.
+    """
+
+    def __init__(self, rundir: RunDir, advance, talk: bool):
+        self.rundir, self.advance, self.talk = rundir, advance, talk
+
+    def line(self, text: str) -> None:
+        """One plain line: log.txt always, stderr when there is no terminal to draw a bar on."""
+        self.rundir.log(text)
+        if self.talk:
+            log.info(text)
+
+    def callbacks(self, label: str, epochs: int, metric: str | None = None):
+        """``(on_epoch, on_batch)`` for ``fit``."""
+        def on_batch(step: int, steps: int) -> None:
+            self.advance(1 / steps)
+
+        def on_epoch(record: dict) -> None:
+            inner = f" inner {metric} {record['inner_score']:.3f}" if "inner_score" in record and metric else ""
+            text = (f"{label} epoch {record['epoch'] + 1}/{epochs} loss {record['train_loss']:.3f}{inner} "
+                    f"({record['seconds']:.1f} s)")
+            self.advance(0, text)
+            self.line(text)
+
+        return on_epoch, on_batch
+
+
+def _pretrained_for(run: CVRun, arm: Arm, reporter: Reporter) -> str:
     """The arm's ``model.pretrained``, with ``source`` replaced by the source stage's checkpoint."""
     if arm.config.model.pretrained != "source":
         return arm.config.model.pretrained
     if run.source is None:
         from .pretrain import train_source_model
 
-        run.source = train_source_model(run.config, progress=False)
+        epochs = run.config.source.epochs
+        reporter.line(f"source stage: pretraining on {run.config.source.manifest.name} (or reusing the cached model)")
+        on_epoch, on_batch = reporter.callbacks("source stage", epochs)
+        run.source = train_source_model(run.config, progress=False, on_epoch=on_epoch, on_batch=on_batch)
+        if run.source.reused:
+            reporter.advance(epochs, "source stage reused from cache")
         state = "reused from cache" if run.source.reused else "trained now"
         message = (f"source model {run.source.fingerprint} {state}: {run.source.summary['n_cases']} source "
                    f"cases, classes {run.source.summary['class_names']}")
         run.warnings.append(message)
-        run.rundir.log(message)
+        reporter.line(message)
     return str(run.source.path)
 
 
@@ -172,7 +208,7 @@ def _prepare_run(config: Config, rundir: RunDir, checked: Checked, progress: boo
     return run, skipped
 
 
-def _train_arm(run: CVRun, arm: Arm, num_classes: int, advance) -> None:
+def _train_arm(run: CVRun, arm: Arm, num_classes: int, reporter: Reporter) -> None:
     task = get_task(arm.config.task)
     epochs = arm.config.train.epochs
     finished = []
@@ -180,19 +216,15 @@ def _train_arm(run: CVRun, arm: Arm, num_classes: int, advance) -> None:
         folder = run.rundir.fold(arm.name, fold.repeat, fold.fold)
         if folder.done.exists():
             finished.append(folder.read_done())
-            advance(epochs)
+            reporter.advance(epochs)
             continue
         label = f"{arm.name} r{fold.repeat} fold {fold.fold}"
-
-        def on_epoch(record: dict, label: str = label) -> None:
-            inner = f" inner {task.primary_metric} {record['inner_score']:.3f}" if "inner_score" in record else ""
-            line = f"{label} epoch {record['epoch'] + 1}/{epochs} loss {record['train_loss']:.3f}{inner}"
-            run.rundir.log(line)
-            advance(1, line)
-
-        done = run_fold(arm, fold, folder, run.cases, run.class_names, num_classes, _pretrained_for(run, arm),
-                        on_epoch)
-        run.rundir.log(f"{label} finished: {task.primary_metric} {done['record'][task.primary_metric]}")
+        on_epoch, on_batch = reporter.callbacks(label, epochs, task.primary_metric)
+        pretrained = _pretrained_for(run, arm, reporter)
+        done = run_fold(arm, fold, folder, run.cases, run.class_names, num_classes, pretrained, on_epoch, on_batch)
+        score = done["record"][task.primary_metric]
+        reporter.line(f"{label} finished: {task.primary_metric} {score:.3f}" if score == score else
+                      f"{label} finished: {task.primary_metric} undefined")
         finished.append(done)
     run.warnings += [note for f in finished for note in f.get("notes", [])]
     run.arms[arm.name] = {"folds": [f["record"] for f in finished], "rows": [r for f in finished for r in f["rows"]],
@@ -202,7 +234,8 @@ def _train_arm(run: CVRun, arm: Arm, num_classes: int, advance) -> None:
 
 def run_cv(config: Config, out: str | Path, progress: bool = True) -> CVRun:
     """Run (or resume) cross-validation and write every output into ``out``."""
-    checked = check_experiment(config, fetch_main_weights=True)  # before anything is written: a config that cannot run claims no folder
+    # before anything is written: a config that cannot run claims no folder
+    checked = check_experiment(config, fetch_main_weights=True)
     arms = checked.arms
     rundir = RunDir(out)
     run, skipped = _prepare_run(config, rundir, checked, progress)
@@ -210,10 +243,13 @@ def run_cv(config: Config, out: str | Path, progress: bool = True) -> CVRun:
     num_classes = task.num_classes(run.class_names, run.cases)
     rundir.log(f"cv: {len(run.cases)} cases, {len(run.folds)} folds, arms {[a.name for a in arms]}")
     total = sum(a.config.train.epochs for a in arms) * len(run.folds)
+    if config.source is not None and any(a.config.model.pretrained == "source" for a in arms):
+        total += config.source.epochs
     with progress_bar("cross-validation", total, progress) as advance:
+        reporter = Reporter(rundir, advance, talk=progress and not sys.stderr.isatty())
         for arm in arms:
             try:
-                _train_arm(run, arm, num_classes, advance)
+                _train_arm(run, arm, num_classes, reporter)
             except WeightsUnavailableError as exc:
                 if arm.required:
                     raise
@@ -221,7 +257,7 @@ def run_cv(config: Config, out: str | Path, progress: bool = True) -> CVRun:
                 run.warnings.append(message)
                 rundir.log(message)
                 log.warning(message)
-                advance(arm.config.train.epochs * len(run.folds))
+                reporter.advance(arm.config.train.epochs * len(run.folds))
     _summarise(run)
     _write_outputs(run, skipped)
     rundir.log("cv finished: " + "; ".join(run.verdicts or [f"{run.metrics['main_arm']} only"]))

@@ -35,7 +35,8 @@ def case_rows(arm: str, fold: Fold, cases: list[PreparedCase], outputs: np.ndarr
 
 
 def run_fold(arm: Arm, fold: Fold, folder: FoldDir, cases: list[PreparedCase], class_names: list[str],
-             num_classes: int, pretrained: str, on_epoch: Callable[[dict], None]) -> dict:
+             num_classes: int, pretrained: str, on_epoch: Callable[[dict], None],
+             on_batch: Callable[[int, int], None] | None = None) -> dict:
     """Train ``arm`` on ``fold`` (or resume it) and score its validation cases; returns the done record."""
     if folder.done.exists():
         return folder.read_done()
@@ -61,7 +62,7 @@ def run_fold(arm: Arm, fold: Fold, folder: FoldDir, cases: list[PreparedCase], c
         return task.fold_metrics(rows, class_names)[task.primary_metric]
 
     result = fit(model, train_cases, config, folder.state, seed, inner_cases or None,
-                 inner_score if inner_cases else None, on_epoch)
+                 inner_score if inner_cases else None, on_epoch, on_batch)
     if config.train.selection == "best_inner" and folder.best.exists():
         load_weights(folder.best, model)
     save_weights(folder.model, model, {**model.describe(), "class_names": json.dumps(class_names),

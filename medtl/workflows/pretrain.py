@@ -26,6 +26,7 @@ from ..models import create_model
 from ..models.checkpoint import save_weights
 from ..plumbing.atomic import atomic_path, write_json
 from ..plumbing.hashing import sha256_text
+from ..plumbing.progress import progress_bar
 from ..tasks import get_task
 from ..train.loop import fit
 
@@ -69,8 +70,11 @@ def stage_fingerprint_text(stage: Config) -> str:
     return json.dumps(used, sort_keys=True)
 
 
-def train_source_model(config: Config, progress: bool = True) -> SourceModel:
-    """Train the source stage, or reuse the cached checkpoint of an identical one."""
+def train_source_model(config: Config, progress: bool = True, on_epoch=None, on_batch=None) -> SourceModel:
+    """Train the source stage, or reuse the cached checkpoint of an identical one.
+
+    ``on_epoch``/``on_batch`` report progress to a caller that draws its own bar (``cv``).
+    """
     stage = source_stage_config(config)
     root = medtl_home() / "source_models"
     manifest = read_manifest(stage.data.manifest, stage.task)
@@ -91,7 +95,14 @@ def train_source_model(config: Config, progress: bool = True) -> SourceModel:
     model = create_model(stage.model.backbone, dims=stage.data.dims, num_classes=num_classes, task=task.head,
                          pretrained=stage.model.pretrained, input_adapt=stage.model.input_adapt,
                          inflate=stage.model.inflate)
-    result = fit(model, cases, stage, folder / "state.pt", stage.train.seed)
+    if on_epoch is None and on_batch is None and progress:  # `medtl pretrain` on its own: its own bar
+        with progress_bar("source stage", stage.train.epochs, True) as advance:
+            result = fit(model, cases, stage, folder / "state.pt", stage.train.seed,
+                         on_epoch=lambda r: advance(0, f"source stage epoch {r['epoch'] + 1}/{stage.train.epochs} "
+                                                       f"loss {r['train_loss']:.3f}"),
+                         on_batch=lambda step, steps: advance(1 / steps))
+    else:
+        result = fit(model, cases, stage, folder / "state.pt", stage.train.seed, on_epoch=on_epoch, on_batch=on_batch)
     metadata = {**model.describe(), "class_names": json.dumps(manifest.class_names), "data_sha256": data_sha,
                 "fingerprint": fingerprint, "source_task": stage.task, "epochs": stage.train.epochs}
     summary = {"fingerprint": fingerprint, "n_cases": len(cases), "n_skipped": len(skipped),

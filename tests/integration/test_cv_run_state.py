@@ -168,3 +168,22 @@ def test_main_arm_weights_that_cannot_be_had_claim_no_folder(dataset, tmp_path, 
     assert "not cached" in capsys.readouterr().err
     assert main(["cv", str(config), "--out", str(tmp_path / "run"), "--quiet"]) == 2
     assert "medtl weights import" in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
+def test_without_a_terminal_every_epoch_is_one_plain_line_and_quiet_only_silences_the_console(dataset, tmp_path):
+    import subprocess
+    import sys
+
+    config = write_config(tmp_path / "c.yaml", dataset / "manifest.csv", model={"pretrained": "source"},
+                          source={"manifest": str(dataset / "manifest.csv"), "epochs": 2})
+    result = subprocess.run([sys.executable, "-m", "medtl.cli", "cv", str(config), "--out", str(tmp_path / "a")],
+                            capture_output=True, text=True)  # stderr is a pipe, as under nohup or Slurm
+    assert result.returncode == 0, result.stderr
+    epochs = [line for line in result.stderr.splitlines() if " epoch " in line]
+    assert any(line.startswith("medtl: INFO: source stage epoch 2/2 loss") for line in epochs)
+    assert any("pretrained r0 fold 1 epoch 1/1 loss" in line and line.endswith(" s)") for line in epochs)
+    quiet = subprocess.run([sys.executable, "-m", "medtl.cli", "cv", str(config), "--out", str(tmp_path / "b"),
+                            "--quiet"], capture_output=True, text=True)
+    assert quiet.returncode == 0 and " epoch " not in quiet.stderr
+    log = (tmp_path / "b" / "log.txt").read_text()
+    assert "source stage" in log and "pretrained r0 fold 0 epoch 1/1" in log
