@@ -188,7 +188,7 @@ def _prediction_row(record: dict, trained: TrainedRun, key_column: str, with_fil
     if truth:
         row["label"] = "mask" if dense_output(trained) else record["label"]
         if dense_output(trained):
-            row.update({k: record["metrics"][k] for k in get_task(trained.task).metric_names})
+            row.update({k: record["metrics"][k] for k in get_task(trained.task).result_columns(trained.class_names)})
     row.update(model_id=trained.model_id, status=record["status"], reasons=record["reasons"])
     return row
 
@@ -201,7 +201,8 @@ def prediction_columns(trained: TrainedRun, key_column: str, with_files: bool, t
     else:
         columns += [f"prob_{n}" for n in trained.class_names] + ["predicted"]
     if truth:
-        columns += ["label"] + (list(get_task(trained.task).metric_names) if dense_output(trained) else [])
+        columns += ["label"] + (get_task(trained.task).result_columns(trained.class_names) if dense_output(trained)
+                                else [])
     return columns + ["model_id", "status", "reasons"]
 
 

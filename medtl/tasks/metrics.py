@@ -6,9 +6,12 @@ one-vs-rest macro averages, argmax decisions): ``auc``, ``pr_auc``, ``accuracy``
 present.
 
 Segmentation, per case, averaged over foreground classes: ``dice``, ``iou``,
-``hd95`` (mm, using the voxel spacing). Empty-mask conventions: truth and
+``hd95`` (mm, using the voxel spacing), plus ``truth_empty`` and ``pred_empty``
+(1 when the mask has no foreground). Empty-mask conventions per case: truth and
 prediction both empty -> dice = iou = 1, hd95 = 0; exactly one empty -> dice =
-iou = 0, hd95 = NaN (undefined; excluded from means and counted separately).
+iou = 0, hd95 = NaN (undefined; excluded from means and counted separately). The
+summaries (``medtl.tasks.segmentation``) do not let those conventions decide: the
+primary figures average over cases whose truth has foreground.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import torch
 
 CLASSIFICATION_METRICS = ("auc", "pr_auc", "accuracy", "sensitivity", "specificity", "f1")
 SEGMENTATION_METRICS = ("dice", "iou", "hd95")
+SEGMENTATION_CASE_COLUMNS = ("dice", "iou", "hd95", "truth_empty", "pred_empty")
 
 
 def classification_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
@@ -86,16 +90,8 @@ def segmentation_case_metrics(prediction: np.ndarray, truth: np.ndarray, num_cla
                                                percentile=95, spacing=list(spacing) if spacing else None)
             hd.append(float(value.flatten()[0]))
     out = {"dice": float(dice.mean()), "iou": float(iou.mean()),
-           "hd95": float(np.nanmean(hd)) if not all(math.isnan(h) for h in hd) else math.nan}
+           "hd95": float(np.nanmean(hd)) if not all(math.isnan(h) for h in hd) else math.nan,
+           "truth_empty": float(not bool(true[0, 1:].any())), "pred_empty": float(not bool(pred[0, 1:].any()))}
     if num_classes > 2:
         out.update({f"dice_{c}": float(dice[c - 1]) for c in range(1, num_classes)})
-    return out
-
-
-def mean_case_metrics(rows: list[dict[str, float]], names=SEGMENTATION_METRICS) -> dict[str, float]:
-    """Mean over cases, NaN-excluding (for hd95)."""
-    out = {}
-    for name in names:
-        values = np.array([r[name] for r in rows], dtype=float)
-        out[name] = float(np.nanmean(values)) if np.isfinite(values).any() else math.nan
     return out

@@ -1,4 +1,13 @@
-"""Segmentation: a label map per case; Dice, IoU and HD95 (mm) per case, averaged over cases."""
+"""Segmentation: a label map per case; Dice, IoU and HD95 (mm) per case, summarised so empty masks cannot decide.
+
+Primary figures (``dice``, ``iou``, ``hd95``) average over the cases whose truth has
+foreground: an empty prediction on an empty truth scores 1 by convention, and a run
+full of lesion-free images would otherwise look good (and "win" a comparison) without
+segmenting anything. The empty cases are scored as detection instead:
+``empty_fp_rate`` is the share of them with any predicted foreground. ``dice_all``
+(every case, conventions included) is reported for completeness. Comparisons between
+arms use the primary ``dice``.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +18,13 @@ import numpy as np
 
 from ..plumbing.html import html_image
 from .base import Task
-from .metrics import SEGMENTATION_METRICS, mean_case_metrics, segmentation_case_metrics
+from .metrics import SEGMENTATION_CASE_COLUMNS, segmentation_case_metrics
+
+
+def _mean(values: np.ndarray) -> float:
+    """NaN-excluding mean; NaN when nothing is left (no case of that kind)."""
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else math.nan
 
 
 class SegmentationTask(Task):
@@ -19,7 +34,7 @@ class SegmentationTask(Task):
     head = "segmentation"
     target_column = "mask"
     primary_metric = "dice"
-    metric_names = SEGMENTATION_METRICS
+    metric_names = ("dice", "iou", "hd95", "empty_fp_rate", "dice_all")
     uses_mask = True
 
     def num_classes(self, class_names: Sequence[str], cases: Sequence[Any]) -> int:
@@ -40,17 +55,24 @@ class SegmentationTask(Task):
         return {"label": "mask", **segmentation_case_metrics(output, case.mask[0], num_classes, case.spacing)}
 
     def result_columns(self, class_names: Sequence[str]) -> list[str]:
-        return list(SEGMENTATION_METRICS)
+        return list(SEGMENTATION_CASE_COLUMNS)
 
     def fold_metrics(self, rows: Sequence[dict], class_names: Sequence[str]) -> dict[str, float]:
-        return mean_case_metrics(rows)
+        index = np.arange(len(rows))
+        return {name: self.pooled_statistic(name, rows, class_names)(index) for name in self.metric_names}
 
     def pooled_statistic(self, metric: str, rows: Sequence[dict], class_names: Sequence[str]):
-        values = np.array([r[metric] for r in rows], dtype=float)
-        return lambda idx: float(np.nanmean(values[idx])) if np.isfinite(values[idx]).any() else math.nan
+        truth_empty = np.array([bool(r.get("truth_empty", 0) >= 0.5) for r in rows])
+        if metric == "empty_fp_rate":
+            predicted = np.array([1.0 - float(r.get("pred_empty", 1.0)) for r in rows])
+            return lambda idx: _mean(predicted[idx][truth_empty[idx]])
+        values = np.array([r["dice" if metric == "dice_all" else metric] for r in rows], dtype=float)
+        if metric == "dice_all":
+            return lambda idx: _mean(values[idx])
+        return lambda idx: _mean(values[idx][~truth_empty[idx]])
 
     def averaged_columns(self, class_names: Sequence[str]) -> list[str]:
-        return list(SEGMENTATION_METRICS)
+        return ["dice", "iou", "hd95", "pred_empty"]
 
     def data_counts(self, cases: Sequence[Any], class_names: Sequence[str]) -> dict[str, int]:
         return {"cases with foreground": sum(bool(c.mask.any()) for c in cases),

@@ -136,7 +136,15 @@ def test_segmentation_cv_smoke(dataset, tmp_path):
     metrics = json.loads((tmp_path / "seg" / "metrics.json").read_text())
     assert metrics["primary_metric"] == "dice" and 0 <= metrics["summary"]["dice"]["mean"] <= 1
     predictions = read_csv(tmp_path / "seg" / "predictions.csv")
-    assert list(predictions[0])[-3:] == ["dice", "iou", "hd95"]
+    assert list(predictions[0])[-5:] == ["dice", "iou", "hd95", "truth_empty", "pred_empty"]
+    for fold in metrics["folds"]:  # empty-vs-empty cases (dice 1 by convention) never enter the primary figure
+        rows = [r for r in predictions if int(r["fold"]) == fold["fold"]]
+        lesion = [float(r["dice"]) for r in rows if r["truth_empty"] == "0.0"]
+        empty = [r for r in rows if r["truth_empty"] == "1.0"]
+        assert fold["dice"] == pytest.approx(sum(lesion) / len(lesion)) if lesion else fold["dice"] is None
+        if empty:
+            share = sum(r["pred_empty"] == "0.0" for r in empty) / len(empty)
+            assert fold["empty_fp_rate"] == pytest.approx(share)
     assert "Segmentation overlays" in (tmp_path / "seg" / "report.html").read_text()
 
 

@@ -303,8 +303,9 @@ def test_evaluate_segmentation_scores_the_written_masks_on_the_original_grid(seg
         predicted = load_volume(out / row["mask_file"], as_label=True)
         expected = segmentation_case_metrics(predicted.array, truth.array, 2, truth.spacing)
         assert float(row["dice"]) == pytest.approx(expected["dice"], abs=1e-6)
-    dice = np.mean([float(r["dice"]) for r in rows])
+    dice = np.mean([float(r["dice"]) for r in rows if r["truth_empty"] == "0.0"])  # cases with a lesion
     assert metrics["summary"]["dice"]["pooled"] == pytest.approx(dice, abs=1e-6)
+    assert metrics["summary"]["dice_all"]["pooled"] == pytest.approx(np.mean([float(r["dice"]) for r in rows]))
 
 
 def test_a_series_that_kills_the_loader_is_skipped_after_two_crashes(cls_run, export, reference, tmp_path,

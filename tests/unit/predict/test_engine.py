@@ -20,7 +20,7 @@ def record(task):
     if task == "classification":
         return {**base, "probs": [0.25, 0.75]}
     return {**base, "shape": "4x4", "foreground_voxels": 3, "foreground_mm": 3.0, "mask_file": "masks/k1.nii.gz",
-            "seg_file": "", "prob_files": "", "metrics": {"dice": 0.5, "iou": 0.3, "hd95": 1.0}}
+            "seg_file": "", "prob_files": "", "metrics": {"dice": 0.5, "iou": 0.3, "hd95": 1.0, "truth_empty": 0.0, "pred_empty": 0.0}}
 
 
 @pytest.mark.parametrize("task", ["classification", "segmentation"])
