@@ -29,8 +29,12 @@ class Arm:
 
 
 def main_arm_name(config: Config) -> str:
-    """``scratch`` when the main model starts from random weights, else ``pretrained``."""
-    return "scratch" if config.model.pretrained == "none" else "pretrained"
+    """A name that says where the main model starts: ``scratch``, ``imagenet-pretrained``,
+    ``medicalnet-pretrained``, ``source-pretrained`` or ``checkpoint-pretrained``."""
+    source = config.model.pretrained
+    if source == "none":
+        return "scratch"
+    return f"{source}-pretrained" if source in SOURCE_ARMS else "checkpoint-pretrained"
 
 
 def arm_overrides(entry: str | ArmConfig) -> tuple[str, dict[str, Any]]:

@@ -64,8 +64,11 @@ def _cmd_cv(args: argparse.Namespace) -> int:
         print(f"{run.metrics['main_arm']}: {run.metrics['primary_metric']} {main['pooled']:.3f} "
               f"(95% CI {main['ci95'][0]:.3f}-{main['ci95'][1]:.3f}, patient bootstrap), "
               f"folds {main['mean']:.3f} ± {main['std']:.3f}")
-        for verdict in run.verdicts:
+        from .evaluate.summary import plain_reading
+
+        for verdict, comparison in zip(run.verdicts, run.metrics["comparisons"]):
             print(verdict)
+            print(f"  {plain_reading(comparison)}")
         print(f"report: {out / 'report.html'}")
     return 0
 

@@ -164,7 +164,10 @@ class RunDir:
             return list(state["arms"])
         from .arms import resolve_arms
 
-        return [a.name for a in resolve_arms(self.read_config(), check_paths=False)]
+        names = [a.name for a in resolve_arms(self.read_config(), check_paths=False)]
+        if not self.arm_dir(names[0]).exists() and (self.root / "arms" / "pretrained").exists():
+            names[0] = "pretrained"  # a run made before main arms were named by their start
+        return names
 
     def main_arm(self) -> str:
         """The arm ``predict`` and ``evaluate`` use by default."""
@@ -184,7 +187,8 @@ class RunDir:
             return load_config(path, check_paths=False)
         from .arms import resolve_arms
 
-        return {a.name: a.config for a in resolve_arms(self.read_config(), check_paths=False)}[arm]
+        arms = resolve_arms(self.read_config(), check_paths=False)
+        return {(a.name if a is not arms[0] else names[0]): a.config for a in arms}[arm]
 
     def read_splits(self) -> list[dict]:
         """Rows of ``splits.csv`` with ``repeat`` and ``fold`` as integers."""

@@ -47,42 +47,59 @@ def roc_figure(arm_rows: dict[str, list[dict]], positive: str) -> str:
             ax.plot(grid, mean, color="black", lw=2, label="mean of folds")
             ax.fill_between(grid, np.clip(mean - sd, 0, 1), np.clip(mean + sd, 0, 1), alpha=0.2, color="gray",
                             label="±1 SD across folds")
+        if not curves:  # never an empty panel without a word
+            ax.text(0.5, 0.5, "no fold holds both classes:\nROC undefined", ha="center", va="center")
         ax.plot([0, 1], [0, 1], "--", color="gray", lw=0.8)
         ax.set(title=f"ROC: {arm}", xlabel="1 - specificity", ylabel="sensitivity")
-        ax.legend(loc="lower right", fontsize=8)
+        if curves:
+            ax.legend(loc="lower right", fontsize=8)
     return _png(fig)
 
 
 def calibration_figure(arm_rows: dict[str, list[dict]], class_names: list[str]) -> str:
-    """Reliability diagram of pooled out-of-fold predictions (binary: P(positive); else max P)."""
-    from sklearn.calibration import calibration_curve
+    """Reliability diagram (10 equal-width bins, pooled out-of-fold) over the number of cases in each bin.
 
-    fig, axes = _figure()
+    Binary: P(positive); multi-class: the top-class probability. The legend gives ECE and
+    the Brier score, so the picture and the numbers in the tables can be read together.
+    """
+    from ..tasks.metrics import brier_score, calibration_bins, expected_calibration_error
+
+    fig, axes = _figure(height=5.5)
     ax = axes[0][0]
-    for arm, rows in arm_rows.items():
+    counts_ax = ax.inset_axes([0.0, -0.45, 1.0, 0.25])
+    width = 0.8 / max(1, len(arm_rows)) / 10
+    for k, (arm, rows) in enumerate(arm_rows.items()):
         probs = np.array([[r[f"prob_{n}"] for n in class_names] for r in rows])
         labels = np.array([r["label_index"] for r in rows])
-        if len(class_names) == 2:
-            truth, score = labels == 1, probs[:, 1]
-        else:
-            truth, score = probs.argmax(1) == labels, probs.max(1)
-        observed, predicted = calibration_curve(truth, score, n_bins=8, strategy="quantile")
-        ax.plot(predicted, observed, marker="o", label=arm)
+        predicted, observed, counts = calibration_bins(labels, probs)
+        label = (f"{arm} (ECE {expected_calibration_error(labels, probs):.3f}, "
+                 f"Brier {brier_score(labels, probs):.3f})")
+        ax.plot(predicted, observed, marker="o", label=label)
+        centres = (np.minimum((predicted * 10).astype(int), 9) + 0.5) / 10
+        counts_ax.bar(centres - 0.4 / 10 + k * width, counts, width=width, label=arm)
     ax.plot([0, 1], [0, 1], "--", color="gray")
-    ax.set(title="Calibration (pooled out-of-fold)", xlabel="predicted probability", ylabel="observed frequency")
-    ax.legend(fontsize=8)
+    what = "P(positive)" if len(class_names) == 2 else "top-class probability"
+    ax.set(title="Calibration (pooled out-of-fold)", ylabel="observed frequency", xlim=(0, 1), ylim=(0, 1))
+    ax.legend(fontsize=8, loc="upper left")
+    counts_ax.set(xlim=(0, 1), xlabel=f"predicted {what}", ylabel="cases")
     return _png(fig)
 
 
 def confusion_figure(matrix: np.ndarray, class_names: list[str], arm: str) -> str:
     """Confusion matrix heat map (rows truth, columns prediction) as base64 PNG."""
-    fig, axes = _figure(4.5, 4.0)
+    size = 3.5 + 0.5 * len(class_names)
+    fig, axes = _figure(size + 1.0, size)
     ax = axes[0][0]
-    ax.imshow(matrix, cmap="Blues")
-    for (i, j), value in np.ndenumerate(matrix):
-        ax.text(j, i, str(value), ha="center", va="center")
-    ax.set(xticks=range(len(class_names)), yticks=range(len(class_names)), xticklabels=class_names,
-           yticklabels=class_names, xlabel="predicted", ylabel="true", title=f"Confusion matrix: {arm}")
+    ax.imshow(matrix, cmap="Blues", vmin=0)
+    dark = matrix.max() * 0.55
+    for (i, j), value in np.ndenumerate(matrix):  # white on dark cells: every count readable
+        ax.text(j, i, str(value), ha="center", va="center", fontsize=11,
+                color="white" if value > dark else "black")
+    long_names = max(len(str(n)) for n in class_names) > 10
+    ax.set(xticks=range(len(class_names)), yticks=range(len(class_names)), xlabel="predicted", ylabel="true",
+           title=f"Confusion matrix: {arm}")
+    ax.set_xticklabels(class_names, rotation=30 if long_names else 0, ha="right" if long_names else "center")
+    ax.set_yticklabels(class_names)
     return _png(fig)
 
 

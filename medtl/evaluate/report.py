@@ -11,6 +11,7 @@ from ..plumbing.atomic import write_atomic
 from ..plumbing.html import format_value, html_image, html_page, html_table
 from ..tasks import get_task
 from . import figures
+from .summary import plain_reading
 
 
 def _summary_table(metrics: dict, names) -> str:
@@ -39,7 +40,9 @@ def _sections(run) -> list[tuple[str, str]]:
     task = get_task(config.task)
     names = task.metric_names
     sections = []
-    verdicts = "".join(f'<p class="verdict">{html.escape(v)}</p>' for v in run.verdicts) or \
+    readings = [plain_reading(c) for c in metrics["comparisons"]]
+    verdicts = "".join(f'<p class="verdict">{html.escape(v)}</p><p>{html.escape(r)}</p>'
+                       for v, r in zip(run.verdicts, readings)) or \
         "<p>No comparison arm ran (set <code>compare: [scratch]</code> for a from-scratch control).</p>"
     sections.append(("Verdict", verdicts + _summary_table(metrics, names)))
     if run.warnings:

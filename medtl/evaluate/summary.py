@@ -73,3 +73,24 @@ def verdict_line(comparison: dict) -> str:
     p = comparison["p_value"]
     p_text = "p<0.001" if p < 0.001 else f"p={p:.3f}"
     return f"{comparison['a']} vs {comparison['b']}: {metric} {diff:+.3f} [{lo:+.3f}, {hi:+.3f}], {p_text}"
+
+
+_METRIC_WORDS = {"auc": "AUC", "dice": "Dice (cases with a lesion)", "iou": "IoU", "accuracy": "accuracy"}
+
+
+def plain_reading(comparison: dict) -> str:
+    """The verdict in words a clinician can repeat, saying what the patients can and cannot show."""
+    a, b, metric = comparison["a"], comparison["b"], _METRIC_WORDS.get(comparison["metric"], comparison["metric"])
+    diff, (lo, hi), n = comparison["mean_diff"], comparison["ci95"], comparison.get("n_patients", "these")
+    if any(v != v for v in (diff, lo, hi)):  # NaN: undefined on these cases
+        return f"{a} and {b} cannot be compared on {metric} here: the difference is undefined on these cases."
+    interval = f"95% CI {lo:+.3f} to {hi:+.3f}"
+    if lo > 0:
+        return (f"{a} scored {diff:.3f} higher {metric} than {b} ({interval}); the interval excludes 0, so on these "
+                f"{n} patients the difference is unlikely to be chance.")
+    if hi < 0:
+        return (f"{a} scored {-diff:.3f} lower {metric} than {b} ({interval}); the interval excludes 0, so on these "
+                f"{n} patients {b} is better.")
+    direction = "higher" if diff >= 0 else "lower"
+    return (f"{a} scored {abs(diff):.3f} {direction} {metric} than {b}, but {n} patients cannot show whether that is "
+            f"real: the {interval} includes 0.")

@@ -88,8 +88,9 @@ class ClassificationTask(Task):
         fold_rows = {"fold models": [{**r, "repeat": 0, "fold": k} for k, model_rows in
                                      enumerate(member_rows.values()) for r in model_rows]}
         if len(class_names) == 2:
-            sections.append(("ROC curves of the fold models",
-                             html_image(figures.roc_figure(fold_rows, class_names[1]), "ROC")))
+            ensemble = {"ensemble (the reported AUC)": [{**r, "repeat": 0, "fold": 0} for r in rows], **fold_rows}
+            sections.append(("ROC curves: the ensemble and each fold model",
+                             html_image(figures.roc_figure(ensemble, class_names[1]), "ROC")))
         sections.append(("Calibration", html_image(figures.calibration_figure({"ensemble": rows}, list(class_names)),
                                                    "calibration")))
         matrix = confusion(*_labels_and_probs(rows, class_names))

@@ -3,7 +3,9 @@
 Classification (binary: class index 1 is positive, threshold 0.5; multi-class:
 one-vs-rest macro averages, argmax decisions): ``auc``, ``pr_auc``, ``accuracy``,
 ``sensitivity``, ``specificity``, ``f1``. AUC/PR-AUC are NaN when only one class is
-present.
+present. Calibration: ``brier`` (binary: the usual Brier score of P(positive); see
+``brier_score``) and ``ece`` (expected calibration error, 10 equal-width bins; binary: of P(positive),
+multi-class: of the top-class probability).
 
 Segmentation, per case, averaged over foreground classes: ``dice``, ``iou``,
 ``hd95`` (mm, using the voxel spacing), plus ``truth_empty`` and ``pred_empty``
@@ -21,7 +23,8 @@ import math
 import numpy as np
 import torch
 
-CLASSIFICATION_METRICS = ("auc", "pr_auc", "accuracy", "sensitivity", "specificity", "f1")
+CLASSIFICATION_METRICS = ("auc", "pr_auc", "accuracy", "sensitivity", "specificity", "f1", "brier", "ece")
+ECE_BINS = 10
 SEGMENTATION_METRICS = ("dice", "iou", "hd95")
 SEGMENTATION_CASE_COLUMNS = ("dice", "iou", "hd95", "truth_empty", "pred_empty")
 
@@ -56,7 +59,42 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dic
             "specificity": F.classification.multiclass_specificity(probs, target, **kw).item(),
             "f1": F.classification.multiclass_f1_score(probs, target, **kw).item(),
         }
+    out["brier"], out["ece"] = brier_score(target.numpy(), probs.numpy()), expected_calibration_error(
+        target.numpy(), probs.numpy())
     return {k: float(v) for k, v in out.items()}
+
+
+def brier_score(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    """Binary: mean of (P(positive) - y)^2 (scikit-learn's ``brier_score_loss``); multi-class: the mean over cases
+    of the squared distance between the probability vector and the one-hot truth."""
+    labels, probabilities = np.asarray(labels), np.asarray(probabilities, dtype=float)
+    if probabilities.shape[1] == 2:
+        return float(np.mean((probabilities[:, 1] - (labels == 1)) ** 2))
+    onehot = np.eye(probabilities.shape[1])[labels]
+    return float(np.mean(np.sum((probabilities - onehot) ** 2, axis=1)))
+
+
+def calibration_bins(labels: np.ndarray, probabilities: np.ndarray, bins: int = ECE_BINS):
+    """``(mean predicted, observed frequency, count)`` per equal-width bin (empty bins left out).
+
+    Binary: of P(positive) against the positive label; multi-class: of the top-class
+    probability against "the top class is right".
+    """
+    labels, probabilities = np.asarray(labels), np.asarray(probabilities, dtype=float)
+    if probabilities.shape[1] == 2:
+        score, hit = probabilities[:, 1], labels == 1
+    else:
+        score, hit = probabilities.max(1), probabilities.argmax(1) == labels
+    index = np.minimum((score * bins).astype(int), bins - 1)
+    rows = [(score[index == b].mean(), hit[index == b].mean(), int((index == b).sum()))
+            for b in range(bins) if (index == b).any()]
+    return tuple(np.array(column) for column in zip(*rows)) if rows else (np.array([]),) * 3
+
+
+def expected_calibration_error(labels: np.ndarray, probabilities: np.ndarray, bins: int = ECE_BINS) -> float:
+    """Count-weighted mean |observed - predicted| over the equal-width bins."""
+    predicted, observed, counts = calibration_bins(labels, probabilities, bins)
+    return float(np.sum(counts * np.abs(observed - predicted)) / max(1, counts.sum()))
 
 
 def confusion(labels: np.ndarray, probabilities: np.ndarray) -> np.ndarray:

@@ -28,6 +28,9 @@ def check_config(rundir: RunDir, config: Config) -> None:
     """
     if not rundir.exists() or not (rundir.splits.exists() or rundir.run_json.exists()):
         return
+    if not rundir.run_json.exists() and any((rundir.root / "arms").glob("*/*/done.json")):
+        raise RunMismatchError(f"{rundir.root} holds a run made by an older medtl (no run.json), which cannot be "
+                               f"checked or resumed safely; {_HOW_TO} (its models still work with medtl predict)")
     stored = rundir.read_config()
     differs = config_differences(stored, config)
     if differs:

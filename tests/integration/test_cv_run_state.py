@@ -181,9 +181,9 @@ def test_without_a_terminal_every_epoch_is_one_plain_line_and_quiet_only_silence
     assert result.returncode == 0, result.stderr
     epochs = [line for line in result.stderr.splitlines() if " epoch " in line]
     assert any(line.startswith("medtl: INFO: source stage epoch 2/2 loss") for line in epochs)
-    assert any("pretrained r0 fold 1 epoch 1/1 loss" in line and line.endswith(" s)") for line in epochs)
+    assert any("source-pretrained r0 fold 1 epoch 1/1 loss" in line and line.endswith(" s)") for line in epochs)
     quiet = subprocess.run([sys.executable, "-m", "medtl.cli", "cv", str(config), "--out", str(tmp_path / "b"),
                             "--quiet"], capture_output=True, text=True)
     assert quiet.returncode == 0 and " epoch " not in quiet.stderr
     log = (tmp_path / "b" / "log.txt").read_text()
-    assert "source stage" in log and "pretrained r0 fold 0 epoch 1/1" in log
+    assert "source stage" in log and "source-pretrained r0 fold 0 epoch 1/1" in log

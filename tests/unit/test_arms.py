@@ -31,8 +31,8 @@ def test_each_arm_config_file_differs_from_the_main_by_its_own_overrides(tmp_pat
     rundir.write_state({"arms": [a.name for a in arms]})
     for arm in arms:
         rundir.write_arm_config(arm.name, arm.config)
-    main = flatten(rundir.read_arm_config("pretrained"))
-    assert arms[0].name == "pretrained" and flatten(config) == main
+    main = flatten(rundir.read_arm_config("imagenet-pretrained"))
+    assert arms[0].name == "imagenet-pretrained" and flatten(config) == main
     for name, overrides in EXPECTED.items():
         derived = flatten(rundir.read_arm_config(name))
         differing = {k for k in main if main[k] != derived[k]}

@@ -47,3 +47,16 @@ def test_an_arm_compared_with_itself_differs_by_zero():
     comparison = compare_arms("classification", "a", data, "b", data, ["0", "1"], 200, 0)
     assert comparison["mean_diff"] == 0 and comparison["n_patients"] == 20
     assert verdict_line(comparison).startswith("a vs b: AUC +0.000")
+
+
+
+@pytest.mark.parametrize("diff, ci, words", [(0.07, [-0.03, 0.17], "cannot show whether that is real"),
+                                             (0.20, [0.09, 0.30], "unlikely to be chance"),
+                                             (-0.15, [-0.25, -0.05], "scratch is better")])
+def test_every_verdict_has_a_plain_reading(diff, ci, words):
+    from medtl.evaluate.summary import plain_reading
+
+    comparison = {"a": "source-pretrained", "b": "scratch", "metric": "auc", "mean_diff": diff, "ci95": ci,
+                  "p_value": 0.1, "n_patients": 40}
+    text = plain_reading(comparison)
+    assert words in text and "40 patients" in text and "source-pretrained" in text

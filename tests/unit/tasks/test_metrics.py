@@ -60,3 +60,21 @@ def test_empty_mask_conventions():
     assert (both["dice"], both["iou"], both["hd95"]) == (1.0, 1.0, 0.0)
     missed = segmentation_case_metrics(empty, full, 2)
     assert missed["dice"] == 0 and missed["iou"] == 0 and math.isnan(missed["hd95"])
+
+
+
+def test_brier_and_ece_match_their_definitions():
+    from sklearn.metrics import brier_score_loss
+
+    from medtl.tasks.metrics import brier_score, expected_calibration_error
+
+    labels = np.array([0, 0, 1, 1, 1, 0, 1, 0])
+    p1 = np.array([0.05, 0.15, 0.95, 0.85, 0.55, 0.45, 0.65, 0.35])
+    probs = np.stack([1 - p1, p1], 1)
+    assert brier_score(labels, probs) == pytest.approx(brier_score_loss(labels, p1))
+    # bins [0.0-0.1): 0.05 -> 0; [0.1-0.2): 0.15 -> 0; [0.3-0.4): 0.35 -> 0; [0.4-0.5): 0.45 -> 0;
+    # [0.5-0.6): 0.55 -> 1; [0.6-0.7): 0.65 -> 1; [0.8-0.9): 0.85 -> 1; [0.9-1.0]: 0.95 -> 1
+    expected = (0.05 + 0.15 + 0.35 + 0.45 + 0.45 + 0.35 + 0.15 + 0.05) / 8
+    assert expected_calibration_error(labels, probs) == pytest.approx(expected)
+    three = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1]])
+    assert brier_score(np.array([0, 2]), three) == pytest.approx(((0.09 + 0.04 + 0.01) + (0.01 + 0.64 + 0.81)) / 2)
