@@ -56,7 +56,7 @@ def _cmd_cv(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, args.set)
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
-    run = run_cv(config, out, progress=not args.quiet)
+    run = run_cv(config, out, progress=not args.quiet, keep_paths=args.keep_paths)
     if not args.quiet:
         for warning in run.warnings:
             print(f"warning: {warning}")
@@ -278,6 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
                                          "report.html, env.json and per-fold checkpoints.")
     _config_arguments(cv)
     cv.add_argument("--out", metavar="RUN", help="run folder (default: runs/<config name>)")
+    cv.add_argument("--keep-paths", action="store_true",
+                    help="show file paths in skip details and logs (they may hold patient names: local use only)")
     cv.set_defaults(run_command=_cmd_cv)
 
     pretrain = commands.add_parser("pretrain", help="train the config's source stage (source-task pretraining)",

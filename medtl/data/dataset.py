@@ -77,9 +77,13 @@ def _prepare(case: Case, manifest: Manifest, config: Config) -> PreparedCase:
                         prepared.network_spacing(image), image.pixel_hash())
 
 
-def prepare_cases(manifest: Manifest, config: Config, cache_dir: Path | None, progress: bool = True
-                  ) -> tuple[list[PreparedCase], list[dict]]:
-    """Load and preprocess every case (cached); unusable cases are returned as skip records."""
+def prepare_cases(manifest: Manifest, config: Config, cache_dir: Path | None, progress: bool = True,
+                  keep_paths: bool = False) -> tuple[list[PreparedCase], list[dict]]:
+    """Load and preprocess every case (cached); unusable cases are returned as skip records.
+
+    ``keep_paths`` puts the file paths into the skip details (they may hold patient
+    names: for the user's local use only); otherwise paths are redacted.
+    """
     fingerprint = preprocessing_fingerprint(config)
     uses_mask = get_task(config.task).uses_mask
     prepared, skipped = [], []
@@ -92,8 +96,9 @@ def prepare_cases(manifest: Manifest, config: Config, cache_dir: Path | None, pr
                 missing = [p for p in sources if not p.exists()]
                 if missing:
                     which = " and ".join("image" if p == case.image else "mask" for p in missing)
+                    where = f" ({', '.join(map(str, missing))})" if keep_paths else ""
                     raise InputError(f"case {case.case_id}: {which} file named on manifest line {case.line} not "
-                                     "found", "FILE_NOT_FOUND")
+                                     f"found{where}", "FILE_NOT_FOUND")
                 hashes = [sha256_path(p) for p in sources]
                 digest = sha256_text(fingerprint, *hashes)
                 item = _load_cached(cache_dir, digest, case, manifest) if cache_dir else None
@@ -104,8 +109,9 @@ def prepare_cases(manifest: Manifest, config: Config, cache_dir: Path | None, pr
                         _save_cached(cache_dir, item)
                 prepared.append(item)
             except InputError as exc:
+                detail = str(exc).split(": ", 1)[-1][:300] if keep_paths else public_detail(exc)
                 skipped.append({"case_id": case.case_id, "reason": exc.reason or Reason.IMAGE_UNREADABLE.name,
-                                "detail": public_detail(exc)})
+                                "detail": detail})
                 log.warning("case %s skipped: %s", case.case_id, exc.reason or Reason.IMAGE_UNREADABLE.name)
             # A reader bug on one odd file must not abort the run; the case is recorded instead.
             except Exception as exc:  # noqa: BLE001

@@ -175,7 +175,8 @@ def _folds(rundir: RunDir, config: Config, cases: list[PreparedCase], roles: dic
     return run_state.folds_from_splits(rundir, cases)
 
 
-def _prepare_run(config: Config, rundir: RunDir, checked: Checked, progress: bool) -> tuple[CVRun, list[dict]]:
+def _prepare_run(config: Config, rundir: RunDir, checked: Checked, progress: bool,
+                 keep_paths: bool = False) -> tuple[CVRun, list[dict]]:
     arms, manifest = checked.arms, checked.manifest
     run_state.check_config(rundir, config)
     rundir.root.mkdir(parents=True, exist_ok=True)
@@ -187,7 +188,7 @@ def _prepare_run(config: Config, rundir: RunDir, checked: Checked, progress: boo
         rundir.write_arm_config(arm.name, arm.config)
     for note in checked.notes:
         rundir.log(note)
-    cases, skipped = prepare_cases(manifest, config, rundir.cache, progress)
+    cases, skipped = prepare_cases(manifest, config, rundir.cache, progress, keep_paths)
     if not cases:
         raise InputError(f"no usable case in {manifest.path}; reasons: {sorted({s['reason'] for s in skipped})}")
     run_state.check_data(rundir, cases, skipped)
@@ -232,13 +233,16 @@ def _train_arm(run: CVRun, arm: Arm, num_classes: int, reporter: Reporter) -> No
                           "config": arm.config}
 
 
-def run_cv(config: Config, out: str | Path, progress: bool = True) -> CVRun:
-    """Run (or resume) cross-validation and write every output into ``out``."""
+def run_cv(config: Config, out: str | Path, progress: bool = True, keep_paths: bool = False) -> CVRun:
+    """Run (or resume) cross-validation and write every output into ``out``.
+
+    ``keep_paths`` lets file paths into skip details and logs (local use only: paths may hold names).
+    """
     # before anything is written: a config that cannot run claims no folder
     checked = check_experiment(config, fetch_main_weights=True)
     arms = checked.arms
     rundir = RunDir(out)
-    run, skipped = _prepare_run(config, rundir, checked, progress)
+    run, skipped = _prepare_run(config, rundir, checked, progress, keep_paths)
     task = get_task(config.task)
     num_classes = task.num_classes(run.class_names, run.cases)
     rundir.log(f"cv: {len(run.cases)} cases, {len(run.folds)} folds, arms {[a.name for a in arms]}")

@@ -187,3 +187,24 @@ def test_without_a_terminal_every_epoch_is_one_plain_line_and_quiet_only_silence
     assert quiet.returncode == 0 and " epoch " not in quiet.stderr
     log = (tmp_path / "b" / "log.txt").read_text()
     assert "source stage" in log and "source-pretrained r0 fold 0 epoch 1/1" in log
+
+
+
+def test_a_missing_file_names_its_manifest_line_and_only_keep_paths_shows_the_path(dataset, tmp_path, capsys):
+    manifest = copy_dataset(dataset, tmp_path / "data")
+    lines = manifest.read_text().splitlines()
+    missing = tmp_path / "data" / lines[3].split(",")[0]
+    missing.unlink()
+    config = write_config(tmp_path / "c.yaml", manifest)
+    assert main(["cv", str(config), "--out", str(tmp_path / "a"), "--quiet"]) == 0
+    skipped = read_csv_rows(tmp_path / "a" / "skipped_cases.csv")
+    assert skipped[0]["reason"] == "FILE_NOT_FOUND" and "manifest line 4" in skipped[0]["detail"]
+    assert missing.name not in skipped[0]["detail"]
+    assert main(["cv", str(config), "--out", str(tmp_path / "b"), "--quiet", "--keep-paths"]) == 0
+    assert missing.name in read_csv_rows(tmp_path / "b" / "skipped_cases.csv")[0]["detail"]
+    capsys.readouterr()
+
+
+def read_csv_rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
