@@ -85,6 +85,8 @@ def plain_reading(comparison: dict) -> str:
     if any(v != v for v in (diff, lo, hi)):  # NaN: undefined on these cases
         return f"{a} and {b} cannot be compared on {metric} here: the difference is undefined on these cases."
     interval = f"95% CI {lo:+.3f} to {hi:+.3f}"
+    if diff == lo == hi == 0:
+        return f"{a} and {b} scored exactly the same {metric} on every resample of these {n} patients."
     if lo > 0:
         return (f"{a} scored {diff:.3f} higher {metric} than {b} ({interval}); the interval excludes 0, so on these "
                 f"{n} patients the difference is unlikely to be chance.")

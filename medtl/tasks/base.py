@@ -95,6 +95,10 @@ class Task(ABC):
             out.append(merged)
         return out
 
+    def arm_warnings(self, arm: str, rows: Sequence[dict]) -> list[str]:
+        """Facts about an arm's predictions that its summary numbers could hide (none by default)."""
+        return []
+
     def save_overlays(self, path, cases: Sequence[Any], outputs: np.ndarray) -> None:
         """Store what the report draws over images (segmentation only; nothing for other tasks)."""
 

@@ -71,6 +71,14 @@ class SegmentationTask(Task):
             return lambda idx: _mean(values[idx])
         return lambda idx: _mean(values[idx][~truth_empty[idx]])
 
+    def arm_warnings(self, arm: str, rows: Sequence[dict]) -> list[str]:
+        if rows and all(float(r.get("pred_empty", 0)) >= 0.5 for r in rows):
+            lesions = sum(float(r.get("truth_empty", 1)) < 0.5 for r in rows)
+            return [f"arm '{arm}' predicts no foreground in any of its {len(rows)} out-of-fold cases: it has not "
+                    f"learned to segment ({lesions} cases with a lesion all score Dice 0); its dice_all comes only "
+                    "from the empty-mask convention"]
+        return []
+
     def averaged_columns(self, class_names: Sequence[str]) -> list[str]:
         return ["dice", "iou", "hd95", "pred_empty"]
 

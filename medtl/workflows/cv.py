@@ -275,6 +275,10 @@ def _summarise(run: CVRun) -> None:
     main = next(iter(run.arms))
     comparisons = [compare_arms(task, main, run.arms[main]["rows"], name, arm["rows"], run.class_names, boot, seed)
                    for name, arm in run.arms.items() if name != main]
+    for name, arm in run.arms.items():
+        for warning in get_task(task).arm_warnings(name, arm["rows"]):
+            run.warnings.insert(0, warning)
+            run.rundir.log(warning)
     run.metrics = {"task": task, "primary_metric": get_task(task).primary_metric, "main_arm": main,
                    "summary": arms[main]["summary"], "folds": arms[main]["folds"], "arms": arms,
                    "comparisons": comparisons, "class_names": run.class_names,

@@ -92,3 +92,13 @@ def test_registry():
     assert TASKS.names() == ["classification", "segmentation"]
     with pytest.raises(UnknownNameError, match="did you mean 'segmentation'"):
         get_task("segmentaton")
+
+
+
+def test_a_segmentation_arm_that_predicts_nothing_is_named():
+    task = get_task("segmentation")
+    nothing = [{"pred_empty": 1.0, "truth_empty": float(i % 2)} for i in range(6)]
+    (warning,) = task.arm_warnings("scratch", nothing)
+    assert "predicts no foreground" in warning and "3 cases with a lesion" in warning
+    assert task.arm_warnings("scratch", nothing[:-1] + [{"pred_empty": 0.0, "truth_empty": 0.0}]) == []
+    assert get_task("classification").arm_warnings("a", [{"label_index": 0}]) == []
