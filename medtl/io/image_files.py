@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .guards import check_finite, check_size
+from .guards import check_finite
 from .reasons import Finding, Reason
+from .sitk_formats import read_with_size_guard
 from .volume import Volume
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -65,18 +66,7 @@ def load_image_file(path: str | os.PathLike, rgb: str = "refuse", as_label: bool
     path = Path(path)
     if rgb not in RGB_RULES:
         raise InputError(f"unknown colour rule {rgb!r}; use one of {RGB_RULES}")
-    try:
-        reader = sitk.ImageFileReader()
-        reader.SetFileName(str(path))
-        reader.ReadImageInformation()  # header first: the size guard runs before any decode
-        size = reader.GetSize()
-        if 0 in size:
-            raise InputError(f"{path} has size {size}: no pixels", Reason.EMPTY_IMAGE.name)
-        check_size(tuple(size) + (reader.GetNumberOfComponents(),), str(path))
-        image = reader.Execute()
-    except RuntimeError as exc:
-        raise InputError(f"cannot read image {path}: {str(exc).strip().splitlines()[-1][:200]}",
-                         Reason.IMAGE_UNREADABLE.name) from exc
+    image = read_with_size_guard(path)
     if image.GetDimension() != 2:
         raise InputError(f"{path} is a {image.GetDimension()}D image file; medtl reads 2D PNG/JPEG/TIFF images "
                          "(use NIfTI or DICOM for volumes)", Reason.UNSUPPORTED_DIMENSIONS.name)

@@ -20,22 +20,29 @@ def is_sitk_path(path: str | os.PathLike) -> bool:
     return str(path).lower().endswith(SITK_SUFFIXES)
 
 
-def load_sitk(path: str | os.PathLike) -> Volume:
-    """Read a scalar 2D/3D image with SimpleITK and convert to medtl's convention."""
+def read_with_size_guard(path: str | os.PathLike):
+    """A ``SimpleITK.Image`` read header first, so empty or too-large images are refused before any decode."""
     import SimpleITK as sitk
 
     try:
         reader = sitk.ImageFileReader()
         reader.SetFileName(str(path))
-        reader.ReadImageInformation()  # header only: the size guard runs before any decode
+        reader.ReadImageInformation()
         size = reader.GetSize()
         if 0 in size:
             raise InputError(f"{path} has size {size}: no voxels", Reason.EMPTY_IMAGE.name)
         check_size(tuple(size) + (reader.GetNumberOfComponents(),), str(path))
-        image = reader.Execute()
+        return reader.Execute()
     except RuntimeError as exc:
-        raise InputError(f"SimpleITK cannot read {path}: {str(exc).splitlines()[-1] if str(exc) else exc}",
-                         Reason.IMAGE_UNREADABLE.name) from exc
+        message = str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"SimpleITK cannot read {path}: {message}", Reason.IMAGE_UNREADABLE.name) from exc
+
+
+def load_sitk(path: str | os.PathLike) -> Volume:
+    """Read a scalar 2D/3D image with SimpleITK and convert to medtl's convention."""
+    import SimpleITK as sitk
+
+    image = read_with_size_guard(path)
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise InputError(f"{path} has {image.GetNumberOfComponentsPerPixel()} components per pixel; "
                          "medtl needs scalar images", Reason.NON_SCALAR_IMAGE.name)
