@@ -4,7 +4,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "MedtlError", "Volume", "load_volume", "load_config", "scan_export", "create_model",
+__all__ = ["__version__", "MedtlError", "Volume", "load_volume", "load_volumes", "load_config", "scan_export", "create_model",
            "run_cv", "RunDir", "get_task"]
 
 
@@ -14,7 +14,7 @@ def __getattr__(name: str):
         from .errors import MedtlError
 
         return MedtlError
-    if name in ("Volume", "load_volume"):
+    if name in ("Volume", "load_volume", "load_volumes"):
         from . import io
 
         return getattr(io, name)

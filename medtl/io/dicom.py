@@ -84,3 +84,13 @@ def dicom_plan(path: str | os.PathLike, series_key: str | None = None, workers: 
         raise InputError(f"{path} holds {len(loadable)} volumes: {keys}; point the manifest at one series "
                          "folder or pass series_key=")
     return loadable[0] if loadable else plans[0]
+
+
+def load_dicom_volumes(path: str | os.PathLike, workers: int | None = None) -> dict[str, Volume]:
+    """Every loadable volume in a DICOM file or folder (e.g. each b-value/direction of a DTI series), by series key."""
+    path = Path(path)
+    paths = _files_under(path) if path.is_dir() else [str(path)]
+    usable = [f for f in index_dicom_files(paths, workers) if f.skip is None]
+    if not usable:
+        raise InputError(f"no loadable DICOM image in {path}; run `medtl scan {path} --out DIR` for the reasons")
+    return {plan.series_key: plan_to_volume(plan) for plan in assemble_series(usable).plans if plan.refused is None}

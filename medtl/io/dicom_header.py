@@ -18,6 +18,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from . import dicom_tags as tags
+from .dicom_mosaic import MosaicUnreadable, is_mosaic, mosaic_layout, slice_positions
 from .guards import MAX_FRAMES, size_problem
 from .pseudonym import keyed_hash
 from .reasons import Finding, Reason
@@ -25,7 +26,7 @@ from .reasons import Finding, Reason
 _PIXEL_TAGS = {(0x7FE0, 0x0010), (0x7FE0, 0x0008), (0x7FE0, 0x0009)}
 _LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UN", b"UT", b"UC", b"UR"}
 # Keys that may explain several images at one position (a 4th dimension), tried in order.
-FOURTH_DIMENSION_KEYS = ("echo", "temporal", "trigger", "b_value", "acquisition", "stack")
+FOURTH_DIMENSION_KEYS = ("echo", "temporal", "trigger", "b_value", "diffusion", "acquisition", "stack")
 
 
 @dataclass
@@ -74,6 +75,14 @@ class DicomFile:
     pixel_length: int | None = None
     little_endian: bool = True
     frames: list[Frame] = field(default_factory=list)
+    mosaic: Any = None  # MosaicLayout of a Siemens mosaic (its frames are the unpacked slices)
+
+    @property
+    def plane_shape(self) -> tuple[int, int]:
+        """Rows and columns of one image plane (a mosaic's tile, not its tiled frame)."""
+        if self.mosaic is not None:
+            return self.mosaic.tile_rows, self.mosaic.tile_columns
+        return self.rows, self.columns
 
     @property
     def projection(self) -> bool:
@@ -220,6 +229,11 @@ def _classify(info: DicomFile, ds: Any, f: BinaryIO, include_derived: bool) -> D
     try:
         info.enhanced = "PerFrameFunctionalGroupsSequence" in ds
         info.frames = _enhanced_frames(info, ds) if info.enhanced else _classic_frames(info, ds)
+        if is_mosaic(ds):
+            info.mosaic = mosaic_layout(ds)
+            info.frames = _mosaic_frames(info)
+    except MosaicUnreadable as exc:
+        return info.skipped(Reason.MOSAIC_UNREADABLE, str(exc)[:160])
     except NonFiniteRescale as exc:
         return info.skipped(Reason.NON_FINITE_VALUES, str(exc))
     except ValueError as exc:
@@ -307,7 +321,29 @@ def _fourth_keys(ds: Any) -> dict[str, Any]:
     keys = {"echo": ds.get("EchoNumbers"), "temporal": ds.get("TemporalPositionIdentifier"),
             "trigger": ds.get("TriggerTime"), "b_value": ds.get("DiffusionBValue"),
             "acquisition": ds.get("AcquisitionNumber")}
+    gradient = ds.get("DiffusionGradientOrientation")
+    if keys["b_value"] not in (None, "") and gradient not in (None, ""):
+        keys["diffusion"] = diffusion_key(float(keys["b_value"]), tuple(float(g) for g in gradient))
     return {k: str(v) for k, v in keys.items() if v not in (None, "")}
+
+
+def diffusion_key(b_value: float, gradient: tuple[float, ...] | None) -> str:
+    """One diffusion volume: its b-value and gradient direction (rounded so jitter does not split a volume)."""
+    direction = ",".join(f"{g:+.3f}" for g in gradient) if gradient is not None else "none"
+    return f"b{b_value:.0f}:{direction}"
+
+
+def _mosaic_frames(info: DicomFile) -> list[Frame]:
+    """One frame per tile, at the slice's own position (the header's position is the tiled image's corner)."""
+    layout, template = info.mosaic, info.frames[0]
+    fourth = dict(template.fourth)
+    if layout.b_value is not None:
+        fourth["b_value"] = f"{layout.b_value:.0f}"
+        fourth["diffusion"] = diffusion_key(layout.b_value, layout.gradient)
+    return [Frame(path=info.path, index=k, position=position, orientation=template.orientation,
+                  pixel_spacing=template.pixel_spacing, slope=template.slope, intercept=template.intercept,
+                  instance_number=float(k + 1), fourth=fourth)
+            for k, position in enumerate(slice_positions(layout))]
 
 
 class NonFiniteRescale(ValueError):

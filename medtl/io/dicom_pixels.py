@@ -58,6 +58,15 @@ def _check_codestream_size(ds, info: DicomFile) -> None:
                              Reason.DECODE_FAILED.name)
 
 
+def _unpacked(stored: np.ndarray, info: DicomFile) -> np.ndarray:
+    """A mosaic's tiled frame as its slices; any other file as it is."""
+    if info.mosaic is None:
+        return stored
+    from .dicom_mosaic import unpack
+
+    return unpack(stored, info.mosaic)
+
+
 def read_stored_frames(info: DicomFile) -> np.ndarray:
     """All frames of a file as stored integers, shape ``(frames, rows, columns)``.
 
@@ -69,14 +78,15 @@ def read_stored_frames(info: DicomFile) -> np.ndarray:
         if dtype is not None:
             count = info.n_frames * info.rows * info.columns
             stored = np.fromfile(info.path, dtype=dtype, count=count, offset=info.pixel_offset)
-            return _fix_bits(stored.reshape(shape), info).astype(dtype.newbyteorder("="), copy=False)
+            return _unpacked(_fix_bits(stored.reshape(shape), info).astype(dtype.newbyteorder("="), copy=False),
+                             info)
         import pydicom
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ds = pydicom.dcmread(info.path)
             _check_codestream_size(ds, info)
-            return np.asarray(ds.pixel_array).reshape(shape)
+            return _unpacked(np.asarray(ds.pixel_array).reshape(shape), info)
     except InputError:
         raise
     # Codecs raise their own exception types; any of them means this file cannot be decoded.
@@ -112,7 +122,7 @@ def monochrome1_range(info: DicomFile, slope: float, intercept: float) -> tuple[
 def physical_frames(frames: list[Frame], files: dict[str, DicomFile], mapping: list[str]) -> np.ndarray:
     """Physical float32 values for ``frames`` in the given order, reading each file once."""
     first = files[frames[0].path]
-    out = np.empty((len(frames), first.rows, first.columns), dtype=np.float32)
+    out = np.empty((len(frames), *first.plane_shape), dtype=np.float32)
     by_path: dict[str, list[int]] = {}
     for position, frame in enumerate(frames):
         by_path.setdefault(frame.path, []).append(position)

@@ -47,8 +47,8 @@ class SeriesPlan:
     def shape(self) -> tuple[int, ...]:
         first = next(iter(self.files.values()))
         if self.kind == "2d":
-            return (first.rows, first.columns)
-        return (len(self.frames), first.rows, first.columns)
+            return first.plane_shape
+        return (len(self.frames), *first.plane_shape)
 
 
 @dataclass
@@ -62,7 +62,8 @@ class Assembly:
 def _geometry_key(frame: Frame, info: DicomFile) -> tuple:
     orientation = tuple(np.round(frame.orientation, 3)) if frame.orientation else None
     spacing = tuple(np.round(frame.pixel_spacing, 3)) if frame.pixel_spacing else None
-    return (orientation, info.rows, info.columns, spacing, info.image_type[:3], info.bits_stored)
+    # the SOP class keeps a classic and an enhanced copy of one series apart: both load, as separate volumes
+    return (orientation, *info.plane_shape, spacing, info.image_type[:3], info.bits_stored, info.sop_class_uid)
 
 
 def assemble_series(files: list[DicomFile]) -> Assembly:

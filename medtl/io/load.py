@@ -34,3 +34,17 @@ def load_volume(path: str | os.PathLike, *, as_label: bool = False, series_key: 
     from .dicom import load_dicom
 
     return load_dicom(path, series_key=series_key)
+
+
+def load_volumes(path: str | os.PathLike, *, rgb: str = "refuse") -> dict[str, Volume]:
+    """Every volume at ``path``: a folder holding a 4D DICOM series (DTI, fMRI) gives one per volume.
+
+    Keys are the series keys ``medtl scan`` lists (``load_volume(path, series_key=...)``
+    loads one of them); a single-volume input gives one entry.
+    """
+    path = Path(path)
+    if is_volume_file(path):
+        return {path.name: load_volume(path, rgb=rgb)}
+    from .dicom import load_dicom_volumes
+
+    return load_dicom_volumes(path)

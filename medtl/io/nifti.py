@@ -23,7 +23,23 @@ _RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
 def is_nifti_path(path: str | os.PathLike) -> bool:
-    return str(path).lower().endswith(NIFTI_SUFFIXES)
+    """A NIfTI/Analyze name, unless the file's content says DICOM (PACS exports name DICOM files ``*.img``)."""
+    return str(path).lower().endswith(NIFTI_SUFFIXES) and not looks_like_dicom(path)
+
+
+def looks_like_dicom(path: str | os.PathLike) -> bool:
+    """Whether the file starts like DICOM: the ``DICM`` preamble, or a raw dataset's first group tag."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(132)
+    except OSError:
+        return False
+    if head[128:132] == b"DICM":
+        return True
+    if len(head) >= 8 and not str(path).lower().endswith((".nii", ".nii.gz", ".hdr")):
+        group, element = int.from_bytes(head[:2], "little"), int.from_bytes(head[2:4], "little")
+        return group == 0x0008 and element < 0x0200 and head[4:6] in (b"CS", b"UI", b"DA", b"SH", b"LO", b"UL")
+    return False
 
 
 def _affine_findings(image) -> list[Finding]:

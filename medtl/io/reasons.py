@@ -47,6 +47,7 @@ class Reason(str, Enum):
     BAD_ORIENTATION = "degenerate ImageOrientationPatient"
     INCONSISTENT_MATRIX = "rows/columns/spacing differ inside a series"
     NO_PIXEL_SPACING = "no pixel spacing; 1 mm assumed for 2D use"
+    MOSAIC_UNREADABLE = "Siemens mosaic whose slice count or geometry cannot be read; never used as a 2D image"
     # NIfTI and other formats
     QFORM_SFORM_MISMATCH = "NIfTI qform and sform disagree; sform used"
     NO_SPATIAL_TRANSFORM = "NIfTI qform and sform codes are both 0"

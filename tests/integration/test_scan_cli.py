@@ -119,9 +119,12 @@ def test_scan_of_public_test_corpora_shipped_in_packages(package, tmp_path):
     result = scan_export(root, progress=False)
     assert result.files_found > 50
     assert sum(r["n_files"] for r in result.series_rows) + len(result.skipped_rows) == result.files_found
-    assert len(result.series_rows) >= 4
-    if package == "nibabel":  # a resampled image with NaN outside its field of view is refused, not loaded
-        assert "NON_FINITE_VALUES" in {r["reason"] for r in result.skipped_rows}
+    assert len(result.series_rows) >= 3
+    if package == "nibabel":  # a resampled image with NaN outside its field of view is refused, not loaded;
+        # 0.dcm/1.dcm are mosaics whose 48 declared slices do not tile their 256x256 frame (nibabel cannot read
+        # them either): refused, never returned as a flat image
+        reasons = {r["reason"] for r in result.skipped_rows}
+        assert {"NON_FINITE_VALUES", "MOSAIC_UNREADABLE"} <= reasons
 
 
 def test_verify_pixels_refuses_a_series_with_a_corrupt_codestream(tmp_path):

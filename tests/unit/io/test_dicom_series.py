@@ -180,3 +180,58 @@ def test_enhanced_multiframe_uses_per_frame_geometry_and_rescale(tmp_path, obliq
     assert_geometry(volume, oblique_spec)
     np.testing.assert_allclose(volume.array, expected_physical(oblique_spec), rtol=1e-6)
     assert volume.metadata["kind"] == "3d"
+
+
+def test_a_dicom_file_named_img_is_read_by_content(tmp_path, ct_spec):
+    from medtl.io.scan import scan_export
+
+    paths = write_series(tmp_path / "export", ct_spec)
+    for path in paths:
+        path.rename(path.with_suffix(".img"))
+    result = scan_export(tmp_path / "export", progress=False)
+    assert len(result.series_rows) == 1 and result.series_rows[0]["n_files"] == len(paths)
+    assert load_volume(tmp_path / "export").array.shape == ct_spec.stored.shape
+
+
+def test_classic_and_enhanced_copies_of_one_series_both_load(tmp_path, ct_spec):
+    import pydicom
+
+    from medtl.io.scan import scan_export
+
+    classic = write_series(tmp_path / "export" / "classic", ct_spec)
+    enhanced = write_enhanced_ct(tmp_path / "export" / "enhanced.dcm", ct_spec)
+    ds = pydicom.dcmread(enhanced)
+    ds.SeriesInstanceUID = pydicom.dcmread(classic[0]).SeriesInstanceUID  # a vendor export holding both encodings
+    ds.save_as(enhanced)
+    result = scan_export(tmp_path / "export", progress=False)
+    assert sorted(r["n_files"] for r in result.series_rows) == [1, len(classic)] and not result.skipped_rows
+    assert all(r["shape"] == "x".join(map(str, ct_spec.stored.shape)) for r in result.series_rows)
+
+
+def test_classic_dti_splits_by_b_value_and_gradient_direction(tmp_path):
+    import pydicom
+
+    from medtl.io.scan import scan_export
+
+    volumes = [(0, (0.0, 0.0, 0.0)), (1000, (1.0, 0.0, 0.0)), (1000, (0.0, 1.0, 0.0))]
+    for k, (b_value, direction) in enumerate(volumes):
+        spec = SeriesSpec(stored=phantom_volume((6, 12, 12), seed=10 + k), seed=5)
+
+        def edit(ds, index, k=k, b_value=b_value, direction=direction):
+            ds.SOPInstanceUID = pydicom.uid.generate_uid()
+            ds.add_new(0x00189087, "FD", float(b_value))  # DiffusionBValue
+            ds.add_new(0x00189089, "FD", list(direction))  # DiffusionGradientOrientation
+            ds.InstanceNumber = k * 6 + index + 1
+
+        write_series(tmp_path / "dti", spec, edit=edit)
+    result = scan_export(tmp_path / "dti", progress=False)
+    assert not result.skipped_rows and len(result.series_rows) == 3
+    assert all(r["shape"] == "6x12x12" and "SERIES_SPLIT" in r["reasons"] for r in result.series_rows)
+    import medtl
+
+    loaded = medtl.load_volumes(tmp_path / "dti")  # the Python API returns every volume ...
+    assert sorted(loaded) == sorted(r["series_key"] for r in result.series_rows)
+    assert all(v.array.shape == (6, 12, 12) for v in loaded.values())
+    with pytest.raises(InputError, match="holds 3 volumes") as error:  # ... load_volume says how to pick one
+        load_volume(tmp_path / "dti")
+    assert "series_key" in str(error.value)
