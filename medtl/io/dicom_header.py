@@ -26,7 +26,7 @@ from .reasons import Finding, Reason
 _PIXEL_TAGS = {(0x7FE0, 0x0010), (0x7FE0, 0x0008), (0x7FE0, 0x0009)}
 _LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UN", b"UT", b"UC", b"UR"}
 # Keys that may explain several images at one position (a 4th dimension), tried in order.
-FOURTH_DIMENSION_KEYS = ("echo", "temporal", "trigger", "b_value", "diffusion", "acquisition", "stack")
+FOURTH_DIMENSION_KEYS = ("echo", "frame_type", "temporal", "trigger", "b_value", "diffusion", "acquisition", "stack")
 
 
 @dataclass
@@ -401,7 +401,9 @@ def _enhanced_frames(info: DicomFile, ds: Any) -> list[Frame]:
             return {}
 
         content = item("FrameContentSequence")
+        frame_type = (item("MRImageFrameTypeSequence") or item("CTImageFrameTypeSequence") or {}).get("FrameType")
         fourth = {"stack": content.get("StackID"), "temporal": content.get("TemporalPositionIndex"),
+                  "frame_type": "\\".join(map(str, frame_type)) if frame_type else None,
                   "echo": item("MREchoSequence").get("EffectiveEchoTime"),
                   "b_value": item("MRDiffusionSequence").get("DiffusionBValue"),
                   "trigger": item("CardiacSynchronizationSequence").get("NominalCardiacTriggerDelayTime")}

@@ -129,14 +129,15 @@ def _assemble_one_series(series_uid: str, members: list[DicomFile], assembly: As
                 stackable[_geometry_key(frame, info)].append(frame)
 
     groups = [(str(key), frames) for key, frames in stackable.items()]
-    pieces: list[tuple[str, list[Frame], list[Finding]]] = []
+    pieces: list[tuple[str, list[Frame], list[Finding], str]] = []
     for label, frames in groups:
         for sub_label, sub_frames, findings in _split_by_fourth_dimension(frames, files, assembly):
-            pieces.append((label + sub_label, sub_frames, findings))
+            pieces.append((label + sub_label, sub_frames, findings, sub_label.lstrip("|")))
     n_volumes = len(pieces) + len(singles)
-    for index, (label, frames, findings) in enumerate(pieces):
-        if n_volumes > 1:
-            findings.append(Finding(Reason.SERIES_SPLIT, f"part {index + 1} of {n_volumes}"))
+    for index, (label, frames, findings, fourth) in enumerate(pieces):
+        if n_volumes > 1:  # the key and its value say which volume this is (b-value and direction, echo, ...)
+            which = f": {fourth}" if fourth else ""
+            findings.append(Finding(Reason.SERIES_SPLIT, f"part {index + 1} of {n_volumes}{which}"))
         key = keyed_hash(series_uid + (f"|{label}" if n_volumes > 1 else ""), "series")
         assembly.plans.append(_stack_plan(key, files[frames[0].path], frames, files, findings))
     for index, info in enumerate(singles):
@@ -163,7 +164,28 @@ def _split_by_fourth_dimension(frames: list[Frame], files: dict[str, DicomFile],
             for value, part in sorted(parts.items()):
                 yield f"|{key}={value}", part, []
             return
+    blocks = _instance_cycle(frames, positions)
+    if blocks is not None:
+        for number, block in enumerate(blocks, start=1):
+            yield f"|volume={number}", block, []
+        return
     yield "", *_resolve_duplicates(frames, positions, files, assembly)
+
+
+def _instance_cycle(frames: list[Frame], positions: list) -> list[list[Frame]] | None:
+    """Volumes of a 4D series that names none: InstanceNumber runs through every position once per volume.
+
+    The last resort (some fMRI exports carry no temporal key): used only when the
+    instance numbers are unique and each consecutive block of them covers every
+    position exactly once. Exact copies (which share an instance number) never pass.
+    """
+    numbers = [f.instance_number for f in frames]
+    count = len(set(positions))
+    if None in numbers or len(set(numbers)) != len(numbers) or len(frames) % count:
+        return None
+    ordered = sorted(frames, key=lambda f: f.instance_number)
+    blocks = [ordered[i:i + count] for i in range(0, len(ordered), count)]
+    return blocks if all(len(set(position_keys(b))) == count for b in blocks) else None
 
 
 def _resolve_duplicates(frames, positions, files, assembly):

@@ -8,7 +8,7 @@ import SimpleITK as sitk
 
 from medtl.data.synthetic import SeriesSpec, phantom_volume, uid, write_enhanced_ct, write_series
 from medtl.errors import InputError
-from medtl.io import load_volume
+from medtl.io import load_volume, load_volumes
 from tests.conftest import expected_physical
 
 
@@ -235,3 +235,29 @@ def test_classic_dti_splits_by_b_value_and_gradient_direction(tmp_path):
     with pytest.raises(InputError, match="holds 3 volumes") as error:  # ... load_volume says how to pick one
         load_volume(tmp_path / "dti")
     assert "series_key" in str(error.value)
+
+
+def test_fmri_with_only_instance_numbers_splits_by_their_cycle(tmp_path):
+    import pydicom
+
+    from medtl.io.scan import scan_export
+
+    for volume in range(3):
+        spec = SeriesSpec(stored=phantom_volume((5, 10, 10), seed=30 + volume), seed=9)
+
+        def edit(ds, index, volume=volume):
+            ds.SOPInstanceUID = pydicom.uid.generate_uid()
+            ds.InstanceNumber = volume * 5 + index + 1  # no temporal key: the cycle is all there is
+            for keyword in ("TemporalPositionIdentifier", "AcquisitionNumber", "TriggerTime"):
+                if keyword in ds:
+                    delattr(ds, keyword)
+
+        write_series(tmp_path / "fmri", spec, edit=edit)
+    result = scan_export(tmp_path / "fmri", progress=False)
+    assert not result.skipped_rows and len(result.series_rows) == 3
+    assert sorted(r["reasons"] for r in result.series_rows) == [
+        f"SERIES_SPLIT(part {i} of 3: volume={i})" for i in (1, 2, 3)]
+    volumes = sorted(load_volumes(tmp_path / "fmri").values(), key=lambda v: float(v.array.mean()))
+    expected = sorted((expected_physical(SeriesSpec(stored=phantom_volume((5, 10, 10), seed=30 + k), seed=9))
+                       for k in range(3)), key=lambda a: float(a.mean()))
+    assert all(np.allclose(v.array, e) for v, e in zip(volumes, expected))
