@@ -11,6 +11,7 @@ from functools import partial
 from pathlib import Path
 
 from ..errors import InputError
+from .dicom_geometry import regular_grid
 from .dicom_header import DicomFile, read_dicom_header
 from .dicom_pixels import physical_frames
 from .dicom_series import SeriesPlan, assemble_series
@@ -46,9 +47,15 @@ def plan_to_volume(plan: SeriesPlan) -> Volume:
         "padding_value": first.padding_value, "n_files": len(plan.files),
         "reasons": format_findings(plan.findings),
     }
-    geometry = plan.geometry
+    geometry, findings = plan.geometry, list(plan.findings)
+    regular = regular_grid(geometry, array) if plan.kind == "3d" else None
+    if regular is not None:  # every voxel where the header says, not where a median step would put it
+        array, geometry, finding = regular
+        findings.append(finding)
+        metadata["shape"] = list(array.shape)
+        metadata["reasons"] = format_findings(findings)
     return Volume(array, tuple(float(s) for s in geometry.spacing), tuple(float(o) for o in geometry.origin),
-                  geometry.direction.copy(), metadata, list(plan.findings))
+                  geometry.direction.copy(), metadata, findings)
 
 
 def _files_under(folder: Path) -> list[str]:

@@ -39,6 +39,7 @@ class Reason(str, Enum):
     SOP_INSTANCE_CONFLICT = "files share a SOPInstanceUID but hold different pixels; none of them is used"
     MISSING_SLICES = "gap in slice positions (missing slices)"
     IRREGULAR_SPACING = "slice spacing varies beyond tolerance"
+    RESAMPLED_SLICES = "slices with gaps or unequal steps resampled onto a regular grid (linear, along the slice axis)"
     GANTRY_TILT = "slices are sheared (gantry tilt)"
     LOCALIZER = "localizer/scout image"
     TOO_FEW_SLICES = "too few slices for a 3D volume"

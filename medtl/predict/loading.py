@@ -35,7 +35,10 @@ def _load(item: PredictItem, rgb: str = "refuse"):
             raise InputError(f"case {item.key}: image not found", "FILE_NOT_FOUND")
         plan = dicom_plan(item.path)
     if plan is not None:
-        return plan_to_volume(plan), [(frame.path, frame.index) for frame in plan.frames]
+        volume = plan_to_volume(plan)
+        if "RESAMPLED_SLICES" in volume.reason_codes:  # its slices are no longer the source instances: no SEG
+            return volume, None
+        return volume, [(frame.path, frame.index) for frame in plan.frames]
     return load_volume(item.path, rgb=rgb), None
 
 

@@ -261,3 +261,27 @@ def test_fmri_with_only_instance_numbers_splits_by_their_cycle(tmp_path):
     expected = sorted((expected_physical(SeriesSpec(stored=phantom_volume((5, 10, 10), seed=30 + k), seed=9))
                        for k in range(3)), key=lambda a: float(a.mean()))
     assert all(np.allclose(v.array, e) for v, e in zip(volumes, expected))
+
+
+@pytest.mark.parametrize("positions", [[0.0, 2.5, 5.0, 8.0, 10.5, 13.0, 15.5],  # one long step (irregular)
+                                       [0.0, 2.0, 4.0, 8.0, 10.0, 14.0],  # two gaps (missing slices)
+                                       [0.0, 2.4, 5.1, 7.4, 10.1, 12.6]])  # jittered steps
+def test_a_stack_with_gaps_or_unequal_steps_puts_every_voxel_where_the_header_says(tmp_path, positions):
+    import pydicom
+
+    spec = SeriesSpec(stored=np.zeros((len(positions), 8, 8), np.int16), spacing=(2.5, 1.0, 1.0), intercept=0.0)
+
+    def edit(ds, index):  # each slice's value is 100 + 10 * its true z (mm): linear, so interpolation is exact
+        ds.ImagePositionPatient = [0.0, 0.0, positions[index]]
+        ds.PixelData = np.full((8, 8), 100 + 10 * positions[index], np.int16).tobytes()
+
+    write_series(tmp_path / "s", spec, edit=edit)
+    volume = load_volume(tmp_path / "s")
+    assert "RESAMPLED_SLICES" in volume.reason_codes
+    step = volume.spacing[0]
+    for k in range(volume.array.shape[0]):
+        z = (np.asarray(volume.origin) + volume.direction @ (np.asarray(volume.spacing) * np.array([k, 0, 0])))[2]
+        assert z == pytest.approx(k * step, abs=1e-3)
+        assert volume.array[k, 3, 3] == pytest.approx(100 + 10 * z, abs=1e-3)  # the value acquired at that z
+    assert volume.array.shape[0] == round(positions[-1] / step) + 1
+    assert pydicom  # the series really is DICOM on disk
