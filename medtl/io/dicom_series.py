@@ -134,6 +134,13 @@ def _assemble_one_series(series_uid: str, members: list[DicomFile], assembly: As
         for sub_label, sub_frames, findings in _split_by_fourth_dimension(frames, files, assembly):
             pieces.append((label + sub_label, sub_frames, findings, sub_label.lstrip("|")))
     n_volumes = len(pieces) + len(singles)
+    encodings = {key[:-1]: set() for key in stackable}
+    for key in stackable:
+        encodings[key[:-1]].add(key[-1])
+    copies = {str(key) for key in stackable if len(encodings[key[:-1]]) > 1}
+    for label, frames, findings, fourth in pieces:
+        if label.split("|")[0] in copies:
+            findings.append(Finding(Reason.ENCODING_COPY, "classic and enhanced copies of one series"))
     for index, (label, frames, findings, fourth) in enumerate(pieces):
         if n_volumes > 1:  # the key and its value say which volume this is (b-value and direction, echo, ...)
             which = f": {fourth}" if fourth else ""

@@ -34,6 +34,7 @@ class Reason(str, Enum):
     BURNED_IN_ANNOTATION = "header flags burned-in annotation"
     # series assembly
     SERIES_SPLIT = "one series held several volumes; split into sub-volumes"
+    ENCODING_COPY = "the same series is also in the tree in another encoding (classic and enhanced); both load"
     DUPLICATE_DROPPED = "exact duplicate instance dropped"
     DUPLICATE_POSITION_CONFLICT = "two different images at the same position"
     SOP_INSTANCE_CONFLICT = "files share a SOPInstanceUID but hold different pixels; none of them is used"

@@ -206,6 +206,7 @@ def test_classic_and_enhanced_copies_of_one_series_both_load(tmp_path, ct_spec):
     result = scan_export(tmp_path / "export", progress=False)
     assert sorted(r["n_files"] for r in result.series_rows) == [1, len(classic)] and not result.skipped_rows
     assert all(r["shape"] == "x".join(map(str, ct_spec.stored.shape)) for r in result.series_rows)
+    assert all("ENCODING_COPY" in r["reasons"] for r in result.series_rows)
 
 
 def test_classic_dti_splits_by_b_value_and_gradient_direction(tmp_path):
