@@ -26,7 +26,10 @@ from .reasons import Finding, Reason
 _PIXEL_TAGS = {(0x7FE0, 0x0010), (0x7FE0, 0x0008), (0x7FE0, 0x0009)}
 _LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UN", b"UT", b"UC", b"UR"}
 # Keys that may explain several images at one position (a 4th dimension), tried in order.
-FOURTH_DIMENSION_KEYS = ("echo", "frame_type", "temporal", "trigger", "b_value", "diffusion", "acquisition", "stack")
+FOURTH_DIMENSION_KEYS = ("echo", "frame_type", "temporal", "trigger", "b_value", "diffusion", "acquisition", "stack",
+                         "dimension")
+# DimensionIndexValues entries that place a frame within its volume, not choose the volume
+_IN_VOLUME_POINTERS = {0x00209057, 0x00200032}  # InStackPositionNumber, ImagePositionPatient
 
 
 @dataclass
@@ -390,6 +393,9 @@ def _enhanced_frames(info: DicomFile, ds: Any) -> list[Frame]:
     shared = ds.get("SharedFunctionalGroupsSequence")
     shared = shared[0] if shared else None
     per_frame = ds.PerFrameFunctionalGroupsSequence
+    pointers = [int(item.DimensionIndexPointer) for item in ds.get("DimensionIndexSequence") or []
+                if "DimensionIndexPointer" in item]
+    volume_dimensions = [i for i, pointer in enumerate(pointers) if pointer not in _IN_VOLUME_POINTERS]
     frames = []
     for index in range(info.n_frames):
         group = per_frame[index] if index < len(per_frame) else None
@@ -402,7 +408,11 @@ def _enhanced_frames(info: DicomFile, ds: Any) -> list[Frame]:
 
         content = item("FrameContentSequence")
         frame_type = (item("MRImageFrameTypeSequence") or item("CTImageFrameTypeSequence") or {}).get("FrameType")
-        fourth = {"stack": content.get("StackID"), "temporal": content.get("TemporalPositionIndex"),
+        indices = content.get("DimensionIndexValues")
+        indices = [indices] if isinstance(indices, int) else list(indices or [])
+        dimension = ",".join(str(indices[i]) for i in volume_dimensions if i < len(indices)) or None
+        fourth = {"dimension": dimension, "stack": content.get("StackID"),
+                  "temporal": content.get("TemporalPositionIndex"),
                   "frame_type": "\\".join(map(str, frame_type)) if frame_type else None,
                   "echo": item("MREchoSequence").get("EffectiveEchoTime"),
                   "b_value": item("MRDiffusionSequence").get("DiffusionBValue"),

@@ -286,3 +286,32 @@ def test_a_stack_with_gaps_or_unequal_steps_puts_every_voxel_where_the_header_sa
         assert volume.array[k, 3, 3] == pytest.approx(100 + 10 * z, abs=1e-3)  # the value acquired at that z
     assert volume.array.shape[0] == round(positions[-1] / step) + 1
     assert pydicom  # the series really is DICOM on disk
+
+
+def test_an_enhanced_4d_file_splits_by_its_dimension_index_values(tmp_path, ct_spec):
+    import pydicom
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    n = ct_spec.stored.shape[0]
+    spec = SeriesSpec(stored=np.concatenate([ct_spec.stored, ct_spec.stored[::-1]]), spacing=ct_spec.spacing)
+    path = write_enhanced_ct(tmp_path / "mf" / "4d.dcm", spec)
+    ds = pydicom.dcmread(path)
+    dimensions = []
+    for pointer in (0x00189079, 0x00209057):  # InversionTimes (read by no other key), InStackPositionNumber
+        item = Dataset()
+        item.DimensionIndexPointer = pointer
+        dimensions.append(item)
+    ds.DimensionIndexSequence = Sequence(dimensions)
+    for index, group in enumerate(ds.PerFrameFunctionalGroupsSequence):
+        volume, slice_index = divmod(index, n)
+        group.PlanePositionSequence[0].ImagePositionPatient = [round(float(v), 4) for v in spec.position(slice_index)]
+        group.FrameContentSequence[0].InStackPositionNumber = slice_index + 1
+        group.FrameContentSequence[0].DimensionIndexValues = [volume + 1, slice_index + 1]
+    ds.save_as(path)
+    volumes = load_volumes(path)
+    assert len(volumes) == 2 and all(v.array.shape == ct_spec.stored.shape for v in volumes.values())
+    expected = expected_physical(ct_spec)  # volume 1: the stack as written; volume 2: its slices reversed
+    arrays = list(volumes.values())
+    assert any(np.allclose(a.array, expected) for a in arrays)
+    assert any(np.allclose(a.array, expected[::-1]) for a in arrays)
