@@ -327,7 +327,47 @@ def _fourth_keys(ds: Any) -> dict[str, Any]:
     gradient = ds.get("DiffusionGradientOrientation")
     if keys["b_value"] not in (None, "") and gradient not in (None, ""):
         keys["diffusion"] = diffusion_key(float(keys["b_value"]), tuple(float(g) for g in gradient))
+    elif keys["b_value"] in (None, ""):
+        vendor = _vendor_diffusion(ds)
+        if vendor is not None:
+            keys["b_value"], keys["diffusion"] = f"{vendor[0]:.0f}", diffusion_key(*vendor)
     return {k: str(v) for k, v in keys.items() if v not in (None, "")}
+
+
+# Classic DTI from scanners that keep diffusion in private tags (as dcm2niix reads them):
+# GE (0043,1039) first value = b-value (+1e9 on some software), gradient (0019,10BB/BC/BD);
+# Philips (2001,1003) b-value, gradient (2005,10B0/B1/B2).
+_VENDOR_DIFFUSION = (((0x0043, 0x1039), ((0x0019, 0x10BB), (0x0019, 0x10BC), (0x0019, 0x10BD))),
+                     ((0x2001, 0x1003), ((0x2005, 0x10B0), (0x2005, 0x10B1), (0x2005, 0x10B2))))
+
+
+def _private_numbers(ds: Any, tag: tuple[int, int]) -> list[float]:
+    element = ds.get(tag)
+    if element is None:
+        return []
+    value = element.value
+    if isinstance(value, bytes):  # implicit VR files: private values arrive undecoded
+        value = value.decode("latin-1").strip("\x00 ")
+    if isinstance(value, str):
+        value = value.split("\\")
+    elif not isinstance(value, (list, tuple)) and not hasattr(value, "__len__"):
+        value = [value]
+    try:
+        return [float(v) for v in value]
+    except (TypeError, ValueError):
+        return []
+
+
+def _vendor_diffusion(ds: Any) -> tuple[float, tuple[float, ...] | None] | None:
+    """(b-value, gradient direction) from a vendor's private tags, when the standard ones are absent."""
+    for b_tag, gradient_tags in _VENDOR_DIFFUSION:
+        b_values = _private_numbers(ds, b_tag)
+        if not b_values:
+            continue
+        b_value = b_values[0] % 1e9 if b_values[0] >= 1e9 else b_values[0]
+        gradient = [(_private_numbers(ds, t) or [None])[0] for t in gradient_tags]
+        return b_value, (tuple(gradient) if None not in gradient else None)
+    return None
 
 
 def diffusion_key(b_value: float, gradient: tuple[float, ...] | None) -> str:

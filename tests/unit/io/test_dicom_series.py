@@ -315,3 +315,30 @@ def test_an_enhanced_4d_file_splits_by_its_dimension_index_values(tmp_path, ct_s
     arrays = list(volumes.values())
     assert any(np.allclose(a.array, expected) for a in arrays)
     assert any(np.allclose(a.array, expected[::-1]) for a in arrays)
+
+
+@pytest.mark.parametrize("vendor", ["GE", "Philips"])
+def test_classic_dti_with_only_vendor_private_tags_splits_too(tmp_path, vendor):
+    import pydicom
+
+    from medtl.io.scan import scan_export
+
+    for k, (b_value, direction) in enumerate([(0, (0.0, 0.0, 0.0)), (1000, (1.0, 0.0, 0.0)), (1000, (0.0, 1.0, 0.0))]):
+        spec = SeriesSpec(stored=phantom_volume((5, 10, 10), seed=40 + k), seed=6)
+
+        def edit(ds, index, k=k, b_value=b_value, direction=direction):
+            ds.SOPInstanceUID = pydicom.uid.generate_uid()
+            ds.InstanceNumber = k * 5 + index + 1
+            if vendor == "GE":
+                ds.add_new(0x00431039, "IS", [int(b_value + 1e9), 8, 0, 0])
+                for tag, g in zip((0x001910BB, 0x001910BC, 0x001910BD), direction):
+                    ds.add_new(tag, "DS", g)
+            else:
+                ds.add_new(0x20011003, "FL", float(b_value))
+                for tag, g in zip((0x200510B0, 0x200510B1, 0x200510B2), direction):
+                    ds.add_new(tag, "FL", g)
+
+        write_series(tmp_path / "dti", spec, edit=edit)
+    result = scan_export(tmp_path / "dti", progress=False)
+    assert not result.skipped_rows and len(result.series_rows) == 3
+    assert all("diffusion=b" in r["reasons"] for r in result.series_rows)
