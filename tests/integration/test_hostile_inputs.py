@@ -277,7 +277,7 @@ def test_ctrl_c_and_sigterm_print_one_line_and_the_run_resumes(workspace, tmp_pa
     config = tmp_path / "c.yaml"
     config.write_text(f"task: classification\ndata: {{manifest: {clean / 'manifest.csv'}, dims: 2, image_size: 32}}\n"
                       "model: {backbone: tiny-resnet, pretrained: none}\n"
-                      "train: {epochs: 40, batch_size: 4}\ncv: {folds: 2, bootstrap: 100}\n")
+                      "train: {epochs: 2000, batch_size: 4}\ncv: {folds: 2, bootstrap: 100}\n")  # never finishes here
     out = tmp_path / "run"
     child = subprocess.Popen([sys.executable, "-m", "medtl.cli", "cv", str(config), "--out", str(out), "--quiet"],
                              stderr=subprocess.PIPE, text=True)
