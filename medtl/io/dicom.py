@@ -12,8 +12,9 @@ from pathlib import Path
 
 from ..errors import InputError
 from .dicom_geometry import regular_grid
-from .dicom_header import DicomFile, read_dicom_header
+from .dicom_header import read_dicom_header
 from .dicom_pixels import physical_frames
+from .dicom_records import DicomFile
 from .dicom_series import SeriesPlan, assemble_series
 from .guards import check_finite, check_size
 from .parallel import parallel_map

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .dicom_header import Frame
+from .dicom_records import Frame
 from .reasons import Finding, Reason
 
 TILT_TOLERANCE_DEG = 0.1

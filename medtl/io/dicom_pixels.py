@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 
 from ..errors import InputError
-from .dicom_header import DicomFile, Frame
+from .dicom_records import DicomFile, Frame
 from .reasons import Reason
 
 

@@ -17,8 +17,8 @@ import numpy as np
 
 from ..errors import InputError
 from .dicom_geometry import StackGeometry, plane_geometry, position_keys, stack_geometry
-from .dicom_header import FOURTH_DIMENSION_KEYS, DicomFile, Frame
 from .dicom_pixels import pixel_digest
+from .dicom_records import FOURTH_DIMENSION_KEYS, DicomFile, Frame
 from .pseudonym import keyed_hash
 from .reasons import Finding, Reason
 
