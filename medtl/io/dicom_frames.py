@@ -13,8 +13,11 @@ import numpy as np
 
 from . import dicom_tags as tags
 from .dicom_mosaic import slice_positions
-from .dicom_records import _IN_VOLUME_POINTERS, DicomFile, Frame
+from .dicom_records import DicomFile, Frame
 from .reasons import Finding, Reason
+
+# DimensionIndexValues entries that place a frame within its volume, not choose the volume
+_IN_VOLUME_POINTERS = {0x00209057, 0x00200032}  # InStackPositionNumber, ImagePositionPatient
 
 
 def _orientation(value: tuple[float, ...] | None, findings: list[Finding]) -> tuple[float, ...] | None:

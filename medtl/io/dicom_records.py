@@ -12,8 +12,6 @@ from .reasons import Finding, Reason
 
 FOURTH_DIMENSION_KEYS = ("echo", "frame_type", "temporal", "trigger", "b_value", "diffusion", "acquisition", "stack",
                          "dimension")
-# DimensionIndexValues entries that place a frame within its volume, not choose the volume
-_IN_VOLUME_POINTERS = {0x00209057, 0x00200032}  # InStackPositionNumber, ImagePositionPatient
 
 
 @dataclass

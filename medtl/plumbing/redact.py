@@ -13,6 +13,7 @@ import logging
 import re
 import sys
 import traceback
+from functools import lru_cache
 from pathlib import Path
 
 _PATH = re.compile(r"[^\s;,()'\"<>=]*[/\\][^\s;,()'\"<>=]*")
@@ -20,6 +21,7 @@ _NOT_A_PATH = re.compile(r"[\d/.:+-]+")  # "1/4" (a shard), "3/10" (a ratio): no
 _UID = re.compile(r"(?<![\w.])\d+(?:\.\d+){3,}(?![\w.])")
 
 
+@lru_cache(maxsize=1)  # called for every log record
 def _code_roots() -> tuple[str, ...]:
     return (sys.prefix, sys.base_prefix, str(Path(__file__).resolve().parents[2]))
 

@@ -155,7 +155,8 @@ def _folds_from_rows(rows: list[dict], cases: list[PreparedCase]) -> list[Fold]:
     folds = []
     for repeat, fold in sorted({(r["repeat"], r["fold"]) for r in rows}):
         val = [i for i, r in enumerate(rows) if (r["repeat"], r["fold"]) == (repeat, fold)]
-        train = [i for i, r in enumerate(rows) if r["repeat"] == repeat and i not in set(val)]
+        held_out = set(val)
+        train = [i for i, r in enumerate(rows) if r["repeat"] == repeat and i not in held_out]
         if set(groups[i] for i in val) & set(groups[i] for i in train):
             raise InputError(f"cv.splits_file puts a patient on both sides of fold {fold} (repeat {repeat}); "
                              "refusing to run a leaky split")

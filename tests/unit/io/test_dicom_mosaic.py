@@ -70,3 +70,17 @@ def test_a_series_of_diffusion_mosaics_is_one_volume_per_b_value_and_direction(t
     assert sum(r["n_files"] for r in result.series_rows) + len(result.skipped_rows) == 2
     volumes = [r for r in result.series_rows if r["kind"] == "3d"]
     assert len(volumes) == 2 and all(r["shape"] == "48x128x128" for r in volumes)
+
+
+def test_unpack_takes_tiles_row_by_row_and_drops_the_empty_ones():
+    from medtl.io.dicom_mosaic import MosaicLayout, unpack
+
+    layout = MosaicLayout(slices=5, grid=3, tile_rows=2, tile_columns=4, first_position=(0.0, 0.0, 0.0),
+                          normal=(0.0, 0.0, 1.0), spacing=1.0)
+    frame = np.zeros((1, 6, 12), np.int16)
+    for tile in range(9):
+        row, column = divmod(tile, 3)
+        frame[0, row * 2:(row + 1) * 2, column * 4:(column + 1) * 4] = tile
+    slices = unpack(frame, layout)
+    assert slices.shape == (5, 2, 4)
+    assert [int(s.min()) for s in slices] == [int(s.max()) for s in slices] == [0, 1, 2, 3, 4]

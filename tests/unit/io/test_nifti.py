@@ -172,3 +172,15 @@ def test_a_header_declaring_a_huge_image_is_refused_before_reading(tmp_path, mon
     with pytest.raises(InputError) as error:
         load_volume(tmp_path / "huge.nii")
     assert error.value.reason == "TOO_LARGE"
+
+
+def test_content_not_suffix_decides_between_analyze_and_dicom(tmp_path):
+    from medtl.io.nifti import is_nifti_path, looks_like_dicom
+
+    dicom = tmp_path / "0001.img"
+    dicom.write_bytes(b"\0" * 128 + b"DICM" + b"\0" * 16)
+    analyze = tmp_path / "brain.img"
+    analyze.write_bytes(b"\x01\x02" * 200)
+    assert looks_like_dicom(dicom) and not is_nifti_path(dicom)
+    assert not looks_like_dicom(analyze) and is_nifti_path(analyze)
+    assert is_nifti_path(tmp_path / "missing.nii.gz")
