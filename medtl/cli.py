@@ -201,7 +201,9 @@ def _run_arguments(parser: argparse.ArgumentParser, target: str, target_help: st
                         help="use fold K's model only (default: mean probability of all fold models)")
     parser.add_argument("--arm", default=None, help="arm of the run (default: its main arm)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
-    parser.add_argument("--batch-size", type=int, default=None, help="default: the run's train.batch_size")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="images per forward pass (default: the run's train.batch_size); a patch-mode run "
+                             "predicts one image at a time, data.sliding_window.batch_size windows per pass")
     parser.add_argument("--workers", type=int, default=None,
                         help="loader processes that read and preprocess ahead (default: min(4, cores-1))")
     parser.add_argument("--no-dicom-seg", action="store_true",

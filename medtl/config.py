@@ -37,6 +37,15 @@ class AugmentConfig(_Section):
     enabled: bool = True
 
 
+class SlidingWindowConfig(_Section):
+    """``data.sliding_window``: how ``data.mode: patch`` predicts a whole image from patch-sized windows."""
+
+    overlap: float = Field(0.5, ge=0, lt=1)  # share of a window shared with its neighbour, per axis
+    blend: Literal["gaussian", "constant"] = "gaussian"  # gaussian: window centres count more than borders
+    sigma_scale: float = Field(0.125, gt=0)  # gaussian blending: sigma as a share of the window size
+    batch_size: int = Field(4, ge=1)  # windows per forward pass
+
+
 class DataConfig(_Section):
     """``data``: which manifest, and how every image becomes a network input.
 
@@ -58,6 +67,15 @@ class DataConfig(_Section):
     rgb: Literal["refuse", "luminance"] = "refuse"  # colour PNG/JPEG/TIFF: refuse, or 0.299R+0.587G+0.114B
     resample_mask: bool = False  # resample a mask with other geometry (nearest) instead of refusing it
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    # native resolution (docs/patch-mode.md): resize = the whole image to image_size; patch = keep the extent,
+    # train on patch_size patches, predict by sliding window
+    mode: Literal["resize", "patch"] = "resize"
+    patch_size: list[int] | None = None  # patch mode: one value per axis (or one number); multiples of 32
+    patches_per_case: int = Field(4, ge=1)  # patches drawn from each training case per epoch
+    foreground_ratio: float = Field(0.5, ge=0, le=1)  # share of patches centred on a mask voxel (when there is one)
+    roi: Literal["none", "center", "mask"] = "none"  # classification in patch mode: one crop, or all windows
+    aggregate: Literal["mean", "max"] = "mean"  # classification, roi none: how window logits become one
+    sliding_window: SlidingWindowConfig = Field(default_factory=SlidingWindowConfig)
 
     @model_validator(mode="before")
     @classmethod
@@ -66,9 +84,12 @@ class DataConfig(_Section):
             return raw
         size, dims = raw.get("image_size"), raw.get("dims", 2)
         if size is None:
-            return {**raw, "image_size": DEFAULT_IMAGE_SIZE.get(dims, [224, 224])}
-        if isinstance(size, int) and not isinstance(size, bool) and dims in (2, 3):
-            return {**raw, "image_size": [size] * dims}
+            raw = {**raw, "image_size": DEFAULT_IMAGE_SIZE.get(dims, [224, 224])}
+        elif isinstance(size, int) and not isinstance(size, bool) and dims in (2, 3):
+            raw = {**raw, "image_size": [size] * dims}
+        patch = raw.get("patch_size")
+        if isinstance(patch, int) and not isinstance(patch, bool) and dims in (2, 3):
+            raw = {**raw, "patch_size": [patch] * dims}
         return raw
 
     @field_validator("window")
@@ -108,7 +129,33 @@ class DataConfig(_Section):
             if len(self.spacing) != 3 or any(s <= 0 for s in self.spacing):
                 raise ValueError(f"data.spacing = {self.spacing}: give 3 positive values in mm "
                                  "(slice, row, column), e.g. [3.0, 0.9, 0.9]")
+        self._check_patch_settings()
         return self
+
+    @property
+    def fixed_size(self) -> bool:
+        """Whether every prepared case has one size (resize mode, or one ROI crop): batches of whole cases.
+
+        Otherwise (patch mode without an ROI) cases keep their native extent: training uses
+        patches, inference slides windows over each case.
+        """
+        return self.mode == "resize" or self.roi != "none"
+
+    def _check_patch_settings(self) -> None:
+        if self.mode == "resize":
+            if self.patch_size is not None:
+                raise ValueError(f"data.patch_size = {self.patch_size} is used in data.mode: patch only; remove it "
+                                 "or set data.mode: patch")
+            if self.roi != "none":
+                raise ValueError(f"data.roi = {self.roi} is used in data.mode: patch only (resize mode always sees "
+                                 "the whole image)")
+            return
+        if self.patch_size is None:
+            raise ValueError(f"data.mode: patch needs data.patch_size: {self.dims} sizes (one per axis) or one "
+                             f"number, e.g. {[96] * self.dims if self.dims == 3 else [256, 256]}")
+        if len(self.patch_size) != self.dims or any(s < 1 for s in self.patch_size):
+            raise ValueError(f"data.patch_size = {self.patch_size}: give {self.dims} sizes >= 1 (one per axis) or "
+                             "one number")
 
 
 class ModelConfig(_Section):
@@ -213,6 +260,13 @@ class Config(_Section):
     source: SourceConfig | None = None
 
     _base: Path = PrivateAttr(default_factory=Path.cwd)
+
+    @model_validator(mode="after")
+    def _check_task_and_mode(self) -> "Config":
+        if self.task == "segmentation" and self.data.roi != "none":
+            raise ValueError(f"data.roi = {self.data.roi} applies to classification; segmentation in patch mode "
+                             "always predicts the whole image by sliding window (remove data.roi)")
+        return self
 
     @property
     def base(self) -> Path:

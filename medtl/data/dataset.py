@@ -3,6 +3,10 @@
 The cache key is the SHA-256 of the input files' content plus the preprocessing
 config, so folds, arms and re-runs never decode the same file twice, and a changed
 file or setting is never served stale.
+
+Resize mode keeps the (small, fixed-size) prepared arrays in memory. Patch mode keeps
+each case at its native extent in ``.npy`` files and opens them memory-mapped on each
+use, so a run's memory does not grow with the number of cases.
 """
 
 from __future__ import annotations
@@ -25,26 +29,62 @@ from ..plumbing.hashing import sha256_path, sha256_text
 from ..plumbing.progress import progress_bar
 from ..plumbing.redact import public_detail
 from ..tasks import get_task
-from ..transforms.network_input import network_input
+from ..transforms.network_input import needs_mask, network_input
 from .manifest import Case, Manifest
 
 log = logging.getLogger("medtl")
 
 
+FOREGROUND_SAMPLE = 4096  # mask voxels kept per case to centre foreground patches on
+
+
+def _array(data: np.ndarray | Path) -> np.ndarray:
+    """The array itself, or a fresh read-only memory map of a stored one (released when dropped)."""
+    return np.load(data, mmap_mode="r", allow_pickle=False) if isinstance(data, Path) else data
+
+
 @dataclass
 class PreparedCase:
-    """A preprocessed case: network-ready arrays plus opaque keys and recorded notes."""
+    """A preprocessed case: network-ready arrays plus opaque keys and recorded notes.
+
+    ``image`` and ``mask`` are arrays in resize mode; in patch mode they are stored as
+    ``.npy`` files and every access maps the file (nothing stays in memory).
+    """
 
     case_id: str
     patient_key: str
     group_key: str
     label: int | None
-    image: np.ndarray  # (1, *image_size) float32
-    mask: np.ndarray | None  # (1, *image_size) int16
+    image_data: np.ndarray | Path  # (1, *spatial) float32, or its .npy file
+    mask_data: np.ndarray | Path | None  # (1, *spatial) int16, or its .npy file
     content_hash: str
     notes: list[str] = field(default_factory=list)
     spacing: tuple[float, ...] = ()  # mm per voxel at network resolution (for HD95)
     image_hash: str = ""  # SHA-256 of the loaded pixels: finds training images in external sets, renamed or not
+    foreground: np.ndarray | None = None  # patch mode: up to FOREGROUND_SAMPLE mask voxel indices (k, dims)
+
+    @property
+    def image(self) -> np.ndarray:
+        """``(1, *spatial)`` float32 (memory-mapped in patch mode)."""
+        return _array(self.image_data)
+
+    @property
+    def mask(self) -> np.ndarray | None:
+        """``(1, *spatial)`` int16 label map, or ``None`` (memory-mapped in patch mode)."""
+        return None if self.mask_data is None else _array(self.mask_data)
+
+    @property
+    def spatial_shape(self) -> tuple[int, ...]:
+        """The image's spatial shape (read from the file header in patch mode)."""
+        return tuple(self.image.shape[1:])
+
+
+def foreground_sample(mask: np.ndarray, seed: int) -> np.ndarray:
+    """Up to ``FOREGROUND_SAMPLE`` voxel indices ``(k, dims)`` of ``mask[0] > 0``, drawn reproducibly."""
+    flat = np.flatnonzero(mask[0] > 0)
+    if len(flat) > FOREGROUND_SAMPLE:
+        flat = np.sort(np.random.default_rng(seed).choice(flat, FOREGROUND_SAMPLE, replace=False))
+    return np.stack(np.unravel_index(flat, mask.shape[1:]), axis=1).astype(np.int32)
 
 
 def preprocessing_fingerprint(config: Config) -> str:
@@ -55,7 +95,10 @@ def preprocessing_fingerprint(config: Config) -> str:
     """
     from ..io.pseudonym import keyed_hash
 
-    data = config.data.model_dump(mode="json", exclude={"manifest", "augment"})
+    # sampling and inference settings do not change a prepared case; the patch size does only as an ROI crop
+    sampling = {"manifest", "augment", "patches_per_case", "foreground_ratio", "aggregate", "sliding_window"}
+    data = config.data.model_dump(mode="json", exclude=sampling | ({"patch_size"} if config.data.roi == "none"
+                                                                    else set()))
     return json.dumps({"data": data, "task": config.task, "medtl": __version__,
                        "salt": keyed_hash("prepared-case-cache", "salt-check")}, sort_keys=True)
 
@@ -67,14 +110,14 @@ def _prepare(case: Case, manifest: Manifest, config: Config) -> PreparedCase:
         raise InputError(f"case {case.case_id}: no patient_id column and no PatientID in the image header; add a "
                          "patient_id column to the manifest (patient-level folds need it)")
     task = get_task(config.task)
-    mask = load_volume(case.mask, as_label=True) if task.uses_mask else None
+    mask = load_volume(case.mask, as_label=True) if needs_mask(config) and case.mask is not None else None
     prepared = network_input(image, config, case.case_id, mask)
     out = prepared.sample
     label = manifest.class_index(case.label) if task.target_column == "label" else None
-    prepared_mask = np.rint(np.asarray(out["mask"])).astype(np.int16) if "mask" in out else None
+    prepared_mask = np.rint(np.asarray(out["mask"])).astype(np.int16) if task.uses_mask else None
     return PreparedCase(case.case_id, patient_key, case.group_key or patient_key, label,
                         np.asarray(out["image"], dtype=np.float32), prepared_mask, "", prepared.notes,
-                        prepared.network_spacing(image), image.pixel_hash())
+                        prepared.network_spacing(image, config.data.mode == "resize"), image.pixel_hash())
 
 
 def prepare_cases(manifest: Manifest, config: Config, cache_dir: Path | None, progress: bool = True,
@@ -85,7 +128,8 @@ def prepare_cases(manifest: Manifest, config: Config, cache_dir: Path | None, pr
     names: for the user's local use only); otherwise paths are redacted.
     """
     fingerprint = preprocessing_fingerprint(config)
-    uses_mask = get_task(config.task).uses_mask
+    uses_mask = needs_mask(config)
+    on_disk = config.data.mode == "patch"
     prepared, skipped = [], []
     if cache_dir is not None:
         cache_dir.mkdir(parents=True, exist_ok=True)
@@ -101,11 +145,18 @@ def prepare_cases(manifest: Manifest, config: Config, cache_dir: Path | None, pr
                                      f"found{where}", "FILE_NOT_FOUND")
                 hashes = [sha256_path(p) for p in sources]
                 digest = sha256_text(fingerprint, *hashes)
-                item = _load_cached(cache_dir, digest, case, manifest) if cache_dir else None
+                if on_disk and cache_dir:
+                    item = _load_stored(cache_dir, digest, case, manifest)
+                else:
+                    item = _load_cached(cache_dir, digest, case, manifest) if cache_dir else None
                 if item is None:
                     item = _prepare(case, manifest, config)
                     item.content_hash = digest
-                    if cache_dir:
+                    if on_disk and item.mask_data is not None:
+                        item.foreground = foreground_sample(item.mask, int(digest[:8], 16))
+                    if on_disk and cache_dir:
+                        item = _store(cache_dir, item)
+                    elif cache_dir:
                         _save_cached(cache_dir, item)
                 prepared.append(item)
             except InputError as exc:
@@ -147,12 +198,64 @@ def _load_cached(cache_dir: Path, digest: str, case: Case, manifest: Manifest) -
 def _save_cached(cache_dir: Path, item: PreparedCase) -> None:
     meta = json.dumps({"patient_key": item.patient_key, "label": item.label, "pixel_hash": item.image_hash,
                        "notes": item.notes, "spacing": list(item.spacing)})
-    arrays = {"image": item.image, "meta": np.array(meta)}
+    arrays = {"image": item.image_data, "meta": np.array(meta)}
     if item.mask is not None:
         arrays["mask"] = item.mask
     with atomic_path(_cache_path(cache_dir, item.content_hash)) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
+
+
+def _stored_folder(cache_dir: Path, digest: str) -> Path:
+    return cache_dir / digest[:32]
+
+
+def _store(cache_dir: Path, item: PreparedCase) -> PreparedCase:
+    """Patch mode: write the arrays as ``.npy`` files (meta.json last: its presence means complete).
+
+    Returns the case with its arrays replaced by the files, so the in-memory copy is freed.
+    """
+    folder = _stored_folder(cache_dir, item.content_hash)
+    arrays = {"image": item.image_data, "mask": item.mask_data, "foreground": item.foreground}
+    for name, array in arrays.items():
+        if array is not None:
+            with atomic_path(folder / f"{name}.npy") as tmp:
+                with open(tmp, "wb") as f:
+                    np.save(f, np.asarray(array), allow_pickle=False)
+    meta = {"patient_key": item.patient_key, "label": item.label, "pixel_hash": item.image_hash,
+            "notes": item.notes, "spacing": list(item.spacing)}
+    with atomic_path(folder / "meta.json") as tmp:
+        tmp.write_text(json.dumps(meta))
+    item.image_data = folder / "image.npy"
+    item.mask_data = folder / "mask.npy" if item.mask_data is not None else None
+    return item
+
+
+def _load_stored(cache_dir: Path, digest: str, case: Case, manifest: Manifest) -> PreparedCase | None:
+    """A patch-mode case from its files (labels and keys from the manifest, as in ``_load_cached``)."""
+    folder = _stored_folder(cache_dir, digest)
+    if not (folder / "meta.json").exists():
+        return None
+    meta = json.loads((folder / "meta.json").read_text())
+    patient_key = case.patient_key or meta["patient_key"]
+    label = manifest.class_index(case.label) if case.label is not None and meta["label"] is not None else None
+    mask = folder / "mask.npy" if (folder / "mask.npy").exists() else None
+    foreground = np.load(folder / "foreground.npy") if (folder / "foreground.npy").exists() else None
+    return PreparedCase(case.case_id, patient_key, case.group_key or patient_key, label, folder / "image.npy", mask,
+                        digest, meta["notes"], tuple(meta["spacing"]), meta.get("pixel_hash", ""), foreground)
+
+
+def training_item(image: np.ndarray, mask: np.ndarray | None, case: PreparedCase, index: int, augment=None):
+    """``(image, target, index)``: the target is the mask (segmentation) or the case's label."""
+    sample = {"image": torch.from_numpy(image if image.flags.writeable else np.array(image, dtype=np.float32))}
+    if mask is not None:
+        sample["mask"] = torch.from_numpy(mask.astype(np.float32))
+    if augment is not None:
+        sample = augment(sample)
+    image_tensor = torch.as_tensor(sample["image"]).float()
+    if mask is not None:
+        return image_tensor, torch.as_tensor(sample["mask"])[0].round().long(), index
+    return image_tensor, torch.tensor(case.label, dtype=torch.long), index
 
 
 class CaseDataset(torch.utils.data.Dataset):
@@ -169,12 +272,4 @@ class CaseDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int):
         case = self.cases[index]
-        sample = {"image": torch.from_numpy(case.image)}
-        if case.mask is not None:
-            sample["mask"] = torch.from_numpy(case.mask.astype(np.float32))
-        if self.augment is not None:
-            sample = self.augment(sample)
-        image = torch.as_tensor(sample["image"]).float()
-        if case.mask is not None:
-            return image, torch.as_tensor(sample["mask"])[0].round().long(), index
-        return image, torch.tensor(case.label, dtype=torch.long), index
+        return training_item(case.image, case.mask, case, index, self.augment)

@@ -29,10 +29,22 @@ def _folds_table(run, names) -> str:
     return html_table(["arm", "repeat", "fold", "n train", "n inner", "n val", "val patients", *names], rows)
 
 
-def network_input_size(run) -> str:
-    """The size of the arrays the network was trained on, read from the prepared cases themselves."""
-    shapes = sorted({"x".join(map(str, c.image.shape[1:])) for c in run.cases})
-    return ", ".join(shapes)
+def network_input_size(run, arm: str | None = None) -> str:
+    """The size of the arrays the network (of ``arm``, default the main arm) was trained on, read from its cases."""
+    cases = run.cases_of(arm) if arm else run.cases
+    shapes = sorted({"x".join(map(str, c.spatial_shape)) for c in cases})
+    data = (run.arms[arm]["config"] if arm else run.config).data
+    if data.fixed_size:
+        return ", ".join(shapes)
+    window = data.sliding_window
+    smallest = np.min([c.spatial_shape for c in cases], axis=0)
+    largest = np.max([c.spatial_shape for c in cases], axis=0)
+    return (f"patches of {'x'.join(map(str, data.patch_size))} ({data.patches_per_case} per case per epoch, "
+            f"{data.foreground_ratio:.0%} centred on foreground) from cases at native extent "
+            f"{'x'.join(map(str, smallest))} to {'x'.join(map(str, largest))}; " +
+            (f"predicted by sliding window (overlap {window.overlap}, {window.blend} blending)"
+             if get_task(run.config.task).uses_mask else
+             f"window logits (overlap {window.overlap}) reduced by {data.aggregate}"))
 
 
 def _sections(run) -> list[tuple[str, str]]:
@@ -53,6 +65,8 @@ def _sections(run) -> list[tuple[str, str]]:
     counts = task.data_counts(run.cases, run.class_names)
     data_rows = [["cases", metrics["n_cases"]], ["patients", metrics["n_patients"]],
                  *[[k, v] for k, v in counts.items()], ["network input size (as trained)", network_input_size(run)],
+                 *[[f"network input size, arm {name} (its own data settings)", network_input_size(run, name)]
+                   for name in run.arms if name in run.arm_cases],
                  ["dims", config.data.dims]]
     sections.append(("Data", html_table(["", "value"], data_rows)))
     split_rows = [[f.repeat, f.fold, len(f.train), len(f.val), len({run.cases[i].patient_key for i in f.val})]

@@ -70,6 +70,8 @@ class Reason(str, Enum):
     FILE_NOT_FOUND = "a file named in the manifest does not exist"
     DICOM_SEG_FAILED = "DICOM-SEG could not be written for this series (the NIfTI mask was)"
     LOADER_CRASHED = "reading this series killed the process twice (native decoder crash); skipped on resume"
+    ROI_MASK_MISSING = "data.roi: mask, but the case has no mask to crop around"
+    ROI_MASK_EMPTY = "data.roi: mask, but the case's mask has no foreground to crop around"
 
     @property
     def code(self) -> str:

@@ -21,8 +21,10 @@ import numpy as np
 import torch
 
 from .. import __version__
+from ..config import Config
 from ..errors import InputError, MedtlError
 from ..io.reasons import Reason
+from ..models.sliding import network_logits
 from ..plumbing.atomic import remove_orphan_temps, write_csv, write_json
 from ..plumbing.progress import progress_bar
 from ..tasks import get_task
@@ -106,13 +108,14 @@ def _autocast(device: torch.device, enabled: bool):
 
 
 @torch.no_grad()
-def _member_probabilities(models: list, images: torch.Tensor, device: torch.device, amp: bool) -> torch.Tensor:
-    """``(members, batch, classes, ...)`` softmax outputs."""
-    images = images.to(device, non_blocking=True)
+def _member_probabilities(models: list, images: torch.Tensor, device: torch.device, config: Config) -> torch.Tensor:
+    """``(members, batch, classes, ...)`` softmax outputs (whole images, or by sliding window in patch mode)."""
+    if config.data.fixed_size:
+        images = images.to(device, non_blocking=True)
     outputs = []
     for model in models:
-        with _autocast(device, amp):
-            outputs.append(torch.softmax(model(images).float(), dim=1))
+        with _autocast(device, config.train.amp):
+            outputs.append(torch.softmax(network_logits(model, images, config.data, device), dim=1).cpu())
     return torch.stack(outputs)
 
 
@@ -123,7 +126,7 @@ def _process_batch(batch: list[dict], todo: list[PredictItem], models: list, tra
     if not ready:
         return records
     members = _member_probabilities(models, torch.stack([r["image"] for r in ready]), device,
-                                    trained.config.train.amp).cpu().numpy()
+                                    trained.config).numpy()
     ensemble = members.mean(axis=0)
     for i, loaded in enumerate(ready):
         item = todo[loaded["index"]]
@@ -232,9 +235,10 @@ def predict_items(trained: TrainedRun, inputs: PredictInputs, out: str | Path, o
     if todo:
         models = trained.build_models(device)
         # suspects of an earlier crash go first, one at a time, so that a second crash names one series
+        # patch mode: images keep their native extent, one per batch (the sliding windows are batched)
+        batch_size = (options.batch_size or trained.config.train.batch_size) if trained.config.data.fixed_size else 1
         phases = [([i for i in todo if i.key in suspects], 1, min(1, workers)),
-                  ([i for i in todo if i.key not in suspects],
-                   options.batch_size or trained.config.train.batch_size, workers)]
+                  ([i for i in todo if i.key not in suspects], batch_size, workers)]
         description = "predicting" + (f" ({len(items) - len(todo)} already done)" if len(todo) < len(items) else "")
         try:
             with progress_bar(description, len(todo), options.progress) as advance:

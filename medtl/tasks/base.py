@@ -99,8 +99,12 @@ class Task(ABC):
         """Facts about an arm's predictions that its summary numbers could hide (none by default)."""
         return []
 
-    def save_overlays(self, path, cases: Sequence[Any], outputs: np.ndarray) -> None:
-        """Store what the report draws over images (segmentation only; nothing for other tasks)."""
+    def overlay_cases(self, cases: Sequence[Any]) -> list[int]:
+        """Indices of the validation cases the report draws (their outputs go to ``save_overlays``)."""
+        return []
+
+    def save_overlays(self, path, cases: Sequence[Any], outputs: dict[int, np.ndarray]) -> None:
+        """Store what the report draws over images, from ``{case index: output}`` (nothing by default)."""
 
     # --- reports -----------------------------------------------------------------------------------------
 

@@ -24,8 +24,14 @@ def classification_loss(kind: str = "ce", class_weights: torch.Tensor | None = N
 
 
 def segmentation_loss():
-    """``loss(logits (B, C, *spatial), label map (B, *spatial))``: Dice + cross-entropy."""
+    """``loss(logits (B, C, *spatial), label map (B, *spatial))``: Dice + cross-entropy.
+
+    The Dice term is nnU-Net's: over the foreground classes only, and over the whole
+    batch at once ("batch Dice"). Per-image Dice with background makes every
+    lesion-free image or patch a full-weight penalty for any foreground probability at
+    all, which on small lesions teaches the network to predict nothing.
+    """
     from monai.losses import DiceCELoss
 
-    dice_ce = DiceCELoss(to_onehot_y=True, softmax=True)
+    dice_ce = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True)
     return lambda logits, target: dice_ce(logits, target.unsqueeze(1))

@@ -52,7 +52,7 @@ class SegmentationTask(Task):
         return probabilities.argmax(1)
 
     def case_row(self, case: Any, output: np.ndarray, class_names: Sequence[str], num_classes: int) -> dict:
-        return {"label": "mask", **segmentation_case_metrics(output, case.mask[0], num_classes, case.spacing)}
+        return {"label": "mask", **segmentation_case_metrics(output, np.array(case.mask[0]), num_classes, case.spacing)}
 
     def result_columns(self, class_names: Sequence[str]) -> list[str]:
         return list(SEGMENTATION_CASE_COLUMNS)
@@ -94,20 +94,37 @@ class SegmentationTask(Task):
         return [("Dice and IoU per case (original image grid)",
                  html_image(figures.distribution_figure({"ensemble": rows}), "distributions"))]
 
-    def save_overlays(self, path, cases: Sequence[Any], outputs: np.ndarray, count: int = 2) -> None:
-        """A few (image, truth, prediction) slices for the report: the slices with most foreground."""
+    def overlay_cases(self, cases: Sequence[Any], count: int = 2) -> list[int]:
+        """The cases with most foreground."""
+        return sorted(range(len(cases)), key=lambda i: -int(cases[i].mask.sum()))[:count]
+
+    def save_overlays(self, path, cases: Sequence[Any], outputs: dict[int, np.ndarray]) -> None:
+        """(image, truth, prediction) of the slice with most foreground of each case in ``outputs``.
+
+        Cases of different extents (patch mode) are cropped to their common smallest size
+        around their centre so they stack.
+        """
         from ..plumbing.atomic import atomic_path
 
-        chosen = sorted(range(len(cases)), key=lambda i: -int(cases[i].mask.sum()))[:count]
         images, truths, preds = [], [], []
-        for i in chosen:
-            image, truth, pred = cases[i].image[0], cases[i].mask[0], outputs[i]
+        for i in sorted(outputs):
+            image, truth, pred = np.asarray(cases[i].image[0]), np.asarray(cases[i].mask[0]), outputs[i]
             if image.ndim == 3:
                 k = int(np.argmax(truth.reshape(truth.shape[0], -1).sum(1)))
                 image, truth, pred = image[k], truth[k], pred[k]
             images.append(image)
             truths.append(truth)
             preds.append(pred)
+        if not images:
+            return
+        common = np.min([a.shape for a in images], axis=0)
+
+        def centre(a: np.ndarray) -> np.ndarray:
+            starts = [(s - c) // 2 for s, c in zip(a.shape, common)]
+            return a[tuple(slice(st, st + c) for st, c in zip(starts, common))]
+
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
-                np.savez_compressed(f, image=np.stack(images), truth=np.stack(truths), pred=np.stack(preds))
+                np.savez_compressed(f, image=np.stack([centre(a) for a in images]),
+                                    truth=np.stack([centre(a) for a in truths]),
+                                    pred=np.stack([centre(a) for a in preds]))

@@ -13,17 +13,19 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
 
 from ..config import Config
 from ..data.dataset import CaseDataset, PreparedCase
+from ..data.patches import PatchDataset
 from ..errors import TrainingDivergedError
 from ..models.build import MedtlModel
 from ..models.checkpoint import BackgroundCheckpointWriter, load_training_state, save_weights
 from ..models.device import compute_threads, resolve_device
+from ..models.sliding import network_logits
 from ..tasks import get_task
 from .finetune import L2SP, apply_strategy, parameter_groups
 
@@ -62,18 +64,33 @@ class FitResult:
 
 
 def make_loader(cases: list[PreparedCase], config: Config, seed: int, augment=None, train: bool = True):
-    """Batches of ``cases``; for training a seeded shuffle (or class-balanced sampling), else in order."""
-    dataset = CaseDataset(cases, augment)
+    """Batches of ``cases``; for training a seeded shuffle (or class-balanced sampling), else in order.
+
+    Cases at native extent (patch mode) train on ``data.patches_per_case`` patches each
+    and are predicted one case per batch (sliding windows are batched instead).
+    """
+    data = config.data
+    per_item = 1
+    if train and not data.fixed_size:
+        per_item = data.patches_per_case
+        dataset = PatchDataset(cases, tuple(data.patch_size), per_item, data.foreground_ratio, seed, augment)
+    else:
+        dataset = CaseDataset(cases, augment)
     generator = torch.Generator().manual_seed(seed)
     sampler = None
     labels = get_task(config.task).sampling_labels(cases) if train and config.train.sampler == "balanced" else None
     if labels is not None:
+        labels = np.repeat(labels, per_item)
         weights = 1.0 / np.bincount(labels)[labels]
-        sampler = torch.utils.data.WeightedRandomSampler(torch.as_tensor(weights), len(cases), generator=generator)
+        sampler = torch.utils.data.WeightedRandomSampler(torch.as_tensor(weights), len(labels), generator=generator)
     elif train:
         sampler = torch.utils.data.RandomSampler(dataset, generator=generator)
-    return torch.utils.data.DataLoader(dataset, batch_size=config.train.batch_size, sampler=sampler,
-                                       num_workers=config.train.workers, drop_last=False)
+    batch_size = config.train.batch_size if train or data.fixed_size else 1
+    # a trailing training batch of one item breaks BatchNorm (one value per channel at a 1-voxel bottleneck,
+    # e.g. a 32^3 patch) and gives it noisy statistics anyway: that item waits for the next epoch's shuffle
+    lone_last = train and len(dataset) > batch_size and len(dataset) % batch_size == 1
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler,
+                                       num_workers=config.train.workers, drop_last=lone_last)
 
 
 def _autocast(device: torch.device, enabled: bool):
@@ -81,22 +98,29 @@ def _autocast(device: torch.device, enabled: bool):
 
 
 @torch.no_grad()
-def predict(model: MedtlModel, cases: list[PreparedCase], config: Config, device: torch.device) -> np.ndarray:
-    """Class probabilities (n, C) or label maps (n, *size) for ``cases``."""
+def predict_each(model: MedtlModel, cases: list[PreparedCase], config: Config,
+                 device: torch.device) -> Iterator[np.ndarray]:
+    """Per case, in order: class probabilities ``(C,)`` or a label map ``(*spatial)``.
+
+    A generator, so that label maps of native-extent volumes are scored one at a time
+    instead of all held in memory.
+    """
     model.eval()
     task = get_task(config.task)
-    outputs = []
     for images, _, _ in make_loader(cases, config, 0, train=False):
         with _autocast(device, config.train.amp):
-            logits = model(images.to(device)).float()
-        probs = torch.softmax(logits, dim=1)
-        outputs.append(task.network_output(probs).cpu().numpy())
-    return np.concatenate(outputs)
+            logits = network_logits(model, images, config.data, device)
+        yield from task.network_output(torch.softmax(logits, dim=1)).cpu().numpy()
+
+
+def predict(model: MedtlModel, cases: list[PreparedCase], config: Config, device: torch.device) -> list[np.ndarray]:
+    """``predict_each`` as a list."""
+    return list(predict_each(model, cases, config, device))
 
 
 def fit(model: MedtlModel, train_cases: list[PreparedCase], config: Config, state_path: Path, seed: int,
         inner_cases: list[PreparedCase] | None = None,
-        inner_score: Callable[[np.ndarray, list[PreparedCase]], float] | None = None,
+        inner_score: Callable[[Iterable[np.ndarray], list[PreparedCase]], float] | None = None,
         on_epoch: Callable[[dict], None] | None = None,
         on_batch: Callable[[int, int], None] | None = None) -> FitResult:
     """Train (resuming from ``state_path`` when present); returns per-epoch history.
@@ -118,7 +142,7 @@ def fit(model: MedtlModel, train_cases: list[PreparedCase], config: Config, stat
     else:
         optimizer = torch.optim.SGD(groups, lr=train_cfg.lr, momentum=0.9, nesterov=True,
                                     weight_decay=train_cfg.weight_decay)
-    steps = math.ceil(len(train_cases) / train_cfg.batch_size)
+    steps = len(make_loader(train_cases, config, seed))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(steps * train_cfg.epochs, steps * train_cfg.warmup_epochs))
     task = get_task(config.task)
@@ -169,7 +193,7 @@ def fit(model: MedtlModel, train_cases: list[PreparedCase], config: Config, stat
                     on_batch(math.ceil(count / train_cfg.batch_size), steps)
             record = {"epoch": epoch, "train_loss": total / max(1, count), "lr": scheduler.get_last_lr()[0]}
             if inner_cases:
-                record["inner_score"] = inner_score(predict(model, inner_cases, config, device), inner_cases)
+                record["inner_score"] = inner_score(predict_each(model, inner_cases, config, device), inner_cases)
                 if train_cfg.selection == "best_inner" and record["inner_score"] > best:
                     best, result.selected_epoch = record["inner_score"], epoch
                     save_weights(state_path.with_name("best.safetensors"), model, {"epoch": epoch})

@@ -28,12 +28,21 @@ class NetworkInput:
     def network_affine(self) -> np.ndarray:
         return np.asarray(self.sample["image"].affine, dtype=float)
 
-    def network_spacing(self, image: Volume) -> tuple[float, ...]:
-        """mm per voxel at network resolution."""
+    def network_spacing(self, image: Volume, resized: bool = True) -> tuple[float, ...]:
+        """mm per voxel at network resolution (2D: the image's own unless ``resized``; crops keep it)."""
         if len(self.input_shape) == 3:
             return tuple(float(s) for s in np.linalg.norm(self.network_affine[:3, :3], axis=0))
+        if not resized:
+            return tuple(float(s) for s in image.spacing[-2:])
         scale = np.asarray(self.input_shape) / np.asarray(self.sample["image"].shape[1:])
         return tuple(float(s) for s in np.asarray(image.spacing[-2:]) * scale)
+
+
+def needs_mask(config: Config) -> bool:
+    """Whether preparing a case reads its mask: as the target (segmentation) or as the ROI to crop around."""
+    from ..tasks import get_task
+
+    return get_task(config.task).uses_mask or config.data.roi == "mask"
 
 
 def network_input(image: Volume, config: Config, case_id: str, mask: Volume | None = None) -> NetworkInput:
@@ -55,10 +64,16 @@ def network_input(image: Volume, config: Config, case_id: str, mask: Volume | No
         array, affine = image.array, image.affine
     sample = {"image": to_metatensor(array.astype(np.float32), affine)}
     mask_array = None
+    if mask is None and config.data.roi == "mask":
+        raise InputError(f"case {case_id}: data.roi is mask, but the case has no mask; give every case a mask "
+                         "(the manifest's mask column) or use data.roi: center / none", Reason.ROI_MASK_MISSING.name)
     if mask is not None:
         mask_array, note = aligned_mask(image, mask, dims, case_id, config.data.resample_mask)
         if note:
             notes.append(note)
+        if config.data.roi == "mask" and not mask_array.any():
+            raise InputError(f"case {case_id}: data.roi is mask, but its mask has no foreground to crop around",
+                             Reason.ROI_MASK_EMPTY.name)
         sample["mask"] = to_metatensor(mask_array.astype(np.float32), affine)
     out = preprocess_pipeline(config.data, mask is not None)(sample)
     check_finite(np.asarray(out["image"]), f"case {case_id} after preprocessing (e.g. a constant image)")

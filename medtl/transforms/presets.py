@@ -1,7 +1,9 @@
 """MONAI dictionary-transform pipelines built from ``data.*`` config.
 
-``preprocess_pipeline`` is deterministic (resampling, intensity, resize) and its
-output is cached per case; ``augment_pipeline`` is random, used for training only,
+``preprocess_pipeline`` is deterministic (resampling, intensity, then a resize to
+``image_size`` in resize mode; in patch mode the native extent is kept, or one
+``patch_size`` region of interest is cropped for classification) and its output is
+cached per case; ``augment_pipeline`` is random, used for training only,
 and seeded per epoch so runs (and resumed runs) are reproducible.
 """
 
@@ -23,8 +25,9 @@ def _keys(with_mask: bool) -> list[str]:
 
 
 def preprocess_pipeline(data: DataConfig, with_mask: bool):
-    """Deterministic: [3D spacing] -> intensity to [0, 1] -> resize -> normalise."""
-    from monai.transforms import Compose, NormalizeIntensityd, Resized, ScaleIntensityRanged, Spacingd
+    """Deterministic: [3D spacing] -> intensity to [0, 1] -> resize (or keep the extent, or crop an ROI) -> normalise."""
+    from monai.transforms import (Compose, NormalizeIntensityd, Resized, ResizeWithPadOrCropd, ScaleIntensityRanged,
+                                  Spacingd)
 
     keys = _keys(with_mask)
     modes = ("bilinear", "nearest") if with_mask else ("bilinear",)
@@ -41,9 +44,42 @@ def preprocess_pipeline(data: DataConfig, with_mask: bool):
         center, width = data.window
         steps.append(ScaleIntensityRanged("image", a_min=center - width / 2, a_max=center + width / 2,
                                           b_min=0.0, b_max=1.0, clip=True))
-    steps.append(Resized(keys, spatial_size=tuple(data.image_size), mode=("area", "nearest") if with_mask else ("area",)))
+    if data.mode == "resize":
+        steps.append(Resized(keys, spatial_size=tuple(data.image_size),
+                             mode=("area", "nearest") if with_mask else ("area",)))
+    elif data.roi == "center":
+        steps.append(ResizeWithPadOrCropd(keys, spatial_size=tuple(data.patch_size), mode="replicate"))
+    elif data.roi == "mask":
+        steps.append(crop_around_mask(keys, tuple(data.patch_size)))
     steps.append(NormalizeIntensityd("image", subtrahend=GRAY_MEAN, divisor=GRAY_STD))
     return Compose(steps)
+
+
+def crop_around_mask(keys, size: tuple[int, ...]):
+    """A ``size`` region centred on the centre of the mask's bounding box, moved inside the image at its borders.
+
+    The crop keeps real context around the mask (the network sees the same field of
+    view whether the lesion is small or large); only an image smaller than ``size`` is
+    padded (edge values, at the far end).
+    """
+    from monai.transforms import MapTransform, SpatialCrop, SpatialPad
+
+    class _CropAroundMaskd(MapTransform):
+        def __call__(self, data):
+            out = dict(data)
+            foreground = np.argwhere(np.asarray(out["mask"])[0] > 0)
+            if not len(foreground):
+                raise ValueError("empty mask")  # network_input refuses this first, as ROI_MASK_EMPTY
+            shape = np.asarray(out["mask"]).shape[1:]
+            center = (foreground.min(0) + foreground.max(0)) // 2
+            start = [int(min(max(0, c - p // 2), max(0, n - p))) for c, p, n in zip(center, size, shape)]
+            crop = SpatialCrop(roi_start=start, roi_end=[s + p for s, p in zip(start, size)])
+            pad = SpatialPad(size, method="end", mode="replicate")
+            for key in self.key_iterator(out):
+                out[key] = pad(crop(out[key]))
+            return out
+
+    return _CropAroundMaskd(keys)
 
 
 def scale_percentiles(keys, lower: float, upper: float):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..arms import Arm
 from ..config import Config, dump_config
-from ..data.dataset import PreparedCase, prepare_cases
+from ..data.dataset import PreparedCase, prepare_cases, preprocessing_fingerprint
 from ..data.duplicates import cross_patient_duplicates
 from ..data.provenance import environment, write_training_images
 from ..data.splits import Fold, fixed_split, make_folds
@@ -48,6 +48,11 @@ class CVRun:
     metrics: dict = field(default_factory=dict)
     source: object = None  # SourceModel once the source stage ran
     verdicts: list[str] = field(default_factory=list)
+    arm_cases: dict[str, list[PreparedCase]] = field(default_factory=dict)  # arms with their own preprocessing
+
+    def cases_of(self, arm: str) -> list[PreparedCase]:
+        """The arm's prepared cases: its own when its data settings differ from the main arm's, in the same order."""
+        return self.arm_cases.get(arm, self.cases)
 
     @property
     def out(self) -> Path:
@@ -196,6 +201,7 @@ def _prepare_run(config: Config, rundir: RunDir, checked: Checked, progress: boo
     folds = _folds(rundir, config, cases, {c.case_id: c.split for c in manifest.cases})
     run_state.write_state(rundir, dump_config(config), cases, skipped, [a.name for a in arms])
     run = CVRun(config, rundir, manifest.class_names, cases, folds)
+    run.arm_cases = _prepare_arm_cases(arms, manifest, config, rundir, cases, progress, keep_paths)
     run.warnings += [f"case {s['case_id']} skipped: {s['reason']} ({s['detail']})" for s in skipped]
     run.warnings += sorted({f"{note} in {sum(note in c.notes for c in cases)} case(s)"
                             for c in cases for note in c.notes})
@@ -208,6 +214,38 @@ def _prepare_run(config: Config, rundir: RunDir, checked: Checked, progress: boo
         rundir.log(message)
         log.warning(message)
     return run, skipped
+
+
+def _prepare_arm_cases(arms: list[Arm], manifest, config: Config, rundir: RunDir, cases: list[PreparedCase],
+                       progress: bool, keep_paths: bool) -> dict[str, list[PreparedCase]]:
+    """Cases prepared with each arm's own data settings (e.g. a resize arm beside a patch-mode main arm).
+
+    An arm is trained and scored on exactly the main arm's cases, in the same order
+    (the folds index them); an arm that cannot use one of them is refused before any
+    training, because its comparison would not be paired.
+    """
+    main = preprocessing_fingerprint(config)
+    out: dict[str, list[PreparedCase]] = {}
+    for arm in arms[1:]:
+        if preprocessing_fingerprint(arm.config) == main:
+            continue
+        rundir.log(f"arm '{arm.name}' has its own data settings: preparing its cases")
+        own, skipped = prepare_cases(manifest, arm.config, rundir.cache, progress, keep_paths)
+        by_id = {c.case_id: c for c in own}
+        lost = [s for s in skipped if s["case_id"] in {c.case_id for c in cases}]
+        if lost:
+            raise InputError(f"arm '{arm.name}' cannot use case {lost[0]['case_id']} ({lost[0]['reason']}) that the "
+                             f"main arm uses ({len(lost)} case(s) in all); arms are compared on the same cases, so "
+                             "change that arm's data settings or remove the case")
+        out[arm.name] = [by_id[c.case_id] for c in cases]
+    return out
+
+
+def scoring_grid(config: Config) -> str:
+    """The grid a segmentation arm's cv metrics are computed on (voxels differ between grids)."""
+    data = config.data
+    spacing = f" at {data.spacing} mm" if data.dims == 3 and data.spacing else " at the image's own spacing"
+    return f"resized to {data.image_size}{spacing}" if data.mode == "resize" else f"native extent{spacing}"
 
 
 def _train_arm(run: CVRun, arm: Arm, num_classes: int, reporter: Reporter) -> None:
@@ -223,7 +261,8 @@ def _train_arm(run: CVRun, arm: Arm, num_classes: int, reporter: Reporter) -> No
         label = f"{arm.name} r{fold.repeat} fold {fold.fold}"
         on_epoch, on_batch = reporter.callbacks(label, epochs, task.primary_metric)
         pretrained = _pretrained_for(run, arm, reporter)
-        done = run_fold(arm, fold, folder, run.cases, run.class_names, num_classes, pretrained, on_epoch, on_batch)
+        done = run_fold(arm, fold, folder, run.cases_of(arm.name), run.class_names, num_classes, pretrained,
+                        on_epoch, on_batch)
         score = done["record"][task.primary_metric]
         reporter.line(f"{label} finished: {task.primary_metric} {score:.3f}" if score == score else
                       f"{label} finished: {task.primary_metric} undefined")
@@ -280,6 +319,14 @@ def _summarise(run: CVRun) -> None:
         for warning in get_task(task).arm_warnings(name, arm["rows"]):
             run.warnings.insert(0, warning)
             run.rundir.log(warning)
+    shapes = {name: [c.spatial_shape for c in run.cases_of(name)] for name in run.arms}
+    if get_task(task).uses_mask and any(s != shapes[main] for s in shapes.values()):
+        grids = {name: scoring_grid(arm["config"]) for name, arm in run.arms.items()}
+        listed = "; ".join(f"{name}: {grid}" for name, grid in grids.items())
+        warning = (f"the arms' Dice/IoU/HD95 are computed on different grids ({listed}): they are not counted on "
+                   "the same voxels; `medtl evaluate` scores every arm on the original image grid")
+        run.warnings.insert(0, warning)
+        run.rundir.log(warning)
     run.metrics = {"task": task, "primary_metric": get_task(task).primary_metric, "main_arm": main,
                    "summary": arms[main]["summary"], "folds": arms[main]["folds"], "arms": arms,
                    "comparisons": comparisons, "class_names": run.class_names,

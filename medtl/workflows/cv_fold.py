@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -17,7 +17,7 @@ from ..models.device import resolve_device
 from ..plumbing.atomic import write_json
 from ..rundir import FoldDir
 from ..tasks import get_task
-from ..train.loop import fit, predict
+from ..train.loop import fit, predict_each
 
 
 def fold_seed(seed: int, fold: Fold) -> int:
@@ -25,7 +25,7 @@ def fold_seed(seed: int, fold: Fold) -> int:
     return seed + 1000 * fold.repeat + fold.fold
 
 
-def case_rows(arm: str, fold: Fold, cases: list[PreparedCase], outputs: np.ndarray, task_name: str,
+def case_rows(arm: str, fold: Fold, cases: list[PreparedCase], outputs: Iterable[np.ndarray], task_name: str,
               class_names: list[str], num_classes: int) -> list[dict]:
     """Out-of-fold rows: keys, fold, arm and the task's per-case values."""
     task = get_task(task_name)
@@ -57,7 +57,7 @@ def run_fold(arm: Arm, fold: Fold, folder: FoldDir, cases: list[PreparedCase], c
     inner_cases = [cases[i] for i in inner_index]
     val_cases = [cases[i] for i in fold.val]
 
-    def inner_score(outputs: np.ndarray, scored: list[PreparedCase]) -> float:
+    def inner_score(outputs: Iterable[np.ndarray], scored: list[PreparedCase]) -> float:
         rows = case_rows(arm.name, fold, scored, outputs, config.task, class_names, num_classes)
         return task.fold_metrics(rows, class_names)[task.primary_metric]
 
@@ -67,9 +67,14 @@ def run_fold(arm: Arm, fold: Fold, folder: FoldDir, cases: list[PreparedCase], c
         load_weights(folder.best, model)
     save_weights(folder.model, model, {**model.describe(), "class_names": json.dumps(class_names),
                                        "selected_epoch": result.selected_epoch})
-    outputs = predict(model, val_cases, config, resolve_device(config.train.device))
-    rows = case_rows(arm.name, fold, val_cases, outputs, config.task, class_names, num_classes)
-    task.save_overlays(folder.overlays, val_cases, outputs)
+    # one case at a time: native-extent label maps are scored and dropped, only the overlay cases' are kept
+    shown = set(task.overlay_cases(val_cases))
+    rows, overlay_outputs = [], {}
+    for index, output in enumerate(predict_each(model, val_cases, config, resolve_device(config.train.device))):
+        rows += case_rows(arm.name, fold, [val_cases[index]], [output], config.task, class_names, num_classes)
+        if index in shown:
+            overlay_outputs[index] = output
+    task.save_overlays(folder.overlays, val_cases, overlay_outputs)
     record = {"fold": fold.fold, "repeat": fold.repeat, "n_train": len(train_cases), "n_inner": len(inner_cases),
               "n_val": len(val_cases), "n_val_patients": len({c.patient_key for c in val_cases}),
               "selected_epoch": result.selected_epoch, **task.fold_metrics(rows, class_names)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import InputError
 from ..predict.engine import PredictOptions, PredictOutcome, predict_items
 from ..predict.items import PredictInputs, read_inputs
 from ..predict.trained import load_trained_run
@@ -13,5 +14,8 @@ def predict_run(run_dir: str | Path, source: str | Path, out: str | Path, option
                 arm: str | None = None, fold: int | None = None) -> tuple[PredictOutcome, PredictInputs]:
     """Predict every usable input of ``source`` with ``arm``'s fold models (or one fold) into ``out``."""
     trained = load_trained_run(run_dir, arm=arm, fold=fold)
+    if trained.config.data.roi == "mask" and Path(source).is_dir():
+        raise InputError(f"run {trained.path} classifies a region around each case's mask (data.roi: mask), and "
+                         f"{source} is a folder without masks; predict from a manifest CSV with a mask column")
     inputs = read_inputs(source, trained.task, targets=False, workers=options.workers, progress=options.progress)
     return predict_items(trained, inputs, out, options), inputs

@@ -34,6 +34,19 @@ def weights_cached(config: Config) -> bool | None:
     return (cache_dir() / weight.filename).exists()
 
 
+def check_patch_size(arm: str, config: Config, spec) -> None:
+    """Patch mode: every patch axis a multiple of the backbone's deepest stride (the encoder halves it 5 times)."""
+    if config.data.mode != "patch":
+        return
+    stride = spec.reductions[-1]
+    size = config.data.patch_size
+    if any(p % stride for p in size):
+        suggestion = [max(stride, round(p / stride) * stride) for p in size]
+        raise ConfigError(f"arm '{arm}': data.patch_size = {size} does not fit backbone '{spec.name}': its encoder "
+                          f"downsamples by {stride} (strides {', '.join(map(str, spec.reductions))}), so every patch "
+                          f"axis must be a multiple of {stride}; e.g. data.patch_size = {suggestion}")
+
+
 def check_experiment(config: Config, need_manifest: bool = True, fetch_main_weights: bool = False) -> Checked:
     """Check arms, backbones, weight names and the manifest; raise the first problem as a one-line error.
 
@@ -47,6 +60,7 @@ def check_experiment(config: Config, need_manifest: bool = True, fetch_main_weig
         if arm.config.data.dims not in spec.dims:
             raise ConfigError(f"arm '{arm.name}': backbone '{spec.name}' supports dims {spec.dims}, not "
                               f"{arm.config.data.dims}")
+        check_patch_size(arm.name, arm.config, spec)
         try:
             cached = weights_cached(arm.config)
         except UnknownNameError as exc:

@@ -51,7 +51,7 @@ def tiny_overrides(config: Path, data: Path) -> list[str]:
     # tiny backbones have no published weights: naming them is an error, so those arms are left out here
     # (test_cv_cli covers the visible skip of a weight arm whose weights are not available offline)
     arms = [a for a in yaml.safe_load(text).get("compare", []) if a not in ("imagenet", "medicalnet")]
-    overrides.append(f"compare=[{','.join(arms)}]")
+    overrides.append("compare=" + yaml.safe_dump(arms, default_flow_style=True, width=10**6).strip())
     return [item for pair in (("--set", o) for o in overrides) for item in pair]
 
 

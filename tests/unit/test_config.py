@@ -1,6 +1,8 @@
 """Typed config: loading with --set and did-you-mean errors, derivation without side effects, per-axis lists
 normalised against data.dims once."""
 
+import re
+
 import pytest
 
 from medtl.config import config_differences, load_config
@@ -102,3 +104,29 @@ def test_every_shipped_config_validates():
     assert configs
     for path in configs:
         load_config(path)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["data.mode=patch"], "data.mode: patch needs data.patch_size"),
+    (["data.patch_size=[64,64]"], "data.patch_size = [64, 64] is used in data.mode: patch only"),
+    (["data.mode=patch", "data.patch_size=[64,64,64]"], "give 2 sizes"),
+    (["data.dims=3", "data.mode=patch", "data.patch_size=[0,32,32]"], "give 3 sizes >= 1"),
+    (["data.roi=mask"], "data.roi = mask is used in data.mode: patch only"),
+    (["task=segmentation", "data.mode=patch", "data.patch_size=64", "data.roi=center"], "applies to classification"),
+    (["data.mode=patch", "data.patch_size=64", "data.sliding_window.overlap=1"], "sliding_window.overlap"),
+    (["data.mode=patch", "data.patch_size=64", "data.sliding_window.blend=linear"], "sliding_window.blend"),
+    (["data.mode=patch", "data.patch_size=64", "data.foreground_ratio=1.5"], "foreground_ratio"),
+    (["data.mode=patch", "data.patch_size=64", "data.sliding_windows.overlap=0.5"], "did you mean 'data.sliding_window'"),
+])
+def test_patch_settings_are_checked_with_the_fix_named(overrides, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(None, overrides)
+
+
+def test_patch_size_takes_one_number_for_every_axis_and_arms_can_switch_mode():
+    config = load_config(None, ["data.dims=3", "data.mode=patch", "data.patch_size=64", "task=segmentation"])
+    assert config.data.patch_size == [64, 64, 64] and not config.data.fixed_size
+    resize = config.derive({"data.mode": "resize", "data.patch_size": None})
+    assert resize.data.fixed_size and config.data.mode == "patch"
+    roi = load_config(None, ["data.mode=patch", "data.patch_size=64", "data.roi=center"])
+    assert roi.data.fixed_size  # one crop per case: batches of whole cases again

@@ -1,16 +1,16 @@
 """report.html: every section for both tasks, the network's real input size, no patient identifiers."""
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 
 from medtl.config import load_config
+from medtl.data.dataset import PreparedCase
 from medtl.data.splits import Fold
 from medtl.evaluate.report import write_report
 from medtl.evaluate.summary import arm_summary, compare_arms, verdict_line
 from medtl.rundir import RunDir
 from medtl.tasks import get_task
+from medtl.workflows.cv import CVRun
 
 ADAPTATION = {"source": "none", "file": None, "sha256": None, "loaded": [], "adapted": {}, "new": {"head.*": "new"},
               "dropped": [], "unexpected": []}
@@ -25,8 +25,8 @@ def fake_run(tmp_path, task_name):
     for i in range(8):
         mask = np.zeros((1, 16, 12), np.int16)
         mask[0, 3:8, 2:6] = i % 2
-        cases.append(SimpleNamespace(case_id=f"c{i}", patient_key=f"key{i // 2}", label=i % 2, mask=mask,
-                                     spacing=(1.0, 1.0), image=rng.normal(size=(1, 16, 12)).astype(np.float32)))
+        cases.append(PreparedCase(f"c{i}", f"key{i // 2}", f"key{i // 2}", i % 2,
+                                  rng.normal(size=(1, 16, 12)).astype(np.float32), mask, "", spacing=(1.0, 1.0)))
     folds = [Fold(0, 0, (4, 5, 6, 7), (0, 1, 2, 3)), Fold(0, 1, (0, 1, 2, 3), (4, 5, 6, 7))]
     rundir = RunDir(tmp_path / "run")
     arms, summaries = {}, {}
@@ -49,7 +49,7 @@ def fake_run(tmp_path, task_name):
             if task.uses_mask:
                 val = [cases[i] for i in fold.val]
                 task.save_overlays(rundir.fold(arm, 0, fold.fold).overlays, val,
-                                   np.stack([c.mask[0] for c in val]))
+                                   {i: val[i].mask[0] for i in task.overlay_cases(val)})
         arms[arm] = {"rows": rows, "folds": records, "adaptation": ADAPTATION,
                      "histories": [[{"epoch": 0, "train_loss": 0.7, "lr": 0.001}]] * 2}
         summaries[arm] = arm_summary(task_name, records, rows, ["0", "1"], 100, 0)
@@ -60,8 +60,8 @@ def fake_run(tmp_path, task_name):
     metrics = {"task": task_name, "primary_metric": task.primary_metric, "main_arm": "scratch", "arms": summaries,
                "summary": summaries["scratch"]["summary"], "folds": summaries["scratch"]["folds"],
                "comparisons": [comparison], "n_cases": 8, "n_patients": 4, "warnings": ["case c9 skipped: X"]}
-    return SimpleNamespace(config=config, rundir=rundir, class_names=["0", "1"], cases=cases, folds=folds, arms=arms,
-                           warnings=metrics["warnings"], metrics=metrics, verdicts=[verdict_line(comparison)])
+    return CVRun(config, rundir, ["0", "1"], cases, folds, arms, metrics["warnings"], metrics,
+                 verdicts=[verdict_line(comparison)])
 
 
 @pytest.mark.parametrize("task_name, sections", [

@@ -72,7 +72,7 @@ def test_resume_from_an_epoch_checkpoint_continues_exactly(tmp_path):
 
 def test_predict_returns_probabilities_in_case_order_and_the_loader_covers_every_case():
     data, cfg = cases(n=10), config()
-    probs = predict(model(), data, cfg, torch.device("cpu"))
+    probs = np.stack(predict(model(), data, cfg, torch.device("cpu")))
     assert probs.shape == (10, 2) and np.allclose(probs.sum(1), 1, atol=1e-5)
     seen = [int(y) for _, targets, _ in make_loader(data, cfg, 0, train=False) for y in targets]
     assert seen == [c.label for c in data]
@@ -88,3 +88,63 @@ def test_a_non_finite_loss_stops_the_fold_and_names_the_cases(tmp_path):
     with pytest.raises(TrainingDivergedError, match="epoch 1") as error:
         fit(model(), data, config(), tmp_path / "state.pt", seed=0)
     assert "c5" in str(error.value)
+
+
+def segmentation_cases(n=6, shape=(40, 44)):
+    rng = np.random.default_rng(1)
+    out = []
+    for i in range(n):
+        image = rng.normal(size=(1, *shape)).astype(np.float32)
+        mask = np.zeros((1, *shape), np.int16)
+        mask[0, 5 + i:12 + i, 30:38] = 1
+        image[mask == 1] += 2.0
+        case = PreparedCase(f"c{i}", f"p{i}", f"p{i}", None, image, mask, "")
+        case.foreground = np.argwhere(mask[0] > 0).astype(np.int32)
+        out.append(case)
+    return out
+
+
+def patch_config(**extra):
+    return config(task="segmentation", **{"data.mode": "patch", "data.patch_size": 32, "data.patches_per_case": 3,
+                                          **extra})
+
+
+def test_patch_mode_trains_on_patches_and_resumes_exactly(tmp_path):
+    data, cfg = segmentation_cases(), patch_config()
+    loader = make_loader(data, cfg, seed=5)
+    shapes = {tuple(images.shape[1:]) for images, _, _ in loader}
+    assert shapes == {(1, 32, 32)} and sum(len(t) for _, t, _ in loader) == 18  # 6 cases x 3 patches
+
+    def seg_model(seed=0):
+        torch.manual_seed(seed)
+        return medtl.create_model("tiny-resnet", dims=2, num_classes=2, task="segmentation")
+
+    reference = seg_model()
+    fit(reference, data, cfg, tmp_path / "ref" / "state.pt", seed=3)
+
+    def stop(record):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(seg_model(), data, cfg, tmp_path / "run" / "state.pt", seed=3, on_epoch=stop)
+    resumed = seg_model(seed=99)
+    fit(resumed, data, cfg, tmp_path / "run" / "state.pt", seed=3)
+    assert all(torch.equal(v, weights(resumed)[k]) for k, v in weights(reference).items())
+    maps = predict(resumed, data, cfg, torch.device("cpu"))  # whole images, by sliding window
+    assert [m.shape for m in maps] == [(40, 44)] * 6
+
+
+@pytest.mark.parametrize("n, batches", [(9, [4, 4]), (10, [4, 4, 2]), (1, [1]), (4, [4])])
+def test_a_lone_last_training_item_waits_for_the_next_shuffle(n, batches):
+    data, cfg = cases(n=n), config()
+    assert [len(t) for _, t, _ in make_loader(data, cfg, 1)] == batches
+    assert sum(len(t) for _, t, _ in make_loader(data, cfg, 0, train=False)) == n  # prediction sees every case
+
+
+def test_patch_training_survives_a_one_voxel_bottleneck_with_an_odd_patch_count(tmp_path):
+    data = segmentation_cases(n=3)
+    cfg = patch_config(**{"data.patches_per_case": 3, "train.batch_size": 4, "train.epochs": 1})  # 9 = 4 + 4 + 1
+    torch.manual_seed(0)
+    model = medtl.create_model("tiny-resnet", dims=2, num_classes=2, task="segmentation")
+    result = fit(model, data, cfg, tmp_path / "state.pt", seed=0)
+    assert math.isfinite(result.history[0]["train_loss"])

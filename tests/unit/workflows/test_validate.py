@@ -20,3 +20,11 @@ def test_arms_manifest_and_weight_notes(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="data.manifest is not set"):
         check_experiment(load_config(None))
     assert check_experiment(load_config(None), need_manifest=False).manifest is None
+
+
+def test_a_patch_size_the_encoder_cannot_tile_is_refused_with_the_constraint():
+    config = load_config(None, ["data.dims=3", "data.mode=patch", "data.patch_size=[20,64,64]",
+                                "task=segmentation", "model.pretrained=none"])
+    with pytest.raises(ConfigError, match=r"multiple of 32.*e\.g\. data\.patch_size = \[32, 64, 64\]"):
+        check_experiment(config, need_manifest=False)
+    check_experiment(config.derive({"data.patch_size": [32, 64, 96]}), need_manifest=False)
