@@ -26,8 +26,14 @@ def _keys(with_mask: bool) -> list[str]:
 
 def preprocess_pipeline(data: DataConfig, with_mask: bool):
     """Deterministic: [3D spacing] -> intensity to [0, 1] -> resize (or keep the extent, or crop an ROI) -> normalise."""
-    from monai.transforms import (Compose, NormalizeIntensityd, Resized, ResizeWithPadOrCropd, ScaleIntensityRanged,
-                                  Spacingd)
+    from monai.transforms import (
+        Compose,
+        NormalizeIntensityd,
+        Resized,
+        ResizeWithPadOrCropd,
+        ScaleIntensityRanged,
+        Spacingd,
+    )
 
     keys = _keys(with_mask)
     modes = ("bilinear", "nearest") if with_mask else ("bilinear",)
