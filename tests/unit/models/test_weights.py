@@ -160,3 +160,31 @@ def test_a_mirror_that_never_answers_times_out(tiny_imagenet, monkeypatch):
         weights.ensure_weights(weights.WEIGHT_FILES["tiny-resnet-imagenet"], progress=False)
     assert time.monotonic() - started < 10 and socket.getdefaulttimeout() is None
     listener.close()
+
+
+def test_published_weights_serve_patch_mode_segmentation(tiny_imagenet, tmp_path):
+    """ImageNet 2D weights inflated to 3D and MedicalNet weights under the U-Net decoder, predicting by windows."""
+    from medtl.config import load_config
+    from medtl.models.sliding import network_logits
+
+    path, entry, _ = tiny_imagenet
+    weights.import_weights(path)
+    data = load_config(None, ["task=segmentation", "data.dims=3", "data.mode=patch", "data.patch_size=32"]).data
+    volume = torch.randn(1, 1, 20, 40, 50)  # larger than a window in-plane, smaller along the slices
+    inflated = medtl.create_model("tiny-resnet", dims=3, num_classes=3, task="segmentation", pretrained="imagenet",
+                                  download=False).eval()
+    assert inflated.adaptation.adapted and all("inflated" in n for n in inflated.adaptation.adapted.values())
+
+    net = get_backbone_spec("resnet18").builder(3, 1, shortcut_type="A", bias_downsample=True)
+    torch.save({"state_dict": {f"module.{k}": v for k, v in net.state_dict().items()}},
+               tmp_path / "resnet_18_23dataset.pth")
+    fake_entry("resnet18-medicalnet", "resnet_18_23dataset.pth", None, "medicalnet", dims=3, in_channels=1,
+               arch=(("shortcut_type", "A"), ("bias_downsample", True)))
+    assert main(["weights", "import", str(tmp_path / "resnet_18_23dataset.pth")]) == 0
+    medicalnet = medtl.create_model("resnet18", dims=3, num_classes=3, task="segmentation", pretrained="medicalnet",
+                                    download=False).eval()
+    assert medicalnet.adaptation.loaded and not medicalnet.adaptation.adapted
+    for model in (inflated, medicalnet):
+        with torch.no_grad():
+            logits = network_logits(model, volume, data, torch.device("cpu"))
+        assert logits.shape == (1, 3, 20, 40, 50) and torch.isfinite(logits).all()
