@@ -35,28 +35,38 @@ class BackgroundCheckpointWriter:
     """
 
     def __init__(self):
-        self._thread = None
+        self._done = None  # threading.Event of the write in flight
         self._error: BaseException | None = None
 
     def save(self, path: Path, state: dict) -> None:
         self.wait()
         snapshot = _snapshot(state)
+        import threading
+
+        done = threading.Event()
 
         def write() -> None:
             try:
                 save_training_state(path, snapshot)
             except BaseException as exc:  # re-raised in the training thread by wait()
                 self._error = exc
+            finally:
+                done.set()
 
-        import threading
-
-        self._thread = threading.Thread(target=write, name="medtl-checkpoint", daemon=False)
-        self._thread.start()
+        self._done = done
+        threading.Thread(target=write, name="medtl-checkpoint", daemon=False).start()
 
     def wait(self) -> None:
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        """Block until the write in flight is on disk; re-raise its error.
+
+        Waits on an event, never ``Thread.join``: a Ctrl-C that interrupts ``join`` leaves
+        the thread's lock taken (CPython), after which ``join`` returns at once while the
+        file is still being written, and the run could stop or hang mid-write.
+        """
+        if self._done is not None:
+            while not self._done.wait(0.1):
+                pass
+            self._done = None
         if self._error is not None:
             error, self._error = self._error, None
             raise error

@@ -34,3 +34,27 @@ def test_a_training_state_that_wants_to_run_code_is_refused(tmp_path):
         pickle.dump({"epoch": Payload()}, f)
     with pytest.raises(WeightsError, match="delete it to restart"):
         load_training_state(tmp_path / "bad.pt")
+
+
+def test_an_interrupted_wait_still_waits_for_the_write_in_flight(tmp_path, monkeypatch):
+    import os
+    import signal
+    import threading
+    import time
+
+    import medtl.models.checkpoint as checkpoint
+
+    written = []
+
+    def slow_save(path, snapshot):
+        time.sleep(1.0)
+        written.append(path)
+
+    monkeypatch.setattr(checkpoint, "save_training_state", slow_save)
+    writer = checkpoint.BackgroundCheckpointWriter()
+    writer.save(tmp_path / "state.pt", {})
+    threading.Timer(0.2, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C while the training thread waits for the checkpoint
+        writer.wait()
+    writer.wait()  # the clean-up wait must not return before the file is written
+    assert written == [tmp_path / "state.pt"]
