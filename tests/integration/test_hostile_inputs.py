@@ -269,6 +269,17 @@ def test_unwritable_or_full_output_is_one_clear_error(workspace, tmp_path, monke
     assert not [p for p in (tmp_path / "o").rglob("*") if p.is_file()]  # no half-written output left behind
 
 
+def ctrl_c_enabled() -> None:
+    """In the child before it starts: SIGINT acts as Ctrl-C even when this test runs as a background job.
+
+    A shell starts background jobs with SIGINT ignored, and Python (so medtl) keeps an
+    ignored SIGINT ignored, as it should; the test is about what Ctrl-C does.
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_and_sigterm_print_one_line_and_the_run_resumes(workspace, tmp_path):
     import signal
     import time
@@ -280,7 +291,7 @@ def test_ctrl_c_and_sigterm_print_one_line_and_the_run_resumes(workspace, tmp_pa
                       "train: {epochs: 2000, batch_size: 4}\ncv: {folds: 2, bootstrap: 100}\n")  # never finishes here
     out = tmp_path / "run"
     child = subprocess.Popen([sys.executable, "-m", "medtl.cli", "cv", str(config), "--out", str(out), "--quiet"],
-                             stderr=subprocess.PIPE, text=True)
+                             stderr=subprocess.PIPE, text=True, preexec_fn=ctrl_c_enabled)
     deadline = time.time() + 120
     while time.time() < deadline and not list(out.glob("arms/*/*/state.pt")):
         time.sleep(0.2)
@@ -290,7 +301,7 @@ def test_ctrl_c_and_sigterm_print_one_line_and_the_run_resumes(workspace, tmp_pa
     assert stderr.strip().splitlines()[-1].startswith("medtl: interrupted; re-run the same command to resume")
     epochs_before = (out / "log.txt").read_text().count(" epoch ")
     child = subprocess.Popen([sys.executable, "-m", "medtl.cli", "cv", str(config), "--out", str(out), "--quiet"],
-                             stderr=subprocess.PIPE, text=True)
+                             stderr=subprocess.PIPE, text=True, preexec_fn=ctrl_c_enabled)
     resumed_by = time.time() + 120  # its own deadline: a slow first phase must not cut this one short
     while time.time() < resumed_by and (out / "log.txt").read_text().count(" epoch ") <= epochs_before:
         time.sleep(0.2)  # resumed and training again

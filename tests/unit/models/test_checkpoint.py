@@ -51,10 +51,15 @@ def test_an_interrupted_wait_still_waits_for_the_write_in_flight(tmp_path, monke
         written.append(path)
 
     monkeypatch.setattr(checkpoint, "save_training_state", slow_save)
+    # a test runner started in the background inherits SIGINT ignored: this test needs Ctrl-C to be Ctrl-C
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     writer = checkpoint.BackgroundCheckpointWriter()
     writer.save(tmp_path / "state.pt", {})
     threading.Timer(0.2, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
-    with pytest.raises(KeyboardInterrupt):  # Ctrl-C while the training thread waits for the checkpoint
-        writer.wait()
-    writer.wait()  # the clean-up wait must not return before the file is written
+    try:
+        with pytest.raises(KeyboardInterrupt):  # Ctrl-C while the training thread waits for the checkpoint
+            writer.wait()
+        writer.wait()  # the clean-up wait must not return before the file is written
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert written == [tmp_path / "state.pt"]
