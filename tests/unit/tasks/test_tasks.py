@@ -102,3 +102,22 @@ def test_a_segmentation_arm_that_predicts_nothing_is_named():
     assert "predicts no foreground" in warning and "3 cases with a lesion" in warning
     assert task.arm_warnings("scratch", nothing[:-1] + [{"pred_empty": 0.0, "truth_empty": 0.0}]) == []
     assert get_task("classification").arm_warnings("a", [{"label_index": 0}]) == []
+
+
+def test_segmentation_overlays_show_the_most_foreground_cases_even_at_different_extents(tmp_path):
+    """Patch mode keeps each case's own extent: the drawn slices are centre-cropped to a common size to stack."""
+    from medtl.tasks.segmentation import SegmentationTask
+
+    def case(shape, lesion_voxels):
+        mask = np.zeros((1, *shape), np.int16)
+        mask.reshape(-1)[:lesion_voxels] = 1
+        return SimpleNamespace(image=np.ones((1, *shape), np.float32), mask=mask)
+
+    cases = [case((4, 10, 12), 3), case((6, 16, 9), 40), case((5, 8, 20), 25)]
+    task = SegmentationTask()
+    chosen = task.overlay_cases(cases)
+    assert chosen == [1, 2]  # most foreground first
+    task.save_overlays(tmp_path / "overlays.npz", cases, {i: cases[i].mask[0] for i in chosen})
+    with np.load(tmp_path / "overlays.npz") as drawn:
+        assert drawn["image"].shape == drawn["truth"].shape == drawn["pred"].shape == (2, 8, 9)
+        assert drawn["truth"].any()
