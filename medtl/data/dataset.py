@@ -177,6 +177,13 @@ def _cache_path(cache_dir: Path, digest: str) -> Path:
     return cache_dir / f"{digest[:32]}.npz"
 
 
+def _manifest_facts(case: Case, manifest: Manifest, meta: dict) -> tuple[str, int | None]:
+    """Patient key and label of a cached case: the manifest's now, the cache's only where the manifest has none."""
+    patient_key = case.patient_key or meta["patient_key"]
+    label = manifest.class_index(case.label) if case.label is not None and meta["label"] is not None else None
+    return patient_key, label
+
+
 def _load_cached(cache_dir: Path, digest: str, case: Case, manifest: Manifest) -> PreparedCase | None:
     """The cached arrays of a case; everything the manifest says (label, keys) is taken from the manifest.
 
@@ -189,8 +196,7 @@ def _load_cached(cache_dir: Path, digest: str, case: Case, manifest: Manifest) -
     with np.load(path, allow_pickle=False) as data:
         meta = json.loads(str(data["meta"]))
         mask = data["mask"] if "mask" in data.files else None
-        patient_key = case.patient_key or meta["patient_key"]
-        label = manifest.class_index(case.label) if case.label is not None and meta["label"] is not None else None
+        patient_key, label = _manifest_facts(case, manifest, meta)
         return PreparedCase(case.case_id, patient_key, case.group_key or patient_key, label, data["image"], mask,
                             digest, meta["notes"], tuple(meta["spacing"]), meta.get("pixel_hash", ""))
 
@@ -237,8 +243,7 @@ def _load_stored(cache_dir: Path, digest: str, case: Case, manifest: Manifest) -
     if not (folder / "meta.json").exists():
         return None
     meta = json.loads((folder / "meta.json").read_text())
-    patient_key = case.patient_key or meta["patient_key"]
-    label = manifest.class_index(case.label) if case.label is not None and meta["label"] is not None else None
+    patient_key, label = _manifest_facts(case, manifest, meta)
     mask = folder / "mask.npy" if (folder / "mask.npy").exists() else None
     foreground = np.load(folder / "foreground.npy") if (folder / "foreground.npy").exists() else None
     return PreparedCase(case.case_id, patient_key, case.group_key or patient_key, label, folder / "image.npy", mask,
