@@ -15,7 +15,8 @@ from .errors import ConfigError, UnknownNameError
 
 STRATEGY_ARMS = ("linear", "full", "gradual", "discriminative")
 SOURCE_ARMS = ("imagenet", "medicalnet", "source")
-NAMED_ARMS = ("scratch", *SOURCE_ARMS, *STRATEGY_ARMS)
+ADAPT_ARMS = ("erm", "dann", "reweight")  # erm: plain fine-tuning, the control of every adaptation method
+NAMED_ARMS = ("scratch", *SOURCE_ARMS, *STRATEGY_ARMS, *ADAPT_ARMS)
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,13 @@ class Arm:
 
 def main_arm_name(config: Config) -> str:
     """A name that says where the main model starts: ``scratch``, ``imagenet-pretrained``,
-    ``medicalnet-pretrained``, ``source-pretrained`` or ``checkpoint-pretrained``."""
+    ``medicalnet-pretrained``, ``source-pretrained`` or ``checkpoint-pretrained``; its
+    adaptation method (``dann``, ``reweight``) when it uses one, and ``erm`` when it is the
+    plain fine-tuning control of adaptation arms."""
+    if config.adapt.method != "none":
+        return config.adapt.method
+    if any(arm_overrides(entry)[1].get("adapt.method", "none") != "none" for entry in config.compare):
+        return "erm"  # the plain fine-tuning control of the adaptation arms
     source = config.model.pretrained
     if source == "none":
         return "scratch"
@@ -47,6 +54,8 @@ def arm_overrides(entry: str | ArmConfig) -> tuple[str, dict[str, Any]]:
         return entry, {"model.pretrained": entry}
     if entry in STRATEGY_ARMS:
         return entry, {"finetune.strategy": entry}
+    if entry in ADAPT_ARMS:
+        return entry, {"adapt.method": "none" if entry == "erm" else entry}
     import difflib
 
     close = difflib.get_close_matches(entry, NAMED_ARMS, n=1, cutoff=0.5)
@@ -64,5 +73,19 @@ def resolve_arms(config: Config, check_paths: bool = True) -> list[Arm]:
             raise ConfigError(f"arm name '{name}' appears twice (the main arm is '{arms[0].name}'); give extra "
                               "arms distinct names")
         arm_config = config.derive(overrides, where=f"arm '{name}'", check_paths=check_paths)
+        if name == "erm" and config.adapt.method == "none":
+            raise ConfigError(f"arm 'erm' is plain fine-tuning, which the main arm '{arms[0].name}' already is "
+                              "(adapt.method: none); remove it from compare")
         arms.append(Arm(name, arm_config, False, overrides))
+    if config.adapt.method != "none" and all(a.config.adapt.method != "none" for a in arms):
+        # a method is only ever reported against plain fine-tuning on the same folds: the control is added
+        overrides = {"adapt.method": "none"}
+        arms.append(Arm("erm", config.derive(overrides, where="arm 'erm'", check_paths=check_paths), True, overrides))
     return arms
+
+
+def control_arm(arms: list[Arm]) -> str | None:
+    """The plain fine-tuning (ERM) arm that adaptation arms are compared with (``None``: no arm adapts)."""
+    if all(a.config.adapt.method == "none" for a in arms):
+        return None
+    return next(a.name for a in arms if a.config.adapt.method == "none")

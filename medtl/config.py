@@ -206,7 +206,8 @@ class CVConfig(_Section):
     group_by: str = "patient_id"
     repeats: int = Field(1, ge=1)
     bootstrap: int = Field(1000, ge=100)  # resamples of patients for CIs and paired tests
-    scheme: Literal["auto", "kfold", "fixed"] = "auto"  # auto: fixed when the manifest has a split column
+    # auto: fixed when the manifest has a split column; leave_site_out: each site of the site column is the test set once
+    scheme: Literal["auto", "kfold", "fixed", "leave_site_out"] = "auto"
     splits_file: Path | None = None  # reuse splits: CSV with case_id + split (fixed) or case_id + fold (k-fold)
     split_seed_by: Literal["salt", "patient_id"] = "salt"  # patient_id: folds reproducible on any machine
 
@@ -224,6 +225,25 @@ class SourceConfig(_Section):
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(16, ge=1)
     lr: float = Field(1e-3, gt=0)
+
+
+class AdaptConfig(_Section):
+    """``adapt``: domain adaptation across sites (docs/sites.md); ``method: none`` is plain fine-tuning (ERM).
+
+    ``dann`` aligns encoder features of the labelled training cases with unlabelled
+    target images through a gradient-reversal layer; ``reweight`` weights each training
+    case's loss by an estimated density ratio p_target / p_source. Target images are
+    ``target_manifest`` (only its image column is read), or in ``cv.scheme:
+    leave_site_out`` the held-out site's images (their labels are never passed on).
+    """
+
+    method: Literal["none", "dann", "reweight"] = "none"
+    target_manifest: Path | None = None  # unlabelled target-site images (image column; other columns unread)
+    lambda_max: float = Field(1.0, ge=0)  # dann: final weight of the reversed domain gradient
+    lambda_gamma: float = Field(10.0, gt=0)  # dann: ramp lambda_max * (2 / (1 + exp(-gamma * p)) - 1), p = progress
+    discriminator_width: int = Field(256, ge=8)  # dann: hidden units of the 2-layer domain discriminator
+    weight_clip: float = Field(10.0, gt=1)  # reweight: weights are clipped to [1/clip, clip]
+    normalise_weights: bool = True  # reweight: scale the weights to mean 1 over the training cases
 
 
 class ArmConfig(_Section):
@@ -258,6 +278,7 @@ class Config(_Section):
     cv: CVConfig = Field(default_factory=CVConfig)
     compare: list[str | ArmConfig] = Field(default_factory=list)
     source: SourceConfig | None = None
+    adapt: AdaptConfig = Field(default_factory=AdaptConfig)
 
     _base: Path = PrivateAttr(default_factory=Path.cwd)
 
@@ -266,6 +287,13 @@ class Config(_Section):
         if self.task == "segmentation" and self.data.roi != "none":
             raise ValueError(f"data.roi = {self.data.roi} applies to classification; segmentation in patch mode "
                              "always predicts the whole image by sliding window (remove data.roi)")
+        adapt = self.adapt
+        if adapt.method != "none" and not self.data.fixed_size:
+            raise ValueError(f"adapt.method: {adapt.method} needs whole-image inputs (data.mode: resize, or a "
+                             "data.roi crop); native-extent patch training is not supported with domain adaptation")
+        if adapt.method == "reweight" and self.train.class_weights != "none":
+            raise ValueError("adapt.method: reweight and train.class_weights both weight the loss per case; use one "
+                             "(set train.class_weights: none)")
         return self
 
     @property
@@ -378,6 +406,7 @@ def _validated(raw: dict, source: str, base: Path, check_paths: bool) -> Config:
     config._base = base
     config.data.manifest = _resolve(base, config.data.manifest) or config.data.manifest
     config.cv.splits_file = _resolve(base, config.cv.splits_file) or config.cv.splits_file
+    config.adapt.target_manifest = _resolve(base, config.adapt.target_manifest) or config.adapt.target_manifest
     config.model.pretrained = _check_pretrained(config.model.pretrained, base, "model.pretrained", check_paths)
     if config.source is not None:
         config.source.manifest = _resolve(base, config.source.manifest) or config.source.manifest

@@ -69,6 +69,11 @@ class FoldDir:
         return self.path / "adaptation.json"
 
     @property
+    def images(self) -> Path:
+        """``fold_images.json``: pixel hashes and patient keys of the fold's training, selection and scored cases."""
+        return self.path / "fold_images.json"
+
+    @property
     def overlays(self) -> Path:
         """A few (image, truth, prediction) slices for the segmentation report."""
         return self.path / "overlays.npz"

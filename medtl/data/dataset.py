@@ -62,6 +62,7 @@ class PreparedCase:
     spacing: tuple[float, ...] = ()  # mm per voxel at network resolution (for HD95)
     image_hash: str = ""  # SHA-256 of the loaded pixels: finds training images in external sets, renamed or not
     foreground: np.ndarray | None = None  # patch mode: up to FOREGROUND_SAMPLE mask voxel indices (k, dims)
+    site: str = ""  # the manifest's site column (never cached: always the manifest's current value)
 
     @property
     def image(self) -> np.ndarray:
@@ -158,6 +159,7 @@ def prepare_cases(manifest: Manifest, config: Config, cache_dir: Path | None, pr
                         item = _store(cache_dir, item)
                     elif cache_dir:
                         _save_cached(cache_dir, item)
+                item.site = case.site
                 prepared.append(item)
             except InputError as exc:
                 detail = str(exc).split(": ", 1)[-1][:300] if keep_paths else public_detail(exc)

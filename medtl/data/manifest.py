@@ -1,7 +1,8 @@
 """Manifest CSV -> cases (format in docs/outputs.md).
 
 Columns: ``image`` (required), ``label`` (classification), ``mask`` (segmentation),
-``patient_id`` (grouping key; if absent, the DICOM PatientID), ``case_id`` (optional).
+``patient_id`` (grouping key; if absent, the DICOM PatientID), ``case_id`` (optional),
+``site`` (optional: hospital/scanner, for per-site metrics and leave-one-site-out).
 Relative paths resolve against the manifest's folder. Patient ids are turned into
 keyed hashes here and never travel further.
 """
@@ -30,6 +31,7 @@ class Case:
     group_key: str
     line: int = 0  # line of the manifest (for messages)
     split: str = ""  # train / val / test from a ``split`` column (fixed splits), else empty
+    site: str = ""  # the ``site`` column (hospital, scanner, vendor): the user's label, reported as given
 
 
 @dataclass
@@ -39,6 +41,11 @@ class Manifest:
     path: Path
     cases: list[Case]
     class_names: list[str]
+
+    @property
+    def sites(self) -> list[str]:
+        """The distinct values of the ``site`` column, sorted (empty without the column)."""
+        return sorted({c.site for c in self.cases if c.site})
 
     @property
     def num_classes(self) -> int:
@@ -159,8 +166,12 @@ def read_manifest(path: str | Path, task: str, group_by: str = "patient_id", tar
         split = row.get("split", "").lower()
         if "split" in columns and split not in SPLIT_VALUES:
             raise InputError(f"{where}: split is {row.get('split')!r}; use one of {', '.join(SPLIT_VALUES)}")
+        site = row.get("site", "")
+        if "site" in columns and not site:
+            raise InputError(f"{where}: empty 'site'; when the manifest has a site column every row needs one "
+                             "(e.g. the hospital or scanner name)")
         cases.append(Case(case_id, image, label, mask, patient_key,
-                          group_hash(group, split_seed_by) if group else "", number, split))
+                          group_hash(group, split_seed_by) if group else "", number, split, site))
     if not cases:
         raise InputError(f"manifest {path} has no rows")
     labels = _sort_labels({c.label for c in cases if c.label is not None})

@@ -11,7 +11,7 @@ from .radiographs import make_radiograph, to_stored
 from .synthetic import write_radiograph
 
 
-def _write_mask_2d(path: Path, mask: np.ndarray, spacing: tuple[float, float]) -> None:
+def write_mask_2d(path: Path, mask: np.ndarray, spacing: tuple[float, float]) -> None:
     """2D mask as NIfTI whose medtl array is ``(1, rows, cols)``, aligned with the radiograph."""
     import nibabel as nib
 
@@ -49,7 +49,7 @@ def write_radiograph_set(root: str | Path, n_patients: int, images_per_patient: 
                              intercept=intercept, bits_stored=12, patient_id=patient_id, seed=seed * 100000 + p,
                              instance=i + 1)
             (root / "masks").mkdir(parents=True, exist_ok=True)
-            _write_mask_2d(root / "masks" / f"{name}.nii.gz", image.mask, spacing)
+            write_mask_2d(root / "masks" / f"{name}.nii.gz", image.mask, spacing)
             rows.append({"image": f"images/{name}.dcm", "label": label, "mask": f"masks/{name}.nii.gz",
                          "patient_id": patient_id})
     write_csv(root / "manifest.csv", ["image", "label", "mask", "patient_id"], rows)

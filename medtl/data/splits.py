@@ -81,3 +81,43 @@ def fixed_split(groups: list[str], roles: list[str], strata: list[int], need_all
     if need_all_classes and len({strata[i] for i in sets["test"]}) < len(set(strata)):
         raise InputError("the test set lacks a class, so AUC is undefined there; every class needs test cases")
     return Fold(0, 0, tuple(sets["train"]), tuple(sets["test"]), tuple(sets["val"]))
+
+
+def leave_site_out_folds(sites: list[str], groups: list[str], image_hashes: list[str], strata: list[int],
+                         inner_fraction: float, seed: int, need_all_classes: bool = False
+                         ) -> tuple[list[Fold], list[str]]:
+    """One fold per site: that site's cases are scored, the other sites' patients train and select the model.
+
+    A training-site case is left out of the fold when its patient (group) also has cases
+    at the test site, or when its pixels are identical to a test-site image: no test-site
+    patient or image is ever trained on or used for model selection. Returns the folds
+    (fold ``k`` holds out the ``k``-th site in sorted order) and a note per fold that
+    left cases out.
+    """
+    names = sorted(set(sites))
+    if len(names) < 2:
+        raise InputError(f"cv.scheme: leave_site_out needs at least 2 sites in the manifest's site column; it has "
+                         f"{names or 'none (add a site column)'}")
+    for site in names:
+        present = {strata[i] for i, s in enumerate(sites) if s == site}
+        if need_all_classes and len(present) < len(set(strata)):
+            raise InputError(f"site '{site}' lacks a class (class indices {sorted(present)} of {sorted(set(strata))}), "
+                             "so its AUC as a test site is undefined; add cases of every class or merge it with "
+                             "another site")
+    folds, notes = [], []
+    for k, site in enumerate(names):
+        val = [i for i, s in enumerate(sites) if s == site]
+        held_groups, held_images = {groups[i] for i in val}, {image_hashes[i] for i in val if image_hashes[i]}
+        others = [i for i, s in enumerate(sites) if s != site]
+        excluded = [i for i in others if groups[i] in held_groups or image_hashes[i] in held_images]
+        train = tuple(i for i in others if i not in set(excluded))
+        try:
+            fit, inner = inner_split(groups, strata, train, inner_fraction, seed)
+        except InputError:
+            raise InputError(f"test site '{site}': the other sites have {len({groups[i] for i in train})} patient(s), "
+                             "too few to hold some out for model selection; add data or merge sites") from None
+        folds.append(Fold(0, k, fit, tuple(val), inner))
+        if excluded:
+            notes.append(f"test site '{site}': {len(excluded)} case(s) of other sites left out of its training and "
+                         "model selection (same patient or identical image as a test-site case)")
+    return folds, notes

@@ -167,8 +167,11 @@ def write_enhanced_ct(path: str | os.PathLike, spec: SeriesSpec, frame_order: li
 def write_radiograph(path: str | os.PathLike, stored: np.ndarray, *, pixel_spacing=(0.2, 0.2),
                      modality: str = "DX", photometric: str = "MONOCHROME2", slope: float = 1.0,
                      intercept: float = 0.0, bits_stored: int | None = None, patient_id: str = "SYNTH0001",
-                     seed: int = 0, instance: int = 1) -> Path:
-    """Write one projection radiograph (CR/DX) with ImagerPixelSpacing."""
+                     seed: int = 0, instance: int = 1, equipment: dict[str, str] | None = None) -> Path:
+    """Write one projection radiograph (CR/DX) with ImagerPixelSpacing.
+
+    ``equipment``: header fields such as Manufacturer, ManufacturerModelName, InstitutionName.
+    """
     sop_class = DX_IMAGE_STORAGE if modality == "DX" else CR_IMAGE_STORAGE
     ds = _base_dataset(sop_class, uid("sop", patient_id, seed, instance), modality, patient_id,
                        "SYNTHETIC^PATIENT", seed)
@@ -179,6 +182,8 @@ def write_radiograph(path: str | os.PathLike, stored: np.ndarray, *, pixel_spaci
     ds.Rows, ds.Columns = stored.shape
     if slope != 1.0 or intercept != 0.0:
         ds.RescaleSlope, ds.RescaleIntercept, ds.RescaleType = f"{slope:.6g}", f"{intercept:.6g}", "US"
+    for keyword, value in (equipment or {}).items():
+        setattr(ds, keyword, value)
     _set_pixels(ds, stored, bits_stored)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -35,6 +35,10 @@ def _sections(result, trained) -> list[tuple[str, str]]:
         sections.append(("Warnings and skipped cases", "<p>None: every case was scored.</p>"))
     per_model = [[f["model"], f["n_train"], *[f[n] for n in names]] for f in metrics["folds"]]
     sections.append(("Each fold model on the external set", html_table(["model", "trained on", *names], per_model)))
+    if "sites" in metrics:
+        from .sites_report import sites_section
+
+        sections.append(sites_section(metrics))
     sections += task.external_sections(result.rows, result.member_rows, result.class_names, figures)
     from ..config import dump_config
 

@@ -139,3 +139,27 @@ def overlay_figure(image: np.ndarray, truth: np.ndarray, pred: np.ndarray, title
     ax.set_title(title, fontsize=8)
     ax.axis("off")
     return _png(fig)
+
+
+def site_metric_figure(per_site: dict[str, dict], metric: str) -> str:
+    """``metric`` at each site for each arm, with 95% CI bars (patient bootstrap), base64 PNG."""
+    sites = sorted({s for arm in per_site.values() for s in arm})
+    fig, axes = _figure(max(4.0, 1.6 * len(sites)), 3.6)
+    ax = axes[0][0]
+    width = 0.8 / max(1, len(per_site))
+    for k, (arm, by_site) in enumerate(per_site.items()):
+        xs, values, low, high = [], [], [], []
+        for i, site in enumerate(sites):
+            if site not in by_site:
+                continue
+            entry = by_site[site]["metrics"][metric]
+            value, (lo, hi) = entry["value"], entry["ci95"]
+            xs.append(i - 0.4 + width * (k + 0.5))
+            values.append(value)
+            low.append(value - lo if np.isfinite(lo) else 0.0)
+            high.append(hi - value if np.isfinite(hi) else 0.0)
+        ax.errorbar(xs, values, yerr=[low, high], fmt="o", capsize=3, label=arm)
+    ax.set_xticks(range(len(sites)), sites)
+    ax.set(title=f"{metric} per site (95% CI, patient bootstrap)", ylabel=metric, ylim=(-0.02, 1.02))
+    ax.legend(fontsize=8)
+    return _png(fig)

@@ -80,6 +80,12 @@ def _sections(run) -> list[tuple[str, str]]:
         sections.append(("Comparison (paired, same folds, same cases)",
                          html_table(["a", "b", "metric", "a − b", "95% CI low", "95% CI high", "p", "patients", "test"],
                                 rows)))
+    from .sites_report import adaptation_section, sites_section
+
+    if "sites" in metrics:
+        sections.append(sites_section(metrics))
+    if "domain_adaptation" in metrics:
+        sections.append(adaptation_section(metrics, {name: arm["histories"] for name, arm in run.arms.items()}))
     arm_rows = {name: arm["rows"] for name, arm in run.arms.items()}
     sections += task.report_sections(arm_rows, run.class_names, figures, lambda: _overlays(run))
     histories = {name: arm["histories"] for name, arm in run.arms.items()}

@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from ..tasks import get_task
-from .stats import paired_patient_bootstrap, patient_bootstrap_ci
+from .stats import paired_patient_bootstrap, patient_bootstrap_cis
 
 
 def primary_metric(task: str) -> str:
@@ -35,16 +35,17 @@ def arm_summary(task: str, fold_records: list[dict], rows: list[dict], class_nam
     pooled_rows = spec.average_rows(rows, class_names)
     patients = [r["patient_key"] for r in pooled_rows]
     summary = {}
+    statistics = spec.pooled_statistics(pooled_rows, class_names)
+    intervals = patient_bootstrap_cis(statistics, patients, n_boot, seed)
+    pooled = statistics(np.arange(len(pooled_rows)))
     for metric in spec.metric_names:
         per_fold = np.array([f[metric] for f in fold_records], dtype=float)
-        statistic = spec.pooled_statistic(metric, pooled_rows, class_names)
-        lo, hi = patient_bootstrap_ci(statistic, patients, n_boot, seed)
         finite = per_fold[np.isfinite(per_fold)]
         summary[metric] = {
             "mean": float(finite.mean()) if finite.size else math.nan,
             "std": float(finite.std(ddof=1)) if finite.size > 1 else math.nan,
-            "ci95": [lo, hi],
-            "pooled": float(statistic(np.arange(len(pooled_rows)))),
+            "ci95": list(intervals[metric]),
+            "pooled": float(pooled[metric]),
         }
     return {"summary": summary, "folds": fold_records}
 

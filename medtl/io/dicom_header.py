@@ -87,6 +87,19 @@ def _looks_like_raw_dataset(head: bytes) -> bool:
     return group in (0x0000, 0x0008) and element < 0x0200
 
 
+SITE_FIELDS = ("Manufacturer", "ManufacturerModelName", "InstitutionName")
+
+
+def site_key(ds: Any) -> str:
+    """A keyed hash of the equipment and institution fields (empty when all are absent).
+
+    Institution names identify hospitals, so only the hash (with the project salt)
+    leaves memory; the same scanner model at the same institution gets the same key.
+    """
+    values = [tags.text(ds, keyword) or "" for keyword in SITE_FIELDS]
+    return keyed_hash("\0".join(v.strip().lower() for v in values), "site") if any(values) else ""
+
+
 def _classify(info: DicomFile, ds: Any, f: BinaryIO, include_derived: bool) -> DicomFile:
     meta = getattr(ds, "file_meta", None)
     media_class = str(meta.get("MediaStorageSOPClassUID", "")) if meta else ""
@@ -98,6 +111,7 @@ def _classify(info: DicomFile, ds: Any, f: BinaryIO, include_derived: bool) -> D
     info.modality = (tags.text(ds, "Modality") or "").upper()
     patient_id = tags.text(ds, "PatientID")
     info.patient_key = keyed_hash(patient_id, "patient") if patient_id else ""
+    info.site_key = site_key(ds)
     class_name = tags.sop_class_name(info.sop_class_uid)
     if tags.is_non_image_sop(info.sop_class_uid):
         return info.skipped(Reason.NON_IMAGE_SOP, class_name)

@@ -41,6 +41,7 @@ class DicomFile:
     sop_class_uid: str = ""
     series_uid: str = ""
     patient_key: str = ""
+    site_key: str = ""  # keyed hash of Manufacturer, ManufacturerModelName, InstitutionName (never in clear)
     modality: str = ""
     transfer_syntax: str = ""
     rows: int = 0

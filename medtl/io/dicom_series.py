@@ -40,6 +40,11 @@ class SeriesPlan:
     counted_files: list[str] = field(default_factory=list)
 
     @property
+    def site_key(self) -> str:
+        """The keyed equipment/institution hash of the series' first file (see ``dicom_header.site_key``)."""
+        return next(iter(self.files.values())).site_key if self.files else ""
+
+    @property
     def frames(self) -> list[Frame]:
         return self.geometry.frames
 

@@ -27,7 +27,8 @@ from .reasons import Finding, Reason, format_findings
 from .sitk_formats import is_sitk_path
 
 log = logging.getLogger("medtl")
-SERIES_COLUMNS = ["series_key", "patient_key", "modality", "kind", "n_files", "shape", "spacing", "status", "reasons"]
+SERIES_COLUMNS = ["series_key", "patient_key", "site_key", "modality", "kind", "n_files", "shape", "spacing", "status",
+                  "reasons"]
 SKIPPED_COLUMNS = ["file", "reason", "detail"]
 _COMPANION_DATA = {".hdr": (".img", ".img.gz"), ".mhd": (".raw", ".zraw")}
 
@@ -169,7 +170,8 @@ def scan_export(root: str | os.PathLike, keep_paths: bool = False, workers: int 
             for path in plan.counted_files:
                 skip(path, plan.refused)
             continue
-        row = {"series_key": plan.series_key, "patient_key": plan.patient_key, "modality": plan.modality,
+        row = {"series_key": plan.series_key, "patient_key": plan.patient_key, "site_key": plan.site_key,
+               "modality": plan.modality,
                "kind": plan.kind, "n_files": len(plan.counted_files), "shape": _fmt(plan.shape),
                "spacing": _fmt([float(s) for s in plan.geometry.spacing]),
                "status": "warn" if plan.findings else "ok", "reasons": format_findings(plan.findings)}
@@ -212,7 +214,8 @@ def _verify_pixels(plans, progress: bool) -> None:
 
 
 def _add_volume_row(result: ScanResult, volume, files: list[str], key: str, keep_paths: bool, root: Path) -> None:
-    row = {"series_key": keyed_hash(key, "series"), "patient_key": "", "modality": volume.metadata.get("modality", ""),
+    row = {"series_key": keyed_hash(key, "series"), "patient_key": "", "site_key": "",
+           "modality": volume.metadata.get("modality", ""),
            "kind": volume.metadata["kind"], "n_files": len(files), "shape": _fmt(volume.array.shape),
            "spacing": _fmt(volume.spacing), "status": "warn" if volume.findings else "ok",
            "reasons": format_findings(volume.findings)}

@@ -37,17 +37,35 @@ class MedtlModel(nn.Module):
         self.adaptation: AdaptationReport | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.head.dense_output:
-            return self.head(self.backbone(x), x.shape)
-        # The decoder needs sizes divisible by the deepest stride: pad at the far end, crop back.
-        stride = self.spec.reductions[-1]
+        return self.forward_with_features(x)[0]
+
+    def forward_with_features(self, x: torch.Tensor, n_head: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logits of the first n_head images (default all), pooled bottleneck features (B, C) of all)``.
+
+        One encoder pass serves both the task head and a domain discriminator (DANN), so
+        the head is not run on images that have no target (unlabelled target images).
+        """
         size = x.shape[2:]
-        padding = [(-s) % stride for s in size]
-        if any(padding):
-            flat = [p for amount in reversed(padding) for p in (0, amount)]
-            x = nn.functional.pad(x, flat, mode="replicate" if x.dim() <= 5 else "constant")
-        logits = self.head(self.backbone(x), x.shape)
-        return logits[(..., *[slice(0, s) for s in size])]
+        if self.head.dense_output:
+            # The decoder needs sizes divisible by the deepest stride: pad at the far end, crop back.
+            stride = self.spec.reductions[-1]
+            padding = [(-s) % stride for s in size]
+            if any(padding):
+                flat = [p for amount in reversed(padding) for p in (0, amount)]
+                x = nn.functional.pad(x, flat, mode="replicate" if x.dim() <= 5 else "constant")
+        features = self.backbone(x)
+        pooled = torch.flatten(features[-1].mean(dim=tuple(range(2, features[-1].dim()))), 1)
+        if n_head is not None:
+            features = [f[:n_head] for f in features]
+        logits = self.head(features, x.shape)
+        if self.head.dense_output:
+            logits = logits[(..., *[slice(0, s) for s in size])]
+        return logits, pooled
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled bottleneck features ``(B, C)`` of the encoder alone (the head is not run)."""
+        features = self.backbone(x)
+        return torch.flatten(features[-1].mean(dim=tuple(range(2, features[-1].dim()))), 1)
 
     def stages(self) -> list[tuple[str, list[nn.Module]]]:
         """Backbone stages from input to top (the head is not a stage)."""

@@ -30,6 +30,7 @@ class PredictItem:
     plan: object = None  # DICOM SeriesPlan of an export series
     label: str | None = None
     mask: Path | None = None
+    site: str = ""  # the manifest's site column (per-site metrics in ``medtl evaluate``)
 
 
 @dataclass
@@ -71,8 +72,8 @@ def from_manifest(path: Path, task: str, targets: bool) -> PredictInputs:
     from ..data.manifest import read_manifest
 
     manifest = read_manifest(path, task, targets=targets, single_class_ok=True)
-    items = [PredictItem(c.case_id, c.patient_key, 1, [c.case_id], path=c.image, label=c.label, mask=c.mask)
-             for c in manifest.cases]
+    items = [PredictItem(c.case_id, c.patient_key, 1, [c.case_id], path=c.image, label=c.label, mask=c.mask,
+                         site=c.site) for c in manifest.cases]
     return PredictInputs("manifest", path, items)
 
 

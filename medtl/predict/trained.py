@@ -61,7 +61,6 @@ class TrainedRun:
 def load_trained_run(run_dir: str | Path, arm: str | None = None, fold: int | None = None) -> TrainedRun:
     """Open RUN (a ``medtl cv`` output folder); all finished folds of ``arm``, or just ``fold``."""
     rundir = RunDir(run_dir)
-    main = rundir.read_config()
     arm = arm or rundir.main_arm()
     config = rundir.read_arm_config(arm)
     folders = rundir.folds(arm)
@@ -74,9 +73,9 @@ def load_trained_run(run_dir: str | Path, arm: str | None = None, fold: int | No
     elif not done:
         raise InputError(f"run {rundir.root} arm '{arm}' has no finished fold; finish it with "
                          f"`medtl cv CONFIG --out {rundir.root}`")
-    elif len(done) < len(folders) or len(folders) < main.cv.folds * main.cv.repeats:
+    elif len(done) < len(folders):  # the folds are those of splits.csv (k-fold, fixed split or one per site)
         raise InputError(f"run {rundir.root} arm '{arm}' is unfinished ({len(done)} of "
-                         f"{main.cv.folds * main.cv.repeats} folds done); resume it with `medtl cv CONFIG --out "
+                         f"{len(folders)} folds done); resume it with `medtl cv CONFIG --out "
                          f"{rundir.root}`, or use one finished fold with --fold K")
     task = get_task(config.task)
     members = []

@@ -77,6 +77,11 @@ class Task(ABC):
                          class_names: Sequence[str]) -> Callable[[np.ndarray], float]:
         """``indices -> metric`` over any subset of ``rows`` (for the patient bootstrap)."""
 
+    def pooled_statistics(self, rows: Sequence[dict], class_names: Sequence[str]) -> Callable[[np.ndarray], dict]:
+        """``indices -> {metric: value}`` for every metric at once (one bootstrap pass for all metrics)."""
+        statistics = {m: self.pooled_statistic(m, rows, class_names) for m in self.metric_names}
+        return lambda idx: {m: statistic(idx) for m, statistic in statistics.items()}
+
     @abstractmethod
     def averaged_columns(self, class_names: Sequence[str]) -> list[str]:
         """Columns averaged over CV repeats to get one row per case."""

@@ -65,6 +65,10 @@ class ClassificationTask(Task):
         labels, probs = _labels_and_probs(rows, class_names)
         return lambda idx: classification_metrics(labels[idx], probs[idx])[metric]
 
+    def pooled_statistics(self, rows: Sequence[dict], class_names: Sequence[str]):
+        labels, probs = _labels_and_probs(rows, class_names)
+        return lambda idx: classification_metrics(labels[idx], probs[idx])
+
     def averaged_columns(self, class_names: Sequence[str]) -> list[str]:
         return self.result_columns(class_names)
 

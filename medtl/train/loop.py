@@ -27,6 +27,7 @@ from ..models.checkpoint import BackgroundCheckpointWriter, load_training_state,
 from ..models.device import compute_threads, resolve_device
 from ..models.sliding import network_logits
 from ..tasks import get_task
+from .adaptation import DomainTraining
 from .finetune import L2SP, apply_strategy, parameter_groups
 
 log = logging.getLogger("medtl")
@@ -122,11 +123,13 @@ def fit(model: MedtlModel, train_cases: list[PreparedCase], config: Config, stat
         inner_cases: list[PreparedCase] | None = None,
         inner_score: Callable[[Iterable[np.ndarray], list[PreparedCase]], float] | None = None,
         on_epoch: Callable[[dict], None] | None = None,
-        on_batch: Callable[[int, int], None] | None = None) -> FitResult:
+        on_batch: Callable[[int, int], None] | None = None,
+        adaptation: DomainTraining | None = None) -> FitResult:
     """Train (resuming from ``state_path`` when present); returns per-epoch history.
 
     ``on_batch(step, steps)`` is called after every optimiser step (progress and ETA),
-    ``on_epoch(record)`` after every epoch (loss, inner score, seconds).
+    ``on_epoch(record)`` after every epoch (loss, inner score, seconds). ``adaptation``
+    (an adaptation arm) adds DANN's domain loss or per-case importance weights.
     """
     from ..transforms.presets import augment_pipeline
 
@@ -137,6 +140,9 @@ def fit(model: MedtlModel, train_cases: list[PreparedCase], config: Config, stat
         model.to(memory_format=torch.channels_last if config.data.dims == 2 else torch.channels_last_3d)
     regulariser = L2SP(model, config.finetune.l2sp)  # reference = the freshly loaded pretrained weights
     groups = parameter_groups(model, config.finetune.strategy, train_cfg.lr, config.finetune.lr_decay)
+    if adaptation is not None:
+        adaptation.to(device)
+        groups += adaptation.parameter_groups(train_cfg.lr)
     if train_cfg.optimizer == "adamw":
         optimizer = torch.optim.AdamW(groups, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
     else:
@@ -150,6 +156,7 @@ def fit(model: MedtlModel, train_cases: list[PreparedCase], config: Config, stat
     loss_fn = task.loss(train_cfg.loss, None if weights is None else weights.to(device))
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and train_cfg.amp)
     augment = augment_pipeline(config.data, task.uses_mask)
+    target_augment = augment_pipeline(config.data, False)  # target images have no mask
 
     result, start = FitResult(), 0
     if state_path.exists():
@@ -159,6 +166,8 @@ def fit(model: MedtlModel, train_cases: list[PreparedCase], config: Config, stat
         scheduler.load_state_dict(state["scheduler"])
         result.history, start = list(state["history"]), int(state["epoch"]) + 1
         result.selected_epoch = int(state.get("selected_epoch", -1))
+        if adaptation is not None:
+            adaptation.load_state_dict(state["adaptation"])
         log.debug("resuming %s at epoch %d", state_path.parent.name, start)
     best = max((h.get("inner_score", -math.inf) for h in result.history), default=-math.inf)
     writer = BackgroundCheckpointWriter()
@@ -171,19 +180,31 @@ def fit(model: MedtlModel, train_cases: list[PreparedCase], config: Config, stat
             if augment is not None:
                 augment.set_random_state(seed=epoch_seed(seed, epoch))
             model.train()
-            total, count = 0.0, 0
-            for images, targets, indices in make_loader(train_cases, config, epoch_seed(seed, epoch), augment):
+            total, count, facts = 0.0, 0, []
+            target_batches = None if adaptation is None else adaptation.target_batches(
+                epoch_seed(seed, epoch) + 1, steps, train_cfg.batch_size, target_augment, train_cfg.workers)
+            if adaptation is not None:
+                adaptation.train()
+            for step, (images, targets, indices) in enumerate(
+                    make_loader(train_cases, config, epoch_seed(seed, epoch), augment)):
                 images, targets = images.to(device), targets.to(device)
                 if device.type == "cuda":
                     images = images.contiguous(memory_format=torch.channels_last if images.dim() == 4
                                                else torch.channels_last_3d)
                 with _autocast(device, train_cfg.amp):
-                    loss = loss_fn(model(images).float(), targets)
-                if not torch.isfinite(loss):
-                    raise_non_finite_loss(loss, epoch, [train_cases[int(i)].case_id for i in indices])
+                    if adaptation is None:
+                        loss = objective = loss_fn(model(images).float(), targets)
+                    else:
+                        extra = None if target_batches is None else next(target_batches)[: len(images)]
+                        progress = (epoch * steps + step) / max(1, steps * train_cfg.epochs)
+                        loss, objective, fact = adaptation.losses(model, images, targets, indices, loss_fn, extra,
+                                                                  progress)
+                        facts.append(fact)
+                if not torch.isfinite(objective):
+                    raise_non_finite_loss(objective, epoch, [train_cases[int(i)].case_id for i in indices])
                 penalty = regulariser.penalty(model)
                 optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss + penalty).backward()
+                scaler.scale(objective + penalty).backward()
                 scaler.step(optimizer)
                 scaler.update()
                 scheduler.step()
@@ -192,6 +213,8 @@ def fit(model: MedtlModel, train_cases: list[PreparedCase], config: Config, stat
                 if on_batch:
                     on_batch(math.ceil(count / train_cfg.batch_size), steps)
             record = {"epoch": epoch, "train_loss": total / max(1, count), "lr": scheduler.get_last_lr()[0]}
+            for key in sorted({k for f in facts for k in f}):  # DANN: domain loss, discriminator accuracy, lambda
+                record[key] = float(np.mean([f[key] for f in facts if key in f]))
             if inner_cases:
                 record["inner_score"] = inner_score(predict_each(model, inner_cases, config, device), inner_cases)
                 if train_cfg.selection == "best_inner" and record["inner_score"] > best:
@@ -200,7 +223,8 @@ def fit(model: MedtlModel, train_cases: list[PreparedCase], config: Config, stat
             result.history.append(record)
             writer.save(state_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                      "scheduler": scheduler.state_dict(), "epoch": epoch,
-                                     "history": list(result.history), "selected_epoch": result.selected_epoch})
+                                     "history": list(result.history), "selected_epoch": result.selected_epoch,
+                                     "adaptation": {} if adaptation is None else adaptation.state_dict()})
             if on_epoch:  # seconds go to the caller only: the history stays the same when a run is resumed
                 on_epoch({**record, "seconds": round(time.perf_counter() - epoch_started, 2)})
     finally:

@@ -19,8 +19,10 @@ from ..config import Config, dump_config
 from ..data.dataset import PreparedCase, prepare_cases, preprocessing_fingerprint
 from ..data.duplicates import cross_patient_duplicates
 from ..data.provenance import environment, write_training_images
-from ..data.splits import Fold, fixed_split, make_folds
+from ..data.splits import Fold, fixed_split, leave_site_out_folds, make_folds
+from ..domain.targets import TargetImage, read_target_manifest, target_images_of
 from ..errors import ConfigError, InputError, WeightsUnavailableError
+from ..evaluate.sites_report import weight_warnings
 from ..evaluate.summary import arm_summary, compare_arms, verdict_line
 from ..models.device import resolve_device
 from ..plumbing.atomic import read_csv, remove_orphan_temps, write_csv, write_json
@@ -29,6 +31,7 @@ from ..rundir import RunDir
 from ..tasks import get_task
 from . import run_state
 from .cv_fold import run_fold
+from .cv_sites import comparison_pairs, sites_summary
 from .validate import Checked, check_experiment
 
 log = logging.getLogger("medtl")
@@ -49,6 +52,7 @@ class CVRun:
     source: object = None  # SourceModel once the source stage ran
     verdicts: list[str] = field(default_factory=list)
     arm_cases: dict[str, list[PreparedCase]] = field(default_factory=dict)  # arms with their own preprocessing
+    target_images: dict[str, list[TargetImage]] = field(default_factory=dict)  # arm -> adapt.target_manifest images
 
     def cases_of(self, arm: str) -> list[PreparedCase]:
         """The arm's prepared cases: its own when its data settings differ from the main arm's, in the same order."""
@@ -133,6 +137,13 @@ def _make_folds(config: Config, cases: list[PreparedCase], roles: dict[str, str]
     task = get_task(config.task)
     groups, strata = [c.group_key for c in cases], [task.stratum(c) for c in cases]
     scheme, file_roles, file_rows = config.cv.scheme, None, None
+    if scheme == "leave_site_out":
+        folds, notes = leave_site_out_folds([c.site for c in cases], groups, [c.image_hash for c in cases], strata,
+                                            config.train.inner_fraction, config.train.seed,
+                                            task.needs_all_classes_per_fold)
+        sites = ", ".join(f"{cases[f.val[0]].site} ({len(f.val)} cases)" for f in folds)
+        return folds, "; ".join([f"splits: leave one site out, {len(folds)} test sites: {sites}; the other sites' "
+                                 "patients are split for model selection", *notes])
     if config.cv.splits_file is not None:
         file_roles, file_rows = _roles_from_file(config.cv.splits_file, cases)
     case_roles = file_roles or [roles.get(c.case_id, "") for c in cases]
@@ -261,8 +272,10 @@ def _train_arm(run: CVRun, arm: Arm, num_classes: int, reporter: Reporter) -> No
         label = f"{arm.name} r{fold.repeat} fold {fold.fold}"
         on_epoch, on_batch = reporter.callbacks(label, epochs, task.primary_metric)
         pretrained = _pretrained_for(run, arm, reporter)
-        done = run_fold(arm, fold, folder, run.cases_of(arm.name), run.class_names, num_classes, pretrained,
-                        on_epoch, on_batch)
+        cases = run.cases_of(arm.name)
+        done = run_fold(arm, fold, folder, cases, run.class_names, num_classes, pretrained, on_epoch, on_batch,
+                        targets=_targets_for(run, arm, [cases[i] for i in fold.val]),
+                        held_out_site=run.config.cv.scheme == "leave_site_out")
         score = done["record"][task.primary_metric]
         reporter.line(f"{label} finished: {task.primary_metric} {score:.3f}" if score == score else
                       f"{label} finished: {task.primary_metric} undefined")
@@ -270,7 +283,42 @@ def _train_arm(run: CVRun, arm: Arm, num_classes: int, reporter: Reporter) -> No
     run.warnings += [note for f in finished for note in f.get("notes", [])]
     run.arms[arm.name] = {"folds": [f["record"] for f in finished], "rows": [r for f in finished for r in f["rows"]],
                           "histories": [f["history"] for f in finished], "adaptation": finished[0]["adaptation"],
-                          "config": arm.config}
+                          "inner_rows": [f.get("inner_rows", []) for f in finished],
+                          "domain": [f.get("domain", {}) for f in finished], "config": arm.config}
+
+
+def _targets_for(run: CVRun, arm: Arm, scored: list[PreparedCase]) -> list[TargetImage] | None:
+    """An adaptation arm's unlabelled target images for one fold: ``adapt.target_manifest``'s, or (leave one
+    site out) the pixels of the held-out site's cases, which carry no label past this point."""
+    if arm.config.adapt.method == "none":
+        return None
+    if arm.name in run.target_images:
+        return run.target_images[arm.name]
+    return target_images_of(scored)
+
+
+def _load_target_images(run: CVRun, arms: list[Arm], progress: bool) -> None:
+    """Prepare each adaptation arm's ``adapt.target_manifest`` images once (label-free; skips counted)."""
+    prepared: dict[tuple, list[TargetImage]] = {}
+    for arm in arms:
+        path = arm.config.adapt.target_manifest
+        if arm.config.adapt.method == "none" or path is None:
+            continue
+        key = (str(path), preprocessing_fingerprint(arm.config))
+        if key not in prepared:
+            images, skipped = read_target_manifest(path, arm.config, progress)
+            if not images:
+                raise InputError(f"adapt.target_manifest {path}: none of its {len(skipped)} image(s) could be used "
+                                 f"({sorted({s['reason'] for s in skipped})})")
+            overlap = len({t.image_hash for t in images} & {c.image_hash for c in run.cases})
+            message = (f"arm '{arm.name}': {len(images)} unlabelled target image(s) from {path.name}"
+                       + (f", {len(skipped)} skipped" if skipped else "")
+                       + (f"; {overlap} of them are images of this run's cases (transductive use: the method saw "
+                          "them, without labels, before they were scored)" if overlap else ""))
+            run.warnings.append(message)
+            run.rundir.log(message)
+            prepared[key] = images
+        run.target_images[arm.name] = prepared[key]
 
 
 def run_cv(config: Config, out: str | Path, progress: bool = True, keep_paths: bool = False) -> CVRun:
@@ -285,6 +333,13 @@ def run_cv(config: Config, out: str | Path, progress: bool = True, keep_paths: b
     run, skipped = _prepare_run(config, rundir, checked, progress, keep_paths)
     task = get_task(config.task)
     num_classes = task.num_classes(run.class_names, run.cases)
+    _load_target_images(run, arms, progress)
+    if config.cv.scheme == "leave_site_out" and any(a.config.adapt.method != "none" and a.name not in
+                                                    run.target_images for a in arms):
+        note = ("adaptation arms see each held-out site's images, never its labels, while training (unsupervised "
+                "domain adaptation; transductive: the test site's images were available without labels)")
+        run.warnings.append(note)
+        rundir.log(note)
     rundir.log(f"cv: {len(run.cases)} cases, {len(run.folds)} folds, arms {[a.name for a in arms]}")
     total = sum(a.config.train.epochs for a in arms) * len(run.folds)
     if config.source is not None and any(a.config.model.pretrained == "source" for a in arms):
@@ -313,8 +368,8 @@ def _summarise(run: CVRun) -> None:
     arms = {name: arm_summary(task, arm["folds"], arm["rows"], run.class_names, boot, seed)
             for name, arm in run.arms.items()}
     main = next(iter(run.arms))
-    comparisons = [compare_arms(task, main, run.arms[main]["rows"], name, arm["rows"], run.class_names, boot, seed)
-                   for name, arm in run.arms.items() if name != main]
+    comparisons = [compare_arms(task, a, run.arms[a]["rows"], b, run.arms[b]["rows"], run.class_names, boot, seed)
+                   for a, b in comparison_pairs(run)]
     for name, arm in run.arms.items():
         for warning in get_task(task).arm_warnings(name, arm["rows"]):
             run.warnings.insert(0, warning)
@@ -332,6 +387,13 @@ def _summarise(run: CVRun) -> None:
                    "comparisons": comparisons, "class_names": run.class_names,
                    "n_cases": len(run.cases), "n_patients": len({c.patient_key for c in run.cases}),
                    "warnings": run.warnings}
+    domain = {name: arm["domain"] for name, arm in run.arms.items() if any(arm["domain"])}
+    if domain:
+        run.metrics["domain_adaptation"] = domain
+        run.warnings += weight_warnings(domain)
+    sites = sites_summary(run)
+    if sites is not None:
+        run.metrics["sites"] = sites
     run.verdicts = [verdict_line(c) for c in comparisons]
 
 
@@ -340,7 +402,11 @@ def _write_predictions(run: CVRun) -> None:
                *get_task(run.config.task).result_columns(run.class_names)]
     if run.config.cv.repeats > 1:
         columns.insert(2, "repeat")
-    rows = [{k: row[k] for k in columns} for arm in run.arms.values() for row in arm["rows"]]
+    site_of = {c.case_id: c.site for c in run.cases}
+    if any(site_of.values()):
+        columns.insert(2, "site")
+    rows = [{k: row[k] if k != "site" else site_of[row["case_id"]] for k in columns}
+            for arm in run.arms.values() for row in arm["rows"]]
     write_csv(run.rundir.predictions, columns, rows)
 
 

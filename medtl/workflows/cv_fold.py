@@ -17,7 +17,32 @@ from ..models.device import resolve_device
 from ..plumbing.atomic import write_json
 from ..rundir import FoldDir
 from ..tasks import get_task
+from ..domain.targets import TargetImage
+from ..train.adaptation import prepare_domain_training
 from ..train.loop import fit, predict_each
+
+
+def write_fold_images(path, train: list[PreparedCase], inner: list[PreparedCase], val: list[PreparedCase],
+                      targets: list[TargetImage], check_images: bool) -> None:
+    """``fold_images.json``: pixel hashes and patient keys of each role, so anyone can check the fold's sets.
+
+    Refuses to train a fold whose scored cases share a patient (or, with
+    ``check_images``, an identical image) with its training or model-selection cases: a
+    leak the folds were built to exclude. (K-fold runs report identical images filed
+    under different patients as a warning instead.)
+    """
+    roles = {"train": train, "selection": inner, "scored": val}
+    scored_images, scored_patients = {c.image_hash for c in val}, {c.group_key for c in val}
+    for role in ("train", "selection"):
+        shared_images = sum(c.image_hash in scored_images for c in roles[role] if c.image_hash) if check_images else 0
+        shared_patients = sum(c.group_key in scored_patients for c in roles[role])
+        if shared_images or shared_patients:
+            raise RuntimeError(f"the fold's {role} set shares {shared_patients} patient(s) and {shared_images} "
+                               "image(s) with its scored cases; refusing to train a leaky fold")
+    write_json(path, {**{role: {"image_hashes": sorted(c.image_hash for c in members),
+                                "patient_keys": sorted({c.patient_key for c in members})}
+                         for role, members in roles.items()},
+                      "unlabelled_target": {"image_hashes": sorted(t.image_hash for t in targets)}})
 
 
 def fold_seed(seed: int, fold: Fold) -> int:
@@ -36,8 +61,15 @@ def case_rows(arm: str, fold: Fold, cases: list[PreparedCase], outputs: Iterable
 
 def run_fold(arm: Arm, fold: Fold, folder: FoldDir, cases: list[PreparedCase], class_names: list[str],
              num_classes: int, pretrained: str, on_epoch: Callable[[dict], None],
-             on_batch: Callable[[int, int], None] | None = None) -> dict:
-    """Train ``arm`` on ``fold`` (or resume it) and score its validation cases; returns the done record."""
+             on_batch: Callable[[int, int], None] | None = None, targets: list[TargetImage] | None = None,
+             held_out_site: bool = False) -> dict:
+    """Train ``arm`` on ``fold`` (or resume it) and score its validation cases; returns the done record.
+
+    ``targets``: the unlabelled target images of an adaptation arm (DANN, re-weighting).
+    ``held_out_site`` (leave-one-site-out): identical images count as leaks too, and the
+    model-selection cases (the training sites' held-out patients) are scored: each test site's drop is measured
+    against them.
+    """
     if folder.done.exists():
         return folder.read_done()
     config, seed = arm.config, fold_seed(arm.config.train.seed, fold)
@@ -56,13 +88,17 @@ def run_fold(arm: Arm, fold: Fold, folder: FoldDir, cases: list[PreparedCase], c
     train_cases = [cases[i] for i in train_index]
     inner_cases = [cases[i] for i in inner_index]
     val_cases = [cases[i] for i in fold.val]
+    device = resolve_device(config.train.device)
+    write_fold_images(folder.images, train_cases, inner_cases, val_cases, targets or [], held_out_site)
+    adaptation, adaptation_facts = prepare_domain_training(config.adapt, model, train_cases, targets or [], device,
+                                                           seed)
 
     def inner_score(outputs: Iterable[np.ndarray], scored: list[PreparedCase]) -> float:
         rows = case_rows(arm.name, fold, scored, outputs, config.task, class_names, num_classes)
         return task.fold_metrics(rows, class_names)[task.primary_metric]
 
     result = fit(model, train_cases, config, folder.state, seed, inner_cases or None,
-                 inner_score if inner_cases else None, on_epoch, on_batch)
+                 inner_score if inner_cases else None, on_epoch, on_batch, adaptation)
     if config.train.selection == "best_inner" and folder.best.exists():
         load_weights(folder.best, model)
     save_weights(folder.model, model, {**model.describe(), "class_names": json.dumps(class_names),
@@ -70,7 +106,7 @@ def run_fold(arm: Arm, fold: Fold, folder: FoldDir, cases: list[PreparedCase], c
     # one case at a time: native-extent label maps are scored and dropped, only the overlay cases' are kept
     shown = set(task.overlay_cases(val_cases))
     rows, overlay_outputs = [], {}
-    for index, output in enumerate(predict_each(model, val_cases, config, resolve_device(config.train.device))):
+    for index, output in enumerate(predict_each(model, val_cases, config, device)):
         rows += case_rows(arm.name, fold, [val_cases[index]], [output], config.task, class_names, num_classes)
         if index in shown:
             overlay_outputs[index] = output
@@ -78,8 +114,12 @@ def run_fold(arm: Arm, fold: Fold, folder: FoldDir, cases: list[PreparedCase], c
     record = {"fold": fold.fold, "repeat": fold.repeat, "n_train": len(train_cases), "n_inner": len(inner_cases),
               "n_val": len(val_cases), "n_val_patients": len({c.patient_key for c in val_cases}),
               "selected_epoch": result.selected_epoch, **task.fold_metrics(rows, class_names)}
-    finished = {"record": record, "rows": rows, "history": result.history,
-                "adaptation": model.adaptation.to_dict(),
+    inner_rows = []
+    if held_out_site and inner_cases:
+        inner_rows = case_rows(arm.name, fold, inner_cases, predict_each(model, inner_cases, config, device),
+                               config.task, class_names, num_classes)
+    finished = {"record": record, "rows": rows, "history": result.history, "inner_rows": inner_rows,
+                "domain": adaptation_facts, "adaptation": model.adaptation.to_dict(),
                 "notes": [f"{arm.name} repeat {fold.repeat} fold {fold.fold}: {n}" for n in result.notes]}
     write_json(folder.done, finished)
     if not config.train.keep_state:

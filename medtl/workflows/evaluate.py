@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..data.provenance import training_overlap
 from ..errors import InputError
+from ..evaluate.sites import site_metrics
 from ..evaluate.summary import arm_summary
 from ..plumbing.atomic import write_json
 from ..rundir import RunDir
@@ -120,6 +121,15 @@ def evaluate_run(run_dir: str | Path, manifest: str | Path, out: str | Path, opt
                "skipped_by_reason": outcome.summary["skip_rows_by_reason"],
                "segmentation_grid": "original image grid" if task.uses_mask else None,
                "warnings": warnings}
+    site_of = {i.key: i.site for i in inputs.items if i.site}
+    if site_of:
+        metrics["sites"] = {"column": "site", "scheme": "external", "sites": sorted(set(site_of.values())),
+                            "cases_per_site": {s: sum(site_of.get(r["case_id"]) == s for r in rows)
+                                               for s in sorted(set(site_of.values()))},
+                            "per_site": {trained.arm: site_metrics(trained.task, rows, site_of, trained.class_names,
+                                                                   config.cv.bootstrap, config.train.seed)},
+                            "comparisons": [], "shift_check": [],
+                            "shift_check_note": "not computed for external validation"}
     out = Path(out)
     write_json(out / "metrics.json", metrics)
     result = ExternalResult(out, metrics, rows, member_rows, trained.class_names, warnings)

@@ -70,10 +70,9 @@ def split_rows(cases, folds: list[Fold]) -> list[dict]:
         return {"case_id": cases[i].case_id, "patient_key": cases[i].patient_key, "repeat": fold.repeat,
                 "fold": fold.fold, "role": role}
 
-    if len(folds) == 1 and folds[0].inner:
-        fold = folds[0]
-        return [row(i, fold, role) for role, members in (("train", fold.train), ("val", fold.inner),
-                                                          ("test", fold.val)) for i in members]
+    if any(f.inner for f in folds):  # fixed splits and leave-one-site-out: every case's role in every fold
+        return [row(i, fold, role) for fold in folds for role, members in
+                (("train", fold.train), ("val", fold.inner), ("test", fold.val)) for i in members]
     return [row(i, f, "val") for f in folds for i in f.val]
 
 
@@ -98,10 +97,14 @@ def folds_from_splits(rundir: RunDir, cases) -> list[Fold]:
             f"{rundir.splits}: {len(moved)} case(s) now belong to other patient keys (e.g. {moved[0]}): the salt "
             f"(MEDTL_SALT or ~/.medtl/salt) or the patient ids changed, so these splits may no longer keep each "
             f"patient on one side; {_HOW_TO}")
-    if any(r.get("role") == "test" for r in rows):  # fixed splits: every case has its role
-        members = {role: sorted(index[r["case_id"]] for r in rows if r["role"] == role)
-                   for role in ("train", "val", "test")}
-        return [Fold(0, 0, tuple(members["train"]), tuple(members["test"]), tuple(members["val"]))]
+    if any(r.get("role") == "test" for r in rows):  # fixed splits, leave-one-site-out: roles per fold
+        folds = []
+        for repeat, fold in sorted({(int(r["repeat"]), int(r["fold"])) for r in rows}):
+            members = {role: sorted(index[r["case_id"]] for r in rows if r["role"] == role and
+                                    (int(r["repeat"]), int(r["fold"])) == (repeat, fold))
+                       for role in ("train", "val", "test")}
+            folds.append(Fold(repeat, fold, tuple(members["train"]), tuple(members["test"]), tuple(members["val"])))
+        return folds
     folds = []
     for repeat, fold in sorted({(r["repeat"], r["fold"]) for r in rows}):
         in_repeat = {index[r["case_id"]] for r in rows if r["repeat"] == repeat}

@@ -47,6 +47,20 @@ def check_patch_size(arm: str, config: Config, spec) -> None:
                           f"axis must be a multiple of {stride}; e.g. data.patch_size = {suggestion}")
 
 
+def check_sites(config: Config, arms: list[Arm], manifest: Manifest | None) -> None:
+    """Leave-one-site-out needs a site column; an adaptation arm needs target images to adapt to."""
+    if config.cv.scheme == "leave_site_out" and manifest is not None and len(manifest.sites) < 2:
+        raise ConfigError(f"cv.scheme: leave_site_out needs a 'site' column with at least 2 sites in "
+                          f"{manifest.path.name} (it has {manifest.sites or 'no site column'}); add the column "
+                          "(hospital or scanner per row) or use cv.scheme: kfold")
+    for arm in arms:
+        adapt = arm.config.adapt
+        if adapt.method != "none" and adapt.target_manifest is None and config.cv.scheme != "leave_site_out":
+            raise ConfigError(f"arm '{arm.name}': adapt.method: {adapt.method} needs unlabelled target images: set "
+                              "adapt.target_manifest (a CSV with an image column), or use cv.scheme: leave_site_out "
+                              "(each held-out site's images are the target)")
+
+
 def check_experiment(config: Config, need_manifest: bool = True, fetch_main_weights: bool = False) -> Checked:
     """Check arms, backbones, weight names and the manifest; raise the first problem as a one-line error.
 
@@ -80,6 +94,7 @@ def check_experiment(config: Config, need_manifest: bool = True, fetch_main_weig
     else:
         manifest = read_manifest(config.data.manifest, config.task, config.cv.group_by,
                                  split_seed_by=config.cv.split_seed_by)
+    check_sites(config, arms, manifest)
     if config.source is not None and config.source.manifest is not None and \
             any(a.config.model.pretrained == "source" for a in arms):
         read_manifest(config.source.manifest, config.source.task)

@@ -36,13 +36,13 @@ def test_generator_is_deterministic(tiny_data, tmp_path):
 def test_the_committed_sample_data_is_what_the_generator_writes(tmp_path):
     shipped = Path(__file__).parents[2] / "sample_data"
     fresh = write_sample_data(tmp_path / "fresh", seed=0)
-    for name in ("cls2d_target", "cls2d_source", "ct3d", "scan_demo"):
+    for name in ("cls2d_target", "cls2d_source", "ct3d", "scan_demo", "sites2d"):
         assert tree_digest(fresh / name) == tree_digest(shipped / name), name
 
 
 def tiny_overrides(config: Path, data: Path) -> list[str]:
     text = config.read_text()
-    manifest = "ct3d" if "ct3d" in text else "cls2d_target"
+    manifest = next((name for name in ("ct3d", "sites2d") if name in text), "cls2d_target")
     size = "[12,32,32]" if "dims: 3" in text else "[32,32]"
     overrides = [f"data.manifest={data / manifest / 'manifest.csv'}", "model.backbone=tiny-resnet",
                  "train.epochs=1", "cv.folds=2", f"data.image_size={size}", "cv.bootstrap=100", "train.batch_size=4"]

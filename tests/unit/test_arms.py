@@ -73,3 +73,18 @@ def test_unknown_or_repeated_arms_are_refused(tmp_path):
 def test_arm_names_that_are_not_plain_names_are_refused(tmp_path, name):
     with pytest.raises(ConfigError, match="plain name"):
         load_config(write_config(tmp_path, compare=[{"name": name, "set": {"finetune.l2sp": 0.01}}]))
+
+
+def test_adaptation_arms_are_compared_with_plain_fine_tuning(tmp_path):
+    from medtl.arms import control_arm
+
+    arms = resolve_arms(load_config(write_config(tmp_path, compare=["dann", "reweight"])))
+    assert [a.name for a in arms] == ["erm", "dann", "reweight"]
+    assert [a.config.adapt.method for a in arms] == ["none", "dann", "reweight"] and control_arm(arms) == "erm"
+    # a main arm that adapts never stands alone: the plain fine-tuning control is added, and must run
+    arms = resolve_arms(load_config(write_config(tmp_path, adapt={"method": "dann"}, compare=["scratch"])))
+    assert [a.name for a in arms] == ["dann", "scratch", "erm"]
+    assert arms[2].required and arms[2].config.adapt.method == "none" and control_arm(arms) == "erm"
+    with pytest.raises(ConfigError, match="arm 'erm' is plain fine-tuning"):
+        resolve_arms(load_config(write_config(tmp_path, compare=["erm"])))
+    assert control_arm(resolve_arms(load_config(write_config(tmp_path, compare=["scratch"])))) is None

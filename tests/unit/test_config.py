@@ -130,3 +130,18 @@ def test_patch_size_takes_one_number_for_every_axis_and_arms_can_switch_mode():
     assert resize.data.fixed_size and config.data.mode == "patch"
     roi = load_config(None, ["data.mode=patch", "data.patch_size=64", "data.roi=center"])
     assert roi.data.fixed_size  # one crop per case: batches of whole cases again
+
+
+def test_adapt_settings_are_typed_and_checked(tmp_path):
+    config = load_config(None, ["adapt.method=dann", "adapt.lambda_max=0.5"])
+    assert config.adapt.method == "dann" and config.adapt.lambda_max == 0.5
+    with pytest.raises(ConfigError, match="adapt.method"):
+        load_config(None, ["adapt.method=coral"])
+    with pytest.raises(ConfigError, match="whole-image inputs"):
+        load_config(None, ["adapt.method=dann", "data.mode=patch", "data.patch_size=64"])
+    with pytest.raises(ConfigError, match="train.class_weights"):
+        load_config(None, ["adapt.method=reweight", "train.class_weights=balanced"])
+    with pytest.raises(ConfigError, match="did you mean 'adapt.weight_clip'"):
+        load_config(None, ["adapt.weight_clipping=5"])
+    (tmp_path / "c.yaml").write_text("adapt:\n  method: dann\n  target_manifest: t/targets.csv\n")
+    assert load_config(tmp_path / "c.yaml", check_paths=False).adapt.target_manifest == tmp_path / "t" / "targets.csv"

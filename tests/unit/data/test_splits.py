@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from medtl.data.splits import inner_split, make_folds
+from medtl.data.splits import inner_split, leave_site_out_folds, make_folds
 from medtl.errors import InputError
 
 
@@ -37,3 +37,61 @@ def test_inner_split_stays_inside_training_patients():
     fit, inner = inner_split(groups, strata, fold.train, 0.25, 0)
     assert set(fit) | set(inner) == set(fold.train)
     assert not {groups[i] for i in fit} & {groups[i] for i in inner}
+
+
+def _site_data(seed: int, n_sites: int = 3):
+    """Cases at random sites; some patients also at a second site, some images copied to another site."""
+    rng = np.random.default_rng(seed)
+    sites, groups, hashes, strata = [], [], [], []
+    for patient in range(40):
+        home = f"site{rng.integers(n_sites)}"
+        for image in range(int(rng.integers(1, 4))):
+            travels = rng.random() < 0.1
+            sites.append(f"site{rng.integers(n_sites)}" if travels else home)
+            groups.append(f"g{patient}")
+            hashes.append(f"h{patient}-{image}")
+            strata.append(int(rng.integers(2)))
+    for _ in range(5):  # the same pixels filed under another patient at another site
+        i, j = rng.integers(len(hashes), size=2)
+        hashes[j] = hashes[i]
+    return sites, groups, hashes, strata
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_leave_site_out_keeps_every_test_site_patient_and_image_out_of_training_and_selection(seed):
+    sites, groups, hashes, strata = _site_data(seed)
+    folds, notes = leave_site_out_folds(sites, groups, hashes, strata, 0.2, seed)
+    assert [sorted({sites[i] for i in f.val}) for f in folds] == [[s] for s in sorted(set(sites))]
+    assert sorted(i for f in folds for i in f.val) == list(range(len(sites)))  # every case scored exactly once
+    for fold in folds:
+        used = set(fold.train) | set(fold.inner)
+        assert not set(fold.train) & set(fold.inner)
+        assert not {groups[i] for i in used} & {groups[i] for i in fold.val}
+        assert not {hashes[i] for i in used} & {hashes[i] for i in fold.val}
+        assert not {sites[i] for i in used} & {sites[i] for i in fold.val}
+        assert {groups[i] for i in fold.train}.isdisjoint({groups[i] for i in fold.inner})
+    left_out = [len(set(range(len(sites))) - set(f.val) - set(f.train) - set(f.inner)) for f in folds]
+    assert len(notes) == sum(n > 0 for n in left_out)
+
+
+def test_leave_site_out_is_deterministic_and_independent_of_case_order():
+    sites, groups, hashes, strata = _site_data(3)
+    first, _ = leave_site_out_folds(sites, groups, hashes, strata, 0.2, 0)
+    again, _ = leave_site_out_folds(sites, groups, hashes, strata, 0.2, 0)
+    assert first == again
+    order = np.random.default_rng(0).permutation(len(sites))
+    shuffled, _ = leave_site_out_folds([sites[i] for i in order], [groups[i] for i in order],
+                                       [hashes[i] for i in order], [strata[i] for i in order], 0.2, 0)
+    for a, b in zip(first, shuffled):  # the same cases are scored and left out in each fold, whatever the row order
+        assert sorted(a.val) == sorted(int(order[i]) for i in b.val)
+        assert sorted(a.train + a.inner) == sorted(int(order[i]) for i in b.train + b.inner)
+
+
+def test_leave_site_out_refuses_one_site_and_a_site_without_a_class():
+    with pytest.raises(InputError, match="at least 2 sites"):
+        leave_site_out_folds(["a"] * 6, [str(i) for i in range(6)], [""] * 6, [0, 1] * 3, 0.2, 0)
+    sites = ["a"] * 10 + ["b"] * 4
+    strata = [0, 1] * 5 + [0] * 4
+    with pytest.raises(InputError, match="site 'b' lacks a class"):
+        leave_site_out_folds(sites, [str(i) for i in range(14)], [str(i) for i in range(14)], strata, 0.2, 0,
+                             need_all_classes=True)

@@ -28,3 +28,30 @@ def test_a_patch_size_the_encoder_cannot_tile_is_refused_with_the_constraint():
     with pytest.raises(ConfigError, match=r"multiple of 32.*e\.g\. data\.patch_size = \[32, 64, 64\]"):
         check_experiment(config, need_manifest=False)
     check_experiment(config.derive({"data.patch_size": [32, 64, 96]}), need_manifest=False)
+
+
+def _site_manifest(tmp_path, sites=("a", "a", "b", "b")):
+    rows = "".join(f"{i}.dcm,{i % 2},p{i},{s}\n" for i, s in enumerate(sites))
+    (tmp_path / "m.csv").write_text("image,label,patient_id,site\n" + rows)
+    return tmp_path / "m.csv"
+
+
+def test_leave_site_out_needs_two_sites(tmp_path):
+    base = ["model.pretrained=none", "cv.scheme=leave_site_out"]
+    check_experiment(load_config(None, [f"data.manifest={_site_manifest(tmp_path)}", *base]))
+    with pytest.raises(ConfigError, match="at least 2 sites.*'a'"):
+        check_experiment(load_config(None, [f"data.manifest={_site_manifest(tmp_path, 'aaaa')}", *base]))
+    (tmp_path / "n.csv").write_text("image,label,patient_id\na.dcm,0,p1\nb.dcm,1,p2\n")
+    with pytest.raises(ConfigError, match="no site column"):
+        check_experiment(load_config(None, [f"data.manifest={tmp_path / 'n.csv'}", *base]))
+
+
+def test_an_adaptation_arm_needs_target_images(tmp_path):
+    manifest = _site_manifest(tmp_path)
+    config = load_config(None, [f"data.manifest={manifest}", "model.pretrained=none", "compare=[dann]"])
+    with pytest.raises(ConfigError, match="arm 'dann'.*adapt.target_manifest.*leave_site_out"):
+        check_experiment(config)
+    arms = check_experiment(config.derive({"cv.scheme": "leave_site_out"})).arms
+    assert [a.name for a in arms] == ["erm", "dann"]
+    (tmp_path / "t.csv").write_text("image\nx.png\n")
+    check_experiment(config.derive({"adapt.target_manifest": str(tmp_path / "t.csv")}))

@@ -1,0 +1,100 @@
+"""The sites part of a ``medtl cv`` run: per-site metrics, the drop at unseen sites, the shift check.
+
+Runs when the manifest has a ``site`` column (any scheme); the drop needs
+``cv.scheme: leave_site_out``, where each fold's scored cases are one unseen site.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from ..arms import control_arm, resolve_arms
+from ..domain.features import encoder_features
+from ..domain.shift import site_separability
+from ..evaluate.sites import site_comparisons, site_drop, site_metrics
+from ..models import create_model
+from ..models.device import resolve_device
+from ..tasks import get_task
+
+log = logging.getLogger("medtl")
+
+
+def comparison_pairs(run) -> list[tuple[str, str]]:
+    """``(a, b)`` of every comparison: an adaptation arm minus its plain fine-tuning control, else main minus arm.
+
+    So a positive difference always means "the method, or the main arm's choice, helped".
+    """
+    arms = [a for a in resolve_arms(run.config, check_paths=False) if a.name in run.arms]
+    control = control_arm(arms)
+    main = arms[0].name
+    pairs = []
+    for arm in arms[1:]:
+        if arm.config.adapt.method != "none" and control and arm.name != control:
+            pairs.append((arm.name, control))
+        else:
+            pairs.append((main, arm.name))
+    return pairs
+
+
+def _model_features(run, arm: str, pretrained: str) -> np.ndarray:
+    config = run.arms[arm]["config"]
+    task = get_task(config.task)
+    num_classes = task.num_classes(run.class_names, run.cases)
+    model = create_model(config.model.backbone, dims=config.data.dims, num_classes=num_classes, task=task.head,
+                         pretrained=pretrained, input_adapt=config.model.input_adapt, inflate=config.model.inflate,
+                         download=False)
+    return encoder_features(model, run.cases_of(arm), resolve_device(config.train.device))
+
+
+def shift_checks(run, sites: list[str], patients: list[str]) -> list[dict]:
+    """Site separability from the main arm's starting encoder and from each arm's first fold model."""
+    boot, seed = run.config.cv.bootstrap, run.config.train.seed
+    main = next(iter(run.arms))
+    checks = []
+    start = run.config.model.pretrained
+    if start == "source":
+        start = str(run.source.path) if run.source is not None else None
+    if start is not None:
+        try:
+            features = _model_features(run, main, start)
+            checks.append({"features": f"encoder as fine-tuning starts ({run.config.model.pretrained} weights)",
+                           **site_separability(features, sites, patients, boot, seed)})
+        except Exception as exc:  # noqa: BLE001 - a diagnostic must not fail a finished run
+            log.warning("shift check on the starting encoder skipped: %s", type(exc).__name__)
+    for name in run.arms:
+        folds = run.rundir.folds(name)
+        if not folds or not folds[0].model.exists():
+            continue
+        features = _model_features(run, name, str(folds[0].model))
+        checks.append({"features": f"arm {name}, fine-tuned model of {folds[0].name}",
+                       **site_separability(features, sites, patients, boot, seed)})
+    return checks
+
+
+def sites_summary(run) -> dict | None:
+    """``metrics.json["sites"]`` (docs/sites.md), or ``None`` when the manifest has no site column."""
+    site_of = {c.case_id: c.site for c in run.cases if c.site}
+    if not site_of:
+        return None
+    config = run.config
+    task, boot, seed, names = config.task, config.cv.bootstrap, config.train.seed, run.class_names
+    arm_rows = {name: arm["rows"] for name, arm in run.arms.items()}
+    summary = {"column": "site", "scheme": config.cv.scheme, "sites": sorted(set(site_of.values())),
+               "cases_per_site": {s: sum(v == s for v in site_of.values()) for s in sorted(set(site_of.values()))},
+               "per_site": {name: site_metrics(task, rows, site_of, names, boot, seed)
+                            for name, rows in arm_rows.items()},
+               "comparisons": site_comparisons(task, comparison_pairs(run), arm_rows, site_of, names, boot, seed)}
+    if config.cv.scheme == "leave_site_out":
+        summary["drop"] = {name: {run.cases[fold.val[0]].site: site_drop(
+            task, inner, [r for r in arm["rows"] if r["fold"] == fold.fold], names, boot, seed)
+            for fold, inner in zip(run.folds, arm["inner_rows"]) if inner}
+            for name, arm in run.arms.items()}
+    if all(run.arms[name]["config"].data.fixed_size for name in run.arms):
+        summary["shift_check"] = shift_checks(run, [c.site for c in run.cases],
+                                              [c.group_key for c in run.cases])
+    else:
+        summary["shift_check"] = []
+        summary["shift_check_note"] = "not computed: native-extent (patch mode) cases have no single feature vector"
+    return summary
