@@ -75,7 +75,7 @@ def _reframe(image: np.ndarray, zoom: float, order: int) -> np.ndarray:
 
 
 def write_site_set(root: str | Path, patients_per_site: tuple[int, ...], size: int = 128, seed: int = 0,
-                   images_per_patient: int = 2, contrast: tuple[float, float] = (0.15, 0.3)) -> Path:
+                   images_per_patient: int = 2, contrast: tuple[float, float] = (0.3, 0.5)) -> Path:
     """DICOM radiographs of every site under ``root/<site>/``, masks, and ``manifest.csv`` with a site column."""
     root = Path(root)
     rows = []

@@ -154,6 +154,9 @@ def site_metric_figure(per_site: dict[str, dict], metric: str) -> str:
                 continue
             entry = by_site[site]["metrics"][metric]
             value, (lo, hi) = entry["value"], entry["ci95"]
+            if value is None or not np.isfinite(value):  # undefined at this site (e.g. one class): no point
+                continue
+            lo, hi = (np.nan if v is None else v for v in (lo, hi))
             xs.append(i - 0.4 + width * (k + 0.5))
             values.append(value)
             low.append(value - lo if np.isfinite(lo) else 0.0)

@@ -24,9 +24,12 @@ def _summary_table(metrics: dict, names) -> str:
 
 
 def _folds_table(run, names) -> str:
-    rows = [[arm, f["repeat"], f["fold"], f["n_train"], f["n_inner"], f["n_val"], f["n_val_patients"],
-             *[f[n] for n in names]] for arm, result in run.metrics["arms"].items() for f in result["folds"]]
-    return html_table(["arm", "repeat", "fold", "n train", "n inner", "n val", "val patients", *names], rows)
+    sites = any("test_site" in f for result in run.metrics["arms"].values() for f in result["folds"])
+    rows = [[arm, f["repeat"], f["fold"], *([f.get("test_site", "")] if sites else []), f["n_train"], f["n_inner"],
+             f["n_val"], f["n_val_patients"], *[f[n] for n in names]]
+            for arm, result in run.metrics["arms"].items() for f in result["folds"]]
+    return html_table(["arm", "repeat", "fold", *(["test site"] if sites else []), "n train", "n inner", "n val",
+                       "val patients", *names], rows)
 
 
 def network_input_size(run, arm: str | None = None) -> str:

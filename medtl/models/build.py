@@ -46,13 +46,7 @@ class MedtlModel(nn.Module):
         the head is not run on images that have no target (unlabelled target images).
         """
         size = x.shape[2:]
-        if self.head.dense_output:
-            # The decoder needs sizes divisible by the deepest stride: pad at the far end, crop back.
-            stride = self.spec.reductions[-1]
-            padding = [(-s) % stride for s in size]
-            if any(padding):
-                flat = [p for amount in reversed(padding) for p in (0, amount)]
-                x = nn.functional.pad(x, flat, mode="replicate" if x.dim() <= 5 else "constant")
+        x = self._padded(x)
         features = self.backbone(x)
         pooled = torch.flatten(features[-1].mean(dim=tuple(range(2, features[-1].dim()))), 1)
         if n_head is not None:
@@ -62,9 +56,22 @@ class MedtlModel(nn.Module):
             logits = logits[(..., *[slice(0, s) for s in size])]
         return logits, pooled
 
+    def _padded(self, x: torch.Tensor) -> torch.Tensor:
+        """Dense heads: the decoder needs sizes divisible by the deepest stride, so pad at the far end (the
+        logits are cropped back)."""
+        if not self.head.dense_output:
+            return x
+        stride = self.spec.reductions[-1]
+        padding = [(-s) % stride for s in x.shape[2:]]
+        if not any(padding):
+            return x
+        flat = [p for amount in reversed(padding) for p in (0, amount)]
+        return nn.functional.pad(x, flat, mode="replicate" if x.dim() <= 5 else "constant")
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Pooled bottleneck features ``(B, C)`` of the encoder alone (the head is not run)."""
-        features = self.backbone(x)
+        """Pooled bottleneck features ``(B, C)`` of the encoder alone (the head is not run), from the same
+        (padded) input the encoder sees in ``forward``."""
+        features = self.backbone(self._padded(x))
         return torch.flatten(features[-1].mean(dim=tuple(range(2, features[-1].dim()))), 1)
 
     def stages(self) -> list[tuple[str, list[nn.Module]]]:

@@ -11,13 +11,13 @@ import torch
 from ..arms import Arm
 from ..data.dataset import PreparedCase
 from ..data.splits import Fold, inner_split
+from ..domain.targets import TargetImage
 from ..models import create_model
 from ..models.checkpoint import load_weights, save_weights
 from ..models.device import resolve_device
 from ..plumbing.atomic import write_json
 from ..rundir import FoldDir
 from ..tasks import get_task
-from ..domain.targets import TargetImage
 from ..train.adaptation import prepare_domain_training
 from ..train.loop import fit, predict_each
 
@@ -114,6 +114,8 @@ def run_fold(arm: Arm, fold: Fold, folder: FoldDir, cases: list[PreparedCase], c
     record = {"fold": fold.fold, "repeat": fold.repeat, "n_train": len(train_cases), "n_inner": len(inner_cases),
               "n_val": len(val_cases), "n_val_patients": len({c.patient_key for c in val_cases}),
               "selected_epoch": result.selected_epoch, **task.fold_metrics(rows, class_names)}
+    if held_out_site:
+        record["test_site"] = val_cases[0].site
     inner_rows = []
     if held_out_site and inner_cases:
         inner_rows = case_rows(arm.name, fold, inner_cases, predict_each(model, inner_cases, config, device),

@@ -66,7 +66,7 @@ def test_scan_accounts_for_every_file_once(messy_export, tmp_path):
          "NIFTI_MISSING_DATA"])
     kinds = sorted((r["kind"], r["n_files"]) for r in series)
     assert kinds == [("2d", "1"), ("3d", "1"), ("3d", "2"), ("3d", "4"), ("3d", "6")]
-    assert list(series[0]) == ["series_key", "patient_key", "modality", "kind", "n_files", "shape",
+    assert list(series[0]) == ["series_key", "patient_key", "site_key", "modality", "kind", "n_files", "shape",
                                "spacing", "status", "reasons"]
 
 

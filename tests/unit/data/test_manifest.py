@@ -41,3 +41,17 @@ def test_unrelated_extra_columns_are_kept_for_the_user(tmp_path):
     (tmp_path / "m.csv").write_text("image,label,patient_id,age,notes\na.dcm,1,p1,50,x\nb.dcm,0,p2,60,y\n")
     manifest = read_manifest(tmp_path / "m.csv", "classification")
     assert len(manifest.cases) == 2 and manifest.cases[1].line == 3
+
+
+def test_site_values_are_kept_as_given_and_never_left_empty(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_text('image,label,patient_id,site\na.dcm,0,p1,Hospital A\nb.dcm,1,p2,"St. Mary\'s, wing 2"\n'
+                    "c.dcm,1,p3,Hospital A\n")
+    manifest = read_manifest(path, "classification")
+    assert [c.site for c in manifest.cases] == ["Hospital A", "St. Mary's, wing 2", "Hospital A"]
+    assert manifest.sites == ["Hospital A", "St. Mary's, wing 2"]
+    path.write_text("image,label,patient_id,site\na.dcm,0,p1,A\nb.dcm,1,p2,\n")
+    with pytest.raises(InputError, match="line 3: empty 'site'"):
+        read_manifest(path, "classification")
+    path.write_text("image,label,patient_id\na.dcm,0,p1\nb.dcm,1,p2\n")
+    assert read_manifest(path, "classification").sites == []

@@ -102,3 +102,22 @@ def test_reweight_estimates_weights_from_the_starting_encoder():
     assert training.sample_weights.mean() == pytest.approx(1.0, abs=1e-5)
     none, nothing = prepare_domain_training(config().adapt, model(), cases(), [], torch.device("cpu"), 0)
     assert none is None and nothing == {}
+
+
+def test_segmentation_dann_runs_the_decoder_on_labelled_images_only(tmp_path):
+    torch.manual_seed(0)
+    seg = medtl.create_model("tiny-resnet", dims=2, num_classes=2, task="segmentation")
+    seg.eval()
+    x = torch.randn(5, 1, 30, 26)  # sizes the encoder cannot tile: padded and cropped back
+    logits, features = seg.forward_with_features(x, n_head=2)
+    assert logits.shape == (2, 2, 30, 26) and features.shape == (5, seg.spec.feature_channels[-1])
+    assert torch.allclose(logits, seg(x[:2]), atol=1e-5)
+    assert torch.allclose(features, seg.encode(x), atol=1e-5)
+    rng = np.random.default_rng(0)
+    data = [PreparedCase(f"c{i}", f"p{i}", f"p{i}", None, rng.normal(size=(1, 24, 24)).astype(np.float32),
+                        (rng.random((1, 24, 24)) > 0.8).astype(np.int16), "") for i in range(8)]
+    cfg = load_config(None, ["task=segmentation", "data.image_size=24", "train.epochs=1", "train.batch_size=4",
+                             "train.device=cpu", "adapt.method=dann"])
+    training = DomainTraining.dann(cfg.adapt, targets(), seg.spec.feature_channels[-1])
+    result = fit(seg, data, cfg, tmp_path / "state.pt", 0, adaptation=training)
+    assert np.isfinite(result.history[0]["domain_loss"])
