@@ -109,8 +109,8 @@ def leave_site_out_folds(sites: list[str], groups: list[str], image_hashes: list
         val = [i for i, s in enumerate(sites) if s == site]
         held_groups, held_images = {groups[i] for i in val}, {image_hashes[i] for i in val if image_hashes[i]}
         others = [i for i, s in enumerate(sites) if s != site]
-        excluded = [i for i in others if groups[i] in held_groups or image_hashes[i] in held_images]
-        train = tuple(i for i in others if i not in set(excluded))
+        excluded = {i for i in others if groups[i] in held_groups or image_hashes[i] in held_images}
+        train = tuple(i for i in others if i not in excluded)
         try:
             fit, inner = inner_split(groups, strata, train, inner_fraction, seed)
         except InputError:

@@ -20,7 +20,7 @@ from ..data.dataset import PreparedCase, prepare_cases, preprocessing_fingerprin
 from ..data.duplicates import cross_patient_duplicates
 from ..data.provenance import environment, write_training_images
 from ..data.splits import Fold, fixed_split, leave_site_out_folds, make_folds
-from ..domain.targets import TargetImage, read_target_manifest, target_images_of
+from ..domain.targets import TargetImage
 from ..errors import ConfigError, InputError, WeightsUnavailableError
 from ..evaluate.sites_report import weight_warnings
 from ..evaluate.summary import arm_summary, compare_arms, verdict_line
@@ -32,6 +32,7 @@ from ..tasks import get_task
 from . import run_state
 from .cv_fold import run_fold
 from .cv_sites import comparison_pairs, sites_summary
+from .cv_targets import load_target_images, targets_for
 from .validate import Checked, check_experiment
 
 log = logging.getLogger("medtl")
@@ -274,7 +275,7 @@ def _train_arm(run: CVRun, arm: Arm, num_classes: int, reporter: Reporter) -> No
         pretrained = _pretrained_for(run, arm, reporter)
         cases = run.cases_of(arm.name)
         done = run_fold(arm, fold, folder, cases, run.class_names, num_classes, pretrained, on_epoch, on_batch,
-                        targets=_targets_for(run, arm, [cases[i] for i in fold.val]),
+                        targets=targets_for(run, arm, [cases[i] for i in fold.val]),
                         held_out_site=run.config.cv.scheme == "leave_site_out")
         score = done["record"][task.primary_metric]
         reporter.line(f"{label} finished: {task.primary_metric} {score:.3f}" if score == score else
@@ -285,40 +286,6 @@ def _train_arm(run: CVRun, arm: Arm, num_classes: int, reporter: Reporter) -> No
                           "histories": [f["history"] for f in finished], "adaptation": finished[0]["adaptation"],
                           "inner_rows": [f.get("inner_rows", []) for f in finished],
                           "domain": [f.get("domain", {}) for f in finished], "config": arm.config}
-
-
-def _targets_for(run: CVRun, arm: Arm, scored: list[PreparedCase]) -> list[TargetImage] | None:
-    """An adaptation arm's unlabelled target images for one fold: ``adapt.target_manifest``'s, or (leave one
-    site out) the pixels of the held-out site's cases, which carry no label past this point."""
-    if arm.config.adapt.method == "none":
-        return None
-    if arm.name in run.target_images:
-        return run.target_images[arm.name]
-    return target_images_of(scored)
-
-
-def _load_target_images(run: CVRun, arms: list[Arm], progress: bool) -> None:
-    """Prepare each adaptation arm's ``adapt.target_manifest`` images once (label-free; skips counted)."""
-    prepared: dict[tuple, list[TargetImage]] = {}
-    for arm in arms:
-        path = arm.config.adapt.target_manifest
-        if arm.config.adapt.method == "none" or path is None:
-            continue
-        key = (str(path), preprocessing_fingerprint(arm.config))
-        if key not in prepared:
-            images, skipped = read_target_manifest(path, arm.config, progress)
-            if not images:
-                raise InputError(f"adapt.target_manifest {path}: none of its {len(skipped)} image(s) could be used "
-                                 f"({sorted({s['reason'] for s in skipped})})")
-            overlap = len({t.image_hash for t in images} & {c.image_hash for c in run.cases})
-            message = (f"arm '{arm.name}': {len(images)} unlabelled target image(s) from {path.name}"
-                       + (f", {len(skipped)} skipped" if skipped else "")
-                       + (f"; {overlap} of them are images of this run's cases (transductive use: the method saw "
-                          "them, without labels, before they were scored)" if overlap else ""))
-            run.warnings.append(message)
-            run.rundir.log(message)
-            prepared[key] = images
-        run.target_images[arm.name] = prepared[key]
 
 
 def run_cv(config: Config, out: str | Path, progress: bool = True, keep_paths: bool = False) -> CVRun:
@@ -333,7 +300,7 @@ def run_cv(config: Config, out: str | Path, progress: bool = True, keep_paths: b
     run, skipped = _prepare_run(config, rundir, checked, progress, keep_paths)
     task = get_task(config.task)
     num_classes = task.num_classes(run.class_names, run.cases)
-    _load_target_images(run, arms, progress)
+    load_target_images(run, arms, progress)
     if config.cv.scheme == "leave_site_out" and any(a.config.adapt.method != "none" and a.name not in
                                                     run.target_images for a in arms):
         note = ("adaptation arms see each held-out site's images, never its labels, while training (unsupervised "

@@ -39,8 +39,12 @@ def check_config(rundir: RunDir, config: Config) -> None:
 
 
 def case_fingerprints(cases) -> dict[str, str]:
-    """``case_id -> hash prefix of files + preprocessing, and the label`` of every usable case."""
-    return {c.case_id: f"{c.content_hash[:16]}:{c.label}" for c in cases}
+    """``case_id -> hash prefix of files + preprocessing, the label, and the site (when there is one)``.
+
+    The site decides leave-one-site-out folds and every per-site figure, so a changed
+    site column must be refused on resume like a changed label.
+    """
+    return {c.case_id: f"{c.content_hash[:16]}:{c.label}" + (f":site={c.site}" if c.site else "") for c in cases}
 
 
 def check_data(rundir: RunDir, cases, skipped: list[dict]) -> None:

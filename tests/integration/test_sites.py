@@ -103,6 +103,24 @@ def test_metrics_per_site_drop_shift_check_and_comparisons(sites, site_run):
     assert "Drop at an unseen site" in report and "Shift check" in report and "Domain adaptation" in report
 
 
+def test_a_changed_site_column_is_refused_on_resume(sites, site_run, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(site_run, run)  # a finished run of sites/manifest.csv
+    config = write_config(tmp_path / "cv.yaml", sites / "manifest.csv")
+    assert main(["cv", str(config), "--out", str(run), "--quiet"]) == 0  # unchanged data: resumes (all done)
+    original = (sites / "manifest.csv").read_text()
+    rows = rows_of(sites / "manifest.csv")
+    rows[0]["site"] = next(r["site"] for r in rows if r["site"] != rows[0]["site"])
+    try:
+        write_rows(sites / "manifest.csv", rows, list(rows[0]))  # one case moved to another site
+        assert main(["cv", str(config), "--out", str(run), "--quiet"]) != 0
+        assert "1 case(s) changed" in capsys.readouterr().err
+    finally:
+        (sites / "manifest.csv").write_text(original)
+
+
 def test_held_out_site_labels_never_reach_dann(sites, site_run, tmp_path):
     rows = rows_of(sites / "manifest.csv")
     first = sorted({r["site"] for r in rows})[0]

@@ -40,6 +40,16 @@ def test_each_arm_config_file_differs_from_the_main_by_its_own_overrides(tmp_pat
         assert all(derived[k] == v for k, v in overrides.items())
 
 
+@pytest.mark.parametrize("order", list(itertools.permutations(["dann", "reweight", "scratch"])))
+def test_adaptation_arms_differ_from_the_control_by_their_method_alone_in_any_order(tmp_path, order):
+    arms = {a.name: a for a in resolve_arms(load_config(write_config(tmp_path, compare=list(order))))}
+    control = flatten(arms["erm"].config)
+    for name, changed in (("dann", {"adapt.method"}), ("reweight", {"adapt.method"}),
+                          ("scratch", {"model.pretrained"})):
+        derived = flatten(arms[name].config)
+        assert {k for k in control if control[k] != derived[k]} == changed, (order, name)
+
+
 def test_string_override_values_stay_strings(tmp_path):
     (tmp_path / "007").write_bytes(b"weights")
     config = load_config(write_config(tmp_path, compare=[{"name": "s", "set": {"cv.group_by": "007",

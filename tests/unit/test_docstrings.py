@@ -31,6 +31,9 @@ def test_at_least_80_percent_of_public_objects_are_documented():
 
 
 def test_every_config_section_is_documented():
-    sections = [config.Config, config.DataConfig, config.AugmentConfig, config.ModelConfig, config.FinetuneConfig,
-                config.TrainConfig, config.CVConfig, config.SourceConfig, config.ArmConfig]
-    assert all(inspect.getdoc(s) and inspect.getdoc(s) != inspect.getdoc(config._Section) for s in sections)
+    from medtl.config.base import Section
+
+    sections = [config.Config, config.DataConfig, config.AugmentConfig, config.SlidingWindowConfig, config.ModelConfig,
+                config.FinetuneConfig, config.TrainConfig, config.CVConfig, config.SourceConfig, config.AdaptConfig,
+                config.ArmConfig]
+    assert all(inspect.getdoc(s) and inspect.getdoc(s) != inspect.getdoc(Section) for s in sections)

@@ -25,3 +25,21 @@ def test_paired_bootstrap_identical_and_clearly_different_arms():
     better = paired_patient_bootstrap(lambda i: (a[i] + 0.2).mean(), lambda i: a[i].mean(), patients, n=300)
     assert better["mean_diff"] == pytest.approx(0.2) and better["p_value"] < 0.01
     assert better["ci95"][0] > 0
+
+
+def test_all_metrics_at_once_give_the_intervals_of_one_bootstrap_per_metric():
+    import numpy as np
+
+    from medtl.evaluate.stats import patient_bootstrap_ci, patient_bootstrap_cis
+
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=30)
+    values[3] = np.nan
+    patients = [f"p{i // 3}" for i in range(30)]
+    statistics = {"mean": lambda idx: float(np.nanmean(values[idx])),
+                  "max": lambda idx: float(np.nanmax(values[idx])),
+                  "undefined": lambda idx: float("nan")}
+    together = patient_bootstrap_cis(lambda idx: {k: f(idx) for k, f in statistics.items()}, patients, 300, 4)
+    for name, statistic in statistics.items():
+        alone = patient_bootstrap_ci(statistic, patients, 300, 4)
+        assert together[name] == alone or (np.isnan(together[name]).all() and np.isnan(alone).all())

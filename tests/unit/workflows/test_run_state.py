@@ -13,7 +13,7 @@ from medtl.workflows import run_state
 
 def cases(n=12, salt="a"):
     return [SimpleNamespace(case_id=f"c{i}", patient_key=f"{salt}-p{i // 2}", group_key=f"{salt}-p{i // 2}",
-                            label=i % 2, content_hash=f"{i:064x}") for i in range(n)]
+                            label=i % 2, content_hash=f"{i:064x}", site="") for i in range(n)]
 
 
 def started_run(tmp_path, data, repeats=2):
@@ -29,6 +29,26 @@ def test_folds_read_back_equal_the_folds_made(tmp_path):
     data = cases()
     rundir, folds = started_run(tmp_path, data)
     assert run_state.folds_from_splits(rundir, data) == folds
+
+
+def test_leave_site_out_folds_read_back_equal_the_folds_made_with_left_out_cases(tmp_path):
+    from medtl.data.splits import leave_site_out_folds
+
+    data = cases(24)
+    for i, case in enumerate(data):
+        case.site = "abc"[i % 3]  # patients (pairs of cases) span two sites: some cases are left out of folds
+    folds, notes = leave_site_out_folds([c.site for c in data], [c.group_key for c in data],
+                                        [c.content_hash for c in data], [c.label for c in data], 0.25, 0)
+    assert notes and any(len(f.train) + len(f.inner) + len(f.val) < len(data) for f in folds)
+    rundir = RunDir(tmp_path / "run")
+    rundir.write_splits(run_state.split_rows(data, folds))
+    run_state.write_state(rundir, "config text", data, [], ["erm"])
+    assert run_state.folds_from_splits(rundir, data) == folds
+    moved = cases(24)
+    for i, case in enumerate(moved):
+        case.site = "abc"[(i + (i == 0)) % 3]
+    with pytest.raises(RunMismatchError, match="1 case"):  # a case moved to another site: the folds are stale
+        run_state.check_data(rundir, moved, [])
 
 
 def test_a_new_salt_a_moved_patient_or_an_edited_splits_file_is_refused(tmp_path):

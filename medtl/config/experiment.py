@@ -1,0 +1,176 @@
+"""The experiment config (``Config``): loading YAML with ``--set`` overrides, deriving variants, validation.
+
+Unknown keys are errors with a did-you-mean; relative paths resolve against the
+config file's folder.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError, model_validator
+
+from ..errors import ConfigError, UnknownNameError
+from ..plumbing.paths import missing_file_message
+from .base import Section
+from .data import DataConfig
+from .overrides import parse_override, set_dotted
+from .sections import AdaptConfig, ArmConfig, CVConfig, FinetuneConfig, ModelConfig, SourceConfig, TrainConfig
+
+PRETRAINED_KEYWORDS = ("imagenet", "medicalnet", "none", "source")
+
+
+class Config(Section):
+    """A medtl experiment (see docs/config.md).
+
+    Build one with ``load_config`` (YAML plus ``--set`` strings) and make variants with
+    ``derive`` (typed values): both validate with the same did-you-mean messages and
+    resolve relative paths against the folder of the config file.
+    """
+
+    task: Literal["classification", "segmentation"] = "classification"
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    cv: CVConfig = Field(default_factory=CVConfig)
+    compare: list[str | ArmConfig] = Field(default_factory=list)
+    source: SourceConfig | None = None
+    adapt: AdaptConfig = Field(default_factory=AdaptConfig)
+
+    _base: Path = PrivateAttr(default_factory=Path.cwd)
+
+    @model_validator(mode="after")
+    def _check_task_and_mode(self) -> "Config":
+        if self.task == "segmentation" and self.data.roi != "none":
+            raise ValueError(f"data.roi = {self.data.roi} applies to classification; segmentation in patch mode "
+                             "always predicts the whole image by sliding window (remove data.roi)")
+        adapt = self.adapt
+        if adapt.method != "none" and not self.data.fixed_size:
+            raise ValueError(f"adapt.method: {adapt.method} needs whole-image inputs (data.mode: resize, or a "
+                             "data.roi crop); native-extent patch training is not supported with domain adaptation")
+        if adapt.method == "reweight" and self.train.class_weights != "none":
+            raise ValueError("adapt.method: reweight and train.class_weights both weight the loss per case; use one "
+                             "(set train.class_weights: none)")
+        return self
+
+    @property
+    def base(self) -> Path:
+        """The folder relative paths in this config resolve against (the config file's folder)."""
+        return self._base
+
+    def derive(self, overrides: Mapping[str, Any], where: str = "overrides", check_paths: bool = True) -> "Config":
+        """A new config: a deep copy of this one with ``{"a.b": value}`` overrides applied.
+
+        Values keep their types (no string round trip: ``"007"`` stays a string); the
+        result is validated like a loaded config, and this config is never modified.
+        """
+        raw = copy.deepcopy(self.model_dump(mode="python"))
+        for key, value in overrides.items():
+            set_dotted(raw, str(key), copy.deepcopy(value), where)
+        return _validated(raw, where, self._base, check_paths)
+
+
+def _model_at(location: tuple) -> type[BaseModel] | None:
+    model: type[BaseModel] = Config
+    for part in location:
+        field = model.model_fields.get(str(part))
+        annotation = getattr(field, "annotation", None)
+        candidates = getattr(annotation, "__args__", (annotation,))
+        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if model is None:
+            return None
+    return model
+
+
+def _explain(error: ValidationError, source: str) -> ConfigError:
+    lines = []
+    for item in error.errors():
+        location = tuple(p for p in item["loc"] if not isinstance(p, int) or p >= 0)
+        dotted = ".".join(str(p) for p in location)
+        if item["type"] == "extra_forbidden":
+            parent = _model_at(location[:-1])
+            known = list(parent.model_fields) if parent else []
+            close = difflib.get_close_matches(str(location[-1]), known, n=1, cutoff=0.5)
+            hint = f"; did you mean '{'.'.join([*map(str, location[:-1]), close[0]])}'?" if close else \
+                f"; known keys here: {', '.join(known)}"
+            lines.append(f"unknown key '{dotted}'{hint}")
+        elif item["type"] == "value_error":
+            lines.append(item["msg"].removeprefix("Value error, "))
+        else:
+            lines.append(f"'{dotted}' = {item.get('input')!r}: {item['msg']}")
+    return ConfigError(f"invalid config {source}: " + " | ".join(dict.fromkeys(lines)))
+
+
+def _resolve(base: Path, path: Path | None) -> Path | None:
+    return None if path is None or path.is_absolute() else (base / path).resolve()
+
+
+def _check_pretrained(value: str, base: Path, key: str, check: bool) -> str:
+    """A pretrained keyword stays; anything else is a checkpoint path, resolved and (when checking) required."""
+    if value in PRETRAINED_KEYWORDS:
+        return value
+    path = Path(value) if Path(value).is_absolute() else (base / value).resolve()
+    if check and not path.is_file():
+        close = difflib.get_close_matches(value, PRETRAINED_KEYWORDS, n=1, cutoff=0.6)
+        if close and "/" not in value and "." not in value:
+            raise UnknownNameError(f"{key} = '{value}' is neither a keyword nor a file; did you mean "
+                                   f"'{close[0]}'? Use {', '.join(PRETRAINED_KEYWORDS)} or a checkpoint path")
+        raise UnknownNameError(missing_file_message(path, f"{key} checkpoint", f"use one of "
+                                                    f"{', '.join(PRETRAINED_KEYWORDS)} or an existing file"))
+    return str(path)
+
+
+def _validated(raw: dict, source: str, base: Path, check_paths: bool) -> Config:
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise _explain(exc, source) from None
+    config._base = base
+    config.data.manifest = _resolve(base, config.data.manifest) or config.data.manifest
+    config.cv.splits_file = _resolve(base, config.cv.splits_file) or config.cv.splits_file
+    config.adapt.target_manifest = _resolve(base, config.adapt.target_manifest) or config.adapt.target_manifest
+    config.model.pretrained = _check_pretrained(config.model.pretrained, base, "model.pretrained", check_paths)
+    if config.source is not None:
+        config.source.manifest = _resolve(base, config.source.manifest) or config.source.manifest
+        config.source.pretrained = _check_pretrained(config.source.pretrained, base, "source.pretrained",
+                                                     check_paths)
+    return config
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
+                check_paths: bool = True) -> Config:
+    """Read YAML at ``path`` (or defaults), apply ``--set`` overrides, validate, resolve paths.
+
+    ``check_paths=False`` reads a stored run config whose input files may have moved since.
+    """
+    raw: dict = {}
+    base = Path.cwd()
+    source = "(defaults)"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}; see configs/ for examples")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"config {path}{where} is not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config {path} must be a mapping of keys, got {type(raw).__name__}")
+        base = path.resolve().parent
+    for text in overrides:
+        key, value = parse_override(text)
+        set_dotted(raw, key, value, f"--set {text}")
+    return _validated(raw, source, base, check_paths)
+
+
+def dump_config(config: Config) -> str:
+    """Resolved config as YAML (paths as strings)."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,116 @@
+"""The config sections besides ``data``: model, fine-tuning, training, cross-validation, source stage,
+domain adaptation, and extra arms."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from .base import Section
+
+
+class ModelConfig(Section):
+    """``model``: the backbone and where its starting weights come from."""
+
+    backbone: str = "resnet18"
+    pretrained: str = "imagenet"  # imagenet | medicalnet | none | path to a checkpoint
+    input_adapt: Literal["sum", "mean", "first", "random"] = "sum"
+    inflate: Literal["mean", "center"] = "mean"
+    dropout: float = Field(0.0, ge=0, lt=1)
+
+
+class FinetuneConfig(Section):
+    """``finetune``: which layers train, and how strongly they are held to the pretrained weights."""
+
+    strategy: Literal["linear", "full", "gradual", "discriminative"] = "full"
+    l2sp: float = Field(0.0, ge=0)
+    unfreeze_every: int = Field(1, ge=1)  # gradual: epochs between unfreezing stages
+    lr_decay: float = Field(0.5, gt=0, le=1)  # discriminative: factor per stage below the head
+
+
+class TrainConfig(Section):
+    """``train``: optimiser, schedule, loss, model selection and the device."""
+
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(8, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    seed: int = 0
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    weight_decay: float = Field(1e-4, ge=0)
+    warmup_epochs: int = Field(1, ge=0)
+    loss: Literal["ce", "focal"] = "ce"  # segmentation always uses Dice+CE
+    class_weights: Literal["none", "balanced"] = "none"
+    sampler: Literal["shuffle", "balanced"] = "shuffle"
+    selection: Literal["last", "best_inner"] = "last"  # best_inner: best epoch on an inner patient split
+    inner_fraction: float = Field(0.2, gt=0, lt=0.5)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = True  # CUDA only
+    workers: int = Field(0, ge=0)
+    threads: int | None = Field(None, ge=1)  # torch threads; default: the cores left after the loader workers
+    keep_state: bool = False  # keep each fold's last optimiser state (state.pt) after the fold finishes
+
+
+class CVConfig(Section):
+    """``cv``: patient-grouped K-fold cross-validation and bootstrap settings."""
+
+    folds: int = Field(5, ge=2)
+    group_by: str = "patient_id"
+    repeats: int = Field(1, ge=1)
+    bootstrap: int = Field(1000, ge=100)  # resamples of patients for CIs and paired tests
+    # auto: fixed when the manifest has a split column; leave_site_out: each site of the site column is the test set once
+    scheme: Literal["auto", "kfold", "fixed", "leave_site_out"] = "auto"
+    splits_file: Path | None = None  # reuse splits: CSV with case_id + split (fixed) or case_id + fold (k-fold)
+    split_seed_by: Literal["salt", "patient_id"] = "salt"  # patient_id: folds reproducible on any machine
+
+
+class SourceConfig(Section):
+    """A source stage: supervised pretraining on another manifest before the target task.
+
+    Uses the target config's backbone, dims and preprocessing; ``model.pretrained: source``
+    (or the ``source`` arm) fine-tunes from its checkpoint.
+    """
+
+    manifest: Path | None = None
+    task: Literal["classification", "segmentation"] = "classification"
+    pretrained: str = "none"
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(16, ge=1)
+    lr: float = Field(1e-3, gt=0)
+
+
+class AdaptConfig(Section):
+    """``adapt``: domain adaptation across sites (docs/sites.md); ``method: none`` is plain fine-tuning (ERM).
+
+    ``dann`` aligns encoder features of the labelled training cases with unlabelled
+    target images through a gradient-reversal layer; ``reweight`` weights each training
+    case's loss by an estimated density ratio p_target / p_source. Target images are
+    ``target_manifest`` (only its image column is read), or in ``cv.scheme:
+    leave_site_out`` the held-out site's images (their labels are never passed on).
+    """
+
+    method: Literal["none", "dann", "reweight"] = "none"
+    target_manifest: Path | None = None  # unlabelled target-site images (image column; other columns unread)
+    lambda_max: float = Field(1.0, ge=0)  # dann: final weight of the reversed domain gradient
+    lambda_gamma: float = Field(10.0, gt=0)  # dann: ramp lambda_max * (2 / (1 + exp(-gamma * p)) - 1), p = progress
+    discriminator_width: int = Field(256, ge=8)  # dann: hidden units of the 2-layer domain discriminator
+    weight_clip: float = Field(10.0, gt=1)  # reweight: weights are clipped to [1/clip, clip]
+    normalise_weights: bool = True  # reweight: scale the weights to mean 1 over the training cases
+
+
+class ArmConfig(Section):
+    """An extra arm: a name plus config overrides, e.g. {name: linear, set: {finetune.strategy: linear}}."""
+
+    name: str
+    set: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        # the name becomes a folder (RUN/arms/<name>/): no separators, no "..", nothing hidden
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", value) or ".." in value:
+            raise ValueError(f"arm name {value!r} must be a plain name (letters, digits, '_', '.', '-'; "
+                             "starting with a letter or digit), e.g. l2sp_0.01")
+        return value
