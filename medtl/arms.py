@@ -81,7 +81,28 @@ def resolve_arms(config: Config, check_paths: bool = True) -> list[Arm]:
         # a method is only ever reported against plain fine-tuning on the same folds: the control is added
         overrides = {"adapt.method": "none"}
         arms.append(Arm("erm", config.derive(overrides, where="arm 'erm'", check_paths=check_paths), True, overrides))
-    return arms
+    return arms + label_fraction_arms(config, arms, check_paths)
+
+
+def fraction_arm_name(arm: str, fraction: float) -> str:
+    """``scratch`` at 25% of the labels -> ``scratch.frac0.25``."""
+    return f"{arm}.frac{fraction:g}"
+
+
+def label_fraction_arms(config: Config, arms: list[Arm], check_paths: bool = True) -> list[Arm]:
+    """``cv.label_fractions``: every arm again at each share of labelled training patients below 1."""
+    fractions = [f for f in config.cv.label_fractions if f < 1]
+    if fractions and config.train.label_fraction != 1:
+        raise ConfigError(f"train.label_fraction = {config.train.label_fraction} and cv.label_fractions both set the "
+                          "share of labelled patients; use cv.label_fractions only")
+    out = []
+    for fraction in fractions:
+        for arm in arms:
+            overrides = {**arm.overrides, "train.label_fraction": fraction}
+            name = fraction_arm_name(arm.name, fraction)
+            out.append(Arm(name, config.derive(overrides, where=f"arm '{name}'", check_paths=check_paths),
+                           arm.required, overrides))
+    return out
 
 
 def control_arm(arms: list[Arm]) -> str | None:
@@ -89,3 +110,30 @@ def control_arm(arms: list[Arm]) -> str | None:
     if all(a.config.adapt.method == "none" for a in arms):
         return None
     return next(a.name for a in arms if a.config.adapt.method == "none")
+
+
+def comparison_pairs(arms: list[Arm]) -> list[tuple[str, str]]:
+    """``(a, b)`` of every comparison, among arms of the same share of labelled patients.
+
+    An adaptation arm is compared with its plain fine-tuning control; with label-efficiency
+    curves (``cv.label_fractions``) every other arm with the from-scratch arm at the same
+    share; otherwise the main arm with each other arm. So a positive difference means
+    "the method, the pretraining, or the main arm's choice helped".
+    """
+    if not arms:
+        return []
+    curves = bool(arms[0].config.cv.label_fractions)
+    pairs = []
+    for fraction in sorted({a.config.train.label_fraction for a in arms}, reverse=True):
+        group = [a for a in arms if a.config.train.label_fraction == fraction]
+        control = control_arm(group)
+        reference = next((a.name for a in group if a.config.model.pretrained == "none" and
+                          a.config.adapt.method == "none"), None) if curves else None
+        for arm in group:
+            if arm.config.adapt.method != "none" and control and arm.name != control:
+                pairs.append((arm.name, control))
+            elif reference is not None and arm.name != reference:
+                pairs.append((arm.name, reference))
+            elif reference is None and arm is not group[0]:
+                pairs.append((group[0].name, arm.name))
+    return pairs

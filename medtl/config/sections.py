@@ -51,6 +51,9 @@ class TrainConfig(Section):
     workers: int = Field(0, ge=0)
     threads: int | None = Field(None, ge=1)  # torch threads; default: the cores left after the loader workers
     keep_state: bool = False  # keep each fold's last optimiser state (state.pt) after the fold finishes
+    # share of each training fold's patients whose labels are used (stratified, nested across values; the
+    # label-efficiency arms of cv.label_fractions set it; validation folds never change)
+    label_fraction: float = Field(1.0, gt=0, le=1)
 
 
 class CVConfig(Section):
@@ -64,6 +67,17 @@ class CVConfig(Section):
     scheme: Literal["auto", "kfold", "fixed", "leave_site_out"] = "auto"
     splits_file: Path | None = None  # reuse splits: CSV with case_id + split (fixed) or case_id + fold (k-fold)
     split_seed_by: Literal["salt", "patient_id"] = "salt"  # patient_id: folds reproducible on any machine
+    # label-efficiency curves: every arm also runs with labels for only these shares of each training fold's patients
+    label_fractions: list[float] = Field(default_factory=list)
+
+    @field_validator("label_fractions")
+    @classmethod
+    def _check_fractions(cls, value: list[float]) -> list[float]:
+        if any(not 0 < f <= 1 for f in value):
+            raise ValueError(f"cv.label_fractions = {value}: every share must be in (0, 1], e.g. [0.1, 0.25, 0.5, 1.0]")
+        if len(set(value)) != len(value):
+            raise ValueError(f"cv.label_fractions = {value} repeats a value")
+        return sorted(value)
 
 
 class SourceConfig(Section):

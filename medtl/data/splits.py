@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -121,3 +122,26 @@ def leave_site_out_folds(sites: list[str], groups: list[str], image_hashes: list
             notes.append(f"test site '{site}': {len(excluded)} case(s) of other sites left out of its training and "
                          "model selection (same patient or identical image as a test-site case)")
     return folds, notes
+
+
+def labelled_subset(groups: list[str], strata: list[int], train: tuple[int, ...], fraction: float,
+                    seed: int) -> tuple[int, ...]:
+    """The training cases whose labels are kept at ``fraction``: whole patients, stratified, nested.
+
+    Patients (groups) of ``train`` are ordered once per stratum (a patient's stratum is
+    that of its first case) by a permutation seeded by ``seed`` over the sorted patient
+    keys; each stratum keeps its first ``ceil(fraction * n)`` patients (at least one).
+    The order does not depend on ``fraction``, so the 10% subset lies inside the 25%
+    subset, and it does not depend on the row order of the manifest.
+    """
+    if fraction >= 1:
+        return tuple(train)
+    stratum_of: dict[str, int] = {}
+    for i in train:
+        stratum_of.setdefault(groups[i], strata[i])
+    kept: set[str] = set()
+    for stratum in sorted(set(stratum_of.values())):
+        patients = sorted(g for g, s in stratum_of.items() if s == stratum)
+        order = np.random.default_rng([seed, stratum]).permutation(len(patients))
+        kept.update(patients[j] for j in order[:max(1, math.ceil(fraction * len(patients) - 1e-9))])
+    return tuple(i for i in train if groups[i] in kept)

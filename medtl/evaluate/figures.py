@@ -166,3 +166,23 @@ def site_metric_figure(per_site: dict[str, dict], metric: str) -> str:
     ax.set(title=f"{metric} per site (95% CI, patient bootstrap)", ylabel=metric, ylim=(-0.02, 1.02))
     ax.legend(fontsize=8)
     return _png(fig)
+
+
+def label_efficiency_figure(curves: dict[str, list[dict]], metric: str) -> str:
+    """``metric`` against labelled training patients per arm, with the 95% CI as a band, base64 PNG."""
+    fig, axes = _figure(5.5, 4.0)
+    ax = axes[0][0]
+    for arm, points in curves.items():
+        points = [p for p in points if p["value"] is not None and np.isfinite(p["value"])]
+        if not points:
+            continue
+        x = [p["labelled_patients"] if p["labelled_patients"] is not None else p["fraction"] for p in points]
+        value = np.array([p["value"] for p in points], dtype=float)
+        low = np.array([np.nan if p["ci95"][0] is None else p["ci95"][0] for p in points], dtype=float)
+        high = np.array([np.nan if p["ci95"][1] is None else p["ci95"][1] for p in points], dtype=float)
+        line, = ax.plot(x, value, marker="o", label=arm)
+        ax.fill_between(x, low, high, alpha=0.15, color=line.get_color())
+    ax.set(title=f"{metric} vs labelled patients (95% CI band)", xlabel="labelled training patients per fold (mean)",
+           ylabel=metric)
+    ax.legend(fontsize=8)
+    return _png(fig)

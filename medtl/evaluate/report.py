@@ -85,6 +85,9 @@ def _sections(run) -> list[tuple[str, str]]:
                                 rows)))
     from .sites_report import adaptation_section, sites_section
 
+    if "label_efficiency" in metrics:
+        sections.append(_label_efficiency_section(metrics["label_efficiency"]))
+
     if "sites" in metrics:
         sections.append(sites_section(metrics))
     if "domain_adaptation" in metrics:
@@ -109,6 +112,21 @@ def _sections(run) -> list[tuple[str, str]]:
 
     sections.append(("Resolved config", f"<pre>{html.escape(dump_config(config))}</pre>"))
     return sections
+
+
+def _label_efficiency_section(curves: dict) -> tuple[str, str]:
+    metric = curves["metric"]
+    points = [[arm, p["fraction"], p["labelled_patients"], p["value"], *p["ci95"]]
+              for arm, series in curves["curves"].items() for p in series]
+    comparisons = [[c["fraction"], c["a"], c["b"], c["mean_diff"], c["ci95"][0], c["ci95"][1], c["p_value"]]
+                   for c in curves["comparisons"]]
+    text = ("<p>Every arm trained again with the labels of only a share of each training fold's patients "
+            "(stratified; smaller shares nested in larger ones); the scored folds are the same at every share.</p>")
+    return ("Label efficiency", text +
+            html_image(figures.label_efficiency_figure(curves["curves"], metric), "label efficiency") +
+            html_table(["arm", "share of labels", "labelled patients per fold", metric, "95% CI low", "95% CI high"],
+                       points) +
+            html_table(["share", "a", "b", "a − b", "95% CI low", "95% CI high", "p"], comparisons))
 
 
 def _overlays(run) -> str:

@@ -22,6 +22,7 @@ from ..data.provenance import environment, write_training_images
 from ..data.splits import Fold, fixed_split, leave_site_out_folds, make_folds
 from ..domain.targets import TargetImage
 from ..errors import ConfigError, InputError, WeightsUnavailableError
+from ..evaluate.label_efficiency import label_efficiency
 from ..evaluate.sites_report import weight_warnings
 from ..evaluate.summary import arm_summary, compare_arms, verdict_line
 from ..models.device import resolve_device
@@ -358,6 +359,9 @@ def _summarise(run: CVRun) -> None:
     if domain:
         run.metrics["domain_adaptation"] = domain
         run.warnings += weight_warnings(domain)
+    if run.config.cv.label_fractions:
+        fractions = {name: arm["config"].train.label_fraction for name, arm in run.arms.items()}
+        run.metrics["label_efficiency"] = label_efficiency(run.metrics, fractions)
     sites = sites_summary(run)
     if sites is not None:
         run.metrics["sites"] = sites

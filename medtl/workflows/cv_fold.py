@@ -10,7 +10,7 @@ import torch
 
 from ..arms import Arm
 from ..data.dataset import PreparedCase
-from ..data.splits import Fold, inner_split
+from ..data.splits import Fold, inner_split, labelled_subset
 from ..domain.targets import TargetImage
 from ..models import create_model
 from ..models.checkpoint import load_weights, save_weights
@@ -80,11 +80,14 @@ def run_fold(arm: Arm, fold: Fold, folder: FoldDir, cases: list[PreparedCase], c
                          inflate=config.model.inflate, dropout=config.model.dropout,
                          class_names=task.checkpoint_class_names(class_names))
     model.adaptation.save(folder.adaptation)
-    train_index, inner_index = fold.train, fold.inner  # fixed splits: the given val set scores every epoch
+    groups = [c.group_key for c in cases]
+    strata = [task.stratum(c) for c in cases]
+    # label-efficiency arms keep the labels of a nested, stratified share of the fold's training patients; the
+    # subset is drawn before the inner split, which then comes from labelled patients only
+    train_index = labelled_subset(groups, strata, fold.train, config.train.label_fraction, seed)
+    inner_index = fold.inner  # fixed splits: the given val set scores every epoch
     if config.train.selection == "best_inner" and not fold.inner:
-        groups = [c.group_key for c in cases]
-        strata = [task.stratum(c) for c in cases]
-        train_index, inner_index = inner_split(groups, strata, fold.train, config.train.inner_fraction, seed)
+        train_index, inner_index = inner_split(groups, strata, train_index, config.train.inner_fraction, seed)
     train_cases = [cases[i] for i in train_index]
     inner_cases = [cases[i] for i in inner_index]
     val_cases = [cases[i] for i in fold.val]
@@ -112,6 +115,8 @@ def run_fold(arm: Arm, fold: Fold, folder: FoldDir, cases: list[PreparedCase], c
             overlay_outputs[index] = output
     task.save_overlays(folder.overlays, val_cases, overlay_outputs)
     record = {"fold": fold.fold, "repeat": fold.repeat, "n_train": len(train_cases), "n_inner": len(inner_cases),
+              "label_fraction": config.train.label_fraction,
+              "n_labelled_patients": len({c.group_key for c in train_cases + inner_cases}),
               "n_val": len(val_cases), "n_val_patients": len({c.patient_key for c in val_cases}),
               "selected_epoch": result.selected_epoch, **task.fold_metrics(rows, class_names)}
     if held_out_site:

@@ -11,7 +11,8 @@ import math
 
 import numpy as np
 
-from ..arms import control_arm, resolve_arms
+from ..arms import comparison_pairs as arm_pairs
+from ..arms import resolve_arms
 from ..domain.features import encoder_features
 from ..domain.shift import site_separability
 from ..evaluate.sites import site_comparisons, site_drop, site_metrics
@@ -23,20 +24,8 @@ log = logging.getLogger("medtl")
 
 
 def comparison_pairs(run) -> list[tuple[str, str]]:
-    """``(a, b)`` of every comparison: an adaptation arm minus its plain fine-tuning control, else main minus arm.
-
-    So a positive difference always means "the method, or the main arm's choice, helped".
-    """
-    arms = [a for a in resolve_arms(run.config, check_paths=False) if a.name in run.arms]
-    control = control_arm(arms)
-    main = arms[0].name
-    pairs = []
-    for arm in arms[1:]:
-        if arm.config.adapt.method != "none" and control and arm.name != control:
-            pairs.append((arm.name, control))
-        else:
-            pairs.append((main, arm.name))
-    return pairs
+    """``medtl.arms.comparison_pairs`` over the arms that ran."""
+    return arm_pairs([a for a in resolve_arms(run.config, check_paths=False) if a.name in run.arms])
 
 
 def _model_features(run, arm: str, pretrained: str) -> np.ndarray:

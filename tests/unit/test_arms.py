@@ -98,3 +98,21 @@ def test_adaptation_arms_are_compared_with_plain_fine_tuning(tmp_path):
     with pytest.raises(ConfigError, match="arm 'erm' is plain fine-tuning"):
         resolve_arms(load_config(write_config(tmp_path, compare=["erm"])))
     assert control_arm(resolve_arms(load_config(write_config(tmp_path, compare=["scratch"])))) is None
+
+
+def test_label_fractions_run_every_arm_again_and_compare_with_scratch_at_each_share(tmp_path):
+    from medtl.arms import comparison_pairs
+
+    config = load_config(write_config(tmp_path, compare=["scratch", "linear"], cv={"label_fractions": [1.0, 0.25]}))
+    arms = resolve_arms(config)
+    assert [a.name for a in arms] == ["imagenet-pretrained", "scratch", "linear", "imagenet-pretrained.frac0.25",
+                                      "scratch.frac0.25", "linear.frac0.25"]
+    main, quarter_linear = flatten(arms[0].config), flatten(arms[5].config)
+    assert {k for k in main if main[k] != quarter_linear[k]} == {"finetune.strategy", "train.label_fraction"}
+    assert comparison_pairs(arms) == [("imagenet-pretrained", "scratch"), ("linear", "scratch"),
+                                      ("imagenet-pretrained.frac0.25", "scratch.frac0.25"),
+                                      ("linear.frac0.25", "scratch.frac0.25")]
+    with pytest.raises(ConfigError, match="use cv.label_fractions only"):
+        resolve_arms(config.derive({"train.label_fraction": 0.5}))
+    with pytest.raises(ConfigError, match=r"in \(0, 1\]"):
+        load_config(None, ["cv.label_fractions=[0, 0.5]"])

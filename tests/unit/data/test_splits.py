@@ -95,3 +95,48 @@ def test_leave_site_out_refuses_one_site_and_a_site_without_a_class():
     with pytest.raises(InputError, match="site 'b' lacks a class"):
         leave_site_out_folds(sites, [str(i) for i in range(14)], [str(i) for i in range(14)], strata, 0.2, 0,
                              need_all_classes=True)
+
+
+def _fold_data(seed: int):
+    rng = np.random.default_rng(seed)
+    groups, strata = [], []
+    for patient in range(60):
+        label = int(rng.random() < 0.3)
+        for _ in range(int(rng.integers(1, 4))):
+            groups.append(f"p{patient}")
+            strata.append(label)
+    return groups, strata
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_labelled_subsets_are_nested_stratified_whole_patients(seed):
+    from medtl.data.splits import labelled_subset
+
+    groups, strata = _fold_data(seed)
+    train = tuple(i for i in range(len(groups)) if groups[i] not in {"p0", "p1", "p2"})
+    patients = {groups[i] for i in train}
+    previous: set[int] = set()
+    for fraction in (0.1, 0.25, 0.5, 1.0):
+        subset = labelled_subset(groups, strata, train, fraction, seed)
+        assert set(subset) <= set(train) and previous <= set(subset)  # nested
+        kept = {groups[i] for i in subset}
+        assert {i for i in train if groups[i] in kept} == set(subset)  # whole patients
+        for label in (0, 1):
+            of_label = {groups[i] for i in train if strata[i] == label}
+            chosen = of_label & kept
+            assert len(chosen) == max(1, int(np.ceil(fraction * len(of_label) - 1e-9)))  # stratified
+        previous = set(subset)
+    assert previous == set(train) and len(patients) > 50
+
+
+def test_labelled_subsets_are_deterministic_and_ignore_row_order():
+    from medtl.data.splits import labelled_subset
+
+    groups, strata = _fold_data(9)
+    train = tuple(range(len(groups)))
+    first = labelled_subset(groups, strata, train, 0.25, 3)
+    assert first == labelled_subset(groups, strata, train, 0.25, 3)
+    assert first != labelled_subset(groups, strata, train, 0.25, 4)
+    order = np.random.default_rng(0).permutation(len(groups))
+    shuffled = labelled_subset([groups[i] for i in order], [strata[i] for i in order], train, 0.25, 3)
+    assert {groups[order[i]] for i in shuffled} == {groups[i] for i in first}
