@@ -107,6 +107,8 @@ class RunDir:
     training_images = property(lambda self: self.root / "training_images.json", doc="keyed image hashes")
     skipped_cases = property(lambda self: self.root / "skipped_cases.csv", doc="cases not usable, with reasons")
     cache = property(lambda self: self.root / "cache", doc="preprocessed cases")
+    source_stages = property(lambda self: self.root / "source_stages.json",
+                             doc="the source models the arms started from (fingerprint, method, history, notes)")
 
     def exists(self) -> bool:
         """Whether this folder already holds a run (its config)."""

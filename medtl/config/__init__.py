@@ -8,9 +8,19 @@ declaration of every key: the CLI never re-declares them.
 from .data import DEFAULT_IMAGE_SIZE, AugmentConfig, DataConfig, SlidingWindowConfig
 from .experiment import PRETRAINED_KEYWORDS, Config, dump_config, load_config
 from .overrides import config_differences, flatten, parse_override, set_dotted
-from .sections import AdaptConfig, ArmConfig, CVConfig, FinetuneConfig, ModelConfig, SourceConfig, TrainConfig
+from .sections import (
+    SSL_TASKS,
+    AdaptConfig,
+    ArmConfig,
+    CVConfig,
+    FinetuneConfig,
+    ModelConfig,
+    SourceConfig,
+    SSLConfig,
+    TrainConfig,
+)
 
-__all__ = ["DEFAULT_IMAGE_SIZE", "PRETRAINED_KEYWORDS", "AdaptConfig", "ArmConfig", "AugmentConfig", "CVConfig",
+__all__ = ["DEFAULT_IMAGE_SIZE", "PRETRAINED_KEYWORDS", "SSL_TASKS", "SSLConfig", "AdaptConfig", "ArmConfig", "AugmentConfig", "CVConfig",
            "Config", "DataConfig", "FinetuneConfig", "ModelConfig", "SlidingWindowConfig", "SourceConfig",
            "TrainConfig", "config_differences", "dump_config", "flatten", "load_config", "parse_override",
            "set_dotted"]

@@ -19,7 +19,17 @@ from ..plumbing.paths import missing_file_message
 from .base import Section
 from .data import DataConfig
 from .overrides import parse_override, set_dotted
-from .sections import AdaptConfig, ArmConfig, CVConfig, FinetuneConfig, ModelConfig, SourceConfig, TrainConfig
+from .sections import (
+    SSL_TASKS,
+    AdaptConfig,
+    ArmConfig,
+    CVConfig,
+    FinetuneConfig,
+    ModelConfig,
+    SourceConfig,
+    SSLConfig,
+    TrainConfig,
+)
 
 PRETRAINED_KEYWORDS = ("imagenet", "medicalnet", "none", "source")
 
@@ -41,6 +51,7 @@ class Config(Section):
     compare: list[str | ArmConfig] = Field(default_factory=list)
     source: SourceConfig | None = None
     adapt: AdaptConfig = Field(default_factory=AdaptConfig)
+    ssl: SSLConfig = Field(default_factory=SSLConfig)
 
     _base: Path = PrivateAttr(default_factory=Path.cwd)
 
@@ -56,6 +67,12 @@ class Config(Section):
         if adapt.method == "reweight" and self.train.class_weights != "none":
             raise ValueError("adapt.method: reweight and train.class_weights both weight the loss per case; use one "
                              "(set train.class_weights: none)")
+        if self.source is not None and self.source.task in SSL_TASKS and not self.data.fixed_size:
+            raise ValueError(f"source.task: {self.source.task} needs whole-image inputs (data.mode: resize, or a "
+                             "data.roi crop); self-supervised pretraining at native extent is not supported")
+        if self.ssl.patient_pairs and self.source is not None and self.source.task == "restore":
+            raise ValueError("ssl.patient_pairs applies to simclr and byol (pairs of views); restore has none: "
+                             "remove ssl.patient_pairs")
         return self
 
     @property
@@ -134,6 +151,7 @@ def _validated(raw: dict, source: str, base: Path, check_paths: bool) -> Config:
     config.data.manifest = _resolve(base, config.data.manifest) or config.data.manifest
     config.cv.splits_file = _resolve(base, config.cv.splits_file) or config.cv.splits_file
     config.adapt.target_manifest = _resolve(base, config.adapt.target_manifest) or config.adapt.target_manifest
+    config.ssl.probe_manifest = _resolve(base, config.ssl.probe_manifest) or config.ssl.probe_manifest
     config.model.pretrained = _check_pretrained(config.model.pretrained, base, "model.pretrained", check_paths)
     if config.source is not None:
         config.source.manifest = _resolve(base, config.source.manifest) or config.source.manifest

@@ -80,19 +80,43 @@ class CVConfig(Section):
         return sorted(value)
 
 
-class SourceConfig(Section):
-    """A source stage: supervised pretraining on another manifest before the target task.
+SSL_TASKS = ("simclr", "byol", "restore")
 
-    Uses the target config's backbone, dims and preprocessing; ``model.pretrained: source``
-    (or the ``source`` arm) fine-tunes from its checkpoint.
+
+class SourceConfig(Section):
+    """A source stage: pretraining on another manifest before the target task.
+
+    Supervised (``task: classification | segmentation``, on a labelled manifest) or
+    self-supervised (``task: simclr | byol | restore``, on a manifest of images only;
+    settings in ``ssl:``). Uses the target config's backbone, dims and preprocessing;
+    ``model.pretrained: source`` (or the ``source`` arm) fine-tunes from its checkpoint.
     """
 
     manifest: Path | None = None
-    task: Literal["classification", "segmentation"] = "classification"
+    task: Literal["classification", "segmentation", "simclr", "byol", "restore"] = "classification"
     pretrained: str = "none"
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(16, ge=1)
     lr: float = Field(1e-3, gt=0)
+
+
+class SSLConfig(Section):
+    """``ssl``: the self-supervised source stage (``source.task: simclr | byol | restore``; docs/ssl.md)."""
+
+    temperature: float = Field(0.1, gt=0)  # simclr: NT-Xent temperature
+    projection_dim: int = Field(128, ge=8)  # simclr / byol: output of the projection (and predictor) head
+    hidden_dim: int = Field(512, ge=8)  # simclr / byol: hidden units of the projection and predictor MLPs
+    patient_pairs: bool = False  # simclr / byol: the two views come from two images of the same patient (MICLe)
+    ema_decay: float = Field(0.99, gt=0, lt=1)  # byol: base momentum of the target network, cosine-raised to 1
+    crop_scale: float = Field(0.6, gt=0, le=1)  # views: smallest random crop, as a share of each image side
+    nonlinear_prob: float = Field(0.9, ge=0, le=1)  # restore: monotone non-linear intensity curve
+    shuffle_prob: float = Field(0.5, ge=0, le=1)  # restore: local pixel shuffling
+    paint_prob: float = Field(0.9, ge=0, le=1)  # restore: in- or out-painting
+    inpaint_share: float = Field(0.2, ge=0, le=1)  # restore: share of paintings that are in-paintings
+    allow_target_images: bool = False  # let images of the target run's patients into the pool (transductive)
+    probe_manifest: Path | None = None  # small labelled set (classification) for the linear-probe monitor
+    probe: Literal["logreg", "knn"] = "logreg"  # the monitor's classifier on frozen encoder features
+    probe_every: int = Field(1, ge=1)  # epochs between probe scores (the first and last epoch always)
 
 
 class AdaptConfig(Section):

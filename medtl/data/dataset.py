@@ -104,17 +104,17 @@ def preprocessing_fingerprint(config: Config) -> str:
                        "salt": keyed_hash("prepared-case-cache", "salt-check")}, sort_keys=True)
 
 
-def _prepare(case: Case, manifest: Manifest, config: Config) -> PreparedCase:
+def _prepare(case: Case, manifest: Manifest, config: Config, need_patient: bool = True) -> PreparedCase:
     image = load_volume(case.image, rgb=config.data.rgb)
     patient_key = case.patient_key or image.metadata.get("patient_key", "")
-    if not patient_key:
+    if not patient_key and need_patient:
         raise InputError(f"case {case.case_id}: no patient_id column and no PatientID in the image header; add a "
                          "patient_id column to the manifest (patient-level folds need it)")
     task = get_task(config.task)
     mask = load_volume(case.mask, as_label=True) if needs_mask(config) and case.mask is not None else None
     prepared = network_input(image, config, case.case_id, mask)
     out = prepared.sample
-    label = manifest.class_index(case.label) if task.target_column == "label" else None
+    label = manifest.class_index(case.label) if task.target_column == "label" and case.label is not None else None
     prepared_mask = np.rint(np.asarray(out["mask"])).astype(np.int16) if task.uses_mask else None
     return PreparedCase(case.case_id, patient_key, case.group_key or patient_key, label,
                         np.asarray(out["image"], dtype=np.float32), prepared_mask, "", prepared.notes,
@@ -122,14 +122,17 @@ def _prepare(case: Case, manifest: Manifest, config: Config) -> PreparedCase:
 
 
 def prepare_cases(manifest: Manifest, config: Config, cache_dir: Path | None, progress: bool = True,
-                  keep_paths: bool = False) -> tuple[list[PreparedCase], list[dict]]:
+                  keep_paths: bool = False, need_patient: bool = True) -> tuple[list[PreparedCase], list[dict]]:
     """Load and preprocess every case (cached); unusable cases are returned as skip records.
 
     ``keep_paths`` puts the file paths into the skip details (they may hold patient
     names: for the user's local use only); otherwise paths are redacted.
+    ``need_patient=False`` (an unlabelled pretraining pool) accepts cases without a
+    patient key (no patient_id column, no PatientID in the header).
     """
     fingerprint = preprocessing_fingerprint(config)
     uses_mask = needs_mask(config)
+    uses_label = get_task(config.task).target_column == "label"
     on_disk = config.data.mode == "patch"
     prepared, skipped = [], []
     if cache_dir is not None:
@@ -147,11 +150,11 @@ def prepare_cases(manifest: Manifest, config: Config, cache_dir: Path | None, pr
                 hashes = [sha256_path(p) for p in sources]
                 digest = sha256_text(fingerprint, *hashes)
                 if on_disk and cache_dir:
-                    item = _load_stored(cache_dir, digest, case, manifest)
+                    item = _load_stored(cache_dir, digest, case, manifest, uses_label)
                 else:
-                    item = _load_cached(cache_dir, digest, case, manifest) if cache_dir else None
+                    item = _load_cached(cache_dir, digest, case, manifest, uses_label) if cache_dir else None
                 if item is None:
-                    item = _prepare(case, manifest, config)
+                    item = _prepare(case, manifest, config, need_patient)
                     item.content_hash = digest
                     if on_disk and item.mask_data is not None:
                         item.foreground = foreground_sample(item.mask, int(digest[:8], 16))
@@ -179,14 +182,17 @@ def _cache_path(cache_dir: Path, digest: str) -> Path:
     return cache_dir / f"{digest[:32]}.npz"
 
 
-def _manifest_facts(case: Case, manifest: Manifest, meta: dict) -> tuple[str, int | None]:
-    """Patient key and label of a cached case: the manifest's now, the cache's only where the manifest has none."""
+def _manifest_facts(case: Case, manifest: Manifest, meta: dict, uses_label: bool) -> tuple[str, int | None]:
+    """Patient key and label of a cached case: the manifest's now (the cache's patient key only where the
+    manifest has none). The label never comes from the cache: the same file may be cached by an unlabelled
+    pool and read again by a labelled manifest."""
     patient_key = case.patient_key or meta["patient_key"]
-    label = manifest.class_index(case.label) if case.label is not None and meta["label"] is not None else None
+    label = manifest.class_index(case.label) if uses_label and case.label is not None else None
     return patient_key, label
 
 
-def _load_cached(cache_dir: Path, digest: str, case: Case, manifest: Manifest) -> PreparedCase | None:
+def _load_cached(cache_dir: Path, digest: str, case: Case, manifest: Manifest, uses_label: bool
+                 ) -> PreparedCase | None:
     """The cached arrays of a case; everything the manifest says (label, keys) is taken from the manifest.
 
     The cache key covers the files and the preprocessing only, so a label corrected in
@@ -198,7 +204,7 @@ def _load_cached(cache_dir: Path, digest: str, case: Case, manifest: Manifest) -
     with np.load(path, allow_pickle=False) as data:
         meta = json.loads(str(data["meta"]))
         mask = data["mask"] if "mask" in data.files else None
-        patient_key, label = _manifest_facts(case, manifest, meta)
+        patient_key, label = _manifest_facts(case, manifest, meta, uses_label)
         return PreparedCase(case.case_id, patient_key, case.group_key or patient_key, label, data["image"], mask,
                             digest, meta["notes"], tuple(meta["spacing"]), meta.get("pixel_hash", ""))
 
@@ -239,13 +245,14 @@ def _store(cache_dir: Path, item: PreparedCase) -> PreparedCase:
     return item
 
 
-def _load_stored(cache_dir: Path, digest: str, case: Case, manifest: Manifest) -> PreparedCase | None:
+def _load_stored(cache_dir: Path, digest: str, case: Case, manifest: Manifest, uses_label: bool
+                 ) -> PreparedCase | None:
     """A patch-mode case from its files (labels and keys from the manifest, as in ``_load_cached``)."""
     folder = _stored_folder(cache_dir, digest)
     if not (folder / "meta.json").exists():
         return None
     meta = json.loads((folder / "meta.json").read_text())
-    patient_key, label = _manifest_facts(case, manifest, meta)
+    patient_key, label = _manifest_facts(case, manifest, meta, uses_label)
     mask = folder / "mask.npy" if (folder / "mask.npy").exists() else None
     foreground = np.load(folder / "foreground.npy") if (folder / "foreground.npy").exists() else None
     return PreparedCase(case.case_id, patient_key, case.group_key or patient_key, label, folder / "image.npy", mask,

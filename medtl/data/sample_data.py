@@ -7,6 +7,9 @@ Deterministic (same seed, same bytes) and never real patients:
 * ``ct3d/``: CT-like volumes with lesions (half DICOM series with shuffled names, half NIfTI), masks;
 * ``sites2d/``: the nodule task at three hospitals whose scanners differ (intensity curve, noise, blur,
   field of view, header equipment fields), a ``site`` column; hospital_c is small;
+* ``ssl_pool/``: 320 unlabelled PNG radiographs of 160 other patients for self-supervised pretraining
+  (``manifest.csv``: image and patient_id only), and ``probe.csv``: labels for 60 of them (the
+  linear-probe monitor);
 * ``scan_demo/``: a messy export for ``medtl scan``.
 """
 
@@ -21,12 +24,15 @@ from ..io.nifti import write_nifti
 from ..plumbing.atomic import write_csv
 from .ct_volumes import make_ct_volume
 from .demo_export import write_demo_export
+from .pool_sets import write_unlabelled_pool
 from .sample_sets import write_radiograph_set
 from .site_sets import write_site_set
 from .synthetic import SeriesSpec, write_series
 
-SIZES = {"full": {"target": 40, "source": 100, "ct": 20, "px": 128, "ct_shape": (32, 64, 64), "sites": (30, 30, 12)},
-         "tiny": {"target": 8, "source": 8, "ct": 6, "px": 48, "ct_shape": (12, 32, 32), "sites": (6, 6, 6)}}
+SIZES = {"full": {"target": 40, "source": 100, "ct": 20, "px": 128, "ct_shape": (32, 64, 64), "sites": (30, 30, 12),
+                  "pool": 160},
+         "tiny": {"target": 8, "source": 8, "ct": 6, "px": 48, "ct_shape": (12, 32, 32), "sites": (6, 6, 6),
+                  "pool": 12}}
 
 
 def write_ct_set(root: Path, n_cases: int, shape: tuple[int, int, int], seed: int) -> Path:
@@ -57,7 +63,7 @@ def write_sample_data(out: str | Path, seed: int = 0, size: str = "full") -> Pat
     """Write every sample set under ``out`` (replacing what is there)."""
     sizes = SIZES[size]
     out = Path(out)
-    for name in ("cls2d_target", "cls2d_source", "ct3d", "scan_demo", "sites2d"):
+    for name in ("cls2d_target", "cls2d_source", "ct3d", "scan_demo", "sites2d", "ssl_pool"):
         shutil.rmtree(out / name, ignore_errors=True)
     write_radiograph_set(out / "cls2d_target", sizes["target"], 2, sizes["px"], seed=seed + 1,
                          contrast=(0.06, 0.16))
@@ -65,6 +71,8 @@ def write_sample_data(out: str | Path, seed: int = 0, size: str = "full") -> Pat
     write_ct_set(out / "ct3d", sizes["ct"], sizes["ct_shape"], seed + 3)
     write_demo_export(out / "scan_demo", seed)
     write_site_set(out / "sites2d", sizes["sites"], sizes["px"], seed + 4)
+    write_unlabelled_pool(out / "ssl_pool", sizes["pool"], 2, sizes["px"], seed + 5,
+                          probe_patients=min(30, sizes["pool"] // 2))
     (out / "README.md").write_text(__doc__.replace("``", "`") +
                                    f"\nRegenerate with `medtl sample-data sample_data --seed {seed}`.\n")
     return out

@@ -186,3 +186,21 @@ def label_efficiency_figure(curves: dict[str, list[dict]], metric: str) -> str:
            ylabel=metric)
     ax.legend(fontsize=8)
     return _png(fig)
+
+
+def source_curves_figure(stages: list[dict]) -> str:
+    """Per source stage: training loss per epoch and (dashed, right axis) the linear-probe AUC, base64 PNG."""
+    fig, axes = _figure(ncols=len(stages))
+    for ax, stage in zip(axes[0], stages):
+        history = stage["history"]
+        trained = [h for h in history if "train_loss" in h]
+        ax.plot([h["epoch"] + 1 for h in trained], [h["train_loss"] for h in trained], color="C0")
+        ax.set(title=f"Source stage {stage['fingerprint'][:8]} ({stage.get('method', 'supervised')})",
+               xlabel="epoch (0 = before pretraining)", ylabel="training loss")
+        probed = [h for h in history if "probe_auc" in h]
+        if probed:
+            twin = ax.twinx()
+            twin.plot([h["epoch"] + 1 for h in probed], [h["probe_auc"] for h in probed], "o--", color="C1")
+            twin.axhline(0.5, color="grey", lw=0.5)
+            twin.set(ylabel="linear-probe AUC (dashed)", ylim=(0, 1))
+    return _png(fig)

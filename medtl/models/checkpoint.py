@@ -80,11 +80,14 @@ def load_training_state(path: Path) -> dict:
         raise WeightsError(f"cannot resume from {path} ({type(exc).__name__}); delete it to restart this fold") from exc
 
 
-def save_weights(path: Path, model: torch.nn.Module, metadata: dict) -> None:
-    """Model weights as safetensors with string metadata (backbone, dims, classes, ...)."""
+def save_weights(path: Path, model: torch.nn.Module, metadata: dict, prefix: str = "") -> None:
+    """Model weights as safetensors with string metadata (backbone, dims, classes, ...).
+
+    ``prefix`` goes before every key (e.g. ``backbone.`` when saving an encoder alone).
+    """
     from safetensors.torch import save_file
 
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    state = {prefix + k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata={k: str(v) for k, v in metadata.items()})
 

@@ -33,6 +33,7 @@ from ..tasks import get_task
 from . import run_state
 from .cv_fold import run_fold
 from .cv_sites import comparison_pairs, sites_summary
+from .cv_source import pretrained_for, source_epochs, source_stages
 from .cv_targets import load_target_images, targets_for
 from .validate import Checked, check_experiment
 
@@ -51,7 +52,7 @@ class CVRun:
     arms: dict[str, dict] = field(default_factory=dict)  # name -> {"folds": [...], "rows": [...], ...}
     warnings: list[str] = field(default_factory=list)
     metrics: dict = field(default_factory=dict)
-    source: object = None  # SourceModel once the source stage ran
+    sources: dict = field(default_factory=dict)  # source_key -> SourceModel of every source stage the arms use
     verdicts: list[str] = field(default_factory=list)
     arm_cases: dict[str, list[PreparedCase]] = field(default_factory=dict)  # arms with their own preprocessing
     target_images: dict[str, list[TargetImage]] = field(default_factory=dict)  # arm -> adapt.target_manifest images
@@ -94,27 +95,6 @@ class Reporter:
             self.line(text)
 
         return on_epoch, on_batch
-
-
-def _pretrained_for(run: CVRun, arm: Arm, reporter: Reporter) -> str:
-    """The arm's ``model.pretrained``, with ``source`` replaced by the source stage's checkpoint."""
-    if arm.config.model.pretrained != "source":
-        return arm.config.model.pretrained
-    if run.source is None:
-        from .pretrain import train_source_model
-
-        epochs = run.config.source.epochs
-        reporter.line(f"source stage: pretraining on {run.config.source.manifest.name} (or reusing the cached model)")
-        on_epoch, on_batch = reporter.callbacks("source stage", epochs)
-        run.source = train_source_model(run.config, progress=False, on_epoch=on_epoch, on_batch=on_batch)
-        if run.source.reused:
-            reporter.advance(epochs, "source stage reused from cache")
-        state = "reused from cache" if run.source.reused else "trained now"
-        message = (f"source model {run.source.fingerprint} {state}: {run.source.summary['n_cases']} source "
-                   f"cases, classes {run.source.summary['class_names']}")
-        run.warnings.append(message)
-        reporter.line(message)
-    return str(run.source.path)
 
 
 def _roles_from_file(path: Path, cases: list[PreparedCase]) -> tuple[list[str] | None, list[dict] | None]:
@@ -265,6 +245,9 @@ def _train_arm(run: CVRun, arm: Arm, num_classes: int, reporter: Reporter) -> No
     task = get_task(arm.config.task)
     epochs = arm.config.train.epochs
     finished = []
+    # resolved before the folds, also when all are finished: a source model that changed since they were
+    # trained (its pool or settings) is refused, not silently mixed with the folds trained on the old one
+    pretrained = pretrained_for(run, arm, reporter)
     for fold in run.folds:
         folder = run.rundir.fold(arm.name, fold.repeat, fold.fold)
         if folder.done.exists():
@@ -273,7 +256,6 @@ def _train_arm(run: CVRun, arm: Arm, num_classes: int, reporter: Reporter) -> No
             continue
         label = f"{arm.name} r{fold.repeat} fold {fold.fold}"
         on_epoch, on_batch = reporter.callbacks(label, epochs, task.primary_metric)
-        pretrained = _pretrained_for(run, arm, reporter)
         cases = run.cases_of(arm.name)
         done = run_fold(arm, fold, folder, cases, run.class_names, num_classes, pretrained, on_epoch, on_batch,
                         targets=targets_for(run, arm, [cases[i] for i in fold.val]),
@@ -310,8 +292,7 @@ def run_cv(config: Config, out: str | Path, progress: bool = True, keep_paths: b
         rundir.log(note)
     rundir.log(f"cv: {len(run.cases)} cases, {len(run.folds)} folds, arms {[a.name for a in arms]}")
     total = sum(a.config.train.epochs for a in arms) * len(run.folds)
-    if config.source is not None and any(a.config.model.pretrained == "source" for a in arms):
-        total += config.source.epochs
+    total += source_epochs(arms)
     with progress_bar("cross-validation", total, progress) as advance:
         reporter = Reporter(rundir, advance, talk=progress and not sys.stderr.isatty())
         for arm in arms:
@@ -362,6 +343,10 @@ def _summarise(run: CVRun) -> None:
     if run.config.cv.label_fractions:
         fractions = {name: arm["config"].train.label_fraction for name, arm in run.arms.items()}
         run.metrics["label_efficiency"] = label_efficiency(run.metrics, fractions)
+    stages = source_stages(run)
+    if stages:
+        run.metrics["source_stages"] = stages
+        run.warnings += [n for stage in stages for n in stage["notes"] if n not in run.warnings]
     sites = sites_summary(run)
     if sites is not None:
         run.metrics["sites"] = sites

@@ -46,7 +46,10 @@ def shift_checks(run, sites: list[str], patients: list[str]) -> list[dict]:
     start = run.config.model.pretrained
     label = f"encoder as fine-tuning starts ({start} weights)"
     if start == "source":
-        start = str(run.source.path) if run.source is not None else None
+        from .pretrain import source_key
+
+        model = run.sources.get(source_key(run.config))
+        start = str(model.path) if model is not None else None
     try:
         if start is None:
             raise LookupError("the source model was not loaded (every fold was already finished)")

@@ -3,7 +3,8 @@
 The source stage trains the configured backbone on the ``source`` manifest (all of
 it, fixed epochs) and writes a safetensors checkpoint with metadata (backbone, dims,
 channels, classes, data hash). It is cached under ``$MEDTL_HOME/source_models/`` by a
-fingerprint of the stage config and the source data, so a re-run reuses it.
+fingerprint of the stage config and the source data, so a re-run reuses it. A
+self-supervised ``source.task`` (simclr, byol, restore) goes to ``pretrain_ssl``.
 """
 
 from __future__ import annotations
@@ -11,12 +12,12 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from ..config import Config
+from ..config import SSL_TASKS, Config
 from ..data.dataset import prepare_cases
 from ..data.manifest import read_manifest
 from ..data.provenance import data_hash
@@ -41,6 +42,7 @@ class SourceModel:
     reused: bool
     fingerprint: str
     summary: dict
+    notes: list[str] = field(default_factory=list)  # about this use (leak guard, ignored labels): for the report
 
 
 def source_stage_config(config: Config) -> Config:
@@ -49,8 +51,10 @@ def source_stage_config(config: Config) -> Config:
     if source is None or source.manifest is None:
         raise ConfigError("model.pretrained=source needs a `source:` section with a manifest (see "
                           "configs/sample_cls2d.yaml)")
+    # a self-supervised stage prepares its pool like classification images (no masks, labels ignored)
+    task = "classification" if source.task in SSL_TASKS else source.task
     return config.derive({
-        "task": source.task, "compare": [], "source": None, "data.manifest": source.manifest,
+        "task": task, "compare": [], "source": None, "data.manifest": source.manifest,
         "model.pretrained": source.pretrained, "finetune.strategy": "full", "finetune.l2sp": 0.0,
         "train.epochs": source.epochs, "train.batch_size": source.batch_size, "train.lr": source.lr,
         "train.selection": "last"}, where="source stage")
@@ -70,13 +74,28 @@ def stage_fingerprint_text(stage: Config) -> str:
     return json.dumps(used, sort_keys=True)
 
 
-def train_source_model(config: Config, progress: bool = True, on_epoch=None, on_batch=None) -> SourceModel:
+def source_key(config: Config) -> str:
+    """What identifies a config's source stage (arms with equal keys share one source model)."""
+    stage = source_stage_config(config)
+    return sha256_text(stage_fingerprint_text(stage), str(stage.data.manifest), config.source.task,
+                       config.ssl.model_dump_json())
+
+
+def train_source_model(config: Config, progress: bool = True, on_epoch=None, on_batch=None,
+                       target_cases: list | None = None) -> SourceModel:
     """Train the source stage, or reuse the cached checkpoint of an identical one.
 
     ``on_epoch``/``on_batch`` report progress to a caller that draws its own bar (``cv``).
+    ``target_cases`` (the run's cases) are what the self-supervised leak guard checks the
+    pool against; without them it reads ``data.manifest``.
     """
     stage = source_stage_config(config)
     root = medtl_home() / "source_models"
+    if config.source.task in SSL_TASKS:
+        from .pretrain_ssl import train_ssl_model
+
+        return train_ssl_model(config, stage, root, stage_fingerprint_text(stage), target_cases, progress, on_epoch,
+                               on_batch)
     manifest = read_manifest(stage.data.manifest, stage.task)
     cases, skipped = prepare_cases(manifest, stage, root / "cases", progress)
     if not cases:

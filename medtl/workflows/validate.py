@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..arms import Arm, resolve_arms
-from ..config import Config
+from ..config import SSL_TASKS, Config
 from ..data.manifest import Manifest, read_manifest
 from ..errors import ConfigError, UnknownNameError
 from ..models.backbones import get_backbone_spec
@@ -95,7 +95,11 @@ def check_experiment(config: Config, need_manifest: bool = True, fetch_main_weig
         manifest = read_manifest(config.data.manifest, config.task, config.cv.group_by,
                                  split_seed_by=config.cv.split_seed_by)
     check_sites(config, arms, manifest)
-    if config.source is not None and config.source.manifest is not None and \
-            any(a.config.model.pretrained == "source" for a in arms):
-        read_manifest(config.source.manifest, config.source.task)
+    for arm in arms:  # each arm's own source stage (an arm may pretrain on another pool)
+        source = arm.config.source
+        if arm.config.model.pretrained == "source" and source is not None and source.manifest is not None:
+            read_manifest(source.manifest, source.task if source.task not in SSL_TASKS else "classification",
+                          targets=source.task not in SSL_TASKS)
+        if arm.config.model.pretrained == "source" and arm.config.ssl.probe_manifest is not None:
+            read_manifest(arm.config.ssl.probe_manifest, "classification")
     return Checked(arms, manifest, notes)
