@@ -138,6 +138,12 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     path = export_source_model(model, Path(args.out)) if args.out else model.path
     state = "reused (same source config and data)" if model.reused else "trained"
     print(f"source model {model.fingerprint} {state}: {path}")
+    probe = [h["probe_auc"] for h in model.summary["history"] if "probe_auc" in h]
+    if probe:
+        print(f"linear probe AUC {probe[0]:.3f} before pretraining, {probe[-1]:.3f} after "
+              f"({model.summary['probe']['n_cases']} labelled images, {model.summary['probe']['kind']})")
+    for note in model.notes:
+        print(f"note: {note}")
     print(f"use it with model.pretrained: {path}  (or model.pretrained: source in this config)")
     return 0
 
@@ -284,10 +290,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="show file paths in skip details and logs (they may hold patient names: local use only)")
     cv.set_defaults(run_command=_cmd_cv)
 
-    pretrain = commands.add_parser("pretrain", help="train the config's source stage (source-task pretraining)",
-                                   description="Train the backbone on the config's `source` manifest and write a "
-                                               "checkpoint (safetensors + metadata) that model.pretrained accepts. "
-                                               "An identical source stage is reused from the cache.")
+    pretrain = commands.add_parser("pretrain", help="train the config's source stage (supervised or "
+                                                    "self-supervised pretraining)",
+                                   description="Train the backbone on the config's `source` manifest (supervised, or "
+                                               "self-supervised with source.task simclr | byol | restore on "
+                                               "unlabelled images) and write a checkpoint (safetensors + metadata) "
+                                               "that model.pretrained accepts. An identical source stage is reused "
+                                               "from the cache.")
     _config_arguments(pretrain)
     pretrain.add_argument("--out", metavar="FILE", help="also copy the checkpoint here (.safetensors)")
     pretrain.set_defaults(run_command=_cmd_pretrain)

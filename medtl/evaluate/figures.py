@@ -190,7 +190,8 @@ def label_efficiency_figure(curves: dict[str, list[dict]], metric: str) -> str:
 
 def source_curves_figure(stages: list[dict]) -> str:
     """Per source stage: training loss per epoch and (dashed, right axis) the linear-probe AUC, base64 PNG."""
-    fig, axes = _figure(ncols=len(stages))
+    fig, axes = _figure(width=5.5, ncols=len(stages))
+    fig.subplots_adjust(wspace=0.5)  # room for each panel's right-hand probe axis
     for ax, stage in zip(axes[0], stages):
         history = stage["history"]
         trained = [h for h in history if "train_loss" in h]

@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..errors import InputError
 from ..models.checkpoint import BackgroundCheckpointWriter, load_training_state
 from ..models.device import compute_threads, resolve_device
 from ..train.loop import epoch_seed, raise_non_finite_loss, warmup_cosine
@@ -46,7 +47,9 @@ def fit_ssl(objective: torch.nn.Module, dataset: torch.utils.data.Dataset, rando
     batch = min(train.batch_size, len(dataset))
     steps = len(dataset) // batch  # full batches only: contrastive losses and BatchNorm need no stragglers
     if steps < 1 or batch < 2:
-        raise ValueError(f"the pool has {len(dataset)} unit(s); self-supervised training needs at least 2 per batch")
+        raise InputError(f"the self-supervised pool has {len(dataset)} usable unit(s) (images, or patients with "
+                         f"ssl.patient_pairs) and source.batch_size is {train.batch_size}; each batch needs at least 2: "
+                         "add images or raise the batch size")
     total = steps * train.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total, steps * train.warmup_epochs))
     history, start = [], 0

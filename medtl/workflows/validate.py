@@ -97,6 +97,10 @@ def check_experiment(config: Config, need_manifest: bool = True, fetch_main_weig
     check_sites(config, arms, manifest)
     for arm in arms:  # each arm's own source stage (an arm may pretrain on another pool)
         source = arm.config.source
+        if arm.config.model.pretrained == "source" and (source is None or source.manifest is None):
+            raise ConfigError(f"arm '{arm.name}' starts from model.pretrained: source, but its config has no "
+                              "source.manifest; add a `source:` section (see configs/sample_cls2d.yaml, or "
+                              "configs/sample_ssl2d.yaml for unlabelled images)")
         if arm.config.model.pretrained == "source" and source is not None and source.manifest is not None:
             read_manifest(source.manifest, source.task if source.task not in SSL_TASKS else "classification",
                           targets=source.task not in SSL_TASKS)

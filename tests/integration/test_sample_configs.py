@@ -36,7 +36,7 @@ def test_generator_is_deterministic(tiny_data, tmp_path):
 def test_the_committed_sample_data_is_what_the_generator_writes(tmp_path):
     shipped = Path(__file__).parents[2] / "sample_data"
     fresh = write_sample_data(tmp_path / "fresh", seed=0)
-    for name in ("cls2d_target", "cls2d_source", "ct3d", "scan_demo", "sites2d"):
+    for name in ("cls2d_target", "cls2d_source", "ct3d", "scan_demo", "sites2d", "ssl_pool"):
         assert tree_digest(fresh / name) == tree_digest(shipped / name), name
 
 
@@ -46,7 +46,10 @@ def tiny_overrides(config: Path, data: Path) -> list[str]:
     size = "[12,32,32]" if "dims: 3" in text else "[32,32]"
     overrides = [f"data.manifest={data / manifest / 'manifest.csv'}", "model.backbone=tiny-resnet",
                  "train.epochs=1", "cv.folds=2", f"data.image_size={size}", "cv.bootstrap=100", "train.batch_size=4"]
-    if "source:" in text:
+    if "ssl_pool" in text:  # a self-supervised stage: the tiny unlabelled pool and its probe set
+        overrides += [f"source.manifest={data / 'ssl_pool' / 'manifest.csv'}", "source.epochs=1",
+                      f"ssl.probe_manifest={data / 'ssl_pool' / 'probe.csv'}"]
+    elif "source:" in text:
         overrides += [f"source.manifest={data / 'cls2d_source' / 'manifest.csv'}", "source.epochs=1"]
     # tiny backbones have no published weights: naming them is an error, so those arms are left out here
     # (test_cv_cli covers the visible skip of a weight arm whose weights are not available offline)

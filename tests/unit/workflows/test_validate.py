@@ -55,3 +55,22 @@ def test_an_adaptation_arm_needs_target_images(tmp_path):
     assert [a.name for a in arms] == ["erm", "dann"]
     (tmp_path / "t.csv").write_text("image\nx.png\n")
     check_experiment(config.derive({"adapt.target_manifest": str(tmp_path / "t.csv")}))
+
+
+def test_a_source_arm_without_a_source_stage_is_refused_before_anything_runs(tmp_path):
+    (tmp_path / "m.csv").write_text("image,label,patient_id\na.dcm,0,p1\nb.dcm,1,p2\n")
+    config = load_config(None, [f"data.manifest={tmp_path / 'm.csv'}", "model.pretrained=none", "compare=[source]"])
+    with pytest.raises(ConfigError, match="arm 'source' starts from model.pretrained: source.*no source.manifest"):
+        check_experiment(config)
+
+
+def test_a_self_supervised_pool_needs_only_an_image_column(tmp_path):
+    (tmp_path / "m.csv").write_text("image,label,patient_id\na.dcm,0,p1\nb.dcm,1,p2\n")
+    (tmp_path / "pool.csv").write_text("image\nu1.png\nu2.png\n")
+    config = load_config(None, [f"data.manifest={tmp_path / 'm.csv'}", "model.pretrained=source",
+                                f"source.manifest={tmp_path / 'pool.csv'}", "source.task=byol"])
+    assert [a.name for a in check_experiment(config).arms] == ["source-pretrained"]
+    with pytest.raises(ConfigError, match="native extent is not supported"):
+        config.derive({"data.mode": "patch", "data.patch_size": [32, 32]})
+    with pytest.raises(ConfigError, match="patient_pairs applies to simclr and byol"):
+        config.derive({"source.task": "restore", "ssl.patient_pairs": True})
