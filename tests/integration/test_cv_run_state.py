@@ -180,7 +180,7 @@ def test_without_a_terminal_every_epoch_is_one_plain_line_and_quiet_only_silence
                             capture_output=True, text=True)  # stderr is a pipe, as under nohup or Slurm
     assert result.returncode == 0, result.stderr
     epochs = [line for line in result.stderr.splitlines() if " epoch " in line]
-    assert any(line.startswith("medtl: INFO: source stage epoch 2/2 loss") for line in epochs)
+    assert any(line.startswith("medtl: INFO: source stage (classification) epoch 2/2 loss") for line in epochs)
     assert any("source-pretrained r0 fold 1 epoch 1/1 loss" in line and line.endswith(" s)") for line in epochs)
     quiet = subprocess.run([sys.executable, "-m", "medtl.cli", "cv", str(config), "--out", str(tmp_path / "b"),
                             "--quiet"], capture_output=True, text=True)
