@@ -102,6 +102,20 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .workflows.export import export_run
+
+    result = export_run(args.run, args.out, fmt=args.format, arm=args.arm, fold=args.fold, atol=args.atol,
+                        rtol=args.rtol, max_cases=args.max_parity_cases, progress=not args.quiet)
+    parity = result.model["parity"]
+    print(f"exported {len(result.model['members'])} {result.model['format']} network(s) of arm "
+          f"'{result.model['arm']}' to {result.out}")
+    print(f"parity gate passed on {parity['n_cases']} validation cases: max abs error {parity['max_abs_error']:.2e}, "
+          f"max rel error {parity['max_rel_error']:.2e} (limits {parity['atol']}, {parity['rtol']})")
+    print(f"predict with: medtl predict {result.out} INPUT --out DIR; model card: {result.out / 'model_card.html'}")
+    return 0
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .workflows.evaluate import evaluate_run
 
@@ -200,7 +214,7 @@ def _config_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run_arguments(parser: argparse.ArgumentParser, target: str, target_help: str) -> None:
     """RUN, the input, --out and the options shared by predict and evaluate: which models, where they run."""
-    parser.add_argument("run", metavar="RUN", help="output folder of `medtl cv`")
+    parser.add_argument("run", metavar="RUN", help="output folder of `medtl cv` (or of `medtl export`)")
     parser.add_argument(target.lower(), metavar=target, help=target_help)
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (re-use it to resume)")
     parser.add_argument("--fold", type=int, default=None, metavar="K",
@@ -240,6 +254,27 @@ def _add_predict_commands(commands) -> None:
                     "(and masks for segmentation); re-running on the same --out resumes.")
     _run_arguments(evaluate, "MANIFEST", "manifest .csv with a label (or mask) column")
     evaluate.set_defaults(run_command=_cmd_evaluate)
+
+    export = commands.add_parser(
+        "export", help="export a run's models (ONNX or torch.export) with a parity gate and a model card",
+        description="Write the fold models of one arm of RUN (an ensemble, or --fold K) as ONNX (opset pinned, "
+                    "dynamic batch) or torch.export programs, with preprocessing.json (validated schema), model.json "
+                    "and model_card.md/.html. The exported networks are run against the PyTorch models on the "
+                    "validation cases of their folds; the export is refused unless every output agrees within "
+                    "--atol + --rtol x |PyTorch|. `medtl predict OUT INPUT` runs the export.")
+    export.add_argument("run", metavar="RUN", help="a finished `medtl cv` output folder")
+    export.add_argument("--out", required=True, metavar="DIR")
+    export.add_argument("--format", choices=["onnx", "torch-export"], default="onnx")
+    which = export.add_mutually_exclusive_group()
+    which.add_argument("--fold", type=int, metavar="K", help="export one fold's model")
+    which.add_argument("--ensemble", action="store_true", help="export every fold's model (the default)")
+    export.add_argument("--arm", help="which arm (default: the run's main arm)")
+    export.add_argument("--atol", type=float, default=1e-4, help="parity: absolute tolerance (default 1e-4)")
+    export.add_argument("--rtol", type=float, default=1e-3, help="parity: relative tolerance (default 1e-3)")
+    export.add_argument("--max-parity-cases", type=int, metavar="N",
+                        help="check at most N validation cases per fold (default: all)")
+    export.add_argument("--quiet", action="store_true", help="no progress bar")
+    export.set_defaults(run_command=_cmd_export)
 
     merge = commands.add_parser(
         "merge", help="combine the --out folders of `medtl predict --shard I/N` runs",

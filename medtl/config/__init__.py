@@ -12,6 +12,7 @@ from .sections import (
     SSL_TASKS,
     AdaptConfig,
     ArmConfig,
+    CardConfig,
     CVConfig,
     FinetuneConfig,
     ModelConfig,
@@ -20,7 +21,7 @@ from .sections import (
     TrainConfig,
 )
 
-__all__ = ["DEFAULT_IMAGE_SIZE", "PRETRAINED_KEYWORDS", "SSL_TASKS", "SSLConfig", "AdaptConfig", "ArmConfig", "AugmentConfig", "CVConfig",
+__all__ = ["DEFAULT_IMAGE_SIZE", "PRETRAINED_KEYWORDS", "SSL_TASKS", "SSLConfig", "AdaptConfig", "CardConfig", "ArmConfig", "AugmentConfig", "CVConfig",
            "Config", "DataConfig", "FinetuneConfig", "ModelConfig", "SlidingWindowConfig", "SourceConfig",
            "TrainConfig", "config_differences", "dump_config", "flatten", "load_config", "parse_override",
            "set_dotted"]

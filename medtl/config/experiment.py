@@ -23,6 +23,7 @@ from .sections import (
     SSL_TASKS,
     AdaptConfig,
     ArmConfig,
+    CardConfig,
     CVConfig,
     FinetuneConfig,
     ModelConfig,
@@ -52,6 +53,7 @@ class Config(Section):
     source: SourceConfig | None = None
     adapt: AdaptConfig = Field(default_factory=AdaptConfig)
     ssl: SSLConfig = Field(default_factory=SSLConfig)
+    card: CardConfig = Field(default_factory=CardConfig)
 
     _base: Path = PrivateAttr(default_factory=Path.cwd)
 

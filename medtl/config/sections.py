@@ -119,6 +119,16 @@ class SSLConfig(Section):
     probe_every: int = Field(1, ge=1)  # epochs between probe scores (the first and last epoch always)
 
 
+class CardConfig(Section):
+    """``card``: what the model card says a model is for (free text written by the researcher; docs/export.md)."""
+
+    intended_use: str = ""  # e.g. "research: triage of chest radiographs for nodules, adults, PA view"
+    out_of_scope: str = ""  # e.g. "children; lateral views; diagnosis without a radiologist"
+    users: str = ""  # who is meant to run it
+    contact: str = ""  # who answers questions about it
+    licence: str = ""  # the licence of this model
+
+
 class AdaptConfig(Section):
     """``adapt``: domain adaptation across sites (docs/sites.md); ``method: none`` is plain fine-tuning (ERM).
 

@@ -39,6 +39,11 @@ class MedtlModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_with_features(x)[0]
 
+    @property
+    def dense_output(self) -> bool:
+        """Logits per voxel (segmentation) rather than per image."""
+        return self.head.dense_output
+
     def forward_with_features(self, x: torch.Tensor, n_head: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``(logits of the first n_head images (default all), pooled bottleneck features (B, C) of all)``.
 

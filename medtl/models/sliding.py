@@ -66,6 +66,6 @@ def network_logits(model: nn.Module, images: torch.Tensor, data: DataConfig, dev
     """Logits for a batch of prepared images, whole, by sliding window, or aggregated over windows."""
     if data.fixed_size:
         return model(images.to(device)).float()
-    if getattr(model.head, "dense_output", False):
+    if model.dense_output:
         return sliding_window_logits(model, images, data, device)
     return aggregated_window_logits(model, images, data, device)

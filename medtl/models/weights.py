@@ -26,6 +26,16 @@ log = logging.getLogger("medtl")
 MIRROR_ENV = "MEDTL_WEIGHTS_MIRROR"
 
 
+WEIGHT_LICENCES = {
+    "torchvision": "BSD-3-Clause (torchvision); trained on ImageNet, whose terms allow non-commercial research use",
+    "torchvision-densenet": "BSD-3-Clause (torchvision); trained on ImageNet, whose terms allow non-commercial "
+                            "research use",
+    "efficientnet": "Apache-2.0 (EfficientNet-PyTorch); trained on ImageNet, whose terms allow non-commercial "
+                    "research use",
+    "medicalnet": "MIT (Tencent MedicalNet); trained on public segmentation datasets with their own terms",
+}
+
+
 @dataclass(frozen=True)
 class WeightFile:
     """One downloadable checkpoint and the facts needed to use it."""
@@ -38,6 +48,11 @@ class WeightFile:
     in_channels: int = 3
     arch: tuple[tuple[str, object], ...] = ()  # architecture settings the weights need
     note: str = ""
+
+    @property
+    def licence(self) -> str:
+        """The licence of the weights as published (for model cards); ImageNet terms apply on top."""
+        return WEIGHT_LICENCES.get(self.layout, "see the publisher")
 
     @property
     def filename(self) -> str:

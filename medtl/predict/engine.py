@@ -70,13 +70,12 @@ def default_workers() -> int:
 
 def _job_identity(trained: TrainedRun, inputs: PredictInputs, options: PredictOptions, truth: bool) -> dict:
     from ..io.pseudonym import keyed_hash
-    from ..plumbing.hashing import sha256_file, sha256_text
-    from ..rundir import RunDir
+    from ..plumbing.hashing import sha256_text
 
     # what the inputs are now: a resumed job over a changed export or manifest is refused at the start
     listing = sorted(f"{i.key}|{i.n_files}|{i.label}|{i.mask}" for i in inputs.items)
     listing += sorted(f"skip|{row['input']}" for row in inputs.skipped)
-    return {"medtl_version": __version__, "run_config_sha256": sha256_file(RunDir(trained.path).config),
+    return {"medtl_version": __version__, "run_config_sha256": trained.config_sha256(),
             "model_id": trained.model_id, "input": keyed_hash(str(inputs.source.resolve()), "input"),
             "input_listing": keyed_hash(sha256_text(*listing), "input-listing"),
             "input_kind": inputs.kind, "shard": f"{options.shard[0]}/{options.shard[1]}",

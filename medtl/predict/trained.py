@@ -43,6 +43,10 @@ class TrainedRun:
         """The task's name (``classification``, ``segmentation``)."""
         return self.config.task
 
+    def config_sha256(self) -> str:
+        """What identifies the models' preprocessing in a predict job (the run's resolved config)."""
+        return sha256_file(RunDir(self.path).config)
+
     def build_models(self, device) -> list:
         """Every member as an eval-mode model on ``device``."""
         from ..models import create_model

@@ -12,8 +12,20 @@ from ..predict.trained import load_trained_run
 
 def predict_run(run_dir: str | Path, source: str | Path, out: str | Path, options: PredictOptions,
                 arm: str | None = None, fold: int | None = None) -> tuple[PredictOutcome, PredictInputs]:
-    """Predict every usable input of ``source`` with ``arm``'s fold models (or one fold) into ``out``."""
-    trained = load_trained_run(run_dir, arm=arm, fold=fold)
+    """Predict every usable input of ``source`` with ``arm``'s fold models (or one fold) into ``out``.
+
+    ``run_dir`` may also be a folder written by ``medtl export``: its ONNX / torch.export
+    networks then run with the same loading, accounting, resume and outputs.
+    """
+    from ..export.loaded import is_export_dir, load_export_dir
+
+    if is_export_dir(run_dir):
+        if arm is not None or fold is not None:
+            raise InputError(f"{run_dir} is an exported model (its members are fixed at export); drop --arm/--fold, "
+                             "or export again with the arm and fold you want")
+        trained = load_export_dir(run_dir)
+    else:
+        trained = load_trained_run(run_dir, arm=arm, fold=fold)
     if trained.config.data.roi == "mask" and Path(source).is_dir():
         raise InputError(f"run {trained.path} classifies a region around each case's mask (data.roi: mask), and "
                          f"{source} is a folder without masks; predict from a manifest CSV with a mask column")

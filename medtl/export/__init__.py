@@ -1,0 +1,1 @@
+"""Deployment: exported networks (ONNX, torch.export), their preprocessing spec, the parity gate, the model card."""

@@ -1,0 +1,51 @@
+"""An export folder used as a predictor: the same interface as a trained run, networks from files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..errors import InputError
+from ..plumbing.hashing import sha256_file
+from ..predict.trained import Member, TrainedRun
+from .networks import load_network
+from .spec import read_spec
+
+MODEL_JSON = "model.json"
+
+
+def is_export_dir(path: str | Path) -> bool:
+    """Whether ``path`` is a folder written by ``medtl export``."""
+    return (Path(path) / MODEL_JSON).is_file() and (Path(path) / "preprocessing.json").is_file()
+
+
+class ExportedRun(TrainedRun):
+    """Exported networks with the preprocessing of ``preprocessing.json``; ``build_models`` loads the files."""
+
+    def config_sha256(self) -> str:
+        """The export's preprocessing contract identifies a predict job's models' preprocessing."""
+        return sha256_file(self.path / "preprocessing.json")
+
+    def build_models(self, device) -> list:
+        """Every exported member, on onnxruntime (CUDA provider on a CUDA device when present) or torch."""
+        dense = self.task == "segmentation"
+        threads = self.config.train.threads
+        return [load_network(m.path, dense, device, threads) for m in self.members]
+
+
+def load_export_dir(path: str | Path) -> ExportedRun:
+    """Open an export folder (``medtl export --out DIR``), checking every network file against model.json."""
+    path = Path(path)
+    spec = read_spec(path / "preprocessing.json")
+    model = json.loads((path / MODEL_JSON).read_text())
+    members = []
+    for entry in model["members"]:
+        file = path / entry["file"]
+        if not file.is_file():
+            raise InputError(f"export {path} lacks {entry['file']} listed in model.json; copy the whole folder")
+        if sha256_file(file) != entry["sha256"]:
+            raise InputError(f"{file} differs from the file exported (sha256 mismatch with model.json); re-export, "
+                             "or copy the folder again")
+        members.append(Member(entry["name"], entry["repeat"], entry["fold"], file, {}, {}))
+    return ExportedRun(path, spec.config(), model["arm"], members, spec.class_names, len(spec.class_names),
+                       model["model_id"])

@@ -1,0 +1,110 @@
+"""``preprocessing.json``: everything a runner needs between a loaded image and the network, and back.
+
+Versioned and validated by a pydantic schema (``preprocessing.schema.json`` is written
+beside it). medtl's own ``predict`` rebuilds its data config from it; another runner
+follows the documented steps (docs/export.md).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..config import Config, DataConfig, load_config
+from ..errors import InputError
+
+SPEC_VERSION = 1
+
+
+class NetworkIO(BaseModel):
+    """What goes into the network and what comes out."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input_name: str = "image"
+    input_shape: list[int | str]  # ["batch", 1, *spatial]: a fixed window (patch mode) or the resized image
+    output_name: str = "logits"
+    output: Literal["class_logits", "voxel_logits"]  # (batch, classes) or (batch, classes, *spatial)
+    activation: Literal["softmax"] = "softmax"  # over axis 1, then (ensemble) the mean over members
+    in_channels: int = 1
+    channel_adaptation: str  # how the pretrained first layer was adapted to grayscale (model.input_adapt)
+
+
+class PreprocessingSpec(BaseModel):
+    """The preprocessing and output contract of an exported model (``preprocessing.json``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_name: Literal["medtl-preprocessing"] = "medtl-preprocessing"
+    version: int = SPEC_VERSION
+    task: Literal["classification", "segmentation"]
+    class_names: list[str]
+    data: dict[str, Any]  # medtl's data config (without manifest and augmentation): the steps below, exactly
+    steps: list[str]  # the preprocessing in order, in words
+    normalisation: dict[str, float]  # subtrahend, divisor after scaling to [0, 1]
+    network: NetworkIO
+    output_geometry: str  # how outputs map back onto the input image
+    threads: int | None = None
+    batch_size: int = Field(8, ge=1)
+
+    def config(self) -> Config:
+        """A medtl config that preprocesses exactly like the exported model's training."""
+        return load_config(None).derive({"task": self.task, "data": self.data, "train.threads": self.threads,
+                                          "train.batch_size": self.batch_size, "model.pretrained": "none"},
+                           where="preprocessing.json", check_paths=False)
+
+
+def describe_steps(data: DataConfig, task: str) -> list[str]:
+    """The preprocessing of ``data`` in words, in order (what ``preprocess_pipeline`` does)."""
+    steps = ["load the image with medtl's readers: DICOM series/multi-frame sorted by position and rescaled "
+             "(slope/intercept, MONOCHROME1 inverted), NIfTI/NRRD/MHA, PNG/JPEG/TIFF as gray; array (1, *spatial)"]
+    if data.dims == 3 and data.spacing:
+        steps.append(f"resample to spacing {data.spacing} mm (bilinear)")
+    if data.intensity == "percentile":
+        steps.append(f"scale the {data.percentiles[0]}th-{data.percentiles[1]}th percentiles to [0, 1], clipped")
+    elif data.intensity == "range":
+        steps.append(f"scale values {data.value_range[0]}..{data.value_range[1]} to [0, 1], clipped")
+    elif data.intensity == "window":
+        steps.append(f"window centre {data.window[0]}, width {data.window[1]} to [0, 1], clipped")
+    if data.mode == "resize":
+        steps.append(f"resize to {data.image_size} (area interpolation)")
+    elif data.roi == "center":
+        steps.append(f"crop or pad (edge values) the centre {data.patch_size}")
+    elif data.roi == "mask":
+        steps.append(f"crop {data.patch_size} around the centre of the mask's bounding box (needs the mask)")
+    elif task == "segmentation":
+        steps.append(f"keep the native extent; run the network on {data.patch_size} sliding windows (overlap "
+                     f"{data.sliding_window.overlap}, {data.sliding_window.blend} blending, sigma scale "
+                     f"{data.sliding_window.sigma_scale}, replicate padding; MONAI sliding_window_inference)")
+    else:
+        steps.append(f"keep the native extent; run the network on every {data.patch_size} window (overlap "
+                     f"{data.sliding_window.overlap}, MONAI's window placement) and take the {data.aggregate} of "
+                     "the windows' logits")
+    steps.append("subtract 0.449, divide by 0.226 (the gray ImageNet normalisation)")
+    return steps
+
+
+def write_spec(path: Path, spec: PreprocessingSpec) -> None:
+    """Write ``preprocessing.json`` and its JSON schema beside it."""
+    from ..plumbing.atomic import write_json
+
+    write_json(path, spec.model_dump(mode="json"))
+    write_json(path.with_name("preprocessing.schema.json"), PreprocessingSpec.model_json_schema())
+
+
+def read_spec(path: Path) -> PreprocessingSpec:
+    """Read and validate ``preprocessing.json`` (a newer version than this medtl knows is refused)."""
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path} is not a readable preprocessing.json ({type(exc).__name__})") from None
+    if raw.get("version", 0) > SPEC_VERSION:
+        raise InputError(f"{path} has preprocessing version {raw.get('version')}; this medtl reads up to "
+                         f"{SPEC_VERSION}: upgrade medtl")
+    try:
+        return PreprocessingSpec.model_validate(raw)
+    except Exception as exc:  # noqa: BLE001 - pydantic's message names the field
+        raise InputError(f"{path} does not match the preprocessing schema: {exc}") from None

@@ -1,0 +1,167 @@
+"""``medtl export RUN --out DIR``: the run's networks as ONNX or torch.export, checked against PyTorch.
+
+Order: open the arm's fold models; write each network and ``preprocessing.json`` into
+``DIR/.incomplete/``; run the **parity gate** (every exported network against its
+PyTorch model on the validation cases of its own fold, prepared by medtl exactly as in
+training, through the same whole-image / sliding-window code); only when every value
+agrees within ``atol + rtol * |PyTorch|`` are ``model.json`` and the model card written
+and the files moved into ``DIR``. A failed gate leaves no exported model behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from .. import __version__
+from ..data.dataset import prepare_cases
+from ..data.manifest import Manifest, read_manifest
+from ..errors import InputError, MedtlError
+from ..export.card import card_sections, render_html, render_markdown
+from ..export.networks import FORMATS, OPSET, load_network, write_network
+from ..export.parity import Parity, compare_outputs
+from ..export.spec import NetworkIO, PreprocessingSpec, describe_steps, write_spec
+from ..models.weights import WEIGHT_FILES
+from ..models.backbones import get_backbone_spec
+from ..plumbing.atomic import write_atomic, write_json
+from ..plumbing.hashing import sha256_file
+from ..plumbing.progress import progress_bar
+from ..predict.trained import TrainedRun, load_trained_run
+from ..rundir import RunDir
+
+log = logging.getLogger("medtl")
+
+
+class ParityError(MedtlError):
+    """The exported network does not reproduce the PyTorch model within the tolerance."""
+
+
+@dataclass
+class ExportResult:
+    """What was written and the parity figures."""
+
+    out: Path
+    model: dict  # model.json
+
+
+def _input_shape(trained: TrainedRun) -> list[int]:
+    data = trained.config.data
+    return list(data.image_size) if data.mode == "resize" else list(data.patch_size)
+
+
+def build_spec(trained: TrainedRun) -> PreprocessingSpec:
+    """``preprocessing.json`` of an arm: its data settings, the steps in words, the network's input and output."""
+    config = trained.config
+    data = config.data.model_dump(mode="json", exclude={"manifest", "augment", "patches_per_case",
+                                                        "foreground_ratio", "resample_mask"})
+    dense = trained.task == "segmentation"
+    geometry = ("Segmentation: softmax over classes, mean over members, argmax; the label map is interpolated from "
+                "the network grid back onto the input's original grid (same shape, spacing, origin, direction) "
+                "through the two index-to-world affines, as medtl predict writes masks." if dense else
+                "Classification: softmax over classes, mean over members; one probability per class in "
+                "class_names order.")
+    return PreprocessingSpec(task=trained.task, class_names=trained.class_names, data=data,
+                             steps=describe_steps(config.data, trained.task),
+                             normalisation={"subtrahend": 0.449, "divisor": 0.226},
+                             network=NetworkIO(input_shape=["batch", 1, *_input_shape(trained)],
+                                               output="voxel_logits" if dense else "class_logits",
+                                               channel_adaptation=config.model.input_adapt),
+                             output_geometry=geometry, threads=config.train.threads,
+                             batch_size=config.train.batch_size)
+
+
+def _validation_images(trained: TrainedRun, rundir: RunDir, max_cases: int | None, progress: bool) -> dict:
+    """``member name -> prepared images`` of the cases its fold scored (read from the run's manifest)."""
+    config = trained.config
+    if config.data.manifest is None or not Path(config.data.manifest).is_file():
+        raise InputError(f"the parity gate runs the models on the run's validation images, but the run's manifest "
+                         f"{config.data.manifest} is not there; restore it (the check needs real cases)")
+    manifest = read_manifest(config.data.manifest, config.task, config.cv.group_by,
+                             split_seed_by=config.cv.split_seed_by)
+    wanted = {}
+    for member in trained.members:
+        ids = [row["case_id"] for row in rundir.fold(trained.arm, member.repeat, member.fold).read_done()["rows"]]
+        wanted[member.name] = ids[:max_cases] if max_cases else ids
+    needed = {i for ids in wanted.values() for i in ids}
+    subset = Manifest(manifest.path, [c for c in manifest.cases if c.case_id in needed], manifest.class_names)
+    cases, _ = prepare_cases(subset, config, rundir.cache, progress)
+    by_id = {c.case_id: c for c in cases}
+    return {name: [by_id[i].image for i in ids if i in by_id] for name, ids in wanted.items()}
+
+
+def _starting_weights_licence(trained: TrainedRun) -> str:
+    source = trained.config.model.pretrained
+    if source in ("imagenet", "medicalnet"):
+        spec = get_backbone_spec(trained.config.model.backbone)
+        return WEIGHT_FILES[spec.source_for(source, trained.config.data.dims)].licence
+    if source == "none":
+        return "none (random initialisation)"
+    return "the researcher's own source model (see the source stage below): the licence of its data applies"
+
+
+def export_run(run_dir: str | Path, out: str | Path, fmt: str = "onnx", arm: str | None = None,
+               fold: int | None = None, atol: float = 1e-4, rtol: float = 1e-3, max_cases: int | None = None,
+               progress: bool = True) -> ExportResult:
+    """Export ``arm``'s fold models (all: an ensemble, or one ``fold``) of a finished run into ``out``."""
+    if fmt not in FORMATS:
+        raise InputError(f"--format {fmt}: use one of {', '.join(FORMATS)}")
+    trained = load_trained_run(run_dir, arm=arm, fold=fold)
+    rundir = RunDir(run_dir)
+    out = Path(out)
+    created = not out.exists()
+    staging = out / ".incomplete"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    models = trained.build_models(torch.device("cpu"))
+    example = torch.randn(2, 1, *_input_shape(trained))
+    members, parity = [], Parity(atol, rtol)
+    try:
+        spec = build_spec(trained)
+        write_spec(staging / "preprocessing.json", spec)
+        images = _validation_images(trained, rundir, max_cases, progress)
+        with progress_bar("export and parity check", len(models), progress) as advance:
+            for member, model in zip(trained.members, models):
+                file = f"{member.name}{FORMATS[fmt]}"
+                write_network(model, staging / file, fmt, example)
+                exported = load_network(staging / file, trained.task == "segmentation", torch.device("cpu"))
+                compare_outputs(member.name, model, exported, images[member.name], trained.config.data, parity,
+                                trained.config.train.batch_size)
+                members.append({"name": member.name, "repeat": member.repeat, "fold": member.fold, "file": file,
+                                "sha256": sha256_file(staging / file), "source_sha256": sha256_file(member.path)})
+                advance(1, f"exported {member.name}")
+        if not parity.passed:
+            raise ParityError(f"parity gate failed: the exported {fmt} network differs from the PyTorch model by up to "
+                              f"{parity.max_abs:.3g} (abs) / {parity.max_rel:.3g} (rel) on {parity.n_cases} validation "
+                              f"cases (limits abs {atol}, rel {rtol}); nothing was exported. "
+                              + ("Non-finite outputs appeared. " if parity.non_finite else "")
+                              + "Report this with the run's config; --atol/--rtol loosen the gate knowingly")
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created and not any(out.iterdir()):
+            out.rmdir()  # a failed export claims no folder
+        raise
+    metrics = json.loads(rundir.metrics.read_text())
+    env = json.loads(rundir.env.read_text()) if rundir.env.exists() else {}
+    model_json = {"medtl_version": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                  "format": fmt, "opset": OPSET if fmt == "onnx" else None, "model_id": trained.model_id,
+                  "arm": trained.arm, "task": trained.task, "class_names": trained.class_names,
+                  "folds": [m["name"] for m in members], "ensemble": len(members) > 1, "members": members,
+                  "data_sha256": env.get("data", {}).get("sha256"), "run_config_sha256": trained.config_sha256(),
+                  "metrics": metrics["arms"][trained.arm]["summary"], "primary_metric": metrics["primary_metric"],
+                  "parity": parity.summary()}
+    write_json(staging / "model.json", model_json)
+    sections = card_sections(rundir, trained, spec, model_json, _starting_weights_licence(trained))
+    title = f"Model card: {trained.task} model {trained.model_id}"
+    write_atomic(staging / "model_card.md", render_markdown(title, sections))
+    write_atomic(staging / "model_card.html", render_html(title, sections))
+    for path in staging.iterdir():
+        path.replace(out / path.name)
+    staging.rmdir()
+    log.info("exported %d network(s) to %s; parity max abs error %.2e", len(members), out, parity.max_abs)
+    return ExportResult(out, model_json)
