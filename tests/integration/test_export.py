@@ -1,0 +1,169 @@
+"""medtl export: exported networks give the PyTorch answers (the gate), predict on an export equals predict on
+the run, a perturbed export is refused, and the card carries no patient data."""
+
+import builtins
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from medtl.cli import main
+from medtl.data.sample_data import write_ct_set
+from medtl.data.sample_sets import write_radiograph_set
+from medtl.errors import MedtlError
+from medtl.export.spec import read_spec
+from tests.integration.test_predict_cli import read_csv, train
+
+
+@pytest.fixture(scope="module")
+def radiographs(tmp_path_factory):
+    return write_radiograph_set(tmp_path_factory.mktemp("xr"), n_patients=8, images_per_patient=2, size=40, seed=7)
+
+
+@pytest.fixture(scope="module")
+def ct(tmp_path_factory):
+    return write_ct_set(tmp_path_factory.mktemp("ct"), 6, (12, 32, 32), seed=4)
+
+
+RUNS = {
+    "cls2d": ("classification", {}),
+    "seg2d": ("segmentation", {"data.image_size": [40, 40]}),
+    "cls3d": ("classification", {"data.dims": 3, "data.image_size": [12, 32, 32], "train.batch_size": 4}),
+    "seg3d": ("segmentation", {"data.dims": 3, "data.image_size": [12, 32, 32], "train.batch_size": 4}),
+    "seg3d_patch": ("segmentation", {"data.dims": 3, "data.mode": "patch", "data.patch_size": [32, 32, 32],
+                                     "data.image_size": [12, 32, 32], "train.batch_size": 2}),
+}
+
+
+@pytest.fixture(scope="module")
+def runs(radiographs, ct, tmp_path_factory):
+    out = {}
+    for name, (task, overrides) in RUNS.items():
+        manifest = (ct if "3d" in name else radiographs) / "manifest.csv"
+        out[name] = train(tmp_path_factory.mktemp(name), manifest, task=task, **overrides)
+    return out
+
+
+@pytest.fixture(scope="module")
+def exports(runs, tmp_path_factory):
+    out = {}
+    for name, run in runs.items():
+        target = tmp_path_factory.mktemp(f"export_{name}") / "export"
+        assert main(["export", str(run), "--out", str(target), "--quiet"]) == 0
+        out[name] = target
+    return out
+
+
+@pytest.mark.parametrize("name", list(RUNS))
+def test_every_exported_network_passed_the_gate_and_is_described(name, exports, runs):
+    export = exports[name]
+    model = json.loads((export / "model.json").read_text())
+    assert model["parity"]["passed"] and model["parity"]["max_abs_error"] <= 1e-4
+    assert model["parity"]["n_cases"] == len(read_csv(runs[name] / "predictions.csv"))  # every validation case
+    assert model["format"] == "onnx" and model["opset"] == 18 and len(model["members"]) == 2
+    assert all((export / m["file"]).is_file() for m in model["members"])
+    assert sorted(p.name for p in export.iterdir() if not p.name.endswith(".onnx")) == [
+        "model.json", "model_card.html", "model_card.md", "preprocessing.json", "preprocessing.schema.json"]
+    spec = read_spec(export / "preprocessing.json")
+    run_config = json.loads(json.dumps(spec.config().data.model_dump(mode="json")))
+    assert run_config["image_size"] == RUNS[name][1].get("data.image_size", [32, 32])
+    assert spec.network.input_shape[:2] == ["batch", 1]
+
+
+def predictions_agree(a, b):
+    rows_a, rows_b = read_csv(a / "predictions.csv"), read_csv(b / "predictions.csv")
+    assert [r["case_id"] for r in rows_a] == [r["case_id"] for r in rows_b] and rows_a
+    for x, y in zip(rows_a, rows_b):
+        for key in x:
+            if (key.startswith("prob_") or key in ("dice", "iou")) and (x[key] or y[key]):
+                assert float(x[key]) == pytest.approx(float(y[key]), abs=1e-5), key
+            elif key not in ("reasons",):
+                assert x[key] == y[key], key
+
+
+@pytest.mark.parametrize("name", ["cls2d", "seg3d", "seg3d_patch"])
+def test_predict_from_the_export_equals_predict_from_the_run(name, exports, runs, radiographs, ct, tmp_path):
+    manifest = (ct if "3d" in name else radiographs) / "manifest.csv"
+    assert main(["predict", str(exports[name]), str(manifest), "--out", str(tmp_path / "e"), "--quiet"]) == 0
+    assert main(["predict", str(runs[name]), str(manifest), "--out", str(tmp_path / "r"), "--quiet"]) == 0
+    predictions_agree(tmp_path / "e", tmp_path / "r")
+    for mask in (tmp_path / "r" / "masks").glob("*.nii.gz"):
+        ours, theirs = nib.load(mask), nib.load(tmp_path / "e" / "masks" / mask.name)
+        assert np.array_equal(np.asarray(ours.dataobj), np.asarray(theirs.dataobj))
+        assert np.allclose(ours.affine, theirs.affine)
+
+
+def test_torch_export_format_gives_the_same_predictions(runs, radiographs, tmp_path):
+    target = tmp_path / "pt2"
+    assert main(["export", str(runs["cls2d"]), "--out", str(target), "--format", "torch-export", "--fold", "1",
+                 "--quiet"]) == 0
+    model = json.loads((target / "model.json").read_text())
+    assert model["format"] == "torch-export" and [m["name"] for m in model["members"]] == ["repeat0_fold1"]
+    manifest = radiographs / "manifest.csv"
+    assert main(["predict", str(target), str(manifest), "--out", str(tmp_path / "e"), "--quiet"]) == 0
+    assert main(["predict", str(runs["cls2d"]), str(manifest), "--fold", "1", "--out", str(tmp_path / "r"),
+                 "--quiet"]) == 0
+    predictions_agree(tmp_path / "e", tmp_path / "r")
+
+
+def test_a_network_that_differs_after_export_fails_the_gate_and_leaves_nothing(runs, tmp_path, monkeypatch, capsys):
+    import onnx
+    from onnx import numpy_helper
+
+    import medtl.workflows.export as workflow
+
+    original = workflow.write_network
+
+    def perturbed(model, path, fmt, example):
+        original(model, path, fmt, example)
+        graph = onnx.load(str(path))
+        weights = max(graph.graph.initializer, key=lambda t: np.prod(t.dims))
+        changed = numpy_helper.to_array(weights) * 1.05  # a 5% different layer
+        weights.CopyFrom(numpy_helper.from_array(changed.astype(np.float32), weights.name))
+        onnx.save(graph, str(path))
+
+    monkeypatch.setattr(workflow, "write_network", perturbed)
+    target = tmp_path / "bad"
+    assert main(["export", str(runs["cls2d"]), "--out", str(target), "--quiet"]) != 0
+    assert "parity gate failed" in capsys.readouterr().err
+    assert not target.exists()
+
+
+def test_a_tampered_export_file_and_arm_options_are_refused(exports, radiographs, tmp_path, capsys):
+    manifest = str(radiographs / "manifest.csv")
+    assert main(["predict", str(exports["cls2d"]), manifest, "--out", str(tmp_path / "a"), "--fold", "0"]) != 0
+    assert "exported model" in capsys.readouterr().err
+    copy = tmp_path / "copy"
+    import shutil
+
+    shutil.copytree(exports["cls2d"], copy)
+    network = next(copy.glob("*.onnx"))
+    network.write_bytes(network.read_bytes() + b"\0")
+    assert main(["predict", str(copy), manifest, "--out", str(tmp_path / "b")]) != 0
+    assert "sha256 mismatch" in capsys.readouterr().err
+
+
+def test_the_card_has_metrics_and_caveats_but_no_patient_data(exports, runs, radiographs):
+    card = (exports["cls2d"] / "model_card.md").read_text() + (exports["cls2d"] / "model_card.html").read_text()
+    metrics = json.loads((runs["cls2d"] / "metrics.json").read_text())
+    assert f"{metrics['summary']['auc']['pooled']:.3f}" in card and "Intended use" in card
+    assert "Licence of the starting weights" in card and "Parity gate passed" in card
+    patient_ids = {row["patient_id"] for row in read_csv(radiographs / "manifest.csv")}
+    assert not any(pid in card for pid in patient_ids) and "SYNTH" not in card
+    assert str(radiographs) not in card
+
+
+def test_missing_onnx_names_the_extra(monkeypatch):
+    from medtl.export.extra import require_onnx
+
+    real_import = builtins.__import__
+
+    def no_onnxruntime(name, *args, **kwargs):
+        if name == "onnxruntime":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_onnxruntime)
+    with pytest.raises(MedtlError, match=r"pip install 'medtl\[export\]'"):
+        require_onnx()
