@@ -98,13 +98,16 @@ def card_sections(rundir: RunDir, trained, spec, model_json: dict, weight_licenc
                            "ensemble has not been scored on new data: use `medtl evaluate` on an external set."],
                           [(["metric", "pooled", "CI low", "CI high", "mean of folds", "SD of folds"],
                             _metric_rows(result["summary"]))])
+    primary = metrics["primary_metric"]
+    performance.tables.append(([f"arm of the run (exported: {arm})", primary, "CI low", "CI high"],
+                               [[name, r["summary"][primary]["pooled"], *r["summary"][primary]["ci95"]]
+                                for name, r in metrics["arms"].items()]))
     comparisons = [[c["a"], c["b"], c["metric"], c["mean_diff"], c["ci95"][0], c["ci95"][1], c["p_value"]]
                    for c in metrics.get("comparisons", []) if arm in (c["a"], c["b"])]
     if comparisons:
         performance.tables.append((["a", "b", "metric", "a − b", "CI low", "CI high", "p"], comparisons))
     per_site = metrics.get("sites", {}).get("per_site", {}).get(arm) if isinstance(metrics.get("sites"), dict) else None
     if per_site:
-        primary = metrics["primary_metric"]
         performance.tables.append((["site", primary, "CI low", "CI high", "cases", "patients"],
                                    [[site, v["metrics"][primary]["value"], *v["metrics"][primary]["ci95"],
                                      v["n_cases"], v["n_patients"]] for site, v in per_site.items()]))

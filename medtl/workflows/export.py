@@ -27,8 +27,8 @@ from ..export.card import card_sections, render_html, render_markdown
 from ..export.networks import FORMATS, OPSET, load_network, write_network
 from ..export.parity import Parity, compare_outputs
 from ..export.spec import NetworkIO, PreprocessingSpec, describe_steps, write_spec
-from ..models.weights import WEIGHT_FILES
 from ..models.backbones import get_backbone_spec
+from ..models.weights import WEIGHT_FILES
 from ..plumbing.atomic import write_atomic, write_json
 from ..plumbing.hashing import sha256_file
 from ..plumbing.progress import progress_bar
