@@ -81,7 +81,11 @@ def _predict_options(args: argparse.Namespace):
                           shard=parse_shard(getattr(args, "shard", None)),
                           probability_maps=getattr(args, "probability_maps", False),
                           dicom_seg=not getattr(args, "no_dicom_seg", False),
-                          deidentify_seg=getattr(args, "deidentify_seg", False), progress=not args.quiet)
+                          deidentify_seg=getattr(args, "deidentify_seg", False), progress=not args.quiet,
+                          explain=getattr(args, "explain", None), explain_class=getattr(args, "explain_class", None),
+                          explain_layer=getattr(args, "explain_layer", None),
+                          occlusion_size=getattr(args, "occlusion_size", 16),
+                          occlusion_overlap=getattr(args, "occlusion_overlap", 0.5))
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
@@ -245,6 +249,17 @@ def _add_predict_commands(commands) -> None:
     predict.add_argument("--shard", metavar="I/N", help="process part I of N (1-based); merge with `medtl merge`")
     predict.add_argument("--probability-maps", action="store_true",
                          help="segmentation: also write per-class probability maps (NIfTI)")
+    predict.add_argument("--explain", choices=["gradcam", "occlusion"],
+                         help="classification: write an explanation map per case (maps/<key>_<method>.nii.gz, on "
+                              "the input's original grid) for the predicted class")
+    predict.add_argument("--explain-class", metavar="NAME", help="explain this class instead of the predicted one")
+    predict.add_argument("--explain-layer", metavar="LAYER",
+                         help="Grad-CAM layer (default: the deepest encoder stage with at least 3 voxels per axis)")
+    predict.add_argument("--occlusion-size", type=int, default=16, metavar="N",
+                         help="occlusion box side in network voxels (default 16)")
+    predict.add_argument("--occlusion-overlap", type=float, default=0.5, metavar="F",
+                         help="overlap of neighbouring occlusion boxes, 0 <= F < 1 (default 0.5; stride = "
+                              "size x (1 - overlap))")
     predict.set_defaults(run_command=_cmd_predict)
 
     evaluate = commands.add_parser(

@@ -22,6 +22,8 @@ def is_export_dir(path: str | Path) -> bool:
 class ExportedRun(TrainedRun):
     """Exported networks with the preprocessing of ``preprocessing.json``; ``build_models`` loads the files."""
 
+    has_layers = False
+
     def config_sha256(self) -> str:
         """The export's preprocessing contract identifies a predict job's models' preprocessing."""
         return sha256_file(self.path / "preprocessing.json")

@@ -32,6 +32,7 @@ from .inflight import CRASH_LIMIT, InflightMarks
 from .items import SKIPPED_COLUMNS, PredictInputs, PredictItem, shard_of
 from .journal import Journal
 from .loading import ItemDataset, collate_items, quiet_worker
+from .explaining import check_explain, explanation_maps, write_explanation
 from .outcome import segmentation_record
 from .trained import TrainedRun
 
@@ -50,6 +51,11 @@ class PredictOptions:
     dicom_seg: bool = True
     deidentify_seg: bool = False  # PS3.15 basic profile on the DICOM-SEG (for sharing)
     progress: bool = True
+    explain: str | None = None  # gradcam | occlusion: explanation maps of the explained class
+    explain_class: str | None = None  # default: the predicted class
+    explain_layer: str | None = None  # Grad-CAM layer (default: the deepest encoder stage with spatial extent)
+    occlusion_size: int = 16  # occlusion box side in voxels (network grid)
+    occlusion_overlap: float = 0.5  # overlap of neighbouring boxes
 
 
 @dataclass
@@ -80,7 +86,9 @@ def _job_identity(trained: TrainedRun, inputs: PredictInputs, options: PredictOp
             "input_listing": keyed_hash(sha256_text(*listing), "input-listing"),
             "input_kind": inputs.kind, "shard": f"{options.shard[0]}/{options.shard[1]}",
             "probability_maps": options.probability_maps, "dicom_seg": options.dicom_seg,
-            "deidentify_seg": options.deidentify_seg, "with_truth": truth}
+            "deidentify_seg": options.deidentify_seg, "with_truth": truth,
+            "explain": [options.explain, options.explain_class, options.explain_layer, options.occlusion_size,
+                        options.occlusion_overlap] if options.explain else None}
 
 
 def _check_job(out: Path, identity: dict) -> None:
@@ -124,9 +132,14 @@ def _process_batch(batch: list[dict], todo: list[PredictItem], models: list, tra
     ready = [r for r in batch if "error" not in r]
     if not ready:
         return records
-    members = _member_probabilities(models, torch.stack([r["image"] for r in ready]), device,
-                                    trained.config).numpy()
+    images = torch.stack([r["image"] for r in ready])
+    members = _member_probabilities(models, images, device, trained.config).numpy()
     ensemble = members.mean(axis=0)
+    maps, classes = None, []
+    if options.explain:
+        classes = [trained.class_names.index(options.explain_class) if options.explain_class else int(np.argmax(p))
+                   for p in ensemble]
+        maps = explanation_maps(models, images.to(device), classes, options)
     for i, loaded in enumerate(ready):
         item = todo[loaded["index"]]
         notes = list(loaded["notes"])
@@ -136,6 +149,9 @@ def _process_batch(batch: list[dict], todo: list[PredictItem], models: list, tra
             record["pixel_hash"] = loaded["pixel_hash"]  # evaluate: is this image one the run trained on?
         if not dense_output(trained):
             record.update(probs=ensemble[i].tolist(), member_probs=members[:, i].tolist())
+            if maps is not None:
+                record.update(explain_file=write_explanation(item.key, loaded, maps[i], out, options.explain),
+                              explained_class=trained.class_names[classes[i]])
         else:
             record.update(segmentation_record(item.key, loaded, ensemble[i], members[:, i], trained, out,
                                               options.probability_maps, options.dicom_seg, truth, notes,
@@ -187,6 +203,8 @@ def _prediction_row(record: dict, trained: TrainedRun, key_column: str, with_fil
         probs = record["probs"]
         row.update({f"prob_{name}": round(p, 6) for name, p in zip(trained.class_names, probs)})
         row["predicted"] = trained.class_names[int(np.argmax(probs))]
+        if "explain_file" in record:
+            row.update(explain_file=record["explain_file"], explained_class=record["explained_class"])
     if truth:
         row["label"] = "mask" if dense_output(trained) else record["label"]
         if dense_output(trained):
@@ -195,13 +213,15 @@ def _prediction_row(record: dict, trained: TrainedRun, key_column: str, with_fil
     return row
 
 
-def prediction_columns(trained: TrainedRun, key_column: str, with_files: bool, truth: bool) -> list[str]:
+def prediction_columns(trained: TrainedRun, key_column: str, with_files: bool, truth: bool,
+                       explain: bool = False) -> list[str]:
     """Columns of ``predictions.csv`` for this run's task and input kind."""
     columns = [key_column, "patient_key"] + (["n_files"] if with_files else [])
     if dense_output(trained):
         columns += _MASK_COLUMNS
     else:
         columns += [f"prob_{n}" for n in trained.class_names] + ["predicted"]
+        columns += ["explained_class", "explain_file"] if explain else []
     if truth:
         columns += ["label"] + (get_task(trained.task).result_columns(trained.class_names) if dense_output(trained)
                                 else [])
@@ -213,6 +233,7 @@ def predict_items(trained: TrainedRun, inputs: PredictInputs, out: str | Path, o
     """Predict this shard's items into ``out`` (resuming), then write the CSVs and ``predict.json``."""
     from ..models.device import compute_threads, resolve_device
 
+    check_explain(trained, options)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _check_job(out, _job_identity(trained, inputs, options, truth))
@@ -273,7 +294,7 @@ def _finish(trained: TrainedRun, inputs: PredictInputs, out: Path, options: Pred
             inputs_of = record["file_keys"] if with_files else [record["key"]]
             skipped += [{"input": key, "series_key": record["key"] if with_files else "", "reason": record["reason"],
                          "detail": record["detail"]} for key in inputs_of]
-    columns = prediction_columns(trained, inputs.key_column, with_files, truth)
+    columns = prediction_columns(trained, inputs.key_column, with_files, truth, bool(options.explain))
     write_csv(out / "predictions.csv", columns, rows)
     write_csv(out / "skipped.csv", SKIPPED_COLUMNS, skipped)
     summary = _summary(trained, inputs, options, items, records, rows, skipped, n_new, elapsed, device)

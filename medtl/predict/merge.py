@@ -19,7 +19,7 @@ from ..plumbing.atomic import read_csv, write_csv, write_json
 from ..plumbing.paths import contained
 from .items import SKIPPED_COLUMNS
 
-_OUTPUT_FOLDERS = ("masks", "probs", "seg")
+_OUTPUT_FOLDERS = ("masks", "probs", "seg", "maps")
 
 
 def _load_shard(folder: Path) -> dict:
@@ -57,7 +57,7 @@ def _check_same_job(shards: list[dict]) -> int:
     return count
 
 
-_OUTPUT_NAME = re.compile(r"(masks|probs|seg)/[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_OUTPUT_NAME = re.compile(r"(masks|probs|seg|maps)/[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 def _link_or_copy(shard: Path, out: Path, name: str) -> None:
@@ -97,7 +97,7 @@ def merge_shards(folders: list[str | Path], out: str | Path) -> dict:
                          "do not come from one sharded job")
     for shard in shards:
         for row in shard["rows"]:
-            for column in ("mask_file", "seg_file", "prob_files"):
+            for column in ("mask_file", "seg_file", "prob_files", "explain_file"):
                 for name in filter(None, (row.get(column) or "").split(";")):
                     _link_or_copy(shard["folder"], out, name)
     skipped = [row for shard in shards for row in shard["skipped"]]

@@ -43,6 +43,8 @@ class TrainedRun:
         """The task's name (``classification``, ``segmentation``)."""
         return self.config.task
 
+    has_layers = True  # the members are PyTorch models whose layers Grad-CAM can hook (not so for an export)
+
     def config_sha256(self) -> str:
         """What identifies the models' preprocessing in a predict job (the run's resolved config)."""
         return sha256_file(RunDir(self.path).config)

@@ -1,0 +1,1 @@
+"""Explanation maps of classification models: Grad-CAM and occlusion sensitivity (MONAI), on the network grid."""
