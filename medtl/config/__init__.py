@@ -14,6 +14,7 @@ from .sections import (
     ArmConfig,
     CardConfig,
     CVConfig,
+    ExplainConfig,
     FinetuneConfig,
     ModelConfig,
     SourceConfig,
@@ -21,7 +22,7 @@ from .sections import (
     TrainConfig,
 )
 
-__all__ = ["DEFAULT_IMAGE_SIZE", "PRETRAINED_KEYWORDS", "SSL_TASKS", "SSLConfig", "AdaptConfig", "CardConfig", "ArmConfig", "AugmentConfig", "CVConfig",
+__all__ = ["DEFAULT_IMAGE_SIZE", "PRETRAINED_KEYWORDS", "SSL_TASKS", "SSLConfig", "AdaptConfig", "CardConfig", "ExplainConfig", "ArmConfig", "AugmentConfig", "CVConfig",
            "Config", "DataConfig", "FinetuneConfig", "ModelConfig", "SlidingWindowConfig", "SourceConfig",
            "TrainConfig", "config_differences", "dump_config", "flatten", "load_config", "parse_override",
            "set_dotted"]

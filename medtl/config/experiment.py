@@ -25,6 +25,7 @@ from .sections import (
     ArmConfig,
     CardConfig,
     CVConfig,
+    ExplainConfig,
     FinetuneConfig,
     ModelConfig,
     SourceConfig,
@@ -54,6 +55,7 @@ class Config(Section):
     adapt: AdaptConfig = Field(default_factory=AdaptConfig)
     ssl: SSLConfig = Field(default_factory=SSLConfig)
     card: CardConfig = Field(default_factory=CardConfig)
+    explain: ExplainConfig = Field(default_factory=ExplainConfig)
 
     _base: Path = PrivateAttr(default_factory=Path.cwd)
 

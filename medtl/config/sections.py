@@ -119,6 +119,13 @@ class SSLConfig(Section):
     probe_every: int = Field(1, ge=1)  # epochs between probe scores (the first and last epoch always)
 
 
+class ExplainConfig(Section):
+    """``explain``: explanation maps in the cv report (classification with whole-image inputs; docs/explain.md)."""
+
+    report: bool = True  # Grad-CAM maps of the first fold's validation cases, with the sanity checks
+    cases_per_group: int = Field(2, ge=0, le=10)  # overlays shown per arm for each of TP, FP, FN
+
+
 class CardConfig(Section):
     """``card``: what the model card says a model is for (free text written by the researcher; docs/export.md)."""
 

@@ -205,3 +205,15 @@ def source_curves_figure(stages: list[dict]) -> str:
             twin.axhline(0.5, color="grey", lw=0.5)
             twin.set(ylabel="linear-probe AUC (dashed)", ylim=(0, 1))
     return _png(fig)
+
+
+def explanation_figure(panels: list[tuple[np.ndarray, np.ndarray, str]], title: str) -> str:
+    """Images (gray) with their explanation maps (heat, transparent where 0), one panel each, base64 PNG."""
+    fig, axes = _figure(2.6, 2.8, ncols=len(panels))
+    for ax, (image, heat, caption) in zip(axes[0], panels):
+        ax.imshow(image, cmap="gray")
+        ax.imshow(np.ma.masked_less_equal(heat, 0.05), cmap="jet", alpha=0.45, vmin=0, vmax=1)
+        ax.set_title(caption, fontsize=8)
+        ax.axis("off")
+    fig.suptitle(title, fontsize=9)
+    return _png(fig)

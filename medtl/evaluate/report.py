@@ -96,6 +96,10 @@ def _sections(run) -> list[tuple[str, str]]:
     sections += task.report_sections(arm_rows, run.class_names, figures, lambda: _overlays(run))
     histories = {name: arm["histories"] for name, arm in run.arms.items()}
     sections.append(("Learning curves", html_image(figures.learning_curves_figure(histories), "learning curves")))
+    if metrics.get("explanations"):
+        from .explain_report import explanation_section
+
+        sections.append(explanation_section(metrics["explanations"], getattr(run, "explanations", {})))
     if metrics.get("source_stages"):
         from .source_report import source_section
 

@@ -33,6 +33,7 @@ from ..tasks import get_task
 from . import run_state
 from .cv_fold import run_fold
 from .cv_sites import comparison_pairs, sites_summary
+from .cv_explain import explanation_summary
 from .cv_source import pretrained_for, source_epochs, source_stages
 from .cv_targets import load_target_images, targets_for
 from .validate import Checked, check_experiment
@@ -56,6 +57,8 @@ class CVRun:
     verdicts: list[str] = field(default_factory=list)
     arm_cases: dict[str, list[PreparedCase]] = field(default_factory=dict)  # arms with their own preprocessing
     target_images: dict[str, list[TargetImage]] = field(default_factory=dict)  # arm -> adapt.target_manifest images
+    mask_files: dict = field(default_factory=dict)  # case_id -> (image, mask) paths, for the explanation checks
+    explanations: dict = field(default_factory=dict)  # arm -> overlay figures (base64 PNG) for the report
 
     def cases_of(self, arm: str) -> list[PreparedCase]:
         """The arm's prepared cases: its own when its data settings differ from the main arm's, in the same order."""
@@ -194,6 +197,7 @@ def _prepare_run(config: Config, rundir: RunDir, checked: Checked, progress: boo
     folds = _folds(rundir, config, cases, {c.case_id: c.split for c in manifest.cases})
     run_state.write_state(rundir, dump_config(config), cases, skipped, [a.name for a in arms])
     run = CVRun(config, rundir, manifest.class_names, cases, folds)
+    run.mask_files = {c.case_id: (c.image, c.mask) for c in manifest.cases if c.mask is not None}
     run.arm_cases = _prepare_arm_cases(arms, manifest, config, rundir, cases, progress, keep_paths)
     run.warnings += [f"case {s['case_id']} skipped: {s['reason']} ({s['detail']})" for s in skipped]
     run.warnings += sorted({f"{note} in {sum(note in c.notes for c in cases)} case(s)"
@@ -343,6 +347,9 @@ def _summarise(run: CVRun) -> None:
     if run.config.cv.label_fractions:
         fractions = {name: arm["config"].train.label_fraction for name, arm in run.arms.items()}
         run.metrics["label_efficiency"] = label_efficiency(run.metrics, fractions)
+    explanations = explanation_summary(run)
+    if explanations:
+        run.metrics["explanations"] = explanations
     stages = source_stages(run)
     if stages:
         run.metrics["source_stages"] = stages

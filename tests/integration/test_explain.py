@@ -92,3 +92,17 @@ def test_segmentation_and_gradcam_on_an_export_are_refused(ct, radiographs, runs
     assert main(["predict", str(tmp_path / "x"), str(radiographs / "manifest.csv"), "--out", str(tmp_path / "b"),
                  "--explain", "gradcam"]) != 0
     assert "Grad-CAM needs the PyTorch model" in capsys.readouterr().err
+
+
+def test_the_cv_report_shows_maps_and_their_sanity_checks(runs, radiographs):
+    metrics = json.loads((runs["2d"] / "metrics.json").read_text())
+    entry = metrics["explanations"]["arms"]["scratch"]
+    assert entry["fold"] == "repeat0_fold0" and entry["layer"].startswith("backbone.")
+    assert entry["n_cases"] == len(json.loads((runs["2d"] / "arms" / "scratch" / "repeat0_fold0" / "done.json")
+                                              .read_text())["rows"])
+    rank = entry["randomisation_spearman"]
+    assert rank["n"] + rank["n_flat"] == entry["n_cases"]
+    assert entry["pointing_game"]["n"] >= 1 and 0 < entry["pointing_game"]["chance"] < 0.2  # masks were found
+    report = (runs["2d"] / "report.html").read_text()
+    assert "Explanation maps" in report and "pointing game" in report.lower()
+    assert not any(r["patient_id"] in report for r in read_csv(radiographs / "manifest.csv"))

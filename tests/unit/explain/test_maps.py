@@ -77,3 +77,29 @@ def test_occluding_a_region_the_model_ignores_gives_zero_attribution(shape):
     assert np.abs(right).max() < 1e-7
     left = maps[..., : shape[-1] // 2 - 4]
     assert np.abs(left).max() > 1e-4
+
+
+def test_pointing_game_counts_hits_misses_and_flat_maps():
+    from medtl.explain.sanity import pointing_game
+
+    mask = np.zeros((8, 8))
+    mask[2:4, 2:4] = 1
+    hit, miss, flat = np.zeros((8, 8)), np.zeros((8, 8)), np.zeros((8, 8))
+    hit[3, 3], miss[7, 7] = 1, 1
+    result = pointing_game(np.stack([hit, miss, flat, hit]), [mask, mask, mask, np.zeros((8, 8))])
+    assert (result["n"], result["hits"], result["n_flat_maps"]) == (3, 1, 1)  # the empty mask does not count
+    assert result["share"] == pytest.approx(1 / 3) and result["chance"] == pytest.approx(4 / 64)
+
+
+def test_randomising_the_top_layers_changes_them_and_nothing_below():
+    from medtl.explain.sanity import randomised_top
+
+    torch.manual_seed(0)
+    model = create_model("tiny-resnet", dims=2, num_classes=2, pretrained="none").eval()
+    copy = randomised_top(model, seed=1)
+    last = model.stages()[-1][0]
+    for (name, a), b in zip(model.state_dict().items(), copy.state_dict().values()):
+        if not a.is_floating_point() or "running" in name:
+            continue
+        top = name.startswith("head.") or f".{last}." in f".{name}"
+        assert torch.equal(a, b) != top or (a == 0).all() or (a == 1).all(), name
