@@ -28,11 +28,11 @@ from ..models.sliding import network_logits
 from ..plumbing.atomic import remove_orphan_temps, write_csv, write_json
 from ..plumbing.progress import progress_bar
 from ..tasks import get_task
+from .explaining import check_explain, explanation_maps, write_explanation
 from .inflight import CRASH_LIMIT, InflightMarks
 from .items import SKIPPED_COLUMNS, PredictInputs, PredictItem, shard_of
 from .journal import Journal
 from .loading import ItemDataset, collate_items, quiet_worker
-from .explaining import check_explain, explanation_maps, write_explanation
 from .outcome import segmentation_record
 from .trained import TrainedRun
 

@@ -31,9 +31,9 @@ from ..plumbing.progress import progress_bar
 from ..rundir import RunDir
 from ..tasks import get_task
 from . import run_state
+from .cv_explain import explanation_summary
 from .cv_fold import run_fold
 from .cv_sites import comparison_pairs, sites_summary
-from .cv_explain import explanation_summary
 from .cv_source import pretrained_for, source_epochs, source_stages
 from .cv_targets import load_target_images, targets_for
 from .validate import Checked, check_experiment
