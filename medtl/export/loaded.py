@@ -40,6 +40,9 @@ def load_export_dir(path: str | Path) -> ExportedRun:
     path = Path(path)
     spec = read_spec(path / "preprocessing.json")
     model = json.loads((path / MODEL_JSON).read_text())
+    if model.get("format") != "onnx":
+        raise InputError(f"export {path} holds torch.export programs; loading one unpickles its weights (it could "
+                         "run code), so medtl predict runs ONNX exports only: export with --format onnx")
     members = []
     for entry in model["members"]:
         file = path / entry["file"]

@@ -67,7 +67,12 @@ class OnnxNetwork(nn.Module):
 
 
 class ProgramNetwork(nn.Module):
-    """A saved ``torch.export`` program."""
+    """A saved ``torch.export`` program.
+
+    ``torch.export.load`` unpickles the program's weights (``torch.load`` with
+    ``weights_only=False`` inside torch), so medtl loads only programs it has just written
+    itself (the export's parity gate); ``medtl predict`` runs ONNX exports only.
+    """
 
     def __init__(self, path: Path, dense_output: bool):
         super().__init__()
@@ -79,8 +84,18 @@ class ProgramNetwork(nn.Module):
 
 
 def load_network(path: Path, dense_output: bool, device: torch.device | None = None,
-                 threads: int | None = None) -> nn.Module:
-    """The exported network at ``path`` (by its suffix) as an inference module."""
+                 threads: int | None = None, written_now: bool = False) -> nn.Module:
+    """The exported network at ``path`` (by its suffix) as an inference module.
+
+    A ``torch.export`` program is loaded only when ``written_now`` (this process wrote it):
+    its loader unpickles, and a file from elsewhere could run code.
+    """
     if path.suffix == ".onnx":
         return OnnxNetwork(path, dense_output, device, threads)
+    if not written_now:
+        from ..errors import InputError
+
+        raise InputError(f"{path.name} is a torch.export program; loading one unpickles its weights (it could run "
+                         "code), so medtl predict runs ONNX exports only: export with --format onnx, or load the "
+                         ".pt2 in your own runner from a source you trust")
     return ProgramNetwork(path, dense_output).to(device or torch.device("cpu"))

@@ -129,7 +129,8 @@ def export_run(run_dir: str | Path, out: str | Path, fmt: str = "onnx", arm: str
             for member, model in zip(trained.members, models):
                 file = f"{member.name}{FORMATS[fmt]}"
                 write_network(model, staging / file, fmt, example)
-                exported = load_network(staging / file, trained.task == "segmentation", torch.device("cpu"))
+                exported = load_network(staging / file, trained.task == "segmentation", torch.device("cpu"),
+                                        written_now=True)
                 compare_outputs(member.name, model, exported, images[member.name], trained.config.data, parity,
                                 trained.config.train.batch_size)
                 members.append({"name": member.name, "repeat": member.repeat, "fold": member.fold, "file": file,

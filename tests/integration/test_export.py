@@ -94,17 +94,16 @@ def test_predict_from_the_export_equals_predict_from_the_run(name, exports, runs
         assert np.allclose(ours.affine, theirs.affine)
 
 
-def test_torch_export_format_gives_the_same_predictions(runs, radiographs, tmp_path):
+def test_torch_export_passes_the_gate_but_predict_runs_only_onnx(runs, radiographs, tmp_path, capsys):
     target = tmp_path / "pt2"
     assert main(["export", str(runs["cls2d"]), "--out", str(target), "--format", "torch-export", "--fold", "1",
                  "--quiet"]) == 0
     model = json.loads((target / "model.json").read_text())
     assert model["format"] == "torch-export" and [m["name"] for m in model["members"]] == ["repeat0_fold1"]
-    manifest = radiographs / "manifest.csv"
-    assert main(["predict", str(target), str(manifest), "--out", str(tmp_path / "e"), "--quiet"]) == 0
-    assert main(["predict", str(runs["cls2d"]), str(manifest), "--fold", "1", "--out", str(tmp_path / "r"),
-                 "--quiet"]) == 0
-    predictions_agree(tmp_path / "e", tmp_path / "r")
+    assert model["parity"]["passed"] and model["parity"]["max_abs_error"] <= 1e-4
+    # torch.export.load unpickles: a .pt2 from a folder is never loaded by predict
+    assert main(["predict", str(target), str(radiographs / "manifest.csv"), "--out", str(tmp_path / "e")]) != 0
+    assert "runs ONNX exports only" in capsys.readouterr().err and not (tmp_path / "e").exists()
 
 
 def test_a_network_that_differs_after_export_fails_the_gate_and_leaves_nothing(runs, tmp_path, monkeypatch, capsys):
