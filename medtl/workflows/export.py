@@ -105,6 +105,27 @@ def _starting_weights_licence(trained: TrainedRun) -> str:
     return "the researcher's own source model (see the source stage below): the licence of its data applies"
 
 
+EXPORT_FILES = ("model.json", "model_card.md", "model_card.html", "preprocessing.json", "preprocessing.schema.json")
+
+
+def _previous_export(out: Path) -> list[str]:
+    """The files of an earlier export in ``out`` (to be replaced); any other content is refused."""
+    if not out.exists():
+        return []
+    if not out.is_dir():
+        raise InputError(f"--out {out} is a file; give a folder (new, empty, or an earlier export to replace)")
+    present = sorted(p.name for p in out.iterdir() if p.name != ".incomplete")
+    if not present:
+        return []
+    from ..export.loaded import MODEL_JSON
+
+    if not (out / MODEL_JSON).is_file():
+        raise InputError(f"--out {out} already holds files that are not a medtl export (e.g. {present[0]}); give a "
+                         "new or empty folder")
+    members = [m["file"] for m in json.loads((out / MODEL_JSON).read_text()).get("members", [])]
+    return [name for name in present if name in (*EXPORT_FILES, *members)]
+
+
 def export_run(run_dir: str | Path, out: str | Path, fmt: str = "onnx", arm: str | None = None,
                fold: int | None = None, atol: float = 1e-4, rtol: float = 1e-3, max_cases: int | None = None,
                progress: bool = True) -> ExportResult:
@@ -115,6 +136,7 @@ def export_run(run_dir: str | Path, out: str | Path, fmt: str = "onnx", arm: str
     rundir = RunDir(run_dir)
     out = Path(out)
     created = not out.exists()
+    previous = _previous_export(out)
     staging = out / ".incomplete"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -161,6 +183,8 @@ def export_run(run_dir: str | Path, out: str | Path, fmt: str = "onnx", arm: str
     title = f"Model card: {trained.task} model {trained.model_id}"
     write_atomic(staging / "model_card.md", render_markdown(title, sections))
     write_atomic(staging / "model_card.html", render_html(title, sections))
+    for name in previous:  # a re-export replaces the old one whole: no network of it stays behind
+        (out / name).unlink(missing_ok=True)
     for path in staging.iterdir():
         path.replace(out / path.name)
     staging.rmdir()

@@ -120,6 +120,11 @@ def train_ssl_model(config: Config, stage: Config, root: Path, stage_text: str, 
     if target_cases is None:
         target_cases = guard_cases(config, root, progress)
     notes = guard_note(config, pool, target_cases)
+    if skipped:
+        from collections import Counter
+
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(Counter(r["reason"] for r in skipped).items()))
+        notes.append(f"{len(skipped)} pool image(s) could not be used and were left out ({reasons})")
     if labelled:
         notes.append(f"the pool manifest has labels in {labelled} row(s): ignored (self-supervised {method})")
     probe_cases, probe_classes = read_probe(config, stage, root, progress)

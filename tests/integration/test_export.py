@@ -166,3 +166,17 @@ def test_missing_onnx_names_the_extra(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_onnxruntime)
     with pytest.raises(MedtlError, match=r"pip install 'medtl\[export\]'"):
         require_onnx()
+
+
+def test_a_re_export_replaces_the_old_one_and_foreign_folders_are_refused(runs, tmp_path, capsys):
+    target = tmp_path / "x"
+    assert main(["export", str(runs["cls2d"]), "--out", str(target), "--quiet"]) == 0
+    assert len(list(target.glob("*.onnx"))) == 2
+    assert main(["export", str(runs["cls2d"]), "--out", str(target), "--fold", "1", "--quiet"]) == 0
+    assert sorted(p.name for p in target.glob("*.onnx")) == ["repeat0_fold1.onnx"]  # the fold-0 network is gone
+    foreign = tmp_path / "notes"
+    foreign.mkdir()
+    (foreign / "thesis.docx").write_text("mine")
+    assert main(["export", str(runs["cls2d"]), "--out", str(foreign), "--quiet"]) != 0
+    assert "not a medtl export" in capsys.readouterr().err
+    assert sorted(p.name for p in foreign.iterdir()) == ["thesis.docx"]

@@ -130,3 +130,17 @@ def test_each_arm_starts_from_its_own_source_stage_and_a_changed_pool_is_refused
     write_csv(tmp_path / "pool" / "manifest.csv", columns, rows[:-2])
     assert main(["cv", config, "--out", str(out), "--quiet"]) != 0
     assert "source stage of arm 'source-pretrained' now gives model" in capsys.readouterr().err
+
+
+def test_unusable_pool_images_are_left_out_and_said(data, tmp_path, capsys):
+    _, rows = read_csv(data / "pool" / "manifest.csv")
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    write_csv(tmp_path / "pool.csv", ["image", "patient_id"],
+              [{"image": str(data / "pool" / r["image"]), "patient_id": r["patient_id"]} for r in rows] +
+              [{"image": str(tmp_path / "missing.png"), "patient_id": "x1"},
+               {"image": str(tmp_path / "broken.png"), "patient_id": "x2"}])
+    config = config_file(tmp_path / "c.yaml", data, source={"manifest": str(tmp_path / "pool.csv"), "epochs": 1},
+                         ssl={"probe_manifest": None})
+    assert main(["pretrain", config, "--out", str(tmp_path / "m.safetensors")]) == 0
+    printed = capsys.readouterr().out
+    assert "note: 2 pool image(s) could not be used and were left out (FILE_NOT_FOUND 1" in printed
