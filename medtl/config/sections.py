@@ -98,6 +98,8 @@ class SourceConfig(Section):
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(16, ge=1)
     lr: float = Field(1e-3, gt=0)
+    # let images of the target run (pixels or patients) into the source set: reported (transductive / optimistic)
+    allow_target_images: bool = False
 
 
 class SSLConfig(Section):
@@ -113,7 +115,6 @@ class SSLConfig(Section):
     shuffle_prob: float = Field(0.5, ge=0, le=1)  # restore: local pixel shuffling
     paint_prob: float = Field(0.9, ge=0, le=1)  # restore: in- or out-painting
     inpaint_share: float = Field(0.2, ge=0, le=1)  # restore: share of paintings that are in-paintings
-    allow_target_images: bool = False  # let images of the target run's patients into the pool (transductive)
     probe_manifest: Path | None = None  # small labelled set (classification) for the linear-probe monitor
     probe: Literal["logreg", "knn"] = "logreg"  # the monitor's classifier on frozen encoder features
     probe_every: int = Field(1, ge=1)  # epochs between probe scores (the first and last epoch always)

@@ -30,6 +30,7 @@ from ..plumbing.hashing import sha256_text
 from ..plumbing.progress import progress_bar
 from ..tasks import get_task
 from ..train.loop import fit
+from .source_guard import guard_cases, guard_notes
 
 log = logging.getLogger("medtl")
 
@@ -100,6 +101,9 @@ def train_source_model(config: Config, progress: bool = True, on_epoch=None, on_
     cases, skipped = prepare_cases(manifest, stage, root / "cases", progress)
     if not cases:
         raise InputError(f"no usable case in the source manifest {manifest.path}")
+    if target_cases is None:
+        target_cases = guard_cases(config, root, progress)
+    notes = guard_notes(config, cases, target_cases, labelled=True)
     stage_text = stage_fingerprint_text(stage)
     data_sha = data_hash([c.content_hash for c in cases])
     fingerprint = sha256_text(stage_text, data_sha)[:16]
@@ -107,7 +111,7 @@ def train_source_model(config: Config, progress: bool = True, on_epoch=None, on_
     path = folder / "model.safetensors"
     if path.exists():
         log.info("reusing source model %s (same source config and data)", fingerprint)
-        return SourceModel(path, True, fingerprint, json.loads((folder / "source.json").read_text()))
+        return SourceModel(path, True, fingerprint, json.loads((folder / "source.json").read_text()), notes)
     task = get_task(stage.task)
     num_classes = task.num_classes(manifest.class_names, cases)
     torch.manual_seed(stage.train.seed)
@@ -130,7 +134,7 @@ def train_source_model(config: Config, progress: bool = True, on_epoch=None, on_
     write_json(folder / "source.json", summary)
     save_weights(path, model, metadata)
     (folder / "state.pt").unlink(missing_ok=True)
-    return SourceModel(path, False, fingerprint, summary)
+    return SourceModel(path, False, fingerprint, summary, notes)
 
 
 def export_source_model(model: SourceModel, out: Path) -> Path:

@@ -25,19 +25,19 @@ from ..plumbing.hashing import sha256_text
 from ..plumbing.progress import progress_bar
 from ..ssl.byol import BYOL
 from ..ssl.loop import fit_ssl
-from ..ssl.pool import check_pool, target_overlap
 from ..ssl.probe import ProbeMonitor
 from ..ssl.restoration import Restoration
 from ..ssl.restore import Corruptor, RestorePairs
 from ..ssl.simclr import SimCLR
 from ..ssl.views import ViewPairs, view_pipeline, view_units
+from .source_guard import guard_cases, guard_notes
 
 log = logging.getLogger("medtl")
 
 
 def ssl_fingerprint_text(config: Config) -> str:
-    """The ``ssl`` settings that decide the model (the leak-guard switch does not)."""
-    return json.dumps(config.ssl.model_dump(mode="json", exclude={"allow_target_images", "probe_manifest"}),
+    """The ``ssl`` settings that decide the model (the probe set is hashed on its own)."""
+    return json.dumps(config.ssl.model_dump(mode="json", exclude={"probe_manifest"}),
                       sort_keys=True)
 
 
@@ -63,19 +63,6 @@ def read_probe(config: Config, stage: Config, root: Path, progress: bool) -> tup
     return cases, manifest.class_names
 
 
-def guard_note(config: Config, pool: list[PreparedCase], target_cases: list[PreparedCase] | None) -> list[str]:
-    """The leak guard: refuse pool images of the target run (unless allowed); notes for the report."""
-    if target_cases is None:
-        return ["the pool was not checked against a target run (no data.manifest)"]
-    overlap = target_overlap(pool, target_cases)
-    note = check_pool(overlap, config.ssl.allow_target_images)
-    notes = [note] if note else []
-    if overlap.n_without_patient:
-        notes.append(f"{overlap.n_without_patient} pool image(s) have no patient id: checked against the target run "
-                     "by pixels only")
-    return notes
-
-
 def build_objective(method: str, stage: Config, ssl_config):
     """The encoder (with a one-channel decoder for restoration) inside its objective."""
     encoder = create_model(stage.model.backbone, dims=stage.data.dims, num_classes=1,
@@ -87,16 +74,6 @@ def build_objective(method: str, stage: Config, ssl_config):
     if method == "byol":
         return BYOL(encoder, ssl_config)
     return Restoration(encoder)
-
-
-def guard_cases(config: Config, root: Path, progress: bool) -> list[PreparedCase] | None:
-    """The target run's cases for the leak guard when no run passes them (``medtl pretrain``)."""
-    if config.data.manifest is None:
-        return None
-    manifest = read_manifest(config.data.manifest, config.task, config.cv.group_by,
-                             split_seed_by=config.cv.split_seed_by)
-    cases, _ = prepare_cases(manifest, config, root / "cases", progress)
-    return cases
 
 
 def training_data(objective, pool: list[PreparedCase], ssl_config, seed: int):
@@ -119,7 +96,7 @@ def train_ssl_model(config: Config, stage: Config, root: Path, stage_text: str, 
     pool, skipped, labelled = read_pool(stage, root, progress)
     if target_cases is None:
         target_cases = guard_cases(config, root, progress)
-    notes = guard_note(config, pool, target_cases)
+    notes = guard_notes(config, pool, target_cases, labelled=False)
     if skipped:
         from collections import Counter
 

@@ -175,7 +175,7 @@ def test_without_a_terminal_every_epoch_is_one_plain_line_and_quiet_only_silence
     import sys
 
     config = write_config(tmp_path / "c.yaml", dataset / "manifest.csv", model={"pretrained": "source"},
-                          source={"manifest": str(dataset / "manifest.csv"), "epochs": 2})
+                          source={"manifest": str(dataset / "manifest.csv"), "epochs": 2, "allow_target_images": True})
     result = subprocess.run([sys.executable, "-m", "medtl.cli", "cv", str(config), "--out", str(tmp_path / "a")],
                             capture_output=True, text=True)  # stderr is a pipe, as under nohup or Slurm
     assert result.returncode == 0, result.stderr

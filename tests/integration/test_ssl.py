@@ -70,10 +70,10 @@ def test_the_pool_must_not_hold_target_images_unless_allowed(data, tmp_path, cap
               [{"image": str(data / "pool" / r["image"]), "patient_id": r["patient_id"]} for r in pool_rows] + leaked)
     config = config_file(tmp_path / "c.yaml", data, source={"manifest": str(tmp_path / "pool.csv")})
     assert main(["pretrain", config, "--quiet"]) != 0
-    assert ("4 pool image(s) belong to the target run (3 with identical pixels, 1 of its patients)"
+    assert ("4 source image(s) belong to the target run (3 with identical pixels, 1 of its patients)"
             in capsys.readouterr().err)
-    allowed = config_file(tmp_path / "a.yaml", data, source={"manifest": str(tmp_path / "pool.csv")},
-                          ssl={"allow_target_images": True})
+    allowed = config_file(tmp_path / "a.yaml", data,
+                          source={"manifest": str(tmp_path / "pool.csv"), "allow_target_images": True})
     out = tmp_path / "run"
     assert main(["cv", allowed, "--out", str(out), "--quiet"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
@@ -99,8 +99,8 @@ def test_restore_pretrains_a_3d_encoder(tmp_path):
     config = {"task": "segmentation", "data": {"manifest": str(ct / "manifest.csv"), "dims": 3,
                                                "image_size": [12, 32, 32]},
               "model": {"backbone": "tiny-resnet", "pretrained": "source"},
-              "source": {"manifest": str(ct / "manifest.csv"), "task": "restore", "epochs": 1, "batch_size": 2},
-              "ssl": {"allow_target_images": True}}
+              "source": {"manifest": str(ct / "manifest.csv"), "task": "restore", "epochs": 1, "batch_size": 2,
+                         "allow_target_images": True}}
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(config))
     saved = pretrain(str(path), tmp_path / "m.safetensors")
@@ -144,3 +144,14 @@ def test_unusable_pool_images_are_left_out_and_said(data, tmp_path, capsys):
     assert main(["pretrain", config, "--out", str(tmp_path / "m.safetensors")]) == 0
     printed = capsys.readouterr().out
     assert "note: 2 pool image(s) could not be used and were left out (FILE_NOT_FOUND 1" in printed
+
+
+def test_a_labelled_source_holding_target_patients_is_refused_too(data, tmp_path, capsys):
+    config = config_file(tmp_path / "c.yaml", data, source={"manifest": str(data / "target" / "manifest.csv"),
+                                                            "task": "classification"})
+    assert main(["pretrain", config, "--quiet"]) != 0
+    assert "the labelled source manifest holds images of the target run: 16 source image(s)" in capsys.readouterr().err
+    allowed = config_file(tmp_path / "a.yaml", data, source={"manifest": str(data / "target" / "manifest.csv"),
+                                                             "task": "classification", "allow_target_images": True})
+    assert main(["pretrain", allowed, "--out", str(tmp_path / "m.safetensors")]) == 0
+    assert "optimistic" in capsys.readouterr().out

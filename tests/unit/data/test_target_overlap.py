@@ -1,11 +1,12 @@
-"""The leak guard: pool images of the target run are refused unless allowed, counted by pixels and patient."""
+"""The leak guard of source stages: images of the target run are refused unless allowed, counted by pixels and
+patient; the note says transductive (unlabelled pool) or optimistic (labelled source)."""
 
 from dataclasses import dataclass
 
 import pytest
 
+from medtl.data.target_overlap import check_pool, target_overlap
 from medtl.errors import InputError
-from medtl.ssl.pool import check_pool, target_overlap
 
 
 @dataclass
@@ -32,8 +33,9 @@ def test_a_clean_pool_passes_silently():
 def test_overlap_is_counted_by_pixels_and_by_patient_and_refused_by_default(pool, expected):
     overlap = target_overlap(pool, TARGET)
     assert (overlap.n_cases, overlap.by_image, overlap.by_patient) == expected
-    with pytest.raises(InputError, match=rf"{expected[0]} pool image\(s\) belong to the target run.*"
-                                         "allow_target_images"):
+    with pytest.raises(InputError, match=rf"{expected[0]} source image\(s\) belong to the target run.*"
+                                         "source.allow_target_images"):
         check_pool(overlap, allow=False)
     note = check_pool(overlap, allow=True)
-    assert "transductive" in note and f"{expected[0]} pool image(s)" in note
+    assert "transductive" in note and f"{expected[0]} source image(s)" in note
+    assert "optimistic" in check_pool(overlap, allow=True, labelled=True)

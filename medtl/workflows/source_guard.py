@@ -1,0 +1,34 @@
+"""The leak guard of every source stage: its images against the target run's cases."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..config import Config
+from ..data.dataset import PreparedCase, prepare_cases
+from ..data.manifest import read_manifest
+from ..data.target_overlap import check_pool, target_overlap
+
+
+def guard_cases(config: Config, root: Path, progress: bool) -> list[PreparedCase] | None:
+    """The target run's cases when no run passes them (``medtl pretrain``): prepared from ``data.manifest``."""
+    if config.data.manifest is None:
+        return None
+    manifest = read_manifest(config.data.manifest, config.task, config.cv.group_by,
+                             split_seed_by=config.cv.split_seed_by)
+    cases, _ = prepare_cases(manifest, config, root / "cases", progress)
+    return cases
+
+
+def guard_notes(config: Config, source_cases: list[PreparedCase], target_cases: list[PreparedCase] | None,
+                labelled: bool) -> list[str]:
+    """Refuse source images of the target run (unless ``source.allow_target_images``); notes for the report."""
+    if target_cases is None:
+        return ["the source images were not checked against a target run (no data.manifest)"]
+    overlap = target_overlap(source_cases, target_cases)
+    note = check_pool(overlap, config.source.allow_target_images, labelled)
+    notes = [note] if note else []
+    if overlap.n_without_patient:
+        notes.append(f"{overlap.n_without_patient} source image(s) have no patient id: checked against the target "
+                     "run by pixels only")
+    return notes
