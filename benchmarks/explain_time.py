@@ -11,19 +11,9 @@ Run: python benchmarks/explain_time.py [--repeats 3]
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
-
-
-def best(call, repeats: int) -> float:
-    call()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return min(times)
+from timing import best_time
 
 
 def main() -> None:
@@ -41,9 +31,9 @@ def main() -> None:
         model = create_model("resnet18", dims=dims, num_classes=2, pretrained="none").eval()
         image = torch.randn(1, 1, *shape)
         with torch.no_grad():
-            plain = best(lambda: model(image), args.repeats)
-        cam = best(lambda: gradcam_maps(model, image, [1]), args.repeats)
-        occlusion = best(lambda: occlusion_maps(model, image, [1], size=16, overlap=overlap), 1)
+            plain = best_time(lambda: model(image), args.repeats)
+        cam = best_time(lambda: gradcam_maps(model, image, [1]), args.repeats)
+        occlusion = best_time(lambda: occlusion_maps(model, image, [1], size=16, overlap=overlap), 1)
         print(f"{name:<18} predict {plain * 1000:8.1f} ms   Grad-CAM {cam * 1000:8.1f} ms (x{cam / plain:5.1f})   "
               f"occlusion {occlusion:7.2f} s (x{occlusion / plain:6.0f})")
 

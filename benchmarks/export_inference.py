@@ -17,16 +17,7 @@ import time
 from pathlib import Path
 
 import torch
-
-
-def best_time(call, repeats: int) -> float:
-    call()  # warm-up (allocations, kernel choice)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return min(times)
+from timing import best_time
 
 
 def case(name: str, model, example: torch.Tensor, repeats: int, folder: Path, per: int) -> None:
