@@ -17,12 +17,14 @@ from .sections import (
     ExplainConfig,
     FinetuneConfig,
     ModelConfig,
+    MultitaskConfig,
     SourceConfig,
     SSLConfig,
+    TaskSpec,
     TrainConfig,
 )
 
 __all__ = ["DEFAULT_IMAGE_SIZE", "PRETRAINED_KEYWORDS", "SSL_TASKS", "SSLConfig", "AdaptConfig", "CardConfig", "ExplainConfig", "ArmConfig", "AugmentConfig", "CVConfig",
-           "Config", "DataConfig", "FinetuneConfig", "ModelConfig", "SlidingWindowConfig", "SourceConfig",
+           "Config", "DataConfig", "FinetuneConfig", "ModelConfig", "MultitaskConfig", "TaskSpec", "SlidingWindowConfig", "SourceConfig",
            "TrainConfig", "config_differences", "dump_config", "flatten", "load_config", "parse_override",
            "set_dotted"]

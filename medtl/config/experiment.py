@@ -28,8 +28,10 @@ from .sections import (
     ExplainConfig,
     FinetuneConfig,
     ModelConfig,
+    MultitaskConfig,
     SourceConfig,
     SSLConfig,
+    TaskSpec,
     TrainConfig,
 )
 
@@ -44,7 +46,8 @@ class Config(Section):
     resolve relative paths against the folder of the config file.
     """
 
-    task: Literal["classification", "segmentation"] = "classification"
+    task: Literal["classification", "segmentation", "multitask"] = "classification"
+    tasks: list[TaskSpec] = Field(default_factory=list)  # task: multitask: the tasks sharing one encoder
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
@@ -56,6 +59,7 @@ class Config(Section):
     ssl: SSLConfig = Field(default_factory=SSLConfig)
     card: CardConfig = Field(default_factory=CardConfig)
     explain: ExplainConfig = Field(default_factory=ExplainConfig)
+    multitask: MultitaskConfig = Field(default_factory=MultitaskConfig)
 
     _base: Path = PrivateAttr(default_factory=Path.cwd)
 
@@ -74,6 +78,7 @@ class Config(Section):
         if self.source is not None and self.source.task in SSL_TASKS and not self.data.fixed_size:
             raise ValueError(f"source.task: {self.source.task} needs whole-image inputs (data.mode: resize, or a "
                              "data.roi crop); self-supervised pretraining at native extent is not supported")
+        _check_multitask(self)
         if self.ssl.patient_pairs and self.source is not None and self.source.task == "restore":
             raise ValueError("ssl.patient_pairs applies to simclr and byol (pairs of views); restore has none: "
                              "remove ssl.patient_pairs")
@@ -96,9 +101,46 @@ class Config(Section):
         return _validated(raw, where, self._base, check_paths)
 
 
+def _check_multitask(config: "Config") -> None:
+    """``task: multitask`` needs its ``tasks``; what multi-task training does not support is refused here."""
+    if config.task != "multitask":
+        if config.tasks:
+            raise ValueError(f"tasks: is set but task is {config.task}; set task: multitask (or remove tasks:)")
+        return
+    specs = config.tasks
+    if not specs:
+        raise ValueError("task: multitask needs tasks:, e.g. [{name: nodule, kind: classification, column: label}, "
+                         "{name: lesion, kind: segmentation, column: mask}]")
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"tasks: names repeat ({names}); give every task its own name")
+    if sum(s.kind == "segmentation" for s in specs) > 1:
+        raise ValueError("tasks: at most one segmentation task (the model has one segmentation decoder); put "
+                         "several structures into one mask as labels 1, 2, ...")
+    columns = [s.column for s in specs]
+    if len(set(columns)) != len(columns):
+        raise ValueError(f"tasks: two tasks read the same column ({columns})")
+    weighting = config.multitask.weighting
+    if weighting != "fixed" and any(s.weight != 1 for s in specs):
+        raise ValueError(f"tasks[].weight applies to multitask.weighting: fixed (it is {weighting}); set it or "
+                         "remove the weights")
+    if weighting == "fixed" and not any(s.weight > 0 for s in specs):
+        raise ValueError("multitask.weighting: fixed with every task weight 0 trains nothing; give a task weight > 0")
+    unsupported = [(not config.data.fixed_size, "native-extent patch mode (use data.mode: resize, or a data.roi "
+                                                "crop)"),
+                   (config.adapt.method != "none", f"adapt.method: {config.adapt.method}"),
+                   (config.train.class_weights != "none", "train.class_weights: balanced"),
+                   (config.train.sampler != "shuffle", "train.sampler: balanced")]
+    for refused, what in unsupported:
+        if refused:
+            raise ValueError(f"task: multitask does not support {what}")
+
+
 def _model_at(location: tuple) -> type[BaseModel] | None:
     model: type[BaseModel] = Config
     for part in location:
+        if isinstance(part, int):  # a list index: the list's item model is already selected
+            continue
         field = model.model_fields.get(str(part))
         annotation = getattr(field, "annotation", None)
         candidates = getattr(annotation, "__args__", (annotation,))

@@ -156,6 +156,35 @@ class AdaptConfig(Section):
     normalise_weights: bool = True  # reweight: scale the weights to mean 1 over the training cases
 
 
+TASK_NAME = r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}"
+
+
+class TaskSpec(Section):
+    """One task of a multi-task model (``task: multitask``): its name, kind, manifest column and fixed weight."""
+
+    name: str
+    kind: Literal["classification", "segmentation"]
+    column: str  # manifest column: class labels (classification) or mask paths (segmentation); empty = no target
+    weight: float = Field(1.0, ge=0)  # loss weight under multitask.weighting: fixed
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        # the name becomes part of arm names, column names and file names
+        if not re.fullmatch(TASK_NAME, value):
+            raise ValueError(f"task name {value!r} must be a plain name (letters, digits, '_', '-'; at most 32), "
+                             "e.g. nodule")
+        return value
+
+
+class MultitaskConfig(Section):
+    """``multitask``: how the task losses are combined, and the single-task control arms (docs/multitask.md)."""
+
+    # equal: every task weight 1; fixed: tasks[].weight; uncertainty: learned (Kendall et al. 2018)
+    weighting: Literal["equal", "fixed", "uncertainty"] = "equal"
+    controls: bool = True  # train each task alone on the same folds (arm '<task>-only') and compare
+
+
 class ArmConfig(Section):
     """An extra arm: a name plus config overrides, e.g. {name: linear, set: {finetune.strategy: linear}}."""
 

@@ -28,7 +28,7 @@ from ..plumbing.atomic import atomic_path
 from ..plumbing.hashing import sha256_path, sha256_text
 from ..plumbing.progress import progress_bar
 from ..plumbing.redact import public_detail
-from ..tasks import get_task
+from ..tasks import task_of
 from ..transforms.network_input import needs_mask, network_input
 from .manifest import Case, Manifest
 
@@ -63,6 +63,7 @@ class PreparedCase:
     image_hash: str = ""  # SHA-256 of the loaded pixels: finds training images in external sets, renamed or not
     foreground: np.ndarray | None = None  # patch mode: up to FOREGROUND_SAMPLE mask voxel indices (k, dims)
     site: str = ""  # the manifest's site column (never cached: always the manifest's current value)
+    labels: dict[str, int | None] = field(default_factory=dict)  # multitask: class index per classification task
 
     @property
     def image(self) -> np.ndarray:
@@ -110,15 +111,16 @@ def _prepare(case: Case, manifest: Manifest, config: Config, need_patient: bool 
     if not patient_key and need_patient:
         raise InputError(f"case {case.case_id}: no patient_id column and no PatientID in the image header; add a "
                          "patient_id column to the manifest (patient-level folds need it)")
-    task = get_task(config.task)
+    task = task_of(config)
     mask = load_volume(case.mask, as_label=True) if needs_mask(config) and case.mask is not None else None
     prepared = network_input(image, config, case.case_id, mask)
     out = prepared.sample
-    label = manifest.class_index(case.label) if task.target_column == "label" and case.label is not None else None
-    prepared_mask = np.rint(np.asarray(out["mask"])).astype(np.int16) if task.uses_mask else None
+    _, label, labels = _manifest_facts(case, manifest, {}, task.target_column == "label")
+    prepared_mask = np.rint(np.asarray(out["mask"])).astype(np.int16) if task.uses_mask and "mask" in out else None
     return PreparedCase(case.case_id, patient_key, case.group_key or patient_key, label,
                         np.asarray(out["image"], dtype=np.float32), prepared_mask, "", prepared.notes,
-                        prepared.network_spacing(image, config.data.mode == "resize"), image.pixel_hash())
+                        prepared.network_spacing(image, config.data.mode == "resize"), image.pixel_hash(),
+                        labels=labels)
 
 
 def prepare_cases(manifest: Manifest, config: Config, cache_dir: Path | None, progress: bool = True,
@@ -132,7 +134,7 @@ def prepare_cases(manifest: Manifest, config: Config, cache_dir: Path | None, pr
     """
     fingerprint = preprocessing_fingerprint(config)
     uses_mask = needs_mask(config)
-    uses_label = get_task(config.task).target_column == "label"
+    uses_label = task_of(config).target_column == "label"
     on_disk = config.data.mode == "patch"
     prepared, skipped = [], []
     if cache_dir is not None:
@@ -182,13 +184,16 @@ def _cache_path(cache_dir: Path, digest: str) -> Path:
     return cache_dir / f"{digest[:32]}.npz"
 
 
-def _manifest_facts(case: Case, manifest: Manifest, meta: dict, uses_label: bool) -> tuple[str, int | None]:
-    """Patient key and label of a cached case: the manifest's now (the cache's patient key only where the
-    manifest has none). The label never comes from the cache: the same file may be cached by an unlabelled
-    pool and read again by a labelled manifest."""
-    patient_key = case.patient_key or meta["patient_key"]
+def _manifest_facts(case: Case, manifest: Manifest, meta: dict, uses_label: bool
+                    ) -> tuple[str, int | None, dict[str, int | None]]:
+    """Patient key, label and multi-task labels of a case: the manifest's now (the cache's patient key only
+    where the manifest has none). Labels never come from the cache: the same file may be cached by an
+    unlabelled pool and read again by a labelled manifest."""
+    patient_key = case.patient_key or meta.get("patient_key", "")
     label = manifest.class_index(case.label) if uses_label and case.label is not None else None
-    return patient_key, label
+    labels = {name: None if value is None else manifest.class_names[name].index(value)
+              for name, value in case.labels.items()}
+    return patient_key, label, labels
 
 
 def _load_cached(cache_dir: Path, digest: str, case: Case, manifest: Manifest, uses_label: bool
@@ -204,9 +209,9 @@ def _load_cached(cache_dir: Path, digest: str, case: Case, manifest: Manifest, u
     with np.load(path, allow_pickle=False) as data:
         meta = json.loads(str(data["meta"]))
         mask = data["mask"] if "mask" in data.files else None
-        patient_key, label = _manifest_facts(case, manifest, meta, uses_label)
+        patient_key, label, labels = _manifest_facts(case, manifest, meta, uses_label)
         return PreparedCase(case.case_id, patient_key, case.group_key or patient_key, label, data["image"], mask,
-                            digest, meta["notes"], tuple(meta["spacing"]), meta.get("pixel_hash", ""))
+                            digest, meta["notes"], tuple(meta["spacing"]), meta.get("pixel_hash", ""), labels=labels)
 
 
 def _save_cached(cache_dir: Path, item: PreparedCase) -> None:
@@ -252,23 +257,44 @@ def _load_stored(cache_dir: Path, digest: str, case: Case, manifest: Manifest, u
     if not (folder / "meta.json").exists():
         return None
     meta = json.loads((folder / "meta.json").read_text())
-    patient_key, label = _manifest_facts(case, manifest, meta, uses_label)
+    patient_key, label, labels = _manifest_facts(case, manifest, meta, uses_label)
     mask = folder / "mask.npy" if (folder / "mask.npy").exists() else None
     foreground = np.load(folder / "foreground.npy") if (folder / "foreground.npy").exists() else None
     return PreparedCase(case.case_id, patient_key, case.group_key or patient_key, label, folder / "image.npy", mask,
-                        digest, meta["notes"], tuple(meta["spacing"]), meta.get("pixel_hash", ""), foreground)
+                        digest, meta["notes"], tuple(meta["spacing"]), meta.get("pixel_hash", ""), foreground,
+                        labels=labels)
 
 
-def training_item(image: np.ndarray, mask: np.ndarray | None, case: PreparedCase, index: int, augment=None):
-    """``(image, target, index)``: the target is the mask (segmentation) or the case's label."""
+def training_item(image: np.ndarray, mask: np.ndarray | None, case: PreparedCase, index: int, augment=None,
+                  task_kinds: dict[str, str] | None = None):
+    """``(image, target, index)``: the target is the mask (segmentation) or the case's label.
+
+    Multi-task (``task_kinds``): the target is ``{task: label or label map}``, ``-1`` where
+    the case lacks that task's target (the multi-task loss leaves those cases out).
+    """
+    missing_mask = bool(task_kinds) and "segmentation" in task_kinds.values() and mask is None
+    if missing_mask:  # augmented like a real mask, so the image draws the same random transform either way
+        mask = np.zeros(image.shape, dtype=np.int16)
     sample = {"image": torch.from_numpy(image if image.flags.writeable else np.array(image, dtype=np.float32))}
     if mask is not None:
         sample["mask"] = torch.from_numpy(mask.astype(np.float32))
     if augment is not None:
         sample = augment(sample)
     image_tensor = torch.as_tensor(sample["image"]).float()
-    if mask is not None:
-        return image_tensor, torch.as_tensor(sample["mask"])[0].round().long(), index
+    label_map = None if mask is None else torch.as_tensor(sample["mask"])[0].round().long()
+    if task_kinds:
+        from ..tasks.multitask_loss import MISSING
+
+        targets = {}
+        for name, kind in task_kinds.items():
+            if kind == "segmentation":
+                targets[name] = torch.full_like(label_map, MISSING) if missing_mask else label_map
+            else:
+                value = case.labels.get(name)
+                targets[name] = torch.tensor(MISSING if value is None else value, dtype=torch.long)
+        return image_tensor, targets, index
+    if label_map is not None:
+        return image_tensor, label_map, index
     return image_tensor, torch.tensor(case.label, dtype=torch.long), index
 
 
@@ -278,12 +304,12 @@ class CaseDataset(torch.utils.data.Dataset):
     The index lets the training loop name the cases of a batch that went wrong.
     """
 
-    def __init__(self, cases: list[PreparedCase], augment=None):
-        self.cases, self.augment = cases, augment
+    def __init__(self, cases: list[PreparedCase], augment=None, task_kinds: dict[str, str] | None = None):
+        self.cases, self.augment, self.task_kinds = cases, augment, task_kinds
 
     def __len__(self) -> int:
         return len(self.cases)
 
     def __getitem__(self, index: int):
         case = self.cases[index]
-        return training_item(case.image, case.mask, case, index, self.augment)
+        return training_item(case.image, case.mask, case, index, self.augment, self.task_kinds)

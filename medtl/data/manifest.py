@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import csv
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 from ..errors import InputError
 from ..io.pseudonym import keyed_hash
@@ -32,15 +33,20 @@ class Case:
     line: int = 0  # line of the manifest (for messages)
     split: str = ""  # train / val / test from a ``split`` column (fixed splits), else empty
     site: str = ""  # the ``site`` column (hospital, scanner, vendor): the user's label, reported as given
+    labels: dict[str, str | None] = field(default_factory=dict)  # multitask: class label per classification task
 
 
 @dataclass
 class Manifest:
-    """The cases of a manifest and the sorted class names of its labels."""
+    """The cases of a manifest and the sorted class names of its labels.
+
+    Multi-task manifests have ``class_names`` per task (``{task: [names]}``; a
+    segmentation task has none).
+    """
 
     path: Path
     cases: list[Case]
-    class_names: list[str]
+    class_names: list[str] | dict[str, list[str]]
 
     @property
     def sites(self) -> list[str]:
@@ -74,14 +80,14 @@ def canonical_label(text: str) -> str:
 KNOWN_COLUMNS = ("image", "label", "mask", "patient_id", "case_id", "site", "split")
 
 
-def _refuse_near_miss_columns(columns: list[str], group_by: str, path: Path) -> None:
+def _refuse_near_miss_columns(columns: list[str], group_by: str, path: Path, extra: Sequence[str] = ()) -> None:
     """A column that is almost a known one (``PatientID``, ``Label``) would be silently ignored: refuse it.
 
     Columns unlike any known name (``age``, ``notes``) are kept for the user and ignored.
     """
     import difflib
 
-    known = set(KNOWN_COLUMNS) | {group_by}
+    known = set(KNOWN_COLUMNS) | {group_by} | set(extra)
     for column in columns:
         if column in known:
             continue
@@ -117,15 +123,40 @@ def group_hash(value: str, seed_by: str) -> str:
     return keyed_hash(value, "group")
 
 
+def read_config_manifest(config, path: str | Path | None = None, **options) -> Manifest:
+    """The manifest of a config (``data.manifest``, or ``path``) read for its task, tasks and grouping."""
+    return read_manifest(path or config.data.manifest, config.task, config.cv.group_by, tasks=config.tasks,
+                         split_seed_by=config.cv.split_seed_by, **options)
+
+
+def _multitask_targets(row: dict, tasks: Sequence, where: str, base: Path) -> tuple[dict, Path | None]:
+    """``({task: label or None}, mask path or None)`` of one row of a multi-task manifest."""
+    labels, mask = {}, None
+    for spec in tasks:
+        value = row.get(spec.column, "")
+        if spec.kind == "classification":
+            labels[spec.name] = canonical_label(value) if value else None
+        elif value:
+            mask = (base / value).resolve()
+    if all(v is None for v in labels.values()) and mask is None:
+        columns = ", ".join(s.column for s in tasks)
+        raise InputError(f"{where}: no target for any task (columns {columns} are all empty); fill one or remove "
+                         "the row")
+    return labels, mask
+
+
 def read_manifest(path: str | Path, task: str, group_by: str = "patient_id", targets: bool = True,
-                  single_class_ok: bool = False, split_seed_by: str = "salt") -> Manifest:
+                  single_class_ok: bool = False, split_seed_by: str = "salt", tasks: Sequence = ()) -> Manifest:
     """Read and validate a manifest; errors name the row and column to fix.
 
     ``targets=False`` (for ``medtl predict``) needs only the ``image`` column;
-    ``single_class_ok`` allows an external test set holding one class only.
+    ``single_class_ok`` allows an external test set holding one class only. ``tasks``
+    (the ``TaskSpec`` list of ``task: multitask``) names each task's column; a row may
+    leave some of them empty (that task has no target for the case).
     """
     path = Path(path)
-    target = get_task(task).target_column
+    multitask = task == "multitask"
+    target = None if multitask else get_task(task).target_column
     if not path.is_file():
         from ..plumbing.paths import missing_file_message
 
@@ -134,8 +165,8 @@ def read_manifest(path: str | Path, task: str, group_by: str = "patient_id", tar
         reader = csv.DictReader(f)
         columns = [c.strip() for c in reader.fieldnames or []]
         rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in reader]
-    _refuse_near_miss_columns(columns, group_by, path)
-    needed = ["image"] + ([target] if targets else [])
+    _refuse_near_miss_columns(columns, group_by, path, [s.column for s in tasks])
+    needed = ["image"] + (([s.column for s in tasks] if multitask else [target]) if targets else [])
     missing = [c for c in needed if c not in columns]
     if missing:
         raise InputError(f"manifest {path} lacks column(s) {missing} needed for {task}; it has {columns}")
@@ -151,6 +182,9 @@ def read_manifest(path: str | Path, task: str, group_by: str = "patient_id", tar
         if targets and target == "mask" and mask is None:
             raise InputError(f"{where}: empty 'mask' in a segmentation manifest")
         label = canonical_label(row["label"]) if row.get("label") else None
+        labels: dict = {}
+        if multitask and targets:
+            labels, mask = _multitask_targets(row, tasks, where, path.parent)
         if targets and target == "label" and label is None:
             raise InputError(f"{where}: empty 'label' in a classification manifest")
         case_id = row.get("case_id") or keyed_hash(row["image"], "case")
@@ -171,11 +205,28 @@ def read_manifest(path: str | Path, task: str, group_by: str = "patient_id", tar
             raise InputError(f"{where}: empty 'site'; when the manifest has a site column every row needs one "
                              "(e.g. the hospital or scanner name)")
         cases.append(Case(case_id, image, label, mask, patient_key,
-                          group_hash(group, split_seed_by) if group else "", number, split, site))
+                          group_hash(group, split_seed_by) if group else "", number, split, site, labels))
     if not cases:
         raise InputError(f"manifest {path} has no rows")
+    if multitask:
+        return Manifest(path, cases, _task_classes(cases, tasks, path, targets and not single_class_ok))
     labels = _sort_labels({c.label for c in cases if c.label is not None})
     if targets and len(labels) < get_task(task).min_classes and not single_class_ok:
         raise InputError(f"manifest {path} has {len(labels)} class(es) {labels}; {task} needs at least "
                          f"{get_task(task).min_classes}")
     return Manifest(path, cases, labels)
+
+
+def _task_classes(cases: list[Case], tasks: Sequence, path: Path, check: bool) -> dict[str, list[str]]:
+    """Sorted class names of each classification task (at least two each when ``check``)."""
+    out = {}
+    for spec in tasks:
+        if spec.kind != "classification":
+            out[spec.name] = []
+            continue
+        names = _sort_labels({c.labels.get(spec.name) for c in cases} - {None})
+        if check and len(names) < 2:
+            raise InputError(f"manifest {path}: task '{spec.name}' (column {spec.column}) has {len(names)} class(es) "
+                             f"{names}; a classification task needs at least 2")
+        out[spec.name] = names
+    return out

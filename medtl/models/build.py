@@ -12,7 +12,7 @@ from ..errors import ConfigError, MedtlError
 from ..plumbing.hashing import sha256_file
 from .adapt import AdaptationReport, transfer_state
 from .backbones import BackboneSpec, get_backbone_spec
-from .heads import HEADS
+from .heads import HEADS, MultiTaskHead
 from .keymaps import head_keys, to_backbone_keys
 from .weights import WEIGHT_FILES, ensure_weights, load_state_dict_file
 
@@ -28,7 +28,7 @@ class MedtlModel(nn.Module):
     """
 
     def __init__(self, backbone: nn.Module, head: nn.Module, *, spec: BackboneSpec, task: str, dims: int,
-                 in_channels: int, num_classes: int):
+                 in_channels: int, num_classes: int | dict[str, int]):
         super().__init__()
         self.backbone, self.head = backbone, head
         self.spec, self.task, self.dims = spec, task, dims
@@ -57,14 +57,27 @@ class MedtlModel(nn.Module):
         if n_head is not None:
             features = [f[:n_head] for f in features]
         logits = self.head(features, x.shape)
-        if self.head.dense_output:
-            logits = logits[(..., *[slice(0, s) for s in size])]
-        return logits, pooled
+        if isinstance(logits, dict):  # multi-task: crop each dense head's logits
+            return {name: self._cropped(out, size) if self.head.heads[name].dense_output else out
+                    for name, out in logits.items()}, pooled
+        return (self._cropped(logits, size) if self.head.dense_output else logits), pooled
+
+    @staticmethod
+    def _cropped(logits: torch.Tensor, size) -> torch.Tensor:
+        return logits[(..., *[slice(0, s) for s in size])]
+
+    @property
+    def task_kinds(self) -> dict[str, str]:
+        """Multi-task models: ``{task: classification | segmentation}`` in head order (empty otherwise)."""
+        if not isinstance(self.head, MultiTaskHead):
+            return {}
+        return {name: "segmentation" if head.dense_output else "classification"
+                for name, head in self.head.heads.items()}
 
     def _padded(self, x: torch.Tensor) -> torch.Tensor:
         """Dense heads: the decoder needs sizes divisible by the deepest stride, so pad at the far end (the
         logits are cropped back)."""
-        if not self.head.dense_output:
+        if not self.head.pads_input:
             return x
         stride = self.spec.reductions[-1]
         padding = [(-s) % stride for s in x.shape[2:]]
@@ -108,31 +121,46 @@ class MedtlModel(nn.Module):
 
     def describe(self) -> dict:
         """Checkpoint metadata: what is needed to build this model again."""
+        import json
+
+        if self.task_kinds:
+            return {"backbone": self.spec.name, "dims": self.dims, "in_channels": self.in_channels,
+                    "num_classes": json.dumps(self.num_classes), "task": self.task,
+                    "task_kinds": json.dumps(self.task_kinds)}
         return {"backbone": self.spec.name, "dims": self.dims, "in_channels": self.in_channels,
                 "num_classes": self.num_classes, "task": self.task}
 
 
-def create_model(backbone: str, *, dims: int, num_classes: int, in_channels: int = 1,
+def create_model(backbone: str, *, dims: int, num_classes: int | dict[str, int], in_channels: int = 1,
                  task: str = "classification", pretrained: str | Path | None = None, input_adapt: str = "sum",
                  inflate: str = "mean", dropout: float = 0.0, download: bool = True,
-                 class_names: list[str] | None = None) -> MedtlModel:
+                 class_names: list[str] | None = None, task_kinds: dict[str, str] | None = None) -> MedtlModel:
     """Build a backbone + head and put pretrained weights under it.
 
     ``pretrained``: ``None``/``"none"`` (random init), ``"imagenet"``, ``"medicalnet"``, or a path to a
     ``.pt`` state dict / ``.safetensors`` checkpoint (e.g. from ``medtl pretrain``). The model's
     ``adaptation`` attribute reports what happened to every tensor. With ``class_names``, a
     checkpoint's head is reused only if it was trained for the same classes.
+    ``task="multitask"``: ``task_kinds`` (``{task: classification | segmentation}``) and
+    ``num_classes`` (``{task: outputs}``) give one head per task, built in that order.
     """
     spec = get_backbone_spec(backbone)
     if dims not in spec.dims:
         raise ConfigError(f"backbone '{backbone}' supports dims {spec.dims}, not {dims}")
-    make_head = HEADS.get(task, "head kind")
-    if num_classes < 1 or in_channels < 1:
+    counts = list(num_classes.values()) if isinstance(num_classes, dict) else [num_classes]
+    if min(counts, default=0) < 1 or in_channels < 1:
         raise ConfigError(f"num_classes and in_channels must be >= 1 (got {num_classes}, {in_channels})")
     source = "none" if pretrained in (None, "none", "") else str(pretrained)
     weight = WEIGHT_FILES[spec.source_for(source, dims)] if source in ("imagenet", "medicalnet") else None
     net = spec.builder(dims, in_channels, **dict(weight.arch if weight else ()))
-    head = make_head(spec.feature_channels, num_classes, dims, in_channels, dropout)
+    if task == "multitask":
+        if not task_kinds or set(task_kinds) != set(num_classes):
+            raise ConfigError("a multitask model needs task_kinds and num_classes for the same tasks")
+        head = MultiTaskHead({name: HEADS.get(kind, "head kind")(spec.feature_channels, num_classes[name], dims,
+                                                                 in_channels, dropout)
+                              for name, kind in task_kinds.items()})
+    else:
+        head = HEADS.get(task, "head kind")(spec.feature_channels, num_classes, dims, in_channels, dropout)
     model = MedtlModel(net, head, spec=spec, task=task, dims=dims, in_channels=in_channels, num_classes=num_classes)
     options = dict(first_conv=spec.first_conv, in_channels=in_channels, input_adapt=input_adapt, inflate=inflate,
                    prefix="backbone.")

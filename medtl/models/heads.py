@@ -12,6 +12,7 @@ class ClassificationHead(nn.Module):
     """Global average pooling, dropout, linear: binary, multi-class or multi-label logits."""
 
     dense_output = False  # one logit vector per image
+    pads_input = False
 
     def __init__(self, in_channels: int, num_classes: int, dims: int, dropout: float = 0.0):
         super().__init__()
@@ -33,6 +34,7 @@ class SegmentationHead(nn.Module):
     """U-Net decoder (MONAI's FlexibleUNet blocks) with skips, logits at input resolution."""
 
     dense_output = True  # logits per voxel: the input is padded to the deepest stride and cropped back
+    pads_input = True
 
     def __init__(self, feature_channels: tuple[int, ...], num_classes: int, dims: int, in_channels: int):
         super().__init__()
@@ -50,6 +52,24 @@ class SegmentationHead(nn.Module):
 
     def forward(self, features: list[torch.Tensor], input_shape: torch.Size | None = None) -> torch.Tensor:
         return self.output(self.decoder(features, len(features) - 1))
+
+
+class MultiTaskHead(nn.Module):
+    """One head per task over the same encoder features; ``forward`` returns ``{task: logits}``.
+
+    The input is padded for the decoder when any head is dense (the logits of dense heads
+    are cropped back by ``MedtlModel``).
+    """
+
+    dense_output = False  # the output is a dict, not one tensor
+
+    def __init__(self, heads: dict[str, nn.Module]):
+        super().__init__()
+        self.heads = nn.ModuleDict(heads)
+        self.pads_input = any(h.dense_output for h in heads.values())
+
+    def forward(self, features: list[torch.Tensor], input_shape: torch.Size | None = None) -> dict[str, torch.Tensor]:
+        return {name: head(features, input_shape) for name, head in self.heads.items()}
 
 
 def _classification_head(feature_channels, num_classes, dims, in_channels, dropout) -> nn.Module:

@@ -65,7 +65,10 @@ def aggregated_window_logits(model: nn.Module, images: torch.Tensor, data: DataC
 def network_logits(model: nn.Module, images: torch.Tensor, data: DataConfig, device: torch.device) -> torch.Tensor:
     """Logits for a batch of prepared images, whole, by sliding window, or aggregated over windows."""
     if data.fixed_size:
-        return model(images.to(device)).float()
+        logits = model(images.to(device))
+        if isinstance(logits, dict):  # multitask (whole-image inputs only)
+            return {name: value.float() for name, value in logits.items()}
+        return logits.float()
     if model.dense_output:
         return sliding_window_logits(model, images, data, device)
     return aggregated_window_logits(model, images, data, device)

@@ -27,4 +27,13 @@ def get_task(name: str) -> Task:
     return TASKS.get(name, "task")
 
 
-__all__ = ["Task", "TASKS", "get_task"]
+def task_of(config) -> Task:
+    """The task of a config: a registered one, or for ``task: multitask`` one built from its ``tasks``."""
+    if config.task == "multitask":
+        from .multitask import MultiTask
+
+        return MultiTask(config.tasks, config.multitask.weighting)
+    return get_task(config.task)
+
+
+__all__ = ["Task", "TASKS", "get_task", "task_of"]

@@ -24,6 +24,7 @@ class Task(ABC):
     uses_mask: bool = False  # targets are masks (loaded and augmented with the image)
     needs_all_classes_per_fold: bool = False  # every validation fold must hold every class
     min_classes: int = 1  # distinct labels a training manifest needs
+    row_key_columns: tuple[str, ...] = ()  # extra key columns of an out-of-fold row (multitask: "task")
 
     def __repr__(self) -> str:
         return f"<task {self.name}>"
@@ -54,11 +55,21 @@ class Task(ABC):
         """What prediction keeps of the softmax output: probabilities, or a label map."""
         return probabilities
 
+    def outputs(self, logits) -> list:
+        """Per case of a batch of logits: what prediction keeps (``network_output`` of the softmax), as numpy."""
+        import torch
+
+        return list(self.network_output(torch.softmax(logits, dim=1)).cpu().numpy())
+
     def checkpoint_class_names(self, class_names: Sequence[str]) -> list[str] | None:
         """Class names that decide whether a checkpoint's head may be reused (``None``: shape decides)."""
         return None
 
     # --- per-case rows and metrics -----------------------------------------------------------------------
+
+    def case_rows(self, case: Any, output, class_names, num_classes) -> list[dict]:
+        """The task part of a case's out-of-fold rows: one row (several for multitask: one per task)."""
+        return [self.case_row(case, output, class_names, num_classes)]
 
     @abstractmethod
     def case_row(self, case: Any, output: np.ndarray, class_names: Sequence[str], num_classes: int) -> dict:

@@ -26,7 +26,8 @@ from ..models.build import MedtlModel
 from ..models.checkpoint import BackgroundCheckpointWriter, load_training_state, save_weights
 from ..models.device import compute_threads, resolve_device
 from ..models.sliding import network_logits
-from ..tasks import get_task
+from ..tasks import task_of
+from ..tasks.multitask_loss import MultiTaskLoss
 from .adaptation import DomainTraining
 from .finetune import L2SP, apply_strategy, parameter_groups
 
@@ -76,10 +77,10 @@ def make_loader(cases: list[PreparedCase], config: Config, seed: int, augment=No
         per_item = data.patches_per_case
         dataset = PatchDataset(cases, tuple(data.patch_size), per_item, data.foreground_ratio, seed, augment)
     else:
-        dataset = CaseDataset(cases, augment)
+        dataset = CaseDataset(cases, augment, getattr(task_of(config), "kinds", None))
     generator = torch.Generator().manual_seed(seed)
     sampler = None
-    labels = get_task(config.task).sampling_labels(cases) if train and config.train.sampler == "balanced" else None
+    labels = task_of(config).sampling_labels(cases) if train and config.train.sampler == "balanced" else None
     if labels is not None:
         labels = np.repeat(labels, per_item)
         weights = 1.0 / np.bincount(labels)[labels]
@@ -92,6 +93,20 @@ def make_loader(cases: list[PreparedCase], config: Config, seed: int, augment=No
     lone_last = train and len(dataset) > batch_size and len(dataset) % batch_size == 1
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler,
                                        num_workers=config.train.workers, drop_last=lone_last)
+
+
+def _to_device(targets, device: torch.device):
+    """A target tensor, or a multi-task ``{task: tensor}``, on ``device``."""
+    if isinstance(targets, dict):
+        return {name: value.to(device) for name, value in targets.items()}
+    return targets.to(device)
+
+
+def _as_float(logits):
+    """Logits (or a multi-task ``{task: logits}``) in float32 (AMP computes in float16)."""
+    if isinstance(logits, dict):
+        return {name: value.float() for name, value in logits.items()}
+    return logits.float()
 
 
 def _autocast(device: torch.device, enabled: bool):
@@ -107,11 +122,11 @@ def predict_each(model: MedtlModel, cases: list[PreparedCase], config: Config,
     instead of all held in memory.
     """
     model.eval()
-    task = get_task(config.task)
+    task = task_of(config)
     for images, _, _ in make_loader(cases, config, 0, train=False):
         with _autocast(device, config.train.amp):
             logits = network_logits(model, images, config.data, device)
-        yield from task.network_output(torch.softmax(logits, dim=1)).cpu().numpy()
+        yield from task.outputs(logits)
 
 
 def predict(model: MedtlModel, cases: list[PreparedCase], config: Config, device: torch.device) -> list[np.ndarray]:
@@ -143,6 +158,13 @@ def fit(model: MedtlModel, train_cases: list[PreparedCase], config: Config, stat
     if adaptation is not None:
         adaptation.to(device)
         groups += adaptation.parameter_groups(train_cfg.lr)
+    task = task_of(config)
+    weights = task.class_weights(train_cases, model.num_classes, train_cfg.class_weights)
+    loss_fn = task.loss(train_cfg.loss, None if weights is None else weights.to(device))
+    if isinstance(loss_fn, MultiTaskLoss):  # multitask: learned loss weights train with the model
+        loss_fn.to(device)
+        groups.append({"params": list(loss_fn.parameters()), "lr": train_cfg.lr, "weight_decay": 0.0,
+                       "name": "loss_weights"})
     if train_cfg.optimizer == "adamw":
         optimizer = torch.optim.AdamW(groups, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
     else:
@@ -151,9 +173,6 @@ def fit(model: MedtlModel, train_cases: list[PreparedCase], config: Config, stat
     steps = len(make_loader(train_cases, config, seed))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(steps * train_cfg.epochs, steps * train_cfg.warmup_epochs))
-    task = get_task(config.task)
-    weights = task.class_weights(train_cases, model.num_classes, train_cfg.class_weights)
-    loss_fn = task.loss(train_cfg.loss, None if weights is None else weights.to(device))
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and train_cfg.amp)
     augment = augment_pipeline(config.data, task.uses_mask)
     target_augment = augment_pipeline(config.data, False)  # target images have no mask
@@ -168,6 +187,8 @@ def fit(model: MedtlModel, train_cases: list[PreparedCase], config: Config, stat
         result.selected_epoch = int(state.get("selected_epoch", -1))
         if adaptation is not None:
             adaptation.load_state_dict(state["adaptation"])
+        if isinstance(loss_fn, MultiTaskLoss):
+            loss_fn.load_state_dict(state["loss"])
         log.debug("resuming %s at epoch %d", state_path.parent.name, start)
     best = max((h.get("inner_score", -math.inf) for h in result.history), default=-math.inf)
     writer = BackgroundCheckpointWriter()
@@ -187,13 +208,13 @@ def fit(model: MedtlModel, train_cases: list[PreparedCase], config: Config, stat
                 adaptation.train()
             for step, (images, targets, indices) in enumerate(
                     make_loader(train_cases, config, epoch_seed(seed, epoch), augment)):
-                images, targets = images.to(device), targets.to(device)
+                images, targets = images.to(device), _to_device(targets, device)
                 if device.type == "cuda":
                     images = images.contiguous(memory_format=torch.channels_last if images.dim() == 4
                                                else torch.channels_last_3d)
                 with _autocast(device, train_cfg.amp):
                     if adaptation is None:
-                        loss = objective = loss_fn(model(images).float(), targets)
+                        loss = objective = loss_fn(_as_float(model(images)), targets)
                     else:
                         extra = None if target_batches is None else next(target_batches)[: len(images)]
                         progress = (epoch * steps + step) / max(1, steps * train_cfg.epochs)
@@ -215,6 +236,8 @@ def fit(model: MedtlModel, train_cases: list[PreparedCase], config: Config, stat
             record = {"epoch": epoch, "train_loss": total / max(1, count), "lr": scheduler.get_last_lr()[0]}
             for key in sorted({k for f in facts for k in f}):  # DANN: domain loss, discriminator accuracy, lambda
                 record[key] = float(np.mean([f[key] for f in facts if key in f]))
+            if isinstance(loss_fn, MultiTaskLoss):  # multitask: each task's loss and weight
+                record.update(loss_fn.epoch_facts())
             if inner_cases:
                 record["inner_score"] = inner_score(predict_each(model, inner_cases, config, device), inner_cases)
                 if train_cfg.selection == "best_inner" and record["inner_score"] > best:
@@ -224,7 +247,8 @@ def fit(model: MedtlModel, train_cases: list[PreparedCase], config: Config, stat
             writer.save(state_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                      "scheduler": scheduler.state_dict(), "epoch": epoch,
                                      "history": list(result.history), "selected_epoch": result.selected_epoch,
-                                     "adaptation": {} if adaptation is None else adaptation.state_dict()})
+                                     "adaptation": {} if adaptation is None else adaptation.state_dict(),
+                                     "loss": loss_fn.state_dict() if isinstance(loss_fn, MultiTaskLoss) else {}})
             if on_epoch:  # seconds go to the caller only: the history stays the same when a run is resumed
                 on_epoch({**record, "seconds": round(time.perf_counter() - epoch_started, 2)})
     finally:

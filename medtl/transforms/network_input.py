@@ -40,9 +40,9 @@ class NetworkInput:
 
 def needs_mask(config: Config) -> bool:
     """Whether preparing a case reads its mask: as the target (segmentation) or as the ROI to crop around."""
-    from ..tasks import get_task
+    from ..tasks import task_of
 
-    return get_task(config.task).uses_mask or config.data.roi == "mask"
+    return task_of(config).uses_mask or config.data.roi == "mask"
 
 
 def network_input(image: Volume, config: Config, case_id: str, mask: Volume | None = None) -> NetworkInput:

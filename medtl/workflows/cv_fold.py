@@ -17,7 +17,7 @@ from ..models.checkpoint import load_weights, save_weights
 from ..models.device import resolve_device
 from ..plumbing.atomic import write_json
 from ..rundir import FoldDir
-from ..tasks import get_task
+from ..tasks import task_of
 from ..train.adaptation import prepare_domain_training
 from ..train.loop import fit, predict_each
 
@@ -50,13 +50,20 @@ def fold_seed(seed: int, fold: Fold) -> int:
     return seed + 1000 * fold.repeat + fold.fold
 
 
-def case_rows(arm: str, fold: Fold, cases: list[PreparedCase], outputs: Iterable[np.ndarray], task_name: str,
-              class_names: list[str], num_classes: int) -> list[dict]:
-    """Out-of-fold rows: keys, fold, arm and the task's per-case values."""
-    task = get_task(task_name)
+def case_rows(arm: str, fold: Fold, cases: list[PreparedCase], outputs: Iterable, task,
+              class_names, num_classes) -> list[dict]:
+    """Out-of-fold rows: keys, fold, arm and the task's per-case values (multitask: a row per task)."""
     return [{"case_id": case.case_id, "patient_key": case.patient_key, "repeat": fold.repeat, "fold": fold.fold,
-             "arm": arm, **task.case_row(case, output, class_names, num_classes)}
-            for case, output in zip(cases, outputs)]
+             "arm": arm, **row}
+            for case, output in zip(cases, outputs) for row in task.case_rows(case, output, class_names, num_classes)]
+
+
+def build_fold_model(config, task, num_classes, class_names, pretrained: str):
+    """The arm's model for one fold: backbone, the task's head(s), starting weights."""
+    return create_model(config.model.backbone, dims=config.data.dims, num_classes=num_classes, in_channels=1,
+                        task=task.head, pretrained=pretrained, input_adapt=config.model.input_adapt,
+                        inflate=config.model.inflate, dropout=config.model.dropout,
+                        class_names=task.checkpoint_class_names(class_names), task_kinds=getattr(task, "kinds", None))
 
 
 def run_fold(arm: Arm, fold: Fold, folder: FoldDir, cases: list[PreparedCase], class_names: list[str],
@@ -73,12 +80,9 @@ def run_fold(arm: Arm, fold: Fold, folder: FoldDir, cases: list[PreparedCase], c
     if folder.done.exists():
         return folder.read_done()
     config, seed = arm.config, fold_seed(arm.config.train.seed, fold)
-    task = get_task(config.task)
+    task = task_of(config)
     torch.manual_seed(seed)
-    model = create_model(config.model.backbone, dims=config.data.dims, num_classes=num_classes, in_channels=1,
-                         task=task.head, pretrained=pretrained, input_adapt=config.model.input_adapt,
-                         inflate=config.model.inflate, dropout=config.model.dropout,
-                         class_names=task.checkpoint_class_names(class_names))
+    model = build_fold_model(config, task, num_classes, class_names, pretrained)
     model.adaptation.save(folder.adaptation)
     groups = [c.group_key for c in cases]
     strata = [task.stratum(c) for c in cases]
@@ -97,7 +101,7 @@ def run_fold(arm: Arm, fold: Fold, folder: FoldDir, cases: list[PreparedCase], c
                                                            seed)
 
     def inner_score(outputs: Iterable[np.ndarray], scored: list[PreparedCase]) -> float:
-        rows = case_rows(arm.name, fold, scored, outputs, config.task, class_names, num_classes)
+        rows = case_rows(arm.name, fold, scored, outputs, task, class_names, num_classes)
         return task.fold_metrics(rows, class_names)[task.primary_metric]
 
     result = fit(model, train_cases, config, folder.state, seed, inner_cases or None,
@@ -110,7 +114,7 @@ def run_fold(arm: Arm, fold: Fold, folder: FoldDir, cases: list[PreparedCase], c
     shown = set(task.overlay_cases(val_cases))
     rows, overlay_outputs = [], {}
     for index, output in enumerate(predict_each(model, val_cases, config, device)):
-        rows += case_rows(arm.name, fold, [val_cases[index]], [output], config.task, class_names, num_classes)
+        rows += case_rows(arm.name, fold, [val_cases[index]], [output], task, class_names, num_classes)
         if index in shown:
             overlay_outputs[index] = output
     task.save_overlays(folder.overlays, val_cases, overlay_outputs)
@@ -124,7 +128,7 @@ def run_fold(arm: Arm, fold: Fold, folder: FoldDir, cases: list[PreparedCase], c
     inner_rows = []
     if held_out_site and inner_cases:
         inner_rows = case_rows(arm.name, fold, inner_cases, predict_each(model, inner_cases, config, device),
-                               config.task, class_names, num_classes)
+                               task, class_names, num_classes)
     finished = {"record": record, "rows": rows, "history": result.history, "inner_rows": inner_rows,
                 "domain": adaptation_facts, "adaptation": model.adaptation.to_dict(),
                 "notes": [f"{arm.name} repeat {fold.repeat} fold {fold.fold}: {n}" for n in result.notes]}
