@@ -32,10 +32,13 @@ class Arm:
 def main_arm_name(config: Config) -> str:
     """A name that says where the main model starts: ``scratch``, ``imagenet-pretrained``,
     ``medicalnet-pretrained``, ``source-pretrained`` or ``checkpoint-pretrained``; its
-    adaptation method (``dann``, ``reweight``) when it uses one, and ``erm`` when it is the
-    plain fine-tuning control of adaptation arms."""
+    adaptation method (``dann``, ``reweight``) when it uses one, ``erm`` when it is the
+    plain fine-tuning control of adaptation arms, and ``multitask`` for a model of several
+    tasks (compared with each task's ``<task>-only`` control)."""
     if config.adapt.method != "none":
         return config.adapt.method
+    if config.task == "multitask" and len(config.tasks) > 1:
+        return "multitask"
     if any(arm_overrides(entry)[1].get("adapt.method", "none") != "none" for entry in config.compare):
         return "erm"  # the plain fine-tuning control of the adaptation arms
     source = config.model.pretrained
@@ -81,7 +84,30 @@ def resolve_arms(config: Config, check_paths: bool = True) -> list[Arm]:
         # a method is only ever reported against plain fine-tuning on the same folds: the control is added
         overrides = {"adapt.method": "none"}
         arms.append(Arm("erm", config.derive(overrides, where="arm 'erm'", check_paths=check_paths), True, overrides))
+    arms += single_task_arms(config, arms, check_paths)
     return arms + label_fraction_arms(config, arms, check_paths)
+
+
+def single_task_arm_name(task: str) -> str:
+    """The control arm that trains task ``task`` alone: ``nodule`` -> ``nodule-only``."""
+    return f"{task}-only"
+
+
+def single_task_arms(config: Config, arms: list[Arm], check_paths: bool = True) -> list[Arm]:
+    """``task: multitask``: each task trained alone (same encoder, starting weights, folds and settings) as the
+    control its multi-task result is compared with; ``multitask.controls: false`` leaves them out."""
+    if config.task != "multitask" or len(config.tasks) < 2 or not config.multitask.controls:
+        return []
+    out = []
+    for spec in config.tasks:
+        name = single_task_arm_name(spec.name)
+        if name in {a.name for a in arms}:
+            raise ConfigError(f"arm name '{name}' is the single-task control of task '{spec.name}'; rename that "
+                              "compare arm")
+        overrides = {"tasks": [{**spec.model_dump(), "weight": 1.0}], "multitask.weighting": "equal"}
+        out.append(Arm(name, config.derive(overrides, where=f"arm '{name}'", check_paths=check_paths), True,
+                       overrides))
+    return out
 
 
 def fraction_arm_name(arm: str, fraction: float) -> str:

@@ -60,13 +60,17 @@ def _cmd_cv(args: argparse.Namespace) -> int:
     if not args.quiet:
         for warning in run.warnings:
             print(f"warning: {warning}")
-        main = run.metrics["summary"][run.metrics["primary_metric"]]
-        print(f"{run.metrics['main_arm']}: {run.metrics['primary_metric']} {main['pooled']:.3f} "
-              f"(95% CI {main['ci95'][0]:.3f}-{main['ci95'][1]:.3f}, patient bootstrap), "
-              f"folds {main['mean']:.3f} ± {main['std']:.3f}")
+        # a multitask run: each task's main result and comparisons
+        blocks = {f"{name}: ": result for name, result in run.metrics.get("tasks", {}).items()} or {"": run.metrics}
+        for prefix, block in blocks.items():
+            main = block["summary"][block["primary_metric"]]
+            print(f"{prefix}{run.metrics['main_arm']}: {block['primary_metric']} {main['pooled']:.3f} "
+                  f"(95% CI {main['ci95'][0]:.3f}-{main['ci95'][1]:.3f}, patient bootstrap), "
+                  f"folds {main['mean']:.3f} ± {main['std']:.3f}")
         from .evaluate.summary import plain_reading
 
-        for verdict, comparison in zip(run.verdicts, run.metrics["comparisons"]):
+        comparisons = [c for block in blocks.values() for c in block["comparisons"]]
+        for verdict, comparison in zip(run.verdicts, comparisons):
             print(verdict)
             print(f"  {plain_reading(comparison)}")
         print(f"report: {out / 'report.html'}")

@@ -3,6 +3,8 @@
 Deterministic (same seed, same bytes) and never real patients:
 
 * ``cls2d_target/``: small 2D radiograph set (nodule present/absent, masks) - the target task;
+  ``manifest_multitask.csv`` lists the same images with the masks of every third patient and
+  the labels of every ninth left out (partial targets, for ``configs/sample_multitask2d.yaml``);
 * ``cls2d_source/``: larger 2D set for source-task pretraining (which lung holds a clearer nodule);
 * ``ct3d/``: CT-like volumes with lesions (half DICOM series with shuffled names, half NIfTI), masks;
 * ``sites2d/``: the nodule task at three hospitals whose scanners differ (intensity curve, noise, blur,
@@ -25,7 +27,7 @@ from ..plumbing.atomic import write_csv
 from .ct_volumes import make_ct_volume
 from .demo_export import write_demo_export
 from .pool_sets import write_unlabelled_pool
-from .sample_sets import write_radiograph_set
+from .sample_sets import write_multitask_manifest, write_radiograph_set
 from .site_sets import write_site_set
 from .synthetic import SeriesSpec, write_series
 
@@ -67,6 +69,7 @@ def write_sample_data(out: str | Path, seed: int = 0, size: str = "full") -> Pat
         shutil.rmtree(out / name, ignore_errors=True)
     write_radiograph_set(out / "cls2d_target", sizes["target"], 2, sizes["px"], seed=seed + 1,
                          contrast=(0.06, 0.16))
+    write_multitask_manifest(out / "cls2d_target")
     write_radiograph_set(out / "cls2d_source", sizes["source"], 2, sizes["px"], seed=seed + 2, task="side")
     write_ct_set(out / "ct3d", sizes["ct"], sizes["ct_shape"], seed + 3)
     write_demo_export(out / "scan_demo", seed)

@@ -54,3 +54,24 @@ def write_radiograph_set(root: str | Path, n_patients: int, images_per_patient: 
                          "patient_id": patient_id})
     write_csv(root / "manifest.csv", ["image", "label", "mask", "patient_id"], rows)
     return root
+
+
+def write_multitask_manifest(root: str | Path) -> Path:
+    """``manifest_multitask.csv`` beside a radiograph set's manifest: the same images, with partial targets.
+
+    Segmentation masks are left out for every third patient (outlining is the expensive
+    annotation) and the label for every ninth (never both for one case: 9 is a multiple of 3), so a multi-task
+    run has cases that lack one of its targets.
+    """
+    import csv
+
+    root = Path(root)
+    with open(root / "manifest.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    out = []
+    for row in rows:
+        patient = int(row["patient_id"].rsplit("-", 1)[1])
+        out.append({**row, "mask": "" if patient % 3 == 2 else row["mask"],
+                    "label": "" if patient % 9 == 4 else row["label"]})
+    write_csv(root / "manifest_multitask.csv", ["image", "label", "mask", "patient_id"], out)
+    return root / "manifest_multitask.csv"

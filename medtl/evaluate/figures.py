@@ -116,6 +116,24 @@ def learning_curves_figure(histories: dict[str, list[list[dict]]]) -> str:
     return _png(fig)
 
 
+def task_losses_figure(histories: dict[str, list[dict]]) -> str:
+    """Multi-task arms: each task's loss (solid) and loss weight (dashed, right axis) per epoch, base64 PNG."""
+    fig, axes = _figure(width=5.5, ncols=len(histories))
+    fig.subplots_adjust(wspace=0.5)
+    for ax, (arm, history) in zip(axes[0], histories.items()):
+        epochs = [h["epoch"] + 1 for h in history]
+        right = ax.twinx()
+        tasks = sorted({k[len("weight_"):] for h in history for k in h if k.startswith("weight_")})
+        for task in tasks:
+            line, = ax.plot(epochs, [h.get(f"loss_{task}", np.nan) for h in history], label=f"{task} loss")
+            right.plot(epochs, [h.get(f"weight_{task}", np.nan) for h in history], "--", color=line.get_color(),
+                       label=f"{task} weight")
+        ax.set(title=f"Task losses and weights: {arm} (first fold)", xlabel="epoch", ylabel="loss (solid)")
+        right.set_ylabel("loss weight (dashed)")
+        ax.legend(fontsize=7)
+    return _png(fig)
+
+
 def distribution_figure(arm_rows: dict[str, list[dict]], metrics=("dice", "iou")) -> str:
     """Per-case Dice and IoU of each arm as box plots, base64 PNG."""
     fig, axes = _figure(4.0, 3.5, ncols=len(metrics))

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..plumbing.atomic import write_atomic
 from ..plumbing.html import format_value, html_image, html_page, html_table
-from ..tasks import get_task
+from ..tasks import task_of
 from . import figures
 from .summary import plain_reading
 
@@ -23,11 +23,11 @@ def _summary_table(metrics: dict, names) -> str:
     return html_table(["arm", "metric", "mean of folds", "SD of folds", "pooled OOF", "95% CI low", "95% CI high"], rows)
 
 
-def _folds_table(run, names) -> str:
-    sites = any("test_site" in f for result in run.metrics["arms"].values() for f in result["folds"])
+def _folds_table(metrics: dict, names) -> str:
+    sites = any("test_site" in f for result in metrics["arms"].values() for f in result["folds"])
     rows = [[arm, f["repeat"], f["fold"], *([f.get("test_site", "")] if sites else []), f["n_train"], f["n_inner"],
              f["n_val"], f["n_val_patients"], *[f[n] for n in names]]
-            for arm, result in run.metrics["arms"].items() for f in result["folds"]]
+            for arm, result in metrics["arms"].items() for f in result["folds"]]
     return html_table(["arm", "repeat", "fold", *(["test site"] if sites else []), "n train", "n inner", "n val",
                        "val patients", *names], rows)
 
@@ -46,20 +46,36 @@ def network_input_size(run, arm: str | None = None) -> str:
             f"{data.foreground_ratio:.0%} centred on foreground) from cases at native extent "
             f"{'x'.join(map(str, smallest))} to {'x'.join(map(str, largest))}; " +
             (f"predicted by sliding window (overlap {window.overlap}, {window.blend} blending)"
-             if get_task(run.config.task).uses_mask else
+             if task_of(run.config).uses_mask else
              f"window logits (overlap {window.overlap}) reduced by {data.aggregate}"))
+
+
+def _task_blocks(run) -> dict[str, tuple[dict, tuple[str, ...]]]:
+    """``{title prefix: (metrics of one task, its metric names)}``: the run itself, or each task of a multitask run."""
+    if "tasks" not in run.metrics:
+        return {"": (run.metrics, task_of(run.config).metric_names)}
+    multi = task_of(run.config)
+    return {f"{name}: ": (result, multi.tasks[name].metric_names) for name, result in run.metrics["tasks"].items()}
+
+
+def _comparison_table(comparisons: list[dict]) -> str:
+    rows = [[c["a"], c["b"], c["metric"], c["mean_diff"], c["ci95"][0], c["ci95"][1], c["p_value"], c["n_patients"],
+             c["test"]] for c in comparisons]
+    return html_table(["a", "b", "metric", "a − b", "95% CI low", "95% CI high", "p", "patients", "test"], rows)
 
 
 def _sections(run) -> list[tuple[str, str]]:
     metrics, config = run.metrics, run.config
-    task = get_task(config.task)
-    names = task.metric_names
+    task = task_of(config)
+    blocks = _task_blocks(run)
     sections = []
-    readings = [plain_reading(c) for c in metrics["comparisons"]]
+    readings = [plain_reading(c) for block, _ in blocks.values() for c in block["comparisons"]]
     verdicts = "".join(f'<p class="verdict">{html.escape(v)}</p><p>{html.escape(r)}</p>'
                        for v, r in zip(run.verdicts, readings)) or \
         "<p>No comparison arm ran (set <code>compare: [scratch]</code> for a from-scratch control).</p>"
-    sections.append(("Verdict", verdicts + _summary_table(metrics, names)))
+    tables = "".join((f"<h3>{html.escape(prefix.rstrip(': '))}</h3>" if prefix else "") + _summary_table(block, names)
+                     for prefix, (block, names) in blocks.items())
+    sections.append(("Verdict", verdicts + tables))
     if run.warnings:
         items = "".join(f"<li>{html.escape(w)}</li>" for w in run.warnings)
         sections.append(("Warnings and fallbacks", f'<div class="warn"><ul>{items}</ul></div>'))
@@ -76,13 +92,11 @@ def _sections(run) -> list[tuple[str, str]]:
                   for f in run.folds]
     sections.append(("Splits (patient-grouped, stratified; no patient on both sides)",
                      html_table(["repeat", "fold", "train cases", "val cases", "val patients"], split_rows)))
-    sections.append(("Per-fold results", _folds_table(run, names)))
-    if metrics["comparisons"]:
-        rows = [[c["a"], c["b"], c["metric"], c["mean_diff"], c["ci95"][0], c["ci95"][1], c["p_value"], c["n_patients"],
-                 c["test"]] for c in metrics["comparisons"]]
-        sections.append(("Comparison (paired, same folds, same cases)",
-                         html_table(["a", "b", "metric", "a − b", "95% CI low", "95% CI high", "p", "patients", "test"],
-                                rows)))
+    for prefix, (block, names) in blocks.items():
+        sections.append((f"{prefix}Per-fold results", _folds_table(block, names)))
+        if block["comparisons"]:
+            sections.append((f"{prefix}Comparison (paired, same folds, same cases)",
+                             _comparison_table(block["comparisons"])))
     from .sites_report import adaptation_section, sites_section
 
     if "label_efficiency" in metrics:
@@ -96,6 +110,8 @@ def _sections(run) -> list[tuple[str, str]]:
     sections += task.report_sections(arm_rows, run.class_names, figures, lambda: _overlays(run))
     histories = {name: arm["histories"] for name, arm in run.arms.items()}
     sections.append(("Learning curves", html_image(figures.learning_curves_figure(histories), "learning curves")))
+    if "tasks" in metrics:
+        sections.append(_task_weights_section(run))
     if metrics.get("explanations"):
         from .explain_report import explanation_section
 
@@ -120,6 +136,23 @@ def _sections(run) -> list[tuple[str, str]]:
 
     sections.append(("Resolved config", f"<pre>{html.escape(dump_config(config))}</pre>"))
     return sections
+
+
+def _task_weights_section(run) -> tuple[str, str]:
+    """Each multi-task arm's task losses and loss weights per epoch (first fold), figure and table."""
+    weighting = run.config.multitask.weighting
+    histories = {name: arm["histories"][0] for name, arm in run.arms.items()
+                 if arm["histories"] and any(k.startswith("weight_") for k in arm["histories"][0][0])}
+    words = {"equal": "every task weight 1", "fixed": "the configured tasks[].weight",
+             "uncertainty": "learned (Kendall et al. 2018: exp(-s) x loss + s/2 per task; the weight shown is exp(-s))"}
+    rows = [[arm, h["epoch"] + 1, *[h.get(f"weight_{t}", "") for t in run.metrics["tasks"]],
+             *[h.get(f"loss_{t}", "") for t in run.metrics["tasks"]]] for arm, history in histories.items()
+            for h in history]
+    tasks = list(run.metrics["tasks"])
+    text = (f"<p>Loss weighting: <b>{html.escape(weighting)}</b> ({html.escape(words[weighting])}). A case without a "
+            "task's target is left out of that task's loss. Single-task control arms have one task (weight 1).</p>")
+    return ("Multi-task loss weights", text + html_image(figures.task_losses_figure(histories), "task losses") +
+            html_table(["arm", "epoch", *[f"weight {t}" for t in tasks], *[f"loss {t}" for t in tasks]], rows))
 
 
 def _label_efficiency_section(curves: dict) -> tuple[str, str]:

@@ -29,13 +29,14 @@ from ..models.device import resolve_device
 from ..plumbing.atomic import read_csv, remove_orphan_temps, write_csv, write_json
 from ..plumbing.progress import progress_bar
 from ..rundir import RunDir
-from ..tasks import get_task
+from ..tasks import task_of
 from . import run_state
 from .cv_explain import explanation_summary
 from .cv_fold import run_fold
 from .cv_sites import comparison_pairs, sites_summary
 from .cv_source import pretrained_for, source_epochs, source_stages
 from .cv_targets import load_target_images, targets_for
+from .cv_tasks import task_results, task_verdicts
 from .validate import Checked, check_experiment
 
 log = logging.getLogger("medtl")
@@ -119,7 +120,7 @@ def _roles_from_file(path: Path, cases: list[PreparedCase]) -> tuple[list[str] |
 
 def _make_folds(config: Config, cases: list[PreparedCase], roles: dict[str, str]) -> tuple[list[Fold], str]:
     """The folds of a new run and a line saying how they were made."""
-    task = get_task(config.task)
+    task = task_of(config)
     groups, strata = [c.group_key for c in cases], [task.stratum(c) for c in cases]
     scheme, file_roles, file_rows = config.cv.scheme, None, None
     if scheme == "leave_site_out":
@@ -246,7 +247,9 @@ def scoring_grid(config: Config) -> str:
 
 
 def _train_arm(run: CVRun, arm: Arm, num_classes: int, reporter: Reporter) -> None:
-    task = get_task(arm.config.task)
+    task = task_of(arm.config)
+    if isinstance(num_classes, dict):  # multitask: a single-task control arm has one of the run's tasks
+        num_classes = {name: num_classes[name] for name in task.tasks}
     epochs = arm.config.train.epochs
     finished = []
     # resolved before the folds, also when all are finished: a source model that changed since they were
@@ -285,8 +288,7 @@ def run_cv(config: Config, out: str | Path, progress: bool = True, keep_paths: b
     arms = checked.arms
     rundir = RunDir(out)
     run, skipped = _prepare_run(config, rundir, checked, progress, keep_paths)
-    task = get_task(config.task)
-    num_classes = task.num_classes(run.class_names, run.cases)
+    num_classes = task_of(config).num_classes(run.class_names, run.cases)
     load_target_images(run, arms, progress)
     if config.cv.scheme == "leave_site_out" and any(a.config.adapt.method != "none" and a.name not in
                                                     run.target_images for a in arms):
@@ -317,29 +319,41 @@ def run_cv(config: Config, out: str | Path, progress: bool = True, keep_paths: b
 
 
 def _summarise(run: CVRun) -> None:
-    task, boot, seed = run.config.task, run.config.cv.bootstrap, run.config.train.seed
-    arms = {name: arm_summary(task, arm["folds"], arm["rows"], run.class_names, boot, seed)
-            for name, arm in run.arms.items()}
+    task, boot, seed = task_of(run.config), run.config.cv.bootstrap, run.config.train.seed
     main = next(iter(run.arms))
-    comparisons = [compare_arms(task, a, run.arms[a]["rows"], b, run.arms[b]["rows"], run.class_names, boot, seed)
-                   for a, b in comparison_pairs(run)]
+    pairs = comparison_pairs(run)
     for name, arm in run.arms.items():
-        for warning in get_task(task).arm_warnings(name, arm["rows"]):
+        for warning in task_of(arm["config"]).arm_warnings(name, arm["rows"]):
             run.warnings.insert(0, warning)
             run.rundir.log(warning)
     shapes = {name: [c.spatial_shape for c in run.cases_of(name)] for name in run.arms}
-    if get_task(task).uses_mask and any(s != shapes[main] for s in shapes.values()):
+    if task.uses_mask and any(s != shapes[main] for s in shapes.values()):
         grids = {name: scoring_grid(arm["config"]) for name, arm in run.arms.items()}
         listed = "; ".join(f"{name}: {grid}" for name, grid in grids.items())
         warning = (f"the arms' Dice/IoU/HD95 are computed on different grids ({listed}): they are not counted on "
                    "the same voxels; `medtl evaluate` scores every arm on the original image grid")
         run.warnings.insert(0, warning)
         run.rundir.log(warning)
-    run.metrics = {"task": task, "primary_metric": get_task(task).primary_metric, "main_arm": main,
-                   "summary": arms[main]["summary"], "folds": arms[main]["folds"], "arms": arms,
-                   "comparisons": comparisons, "class_names": run.class_names,
-                   "n_cases": len(run.cases), "n_patients": len({c.patient_key for c in run.cases}),
-                   "warnings": run.warnings}
+    if run.config.task == "multitask":
+        tasks = task_results(run, pairs)
+        first = tasks[task.primary_task]
+        run.metrics = {"task": "multitask", "primary_task": task.primary_task,
+                       "primary_metric": first["primary_metric"], "main_arm": main, "summary": first["summary"],
+                       "folds": first["folds"], "arms": first["arms"], "comparisons": first["comparisons"],
+                       "tasks": tasks, "loss_weights": run.config.multitask.weighting}
+        run.verdicts = task_verdicts(tasks)
+    else:
+        names = run.class_names
+        arms = {name: arm_summary(run.config.task, arm["folds"], arm["rows"], names, boot, seed)
+                for name, arm in run.arms.items()}
+        comparisons = [compare_arms(run.config.task, a, run.arms[a]["rows"], b, run.arms[b]["rows"], names, boot,
+                                    seed) for a, b in pairs]
+        run.metrics = {"task": run.config.task, "primary_metric": task.primary_metric, "main_arm": main,
+                       "summary": arms[main]["summary"], "folds": arms[main]["folds"], "arms": arms,
+                       "comparisons": comparisons}
+        run.verdicts = [verdict_line(c) for c in comparisons]
+    run.metrics.update({"class_names": run.class_names, "n_cases": len(run.cases),
+                        "n_patients": len({c.patient_key for c in run.cases}), "warnings": run.warnings})
     domain = {name: arm["domain"] for name, arm in run.arms.items() if any(arm["domain"])}
     if domain:
         run.metrics["domain_adaptation"] = domain
@@ -357,18 +371,18 @@ def _summarise(run: CVRun) -> None:
     sites = sites_summary(run)
     if sites is not None:
         run.metrics["sites"] = sites
-    run.verdicts = [verdict_line(c) for c in comparisons]
 
 
 def _write_predictions(run: CVRun) -> None:
-    columns = ["case_id", "patient_key", "fold", "arm", "label",
-               *get_task(run.config.task).result_columns(run.class_names)]
+    task = task_of(run.config)
+    columns = ["case_id", "patient_key", "fold", "arm", *task.row_key_columns, "label",
+               *task.result_columns(run.class_names)]
     if run.config.cv.repeats > 1:
         columns.insert(2, "repeat")
     site_of = {c.case_id: c.site for c in run.cases}
     if any(site_of.values()):
         columns.insert(2, "site")
-    rows = [{k: row[k] if k != "site" else site_of[row["case_id"]] for k in columns}
+    rows = [{k: row.get(k, "") if k != "site" else site_of[row["case_id"]] for k in columns}
             for arm in run.arms.values() for row in arm["rows"]]
     write_csv(run.rundir.predictions, columns, rows)
 

@@ -21,7 +21,7 @@ import torch
 
 from .. import __version__
 from ..data.dataset import prepare_cases
-from ..data.manifest import Manifest, read_manifest
+from ..data.manifest import Manifest, read_config_manifest
 from ..errors import InputError, MedtlError
 from ..export.card import card_sections, render_html, render_markdown
 from ..export.networks import FORMATS, OPSET, load_network, write_network
@@ -82,8 +82,7 @@ def _validation_images(trained: TrainedRun, rundir: RunDir, max_cases: int | Non
     if config.data.manifest is None or not Path(config.data.manifest).is_file():
         raise InputError(f"the parity gate runs the models on the run's validation images, but the run's manifest "
                          f"{config.data.manifest} is not there; restore it (the check needs real cases)")
-    manifest = read_manifest(config.data.manifest, config.task, config.cv.group_by,
-                             split_seed_by=config.cv.split_seed_by)
+    manifest = read_config_manifest(config)
     wanted = {}
     for member in trained.members:
         ids = [row["case_id"] for row in rundir.fold(trained.arm, member.repeat, member.fold).read_done()["rows"]]

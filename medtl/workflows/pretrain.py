@@ -55,7 +55,7 @@ def source_stage_config(config: Config) -> Config:
     # a self-supervised stage prepares its pool like classification images (no masks, labels ignored)
     task = "classification" if source.task in SSL_TASKS else source.task
     return config.derive({
-        "task": task, "compare": [], "source": None, "data.manifest": source.manifest,
+        "task": task, "tasks": [], "compare": [], "source": None, "data.manifest": source.manifest,
         "model.pretrained": source.pretrained, "finetune.strategy": "full", "finetune.l2sp": 0.0,
         "train.epochs": source.epochs, "train.batch_size": source.batch_size, "train.lr": source.lr,
         "train.selection": "last", "train.label_fraction": 1.0}, where="source stage")

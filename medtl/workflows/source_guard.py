@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..config import Config
 from ..data.dataset import PreparedCase, prepare_cases
-from ..data.manifest import read_manifest
+from ..data.manifest import read_config_manifest
 from ..data.target_overlap import check_pool, target_overlap
 
 
@@ -14,8 +14,7 @@ def guard_cases(config: Config, root: Path, progress: bool) -> list[PreparedCase
     """The target run's cases when no run passes them (``medtl pretrain``): prepared from ``data.manifest``."""
     if config.data.manifest is None:
         return None
-    manifest = read_manifest(config.data.manifest, config.task, config.cv.group_by,
-                             split_seed_by=config.cv.split_seed_by)
+    manifest = read_config_manifest(config)
     cases, _ = prepare_cases(manifest, config, root / "cases", progress)
     return cases
 

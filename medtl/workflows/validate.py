@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from ..arms import Arm, resolve_arms
 from ..config import SSL_TASKS, Config
-from ..data.manifest import Manifest, read_manifest
+from ..data.manifest import Manifest, read_config_manifest, read_manifest
 from ..errors import ConfigError, UnknownNameError
 from ..models.backbones import get_backbone_spec
 from ..models.weights import WEIGHT_FILES, cache_dir
@@ -92,8 +92,7 @@ def check_experiment(config: Config, need_manifest: bool = True, fetch_main_weig
         if need_manifest:
             raise ConfigError("data.manifest is not set; point it at a manifest CSV (see README, Manifest)")
     else:
-        manifest = read_manifest(config.data.manifest, config.task, config.cv.group_by,
-                                 split_seed_by=config.cv.split_seed_by)
+        manifest = read_config_manifest(config)
     check_sites(config, arms, manifest)
     for arm in arms:  # each arm's own source stage (an arm may pretrain on another pool)
         source = arm.config.source

@@ -43,8 +43,9 @@ def test_the_committed_sample_data_is_what_the_generator_writes(tmp_path):
 def tiny_overrides(config: Path, data: Path) -> list[str]:
     text = config.read_text()
     manifest = next((name for name in ("ct3d", "sites2d") if name in text), "cls2d_target")
+    manifest_file = "manifest_multitask.csv" if "manifest_multitask" in text else "manifest.csv"
     size = "[12,32,32]" if "dims: 3" in text else "[32,32]"
-    overrides = [f"data.manifest={data / manifest / 'manifest.csv'}", "model.backbone=tiny-resnet",
+    overrides = [f"data.manifest={data / manifest / manifest_file}", "model.backbone=tiny-resnet",
                  "train.epochs=1", "cv.folds=2", f"data.image_size={size}", "cv.bootstrap=100", "train.batch_size=4"]
     if "ssl_pool" in text:  # a self-supervised stage: the tiny unlabelled pool and its probe set
         overrides += [f"source.manifest={data / 'ssl_pool' / 'manifest.csv'}", "source.epochs=1",

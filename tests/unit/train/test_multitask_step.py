@@ -12,7 +12,6 @@ import medtl
 from medtl.config import load_config
 from medtl.data.dataset import PreparedCase
 from medtl.tasks import task_of
-from medtl.tasks.multitask_loss import MultiTaskLoss
 from medtl.train.loop import fit
 
 SIZE = 32  # divisible by the encoder's stride: no padding, so the encoder sees the same input in both models
