@@ -88,6 +88,7 @@ def _predict_options(args: argparse.Namespace):
                           deidentify_seg=getattr(args, "deidentify_seg", False), progress=not args.quiet,
                           explain=getattr(args, "explain", None), explain_class=getattr(args, "explain_class", None),
                           explain_layer=getattr(args, "explain_layer", None),
+                          explain_task=getattr(args, "explain_task", None),
                           occlusion_size=getattr(args, "occlusion_size", 16),
                           occlusion_overlap=getattr(args, "occlusion_overlap", 0.5))
 
@@ -257,6 +258,8 @@ def _add_predict_commands(commands) -> None:
                          help="classification: write an explanation map per case (maps/<key>_<method>.nii.gz, on "
                               "the input's original grid) for the predicted class")
     predict.add_argument("--explain-class", metavar="NAME", help="explain this class instead of the predicted one")
+    predict.add_argument("--explain-task", metavar="NAME",
+                         help="multitask runs: the classification head to explain (default: the first)")
     predict.add_argument("--explain-layer", metavar="LAYER",
                          help="Grad-CAM layer (default: the deepest encoder stage with at least 3 voxels per axis)")
     predict.add_argument("--occlusion-size", type=int, default=16, metavar="N",

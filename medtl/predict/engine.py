@@ -28,7 +28,13 @@ from ..models.sliding import network_logits
 from ..plumbing.atomic import remove_orphan_temps, write_csv, write_json
 from ..plumbing.progress import progress_bar
 from ..tasks import get_task
-from .explaining import check_explain, explanation_maps, write_explanation
+from .explaining import (
+    check_explain,
+    explained_class_names,
+    explained_task,
+    explanation_maps,
+    write_explanation,
+)
 from .inflight import CRASH_LIMIT, InflightMarks
 from .items import SKIPPED_COLUMNS, PredictInputs, PredictItem, shard_of
 from .journal import Journal
@@ -54,6 +60,7 @@ class PredictOptions:
     explain: str | None = None  # gradcam | occlusion: explanation maps of the explained class
     explain_class: str | None = None  # default: the predicted class
     explain_layer: str | None = None  # Grad-CAM layer (default: the deepest encoder stage with spatial extent)
+    explain_task: str | None = None  # multitask: the classification head explained (default: the first)
     occlusion_size: int = 16  # occlusion box side in voxels (network grid)
     occlusion_overlap: float = 0.5  # overlap of neighbouring boxes
 
@@ -79,7 +86,8 @@ def _job_identity(trained: TrainedRun, inputs: PredictInputs, options: PredictOp
     from ..plumbing.hashing import sha256_text
 
     # what the inputs are now: a resumed job over a changed export or manifest is refused at the start
-    listing = sorted(f"{i.key}|{i.n_files}|{i.label}|{i.mask}" for i in inputs.items)
+    listing = sorted(f"{i.key}|{i.n_files}|{i.label}|{i.mask}" + (f"|{sorted(i.labels.items())}" if i.labels else "")
+                     for i in inputs.items)
     listing += sorted(f"skip|{row['input']}" for row in inputs.skipped)
     return {"medtl_version": __version__, "run_config_sha256": trained.config_sha256(),
             "model_id": trained.model_id, "input": keyed_hash(str(inputs.source.resolve()), "input"),
@@ -88,7 +96,8 @@ def _job_identity(trained: TrainedRun, inputs: PredictInputs, options: PredictOp
             "probability_maps": options.probability_maps, "dicom_seg": options.dicom_seg,
             "deidentify_seg": options.deidentify_seg, "with_truth": truth,
             "explain": [options.explain, options.explain_class, options.explain_layer, options.occlusion_size,
-                        options.occlusion_overlap] if options.explain else None}
+                        options.occlusion_overlap] + ([options.explain_task] if options.explain_task else [])
+            if options.explain else None}
 
 
 def _check_job(out: Path, identity: dict) -> None:
@@ -115,15 +124,40 @@ def _autocast(device: torch.device, enabled: bool):
 
 
 @torch.no_grad()
-def _member_probabilities(models: list, images: torch.Tensor, device: torch.device, config: Config) -> torch.Tensor:
-    """``(members, batch, classes, ...)`` softmax outputs (whole images, or by sliding window in patch mode)."""
+def _member_probabilities(models: list, images: torch.Tensor, device: torch.device,
+                          config: Config) -> dict[str, np.ndarray]:
+    """``{task: (members, batch, classes, ...)}`` softmax outputs (whole images, or by sliding window in patch
+    mode); a single-task run's one task is named ``""``."""
     if config.data.fixed_size:
         images = images.to(device, non_blocking=True)
-    outputs = []
+    outputs: dict[str, list] = {}
     for model in models:
         with _autocast(device, config.train.amp):
-            outputs.append(torch.softmax(network_logits(model, images, config.data, device), dim=1).cpu())
-    return torch.stack(outputs)
+            logits = network_logits(model, images, config.data, device)
+        for name, value in (logits.items() if isinstance(logits, dict) else [("", logits)]):
+            outputs.setdefault(name, []).append(torch.softmax(value.float(), dim=1).cpu())
+    return {name: torch.stack(values).numpy() for name, values in outputs.items()}
+
+
+def _heads(trained: TrainedRun) -> dict[str, tuple[str, list[str], int]]:
+    """``{task: (kind, class names, classes)}``; a single-task run's one task is named ``""``."""
+    if trained.task_kinds:
+        return {name: (kind, trained.class_names[name], trained.num_classes[name])
+                for name, kind in trained.task_kinds.items()}
+    kind = "segmentation" if dense_output(trained) else "classification"
+    return {"": (kind, trained.class_names, trained.num_classes)}
+
+
+def _explained(trained: TrainedRun, options: PredictOptions, outputs: dict, models: list, images: torch.Tensor,
+               device: torch.device) -> tuple[str | None, np.ndarray | None, list[int]]:
+    """``(explained task, maps, classes)``: explanation maps of the batch (``None`` without ``--explain``)."""
+    if not options.explain:
+        return None, None, []
+    task = explained_task(trained, options)
+    names = explained_class_names(trained, options)
+    ensemble = outputs[task or ""].mean(axis=0)
+    classes = [names.index(options.explain_class) if options.explain_class else int(np.argmax(p)) for p in ensemble]
+    return task or "", explanation_maps(models, images.to(device), classes, options, task=task), classes
 
 
 def _process_batch(batch: list[dict], todo: list[PredictItem], models: list, trained: TrainedRun, out: Path,
@@ -133,13 +167,8 @@ def _process_batch(batch: list[dict], todo: list[PredictItem], models: list, tra
     if not ready:
         return records
     images = torch.stack([r["image"] for r in ready])
-    members = _member_probabilities(models, images, device, trained.config).numpy()
-    ensemble = members.mean(axis=0)
-    maps, classes = None, []
-    if options.explain:
-        classes = [trained.class_names.index(options.explain_class) if options.explain_class else int(np.argmax(p))
-                   for p in ensemble]
-        maps = explanation_maps(models, images.to(device), classes, options)
+    outputs = _member_probabilities(models, images, device, trained.config)
+    explained, maps, classes = _explained(trained, options, outputs, models, images, device)
     for i, loaded in enumerate(ready):
         item = todo[loaded["index"]]
         notes = list(loaded["notes"])
@@ -147,15 +176,22 @@ def _process_batch(batch: list[dict], todo: list[PredictItem], models: list, tra
                   "label": item.label}
         if loaded.get("pixel_hash"):
             record["pixel_hash"] = loaded["pixel_hash"]  # evaluate: is this image one the run trained on?
-        if not dense_output(trained):
-            record.update(probs=ensemble[i].tolist(), member_probs=members[:, i].tolist())
-            if maps is not None:
-                record.update(explain_file=write_explanation(item.key, loaded, maps[i], out, options.explain),
-                              explained_class=trained.class_names[classes[i]])
-        else:
-            record.update(segmentation_record(item.key, loaded, ensemble[i], members[:, i], trained, out,
-                                              options.probability_maps, options.dicom_seg, truth, notes,
-                                              options.deidentify_seg))
+        for name, (kind, names, count) in _heads(trained).items():
+            members = outputs[name][:, i]
+            if kind == "classification":
+                entry = {"probs": members.mean(axis=0).tolist(), "member_probs": members.tolist()}
+                if maps is not None and name == explained:
+                    entry.update(explain_file=write_explanation(item.key, loaded, maps[i], out, options.explain),
+                                 explained_class=names[classes[i]])
+            else:  # a multitask case without a truth mask is not scored on it
+                entry = segmentation_record(item.key, loaded, members.mean(axis=0), members, trained, out,
+                                            options.probability_maps, options.dicom_seg,
+                                            truth and loaded["truth_mask"] is not None, notes, options.deidentify_seg,
+                                            names, count)
+            if name:
+                record.setdefault("tasks", {})[name] = {**entry, "label": item.labels.get(name)}
+            else:
+                record.update(entry)
         record.update(status="warn" if notes else "ok", reasons=";".join(notes))
         records.append(record)
     return records
@@ -193,10 +229,41 @@ def dense_output(trained: TrainedRun) -> bool:
     return get_task(trained.task).uses_mask
 
 
+def _task_values(entry: dict, kind: str, names: list[str], count: int, truth: bool) -> dict:
+    """One task's columns of a multitask predictions.csv row (unprefixed)."""
+    if kind == "segmentation":
+        values = {k: entry[k] for k in _MASK_COLUMNS}
+        if truth:
+            values.update(entry.get("metrics", {}))
+        return values
+    values = {f"prob_{name}": round(p, 6) for name, p in zip(names, entry["probs"])}
+    values["predicted"] = names[int(np.argmax(entry["probs"]))]
+    if truth:
+        values["label"] = entry.get("label") or ""
+    if "explain_file" in entry:
+        values.update(explain_file=entry["explain_file"], explained_class=entry["explained_class"])
+    return values
+
+
+def _task_columns(kind: str, names: list[str], truth: bool, explain: bool) -> list[str]:
+    if kind == "segmentation":
+        from ..tasks import get_task
+
+        return _MASK_COLUMNS + (get_task("segmentation").result_columns(names) if truth else [])
+    return ([f"prob_{n}" for n in names] + ["predicted"] + (["label"] if truth else []) +
+            (["explained_class", "explain_file"] if explain else []))
+
+
 def _prediction_row(record: dict, trained: TrainedRun, key_column: str, with_files: bool, truth: bool) -> dict:
     row = {key_column: record["key"], "patient_key": record["patient_key"]}
     if with_files:
         row["n_files"] = record["n_files"]
+    if trained.task_kinds:  # multitask: each task's columns, prefixed with its name
+        for name, (kind, names, count) in _heads(trained).items():
+            values = _task_values(record["tasks"][name], kind, names, count, truth)
+            row.update({f"{name}.{k}": v for k, v in values.items()})
+        row.update(model_id=trained.model_id, status=record["status"], reasons=record["reasons"])
+        return row
     if dense_output(trained):
         row.update({k: record[k] for k in _MASK_COLUMNS})
     else:
@@ -214,9 +281,14 @@ def _prediction_row(record: dict, trained: TrainedRun, key_column: str, with_fil
 
 
 def prediction_columns(trained: TrainedRun, key_column: str, with_files: bool, truth: bool,
-                       explain: bool = False) -> list[str]:
-    """Columns of ``predictions.csv`` for this run's task and input kind."""
+                       explain: bool = False, explained: str | None = None) -> list[str]:
+    """Columns of ``predictions.csv`` for this run's task and input kind (``explained``: the multitask head
+    whose explanation maps were written)."""
     columns = [key_column, "patient_key"] + (["n_files"] if with_files else [])
+    if trained.task_kinds:
+        for name, (kind, names, _) in _heads(trained).items():
+            columns += [f"{name}.{c}" for c in _task_columns(kind, names, truth, explain and name == explained)]
+        return columns + ["model_id", "status", "reasons"]
     if dense_output(trained):
         columns += _MASK_COLUMNS
     else:
@@ -294,7 +366,8 @@ def _finish(trained: TrainedRun, inputs: PredictInputs, out: Path, options: Pred
             inputs_of = record["file_keys"] if with_files else [record["key"]]
             skipped += [{"input": key, "series_key": record["key"] if with_files else "", "reason": record["reason"],
                          "detail": record["detail"]} for key in inputs_of]
-    columns = prediction_columns(trained, inputs.key_column, with_files, truth, bool(options.explain))
+    columns = prediction_columns(trained, inputs.key_column, with_files, truth, bool(options.explain),
+                                 explained_task(trained, options) if options.explain else None)
     write_csv(out / "predictions.csv", columns, rows)
     write_csv(out / "skipped.csv", SKIPPED_COLUMNS, skipped)
     summary = _summary(trained, inputs, options, items, records, rows, skipped, n_new, elapsed, device)

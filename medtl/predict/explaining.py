@@ -27,27 +27,56 @@ def check_explain(trained: TrainedRun, options) -> None:
         return
     if options.explain not in METHODS:
         raise InputError(f"--explain {options.explain}: use one of {', '.join(METHODS)}")
-    if trained.task != "classification":
+    kinds = trained.task_kinds
+    if kinds:
+        classifying = [name for name, kind in kinds.items() if kind == "classification"]
+        if not classifying:
+            raise InputError("--explain maps explain a classification head; this multitask model has none")
+        if options.explain_task is not None and options.explain_task not in classifying:
+            raise InputError(f"--explain-task {options.explain_task!r} is not a classification task of this model "
+                             f"({', '.join(classifying)})")
+    elif options.explain_task is not None:
+        raise InputError("--explain-task applies to multitask runs; this run has one task")
+    elif trained.task != "classification":
         raise InputError("--explain maps explain a classification; for segmentation the mask and "
                          "--probability-maps already show where")
     if not trained.config.data.fixed_size:
         raise InputError("--explain needs whole-image inputs (data.mode: resize, or a data.roi crop); this run "
                          "classifies native-extent images by window aggregation")
-    if options.explain_class is not None and options.explain_class not in trained.class_names:
+    names = explained_class_names(trained, options)
+    if options.explain_class is not None and options.explain_class not in names:
         raise InputError(f"--explain-class {options.explain_class!r} is not a class of this model "
-                         f"({', '.join(trained.class_names)})")
+                         f"({', '.join(names)})")
     if options.explain == "gradcam" and not trained.has_layers:
         raise InputError("Grad-CAM needs the PyTorch model's layers: explain with the run folder (medtl predict RUN "
                          "...), or use --explain occlusion on the export")
 
 
-def explanation_maps(models: list, images: torch.Tensor, classes: list[int], options, progress: bool = False
-                     ) -> np.ndarray:
-    """``(B, *spatial)`` ensemble maps on the network grid."""
+def explained_task(trained: TrainedRun, options) -> str | None:
+    """The multitask head the maps explain (``--explain-task``, default the first classification task)."""
+    kinds = trained.task_kinds
+    if not kinds:
+        return None
+    return options.explain_task or next(name for name, kind in kinds.items() if kind == "classification")
+
+
+def explained_class_names(trained: TrainedRun, options) -> list[str]:
+    """The class names of the explained head."""
+    task = explained_task(trained, options)
+    return trained.class_names[task] if task else trained.class_names
+
+
+def explanation_maps(models: list, images: torch.Tensor, classes: list[int], options, progress: bool = False,
+                     task: str | None = None) -> np.ndarray:
+    """``(B, *spatial)`` ensemble maps on the network grid (of head ``task`` of multitask models)."""
     from ..explain.gradcam import gradcam_maps
     from ..explain.occlusion import occlusion_maps
 
     images = images.detach().float().cpu()
+    if task is not None:  # one head of a multitask model
+        from ..models.task_view import TaskLogits
+
+        models = [TaskLogits(m, task) for m in models]
     if options.explain == "gradcam":
         maps = np.mean([gradcam_maps(m, images, classes, options.explain_layer) for m in models], axis=0)
         peaks = maps.reshape(len(maps), -1).max(axis=1).reshape(-1, *[1] * (maps.ndim - 1))

@@ -31,6 +31,7 @@ class PredictItem:
     label: str | None = None
     mask: Path | None = None
     site: str = ""  # the manifest's site column (per-site metrics in ``medtl evaluate``)
+    labels: dict = field(default_factory=dict)  # multitask: the label of each classification task (or None)
 
 
 @dataclass
@@ -67,13 +68,13 @@ def shard_of(key: str, count: int) -> int:
     return int(hashlib.sha256(key.encode()).hexdigest()[:12], 16) % count + 1
 
 
-def from_manifest(path: Path, task: str, targets: bool) -> PredictInputs:
-    """One item per manifest row."""
+def from_manifest(path: Path, task: str, targets: bool, tasks=()) -> PredictInputs:
+    """One item per manifest row (``tasks``: the ``TaskSpec`` list of a multitask run)."""
     from ..data.manifest import read_manifest
 
-    manifest = read_manifest(path, task, targets=targets, single_class_ok=True)
+    manifest = read_manifest(path, task, targets=targets, single_class_ok=True, tasks=tasks)
     items = [PredictItem(c.case_id, c.patient_key, 1, [c.case_id], path=c.image, label=c.label, mask=c.mask,
-                         site=c.site) for c in manifest.cases]
+                         site=c.site, labels=c.labels) for c in manifest.cases]
     return PredictInputs("manifest", path, items)
 
 
@@ -94,17 +95,18 @@ def from_export(root: Path, workers: int | None, progress: bool) -> PredictInput
 
 
 def read_inputs(source: str | Path, task: str, targets: bool = False, workers: int | None = None,
-                progress: bool = True) -> PredictInputs:
+                progress: bool = True, tasks=()) -> PredictInputs:
     """A manifest (``.csv``) or an export folder (scanned like ``medtl scan``)."""
     source = Path(source)
     if source.is_dir():
         if targets:
             from ..tasks import get_task
 
-            raise InputError(f"{source} is a folder; evaluation needs a manifest CSV with a "
-                             f"'{get_task(task).target_column}' column")
+            columns = [s.column for s in tasks] if task == "multitask" else [get_task(task).target_column]
+            raise InputError(f"{source} is a folder; evaluation needs a manifest CSV with the column(s) "
+                             f"{', '.join(columns)}")
         return from_export(source, workers, progress)
     if source.is_file() and source.suffix.lower() == ".csv":
-        return from_manifest(source, task, targets)
+        return from_manifest(source, task, targets, tasks)
     raise InputError(f"input {source} is neither an export folder nor a manifest .csv; pass a folder of "
                      "DICOM/NIfTI files or a manifest CSV (docs/outputs.md)")

@@ -46,13 +46,15 @@ def load_item(item: PredictItem, config: Config, truth: bool) -> dict:
     """Everything the main process needs for one item (raises ``InputError`` when unusable)."""
     from ..data.provenance import keyed_pixel_hash
     from ..io.load import load_volume
-    from ..tasks import get_task
+    from ..tasks import task_of
     from ..transforms.network_input import network_input
 
     volume, frame_refs = _load(item, config.data.rgb)
     mask = None
     # the truth mask of a segmentation run, or the ROI a classification run crops around (data.roi: mask)
-    if (truth and get_task(config.task).uses_mask) or (config.data.roi == "mask" and item.mask is not None):
+    # (a multitask case may have no truth mask: it is then not scored on the segmentation task)
+    if (truth and task_of(config).uses_mask and (config.task != "multitask" or item.mask is not None)) or \
+            (config.data.roi == "mask" and item.mask is not None):
         if not item.mask.exists():
             raise InputError(f"case {item.key}: mask file not found", "FILE_NOT_FOUND")
         mask = load_volume(item.mask, as_label=True)

@@ -28,8 +28,14 @@ def _case_metrics(labels: np.ndarray, loaded: dict, num_classes: int) -> dict:
 
 def segmentation_record(key: str, loaded: dict, ensemble: np.ndarray, members: np.ndarray, trained: TrainedRun,
                         out: Path, probability_maps: bool, dicom_seg: bool, truth: bool, notes: list[str],
-                        deidentify_seg: bool = False) -> dict:
-    """Write the mask (NIfTI; DICOM-SEG for DICOM input; optional probabilities) and describe it."""
+                        deidentify_seg: bool = False, class_names: list[str] | None = None,
+                        num_classes: int | None = None) -> dict:
+    """Write the mask (NIfTI; DICOM-SEG for DICOM input; optional probabilities) and describe it.
+
+    ``class_names``/``num_classes``: the segmentation head's (default: the run's; a multitask run passes its
+    segmentation task's)."""
+    class_names = trained.class_names if class_names is None else class_names
+    num_classes = trained.num_classes if num_classes is None else num_classes
     geometry, dims = loaded["geometry"], len(loaded["input_shape"])
     labels, foreground = _labels(ensemble, loaded)
     stem = safe_stem(key)
@@ -46,7 +52,7 @@ def segmentation_record(key: str, loaded: dict, ensemble: np.ndarray, members: n
 
         try:
             write_dicom_seg(contained(out, f"seg/{stem}.dcm"), loaded["frame_refs"], labels.reshape(geometry.shape),
-                            trained.class_names, trained.model_id, deidentify=deidentify_seg)
+                            class_names, trained.model_id, deidentify=deidentify_seg)
             seg_file = f"seg/{stem}.dcm"
         # highdicom refuses some odd sources; the NIfTI mask stands, and the row says why the SEG is missing.
         except Exception as exc:  # noqa: BLE001
@@ -57,7 +63,6 @@ def segmentation_record(key: str, loaded: dict, ensemble: np.ndarray, members: n
               "foreground_mm": round(voxels * geometry.voxel_volume(dims), 3), "mask_file": mask_file,
               "seg_file": seg_file, "prob_files": ";".join(prob_files)}
     if truth:
-        record["metrics"] = _case_metrics(labels, loaded, trained.num_classes)
-        record["member_metrics"] = [_case_metrics(_labels(m, loaded)[0], loaded, trained.num_classes)
-                                    for m in members]
+        record["metrics"] = _case_metrics(labels, loaded, num_classes)
+        record["member_metrics"] = [_case_metrics(_labels(m, loaded)[0], loaded, num_classes) for m in members]
     return record

@@ -11,7 +11,7 @@ from ..errors import InputError
 from ..models.checkpoint import read_metadata
 from ..plumbing.hashing import sha256_file, sha256_text
 from ..rundir import RunDir
-from ..tasks import get_task
+from ..tasks import task_of
 
 
 @dataclass
@@ -34,14 +34,19 @@ class TrainedRun:
     config: Config
     arm: str
     members: list[Member]
-    class_names: list[str]
-    num_classes: int
+    class_names: list[str] | dict[str, list[str]]  # multitask: per task
+    num_classes: int | dict[str, int]  # multitask: per task
     model_id: str
 
     @property
     def task(self) -> str:
         """The task's name (``classification``, ``segmentation``)."""
         return self.config.task
+
+    @property
+    def task_kinds(self) -> dict[str, str]:
+        """Multi-task runs: ``{task: classification | segmentation}`` in head order (empty otherwise)."""
+        return {spec.name: spec.kind for spec in self.config.tasks} if self.task == "multitask" else {}
 
     has_layers = True  # the members are PyTorch models whose layers Grad-CAM can hook (not so for an export)
 
@@ -57,11 +62,24 @@ class TrainedRun:
         models = []
         for member in self.members:
             meta = member.metadata
-            model = create_model(meta["backbone"], dims=int(meta["dims"]), num_classes=int(meta["num_classes"]),
-                                 in_channels=int(meta["in_channels"]), task=meta["task"], pretrained="none")
+            num_classes, kinds = head_shape(meta)
+            model = create_model(meta["backbone"], dims=int(meta["dims"]), num_classes=num_classes,
+                                 in_channels=int(meta["in_channels"]), task=meta["task"], pretrained="none",
+                                 task_kinds=kinds)
             load_weights(member.path, model)
             models.append(model.to(device).eval())
         return models
+
+
+def head_shape(meta: dict) -> tuple[int | dict[str, int], dict[str, str] | None]:
+    """``(num_classes, task_kinds)`` of a fold model from its metadata (multitask: per task)."""
+    if "task_kinds" in meta:
+        return json.loads(meta["num_classes"]), json.loads(meta["task_kinds"])
+    return int(meta["num_classes"]), None
+
+
+def _default_names(num_classes: int) -> list[str]:
+    return ["background"] + [f"class {c}" for c in range(1, num_classes)]
 
 
 def load_trained_run(run_dir: str | Path, arm: str | None = None, fold: int | None = None) -> TrainedRun:
@@ -83,7 +101,7 @@ def load_trained_run(run_dir: str | Path, arm: str | None = None, fold: int | No
         raise InputError(f"run {rundir.root} arm '{arm}' is unfinished ({len(done)} of "
                          f"{len(folders)} folds done); resume it with `medtl cv CONFIG --out "
                          f"{rundir.root}`, or use one finished fold with --fold K")
-    task = get_task(config.task)
+    task = task_of(config)
     members = []
     for folder in done:
         meta = read_metadata(folder.model)
@@ -92,11 +110,13 @@ def load_trained_run(run_dir: str | Path, arm: str | None = None, fold: int | No
                              f"says task '{config.task}'; the run folder is inconsistent")
         members.append(Member(folder.name, folder.repeat, folder.fold, folder.model, meta, folder.read_done()["record"]))
     class_names = json.loads(members[0].metadata.get("class_names", "[]"))
-    num_classes = int(members[0].metadata["num_classes"])
-    if any(int(m.metadata["num_classes"]) != num_classes for m in members):
+    num_classes = head_shape(members[0].metadata)[0]
+    if any(head_shape(m.metadata)[0] != num_classes for m in members):
         raise InputError(f"fold models of run {rundir.root} disagree on the number of classes")
-    if not class_names:
-        class_names = ["background"] + [f"class {c}" for c in range(1, num_classes)]
+    if isinstance(num_classes, dict):  # multitask: a segmentation task has no class names
+        class_names = {name: class_names.get(name) or _default_names(count) for name, count in num_classes.items()}
+    elif not class_names:
+        class_names = _default_names(num_classes)
     digest = sha256_text(*(sha256_file(m.path) for m in members))[:12]
     which = members[0].name if fold is not None else f"ensemble{len(members)}"
     return TrainedRun(rundir.root, config, arm, members, class_names, num_classes, f"{arm}:{which}:{digest}")

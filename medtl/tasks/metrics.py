@@ -19,6 +19,7 @@ primary figures average over cases whose truth has foreground.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -124,8 +125,10 @@ def segmentation_case_metrics(prediction: np.ndarray, truth: np.ndarray, num_cla
         elif p_empty or t_empty:
             hd.append(math.nan)
         else:
-            value = compute_hausdorff_distance(pred[:, [0, c]], true[:, [0, c]], include_background=False,
-                                               percentile=95, spacing=list(spacing) if spacing else None)
+            with warnings.catch_warnings():  # MONAI 1.5 warns about an argument of its own internal call
+                warnings.filterwarnings("ignore", message=".*always_return_as_numpy.*", category=FutureWarning)
+                value = compute_hausdorff_distance(pred[:, [0, c]], true[:, [0, c]], include_background=False,
+                                                   percentile=95, spacing=list(spacing) if spacing else None)
             hd.append(float(value.flatten()[0]))
     out = {"dice": float(dice.mean()), "iou": float(iou.mean()),
            "hd95": float(np.nanmean(hd)) if not all(math.isnan(h) for h in hd) else math.nan,

@@ -19,7 +19,9 @@ from ..evaluate.sites import site_metrics
 from ..evaluate.summary import arm_summary
 from ..plumbing.atomic import write_json
 from ..rundir import RunDir
-from ..tasks import get_task
+from ..tasks import task_of
+from ..tasks.multitask import task_folds, task_rows
+from .cv_tasks import primary_view
 
 
 @dataclass
@@ -66,12 +68,51 @@ def _rows(trained, records: list[dict], patients: list[str], labels: list[int] |
     return rows, member_rows
 
 
+def _multitask_rows(trained, records: list[dict], patients: list[str]):
+    """Rows with a ``task`` column: a case is scored on each task whose target the manifest gives it."""
+    rows, member_rows = [], {m.name: [] for m in trained.members}
+    for name, kind in trained.task_kinds.items():
+        names = trained.class_names[name]
+        for i, record in enumerate(records):
+            entry = record["tasks"][name]
+            base = {"case_id": record["key"], "patient_key": patients[i], "task": name}
+            if kind == "classification" and entry.get("label") is not None:
+                base["label_index"] = names.index(entry["label"])
+                rows.append({**base, **{f"prob_{n}": p for n, p in zip(names, entry["probs"])}})
+                for member, probs in zip(trained.members, entry["member_probs"]):
+                    member_rows[member.name].append({**base, **{f"prob_{n}": p for n, p in zip(names, probs)}})
+            elif kind == "segmentation" and "metrics" in entry:
+                rows.append({**base, **entry["metrics"]})
+                for member, metrics in zip(trained.members, entry["member_metrics"]):
+                    member_rows[member.name].append({**base, **metrics})
+    return rows, member_rows
+
+
 def _member_record(trained, member, rows: list[dict]) -> dict:
     record = {"fold": member.fold, "repeat": member.repeat, "model": member.name,
-              "n_train": member.record.get("n_train"), "n_val": len(rows),
+              "n_train": member.record.get("n_train"), "n_val": len({r["case_id"] for r in rows}),
               "n_val_patients": len({r["patient_key"] for r in rows})}
-    record.update(get_task(trained.task).fold_metrics(rows, trained.class_names))
+    record.update(task_of(trained.config).fold_metrics(rows, trained.class_names))
     return record
+
+
+def _task_summaries(trained, fold_records: list[dict], rows: list[dict]) -> dict[str, dict]:
+    """``metrics.json["tasks"]`` of a multitask external validation: each task's ensemble and fold models."""
+    config, multi = trained.config, task_of(trained.config)
+    out = {}
+    for name, kind in trained.task_kinds.items():
+        mine = task_rows(rows, name)
+        if not mine:
+            out[name] = {"kind": kind, "primary_metric": multi.tasks[name].primary_metric, "n_cases": 0,
+                         "note": "no case of the manifest has this task's target"}
+            continue
+        summary = arm_summary(kind, task_folds(fold_records, name), mine, trained.class_names[name],
+                              config.cv.bootstrap, config.train.seed)
+        out[name] = {"kind": kind, "primary_metric": multi.tasks[name].primary_metric,
+                     "class_names": trained.class_names[name], "n_cases": len(mine),
+                     "n_patients": len({r["patient_key"] for r in mine}), "summary": summary["summary"],
+                     "folds": summary["folds"], "arms": {trained.arm: summary}, "comparisons": []}
+    return out
 
 
 def evaluate_run(run_dir: str | Path, manifest: str | Path, out: str | Path, options, arm: str | None = None,
@@ -85,11 +126,14 @@ def evaluate_run(run_dir: str | Path, manifest: str | Path, out: str | Path, opt
     if options.shard != (1, 1):
         raise InputError("evaluate scores the whole manifest; --shard is for `medtl predict`")
     trained = load_trained_run(run_dir, arm=arm, fold=fold)
-    task = get_task(trained.task)
+    task = task_of(trained.config)
     manifest = Path(manifest)
-    inputs = read_inputs(manifest, trained.task, targets=True, progress=options.progress)
+    inputs = read_inputs(manifest, trained.task, targets=True, progress=options.progress, tasks=trained.config.tasks)
     if task.target_column == "label":
         _check_labels({i.label for i in inputs.items}, trained.class_names, manifest)
+    for name, kind in trained.task_kinds.items():
+        if kind == "classification":
+            _check_labels({i.labels.get(name) for i in inputs.items} - {None}, trained.class_names[name], manifest)
     outcome = predict_items(trained, inputs, out, options, truth=True)
     records = outcome.records
     if not records:
@@ -106,27 +150,40 @@ def evaluate_run(run_dir: str | Path, manifest: str | Path, out: str | Path, opt
         warnings.append("the run has no pixel-hash training_images.json (made by an older medtl): overlap with its "
                         "training images was not checked")
     patients = _patient_keys(records, warnings)
-    labels = [trained.class_names.index(r["label"]) for r in records] if task.target_column == "label" else None
-    rows, member_rows = _rows(trained, records, patients, labels)
-    fold_records = [_member_record(trained, m, member_rows[m.name]) for m in trained.members]
     config = trained.config
-    summary = arm_summary(trained.task, fold_records, rows, trained.class_names, config.cv.bootstrap,
-                          config.train.seed)
-    metrics = {"task": trained.task, "primary_metric": task.primary_metric, "main_arm": trained.arm,
-               "summary": summary["summary"], "folds": fold_records, "arms": {trained.arm: summary},
+    if trained.task_kinds:
+        rows, member_rows = _multitask_rows(trained, records, patients)
+        fold_records = [_member_record(trained, m, member_rows[m.name]) for m in trained.members]
+        tasks = _task_summaries(trained, fold_records, rows)
+        primary = tasks[task.primary_task]
+        if "summary" not in primary:
+            raise InputError(f"no case of {manifest} has a target for task '{task.primary_task}' (the first task); "
+                             "external validation reports the first task at the top of metrics.json")
+        summary = {"summary": primary["summary"], "folds": primary["folds"]}
+        head = {"primary_task": task.primary_task, "primary_metric": primary["primary_metric"], "tasks": tasks}
+    else:
+        labels = [trained.class_names.index(r["label"]) for r in records] if task.target_column == "label" else None
+        rows, member_rows = _rows(trained, records, patients, labels)
+        fold_records = [_member_record(trained, m, member_rows[m.name]) for m in trained.members]
+        summary = arm_summary(trained.task, fold_records, rows, trained.class_names, config.cv.bootstrap,
+                              config.train.seed)
+        head = {"primary_metric": task.primary_metric}
+    metrics = {"task": trained.task, **head, "main_arm": trained.arm,
+               "summary": summary["summary"], "folds": summary["folds"], "arms": {trained.arm: summary},
                "comparisons": [], "external": True, "model_id": trained.model_id,
                "ensemble_of": [m.name for m in trained.members], "class_names": trained.class_names,
-               "n_cases": len(rows), "n_patients": len(set(patients)), "n_skipped": len(outcome.skipped),
+               "n_cases": len(records), "n_patients": len(set(patients)), "n_skipped": len(outcome.skipped),
                "training_overlap": overlap,
                "skipped_by_reason": outcome.summary["skip_rows_by_reason"],
                "segmentation_grid": "original image grid" if task.uses_mask else None,
                "warnings": warnings}
     site_of = {i.key: i.site for i in inputs.items if i.site}
     if site_of:
+        kind, rows_of, names = primary_view(config, trained.class_names)  # multitask: the first task
         metrics["sites"] = {"column": "site", "scheme": "external", "sites": sorted(set(site_of.values())),
-                            "cases_per_site": {s: sum(site_of.get(r["case_id"]) == s for r in rows)
+                            "cases_per_site": {s: sum(site_of.get(r["case_id"]) == s for r in rows_of(rows))
                                                for s in sorted(set(site_of.values()))},
-                            "per_site": {trained.arm: site_metrics(trained.task, rows, site_of, trained.class_names,
+                            "per_site": {trained.arm: site_metrics(kind, rows_of(rows), site_of, names,
                                                                    config.cv.bootstrap, config.train.seed)},
                             "comparisons": [], "shift_check": [],
                             "shift_check_note": "not computed for external validation"}

@@ -29,5 +29,6 @@ def predict_run(run_dir: str | Path, source: str | Path, out: str | Path, option
     if trained.config.data.roi == "mask" and Path(source).is_dir():
         raise InputError(f"run {trained.path} classifies a region around each case's mask (data.roi: mask), and "
                          f"{source} is a folder without masks; predict from a manifest CSV with a mask column")
-    inputs = read_inputs(source, trained.task, targets=False, workers=options.workers, progress=options.progress)
+    inputs = read_inputs(source, trained.task, targets=False, workers=options.workers, progress=options.progress,
+                         tasks=trained.config.tasks)
     return predict_items(trained, inputs, out, options), inputs
