@@ -132,6 +132,10 @@ def export_run(run_dir: str | Path, out: str | Path, fmt: str = "onnx", arm: str
     if fmt not in FORMATS:
         raise InputError(f"--format {fmt}: use one of {', '.join(FORMATS)}")
     trained = load_trained_run(run_dir, arm=arm, fold=fold)
+    if trained.task_kinds:
+        raise InputError(f"arm '{trained.arm}' is a task: multitask model (its heads return one output per task); "
+                         "export handles task: classification and segmentation runs so far: predict with the run "
+                         "folder instead (medtl predict RUN INPUT --out DIR)")
     rundir = RunDir(run_dir)
     out = Path(out)
     created = not out.exists()

@@ -145,3 +145,39 @@ def test_adapt_settings_are_typed_and_checked(tmp_path):
         load_config(None, ["adapt.weight_clipping=5"])
     (tmp_path / "c.yaml").write_text("adapt:\n  method: dann\n  target_manifest: t/targets.csv\n")
     assert load_config(tmp_path / "c.yaml", check_paths=False).adapt.target_manifest == tmp_path / "t" / "targets.csv"
+
+
+MULTI = "[{name: nodule, kind: classification, column: label}, {name: lesion, kind: segmentation, column: mask}]"
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["task=multitask"], "needs tasks:"),
+    ([f"tasks={MULTI}"], "set task: multitask"),
+    (["task=multitask", "tasks=[{name: a, kind: segmentation, column: m1}, {name: b, kind: segmentation, column: m2}]"],
+     "at most one segmentation task"),
+    (["task=multitask", "tasks=[{name: a, kind: classification, column: x}, {name: a, kind: segmentation, column: m}]"],
+     "names repeat"),
+    (["task=multitask", "tasks=[{name: a, kind: classification, column: x, weight: 2}]"], "weighting: fixed"),
+    (["task=multitask", "multitask.weighting=fixed",
+      "tasks=[{name: a, kind: classification, column: x, weight: 0}]"], "every task weight 0"),
+    (["task=multitask", f"tasks={MULTI}", "data.mode=patch", "data.patch_size=[64,64]"], "patch mode"),
+    (["task=multitask", f"tasks={MULTI}", "adapt.method=dann"], "adapt.method: dann"),
+    (["task=multitask", "tasks=[{name: 'a/b', kind: classification, column: x}]"], "plain name"),
+])
+def test_multitask_settings_that_cannot_run_are_refused(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, overrides)
+
+
+def test_multitask_controls_are_derived_without_leaking_settings():
+    from medtl.arms import resolve_arms
+
+    config = load_config(None, ["task=multitask", f"tasks={MULTI}", "multitask.weighting=uncertainty",
+                                "compare=[scratch]"])
+    arms = {a.name: a.config for a in resolve_arms(config)}
+    assert list(arms) == ["multitask", "scratch", "nodule-only", "lesion-only"]
+    assert [t.name for t in arms["nodule-only"].tasks] == ["nodule"]
+    assert arms["nodule-only"].multitask.weighting == "equal"
+    assert [t.name for t in arms["scratch"].tasks] == ["nodule", "lesion"]
+    assert arms["scratch"].multitask.weighting == "uncertainty" and arms["nodule-only"].model.pretrained == "imagenet"
+    assert len(config.tasks) == 2  # the main config is never changed
