@@ -16,7 +16,8 @@ def explanation_section(summary: dict, figures: dict[str, str]) -> tuple[str, st
             continue
         rank = entry["randomisation_spearman"]
         game = entry.get("pointing_game", {})
-        rows.append([arm, entry["layer"], entry["n_cases"], rank["mean"], f"{rank['min']:.2f} to {rank['max']:.2f}",
+        label = f"{arm} ({entry['task']} head)" if "task" in entry else arm  # multitask: the head explained
+        rows.append([label, entry["layer"], entry["n_cases"], rank["mean"], f"{rank['min']:.2f} to {rank['max']:.2f}",
                      f"{game['hits']}/{game['n']} ({game['share']:.2f})" if game else "no masks",
                      game.get("chance")])
     text = ("<p>Grad-CAM (1 = most important) of each arm's first-fold model on that fold's validation cases, for "

@@ -1,7 +1,7 @@
 """Explanation maps in the cv report: Grad-CAM of each arm's first-fold model on that fold's validation cases.
 
-For every arm (classification with whole-image inputs, ``explain.report``): maps of the
-predicted class, overlays of a few true positives, false positives and false negatives
+For every arm (classification, or a multitask arm's first classification head, with
+whole-image inputs, ``explain.report``): maps of the predicted class, overlays of a few true positives, false positives and false negatives
 (the most confident first, then by case id: deterministic), the model-randomisation
 check and, where the manifest gives the finding's mask, the pointing game. Only counts,
 correlations and figures of pixels leave this module: no patient ids.
@@ -19,6 +19,8 @@ from ..evaluate import figures
 from ..explain.gradcam import default_layer, gradcam_maps
 from ..explain.sanity import pointing_game, randomised_top, rank_correlations
 from ..io import load_volume
+from ..models.task_view import TaskLogits
+from ..tasks.multitask import task_rows
 from ..transforms.network_input import network_input
 
 log = logging.getLogger("medtl")
@@ -53,6 +55,11 @@ def _network_mask(run, case_id: str, config) -> np.ndarray | None:
         return None
 
 
+def explained_head(config) -> str | None:
+    """The multitask head the report explains: the arm's first classification task (``None``: single-task)."""
+    return next((t.name for t in config.tasks if t.kind == "classification"), None)
+
+
 def _arm_explanations(run, arm: str) -> tuple[dict, str]:
     from ..predict.trained import load_trained_run
 
@@ -61,20 +68,25 @@ def _arm_explanations(run, arm: str) -> tuple[dict, str]:
     trained = load_trained_run(run.out, arm=arm, fold=first.fold)
     model = trained.build_models(torch.device("cpu"))[0]
     rows = first.read_done()["rows"]
+    head = explained_head(config)
+    class_names = run.class_names
+    randomised = randomised_top(model, config.train.seed)
+    if head is not None:  # one classification head of a multitask model, on the cases with its label
+        rows, class_names = task_rows(rows, head), run.class_names[head]
+        model, randomised = TaskLogits(model, head), TaskLogits(randomised, head)
     by_id = {c.case_id: c for c in run.cases_of(arm)}
     images = torch.from_numpy(np.stack([np.asarray(by_id[r["case_id"]].image, dtype=np.float32) for r in rows]))
-    predicted = [int(np.argmax([r[f"prob_{n}"] for n in run.class_names])) for r in rows]
+    predicted = [int(np.argmax([r[f"prob_{n}"] for n in class_names])) for r in rows]
     layer = default_layer(model, tuple(images.shape[2:]))
     maps = gradcam_maps(model, images, predicted, layer)
-    correlations = rank_correlations(maps, gradcam_maps(randomised_top(model, config.train.seed), images, predicted,
-                                                        layer))
+    correlations = rank_correlations(maps, gradcam_maps(randomised, images, predicted, layer))
     finite = [c for c in correlations if not math.isnan(c)]
-    summary = {"fold": first.name, "layer": layer, "n_cases": len(rows),
+    summary = {"fold": first.name, "layer": layer, "n_cases": len(rows), **({"task": head} if head else {}),
                "randomisation_spearman": {"mean": float(np.mean(finite)) if finite else math.nan,
                                           "min": float(np.min(finite)) if finite else math.nan,
                                           "max": float(np.max(finite)) if finite else math.nan,
                                           "n": len(finite), "n_flat": len(correlations) - len(finite)}}
-    positive = 1 if len(run.class_names) == 2 else None
+    positive = 1 if len(class_names) == 2 else None
     truth = [i for i, r in enumerate(rows) if positive is not None and r["label_index"] == positive]
     masks = {i: _network_mask(run, rows[i]["case_id"], config) for i in truth} if run.mask_files else {}
     with_mask = [i for i in truth if masks.get(i) is not None]
@@ -91,7 +103,7 @@ def _arm_explanations(run, arm: str) -> tuple[dict, str]:
             if image.ndim == 3:  # 3D: the axial slice through the map's maximum
                 z = int(np.unravel_index(int(np.argmax(heat)), heat.shape)[0])
                 image, heat = image[z], heat[z]
-            prob = max(row[f"prob_{n}"] for n in run.class_names)
+            prob = max(row[f"prob_{n}"] for n in class_names)
             panels.append((image, heat, f"{kind}, p={prob:.2f}"))
     return summary, figures.explanation_figure(panels, f"Grad-CAM ({layer}), arm {arm}") if panels else ""
 
@@ -99,13 +111,15 @@ def _arm_explanations(run, arm: str) -> tuple[dict, str]:
 def explanation_summary(run) -> dict | None:
     """``metrics.json["explanations"]`` and ``run.explanations`` (figures), or ``None`` where maps do not apply."""
     config = run.config
-    if config.task != "classification" or not config.explain.report:
+    if config.task == "segmentation" or not config.explain.report:
         return None
     out = {"method": "gradcam", "arms": {}}
     for arm in run.arms:
         arm_config = run.arms[arm]["config"]
         if not arm_config.data.fixed_size or not run.rundir.folds(arm):
             continue
+        if arm_config.task == "multitask" and explained_head(arm_config) is None:
+            continue  # e.g. the segmentation task's control arm
         try:
             out["arms"][arm], run.explanations[arm] = _arm_explanations(run, arm)
         except Exception as exc:  # noqa: BLE001 - a diagnostic must not fail a finished run; the gap is reported

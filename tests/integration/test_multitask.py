@@ -86,6 +86,12 @@ def test_metrics_have_the_single_task_shape_per_task(run):
     assert metrics["summary"] == tasks["nodule"]["summary"]  # the top level is the first task's
     done = json.loads(next((run / "arms" / "multitask").rglob("done.json")).read_text())
     assert {"weight_nodule", "weight_lesion", "loss_nodule", "loss_lesion"} <= set(done["history"][0])
+    explained = metrics["explanations"]["arms"]  # Grad-CAM of the classification head; none for lesion-only
+    assert set(explained) == {"multitask", "nodule-only"}
+    assert explained["multitask"]["task"] == "nodule"
+    assert explained["multitask"]["n_cases"] == sum(1 for r in read_csv(run / "predictions.csv")
+                                                    if r["arm"] == "multitask" and r["task"] == "nodule"
+                                                    and r["fold"] == "0")
     report = (run / "report.html").read_text()
     assert "Multi-task loss weights" in report and "nodule: Per-fold results" in report
     assert "lesion: Per-fold results" in report
