@@ -18,6 +18,10 @@ class TaskLogits(nn.Module):
         self.backbone, self.head = model.backbone, model.head
         object.__setattr__(self, "_model", model)  # not a submodule: its layers are registered above
         self.task, self.spec = task, model.spec
+        # the view's mode is the model's: a fresh module is in training mode, and tools that save and restore
+        # the mode of the module they are given (MONAI's GradCAM) would put the shared layers into training
+        # mode (BatchNorm on batch statistics: predictions that depend on the batch)
+        self.train(model.training)
 
     def stages(self):
         """The model's backbone stages."""

@@ -95,9 +95,11 @@ def merge_shards(folders: list[str | Path], out: str | Path) -> dict:
     if twice:
         raise InputError(f"{len(twice)} key(s) appear in more than one shard (e.g. {twice[0]}); the shard folders "
                          "do not come from one sharded job")
+    # multitask runs prefix each task's columns ("lesion.mask_file", "nodule.explain_file")
+    file_columns = [c for c in columns if c.rsplit(".", 1)[-1] in ("mask_file", "seg_file", "prob_files", "explain_file")]
     for shard in shards:
         for row in shard["rows"]:
-            for column in ("mask_file", "seg_file", "prob_files", "explain_file"):
+            for column in file_columns:
                 for name in filter(None, (row.get(column) or "").split(";")):
                     _link_or_copy(shard["folder"], out, name)
     skipped = [row for shard in shards for row in shard["skipped"]]

@@ -54,7 +54,10 @@ class MultiTaskLoss(nn.Module):
             keep = present(target)
             if not bool(keep.any()):
                 continue
-            value = self.losses[name](logits[name][keep].float(), target[keep])
+            output = logits[name].float()
+            if not bool(keep.all()):  # only then copy the subset (a whole batch of label maps is large)
+                output, target = output[keep], target[keep]
+            value = self.losses[name](output, target)
             self._sums[name] = self._sums.get(name, 0.0) + float(value.detach()) * int(keep.sum())
             self._counts[name] = self._counts.get(name, 0) + int(keep.sum())
             if self.weighting == "uncertainty":

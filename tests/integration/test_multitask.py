@@ -151,3 +151,25 @@ def test_3d_multitask_runs_end_to_end(tmp_path):
                         "multitask.controls=false", "multitask.weighting=equal")) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["tasks"]) == {"nodule", "lesion"} and list(metrics["tasks"]["lesion"]["arms"]) == ["multitask"]
+
+
+def test_sharded_predict_merges_to_the_single_run_with_every_task_file(run, data, tmp_path):
+    whole = tmp_path / "whole"
+    assert main(["predict", str(run), str(data), "--out", str(whole), "--quiet", "--explain", "gradcam"]) == 0
+    shards = [tmp_path / f"s{i}" for i in (1, 2)]
+    for i, shard in enumerate(shards, start=1):
+        assert main(["predict", str(run), str(data), "--out", str(shard), "--quiet", "--explain", "gradcam",
+                     "--shard", f"{i}/2"]) == 0
+    merged = tmp_path / "merged"
+    assert main(["merge", *map(str, shards), "--out", str(merged)]) == 0
+    key = "case_id"
+    expected = {r[key]: r for r in read_csv(whole / "predictions.csv")}
+    got = {r[key]: r for r in read_csv(merged / "predictions.csv")}
+    assert got == expected
+    plain = tmp_path / "plain"  # explaining a head must not change any prediction (batch statistics, modes)
+    assert main(["predict", str(run), str(data), "--out", str(plain), "--quiet"]) == 0
+    for row in read_csv(plain / "predictions.csv"):
+        assert row["nodule.prob_1"] == expected[row[key]]["nodule.prob_1"]
+        assert row["lesion.foreground_voxels"] == expected[row[key]]["lesion.foreground_voxels"]
+    for row in got.values():  # every task's files came along
+        assert (merged / row["lesion.mask_file"]).exists() and (merged / row["nodule.explain_file"]).exists()
