@@ -9,6 +9,8 @@ RUN/metrics.json, predictions.csv, report.html, env.json, training_images.json, 
 RUN/cache/                      preprocessed cases (keyed by file content + preprocessing)
 RUN/arms/<arm>/config.yaml      each arm's resolved config
 RUN/arms/<arm>/repeat<R>_fold<K>/  model.safetensors, adaptation.json, done.json, state.pt, ...
+RUN/tracking.json               experiment trackers: MLflow run ids, what each tracker has logged
+RUN/mlflow.db, RUN/mlartifacts/ MLflow's default store (track: [mlflow]); RUN/tb/ TensorBoard event files
 ```
 
 Other code asks a ``RunDir`` for paths and never builds or parses them itself.
@@ -107,6 +109,10 @@ class RunDir:
     training_images = property(lambda self: self.root / "training_images.json", doc="keyed image hashes")
     skipped_cases = property(lambda self: self.root / "skipped_cases.csv", doc="cases not usable, with reasons")
     cache = property(lambda self: self.root / "cache", doc="preprocessed cases")
+    tracking = property(lambda self: self.root / "tracking.json", doc="tracker run ids and logged steps")
+    mlflow_db = property(lambda self: self.root / "mlflow.db", doc="MLflow's default backend store")
+    mlflow_artifacts = property(lambda self: self.root / "mlartifacts", doc="MLflow's default artifact store")
+    tensorboard = property(lambda self: self.root / "tb", doc="TensorBoard event files, one folder per arm x fold")
     source_stages = property(lambda self: self.root / "source_stages.json",
                              doc="the source models the arms started from (fingerprint, method, history, notes)")
 

@@ -21,10 +21,11 @@ from .sections import (
     SourceConfig,
     SSLConfig,
     TaskSpec,
+    TrackingConfig,
     TrainConfig,
 )
 
 __all__ = ["DEFAULT_IMAGE_SIZE", "PRETRAINED_KEYWORDS", "SSL_TASKS", "SSLConfig", "AdaptConfig", "CardConfig", "ExplainConfig", "ArmConfig", "AugmentConfig", "CVConfig",
-           "Config", "DataConfig", "FinetuneConfig", "ModelConfig", "MultitaskConfig", "TaskSpec", "SlidingWindowConfig", "SourceConfig",
+           "Config", "DataConfig", "FinetuneConfig", "ModelConfig", "MultitaskConfig", "TaskSpec", "TrackingConfig", "SlidingWindowConfig", "SourceConfig",
            "TrainConfig", "config_differences", "dump_config", "flatten", "load_config", "parse_override",
            "set_dotted"]

@@ -32,6 +32,7 @@ from .sections import (
     SourceConfig,
     SSLConfig,
     TaskSpec,
+    TrackingConfig,
     TrainConfig,
 )
 
@@ -60,6 +61,9 @@ class Config(Section):
     card: CardConfig = Field(default_factory=CardConfig)
     explain: ExplainConfig = Field(default_factory=ExplainConfig)
     multitask: MultitaskConfig = Field(default_factory=MultitaskConfig)
+    # experiment trackers (none by default: nothing is imported); they record, they never change a result
+    track: list[Literal["mlflow", "tensorboard"]] = Field(default_factory=list)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
     _base: Path = PrivateAttr(default_factory=Path.cwd)
 

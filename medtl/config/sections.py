@@ -185,6 +185,13 @@ class MultitaskConfig(Section):
     controls: bool = True  # train each task alone on the same folds (arm '<task>-only') and compare
 
 
+class TrackingConfig(Section):
+    """``tracking``: where the experiment trackers named in ``track`` write (docs/tracking.md)."""
+
+    mlflow_uri: str | None = None  # default sqlite:///RUN/mlflow.db; e.g. http://mlflow.example.org:5000
+    experiment: str = "medtl"  # MLflow experiment name
+
+
 class ArmConfig(Section):
     """An extra arm: a name plus config overrides, e.g. {name: linear, set: {finetune.strategy: linear}}."""
 

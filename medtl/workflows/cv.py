@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..arms import Arm
-from ..config import Config, dump_config
+from ..config import Config, dump_config, flatten
 from ..data.dataset import PreparedCase, prepare_cases, preprocessing_fingerprint
 from ..data.duplicates import cross_patient_duplicates
 from ..data.provenance import environment, write_training_images
@@ -30,6 +30,7 @@ from ..plumbing.atomic import read_csv, remove_orphan_temps, write_csv, write_js
 from ..plumbing.progress import progress_bar
 from ..rundir import RunDir
 from ..tasks import task_of
+from ..tracking import Trackers, open_trackers
 from . import run_state
 from .cv_explain import explanation_summary
 from .cv_fold import run_fold
@@ -60,6 +61,7 @@ class CVRun:
     target_images: dict[str, list[TargetImage]] = field(default_factory=dict)  # arm -> adapt.target_manifest images
     mask_files: dict = field(default_factory=dict)  # case_id -> (image, mask) paths, for the explanation checks
     explanations: dict = field(default_factory=dict)  # arm -> overlay figures (base64 PNG) for the report
+    trackers: Trackers = field(default_factory=lambda: Trackers([], None))  # track: [mlflow, tensorboard]
 
     def cases_of(self, arm: str) -> list[PreparedCase]:
         """The arm's prepared cases: its own when its data settings differ from the main arm's, in the same order."""
@@ -257,16 +259,24 @@ def _train_arm(run: CVRun, arm: Arm, num_classes: int, reporter: Reporter) -> No
     pretrained = pretrained_for(run, arm, reporter)
     for fold in run.folds:
         folder = run.rundir.fold(arm.name, fold.repeat, fold.fold)
+        unit = f"{arm.name}/{folder.name}"  # the trackers' name of this (arm, fold)
         if folder.done.exists():
             finished.append(folder.read_done())
+            run.trackers.fold(unit, finished[-1])
             reporter.advance(epochs)
             continue
         label = f"{arm.name} r{fold.repeat} fold {fold.fold}"
-        on_epoch, on_batch = reporter.callbacks(label, epochs, task.primary_metric)
+        report_epoch, on_batch = reporter.callbacks(label, epochs, task.primary_metric)
+
+        def on_epoch(record: dict, unit: str = unit, report_epoch=report_epoch) -> None:
+            report_epoch(record)
+            run.trackers.epoch(unit, record)
+
         cases = run.cases_of(arm.name)
         done = run_fold(arm, fold, folder, cases, run.class_names, num_classes, pretrained, on_epoch, on_batch,
                         targets=targets_for(run, arm, [cases[i] for i in fold.val]),
                         held_out_site=run.config.cv.scheme == "leave_site_out")
+        run.trackers.fold(unit, done)
         score = done["record"][task.primary_metric]
         reporter.line(f"{label} finished: {task.primary_metric} {score:.3f}" if score == score else
                       f"{label} finished: {task.primary_metric} undefined")
@@ -299,6 +309,21 @@ def run_cv(config: Config, out: str | Path, progress: bool = True, keep_paths: b
     rundir.log(f"cv: {len(run.cases)} cases, {len(run.folds)} folds, arms {[a.name for a in arms]}")
     total = sum(a.config.train.epochs for a in arms) * len(run.folds)
     total += source_epochs(arms)
+    run.trackers = open_trackers(rundir, config, flatten(config))
+    try:
+        _train_arms(run, arms, num_classes, total, progress)
+        _summarise(run)
+        _write_outputs(run, skipped)
+    except BaseException:
+        run.trackers.close(finished=False)
+        raise
+    run.trackers.finish(run.metrics, [rundir.metrics, rundir.report])
+    rundir.log("cv finished: " + "; ".join(run.verdicts or [f"{run.metrics['main_arm']} only"]))
+    return run
+
+
+def _train_arms(run: CVRun, arms: list[Arm], num_classes, total: float, progress: bool) -> None:
+    rundir = run.rundir
     with progress_bar("cross-validation", total, progress) as advance:
         reporter = Reporter(rundir, advance, talk=progress and not sys.stderr.isatty())
         for arm in arms:
@@ -312,10 +337,6 @@ def run_cv(config: Config, out: str | Path, progress: bool = True, keep_paths: b
                 rundir.log(message)
                 log.warning(message)
                 reporter.advance(arm.config.train.epochs * len(run.folds))
-    _summarise(run)
-    _write_outputs(run, skipped)
-    rundir.log("cv finished: " + "; ".join(run.verdicts or [f"{run.metrics['main_arm']} only"]))
-    return run
 
 
 def _summarise(run: CVRun) -> None:

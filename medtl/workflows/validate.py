@@ -14,6 +14,7 @@ from ..data.manifest import Manifest, read_config_manifest, read_manifest
 from ..errors import ConfigError, UnknownNameError
 from ..models.backbones import get_backbone_spec
 from ..models.weights import WEIGHT_FILES, cache_dir
+from ..tracking import require_trackers
 
 
 @dataclass
@@ -68,6 +69,7 @@ def check_experiment(config: Config, need_manifest: bool = True, fetch_main_weig
     (downloading them when possible): without them the run cannot start at all.
     """
     arms = resolve_arms(config)
+    require_trackers(config)
     notes = []
     for arm in arms:
         spec = get_backbone_spec(arm.config.model.backbone)
