@@ -54,7 +54,9 @@ def _cmd_cv(args: argparse.Namespace) -> int:
     from .config import load_config
     from .workflows.cv import run_cv
 
-    config = load_config(args.config, args.set)
+    engine = [f"run.{key}={value}" for key, value in (("executor", args.executor), ("scheduler", args.scheduler),
+                                                       ("workers", args.cluster_workers)) if value is not None]
+    config = load_config(args.config, [*args.set, *engine])
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
     run = run_cv(config, out, progress=not args.quiet, keep_paths=args.keep_paths)
     if not args.quiet:
@@ -96,6 +98,8 @@ def _predict_options(args: argparse.Namespace):
 def _cmd_predict(args: argparse.Namespace) -> int:
     from .workflows.predict import predict_run
 
+    if args.executor not in (None, "local"):
+        return _predict_on_engine(args)
     outcome, inputs = predict_run(args.run, args.input, args.out, _predict_options(args), arm=args.arm,
                                   fold=args.fold)
     summary = outcome.summary
@@ -108,6 +112,21 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         print(f"model {summary['model_id']}; written to {outcome.out}/predictions.csv, skipped.csv, predict.json")
     if not outcome.rows and summary["items_in_shard"]:
         raise MedtlError(f"nothing could be predicted; see {outcome.out}/skipped.csv for the reason of each input")
+    return 0
+
+
+def _predict_on_engine(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from .config import RunConfig
+    from .workflows.predict import predict_on_engine
+
+    engine = RunConfig(executor=args.executor, scheduler=args.scheduler, workers=args.cluster_workers or 2)
+    options = replace(_predict_options(args), shard=(1, args.shards))
+    summary = predict_on_engine(args.run, args.input, args.out, options, engine, arm=args.arm, fold=args.fold)
+    if not args.quiet:
+        print(f"{summary['shards']} shard(s) on the {args.executor} executor: {summary['predicted']} predicted, "
+              f"{summary['skipped_rows']} skip rows; merged into {args.out}")
     return 0
 
 
@@ -252,6 +271,14 @@ def _add_predict_commands(commands) -> None:
                     "on the same --out resumes.")
     _run_arguments(predict, "INPUT", "export folder or manifest .csv")
     predict.add_argument("--shard", metavar="I/N", help="process part I of N (1-based); merge with `medtl merge`")
+    predict.add_argument("--executor", choices=["local", "dask", "ray"],
+                         help="run --shards N shards on a Dask or Ray cluster and merge them into --out")
+    predict.add_argument("--shards", type=int, default=2, metavar="N",
+                         help="with --executor: number of shards (default 2), each resumable under OUT/shards/")
+    predict.add_argument("--scheduler", metavar="ADDRESS",
+                         help="Dask scheduler or Ray address (else $MEDTL_SCHEDULER; else a local cluster)")
+    predict.add_argument("--cluster-workers", type=int, metavar="N",
+                         help="size of the local cluster started when there is no scheduler (default 2)")
     predict.add_argument("--probability-maps", action="store_true",
                          help="segmentation: also write per-class probability maps (NIfTI)")
     predict.add_argument("--explain", choices=["gradcam", "occlusion"],
@@ -343,6 +370,12 @@ def build_parser() -> argparse.ArgumentParser:
                                          "report.html, env.json and per-fold checkpoints.")
     _config_arguments(cv)
     cv.add_argument("--out", metavar="RUN", help="run folder (default: runs/<config name>)")
+    cv.add_argument("--executor", choices=["local", "dask", "ray"],
+                    help="where the (arm, fold) units train (run.executor; default local: here, one after the other)")
+    cv.add_argument("--scheduler", metavar="ADDRESS",
+                    help="Dask scheduler or Ray address (run.scheduler; else $MEDTL_SCHEDULER; else a local cluster)")
+    cv.add_argument("--cluster-workers", type=int, metavar="N",
+                    help="size of the local cluster started when there is no scheduler (run.workers; default 2)")
     cv.add_argument("--keep-paths", action="store_true",
                     help="show file paths in skip details and logs (they may hold patient names: local use only)")
     cv.set_defaults(run_command=_cmd_cv)

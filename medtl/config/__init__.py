@@ -18,6 +18,7 @@ from .sections import (
     FinetuneConfig,
     ModelConfig,
     MultitaskConfig,
+    RunConfig,
     SourceConfig,
     SSLConfig,
     TaskSpec,
@@ -26,6 +27,6 @@ from .sections import (
 )
 
 __all__ = ["DEFAULT_IMAGE_SIZE", "PRETRAINED_KEYWORDS", "SSL_TASKS", "SSLConfig", "AdaptConfig", "CardConfig", "ExplainConfig", "ArmConfig", "AugmentConfig", "CVConfig",
-           "Config", "DataConfig", "FinetuneConfig", "ModelConfig", "MultitaskConfig", "TaskSpec", "TrackingConfig", "SlidingWindowConfig", "SourceConfig",
+           "Config", "DataConfig", "FinetuneConfig", "ModelConfig", "MultitaskConfig", "RunConfig", "TaskSpec", "TrackingConfig", "SlidingWindowConfig", "SourceConfig",
            "TrainConfig", "config_differences", "dump_config", "flatten", "load_config", "parse_override",
            "set_dotted"]

@@ -29,6 +29,7 @@ from .sections import (
     FinetuneConfig,
     ModelConfig,
     MultitaskConfig,
+    RunConfig,
     SourceConfig,
     SSLConfig,
     TaskSpec,
@@ -64,6 +65,7 @@ class Config(Section):
     # experiment trackers (none by default: nothing is imported); they record, they never change a result
     track: list[Literal["mlflow", "tensorboard"]] = Field(default_factory=list)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    run: RunConfig = Field(default_factory=RunConfig)
 
     _base: Path = PrivateAttr(default_factory=Path.cwd)
 

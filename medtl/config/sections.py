@@ -185,6 +185,14 @@ class MultitaskConfig(Section):
     controls: bool = True  # train each task alone on the same folds (arm '<task>-only') and compare
 
 
+class RunConfig(Section):
+    """``run``: where a command's independent units run (docs/cluster.md); never changes a result."""
+
+    executor: Literal["local", "dask", "ray"] = "local"  # cv: (arm, fold) units; predict: shards
+    scheduler: str | None = None  # dask scheduler / ray address (else $MEDTL_SCHEDULER, else a local cluster)
+    workers: int = Field(2, ge=1)  # local cluster size when there is no scheduler
+
+
 class TrackingConfig(Section):
     """``tracking``: where the experiment trackers named in ``track`` write (docs/tracking.md)."""
 

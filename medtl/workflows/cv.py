@@ -32,6 +32,7 @@ from ..rundir import RunDir
 from ..tasks import task_of
 from ..tracking import Trackers, open_trackers
 from . import run_state
+from .cv_cases import own_cases
 from .cv_explain import explanation_summary
 from .cv_fold import run_fold
 from .cv_sites import comparison_pairs, sites_summary
@@ -218,26 +219,14 @@ def _prepare_run(config: Config, rundir: RunDir, checked: Checked, progress: boo
 
 def _prepare_arm_cases(arms: list[Arm], manifest, config: Config, rundir: RunDir, cases: list[PreparedCase],
                        progress: bool, keep_paths: bool) -> dict[str, list[PreparedCase]]:
-    """Cases prepared with each arm's own data settings (e.g. a resize arm beside a patch-mode main arm).
-
-    An arm is trained and scored on exactly the main arm's cases, in the same order
-    (the folds index them); an arm that cannot use one of them is refused before any
-    training, because its comparison would not be paired.
-    """
-    main = preprocessing_fingerprint(config)
+    """Cases prepared with each arm's own data settings (e.g. a resize arm beside a patch-mode main arm)."""
     out: dict[str, list[PreparedCase]] = {}
     for arm in arms[1:]:
-        if preprocessing_fingerprint(arm.config) == main:
-            continue
-        rundir.log(f"arm '{arm.name}' has its own data settings: preparing its cases")
-        own, skipped = prepare_cases(manifest, arm.config, rundir.cache, progress, keep_paths)
-        by_id = {c.case_id: c for c in own}
-        lost = [s for s in skipped if s["case_id"] in {c.case_id for c in cases}]
-        if lost:
-            raise InputError(f"arm '{arm.name}' cannot use case {lost[0]['case_id']} ({lost[0]['reason']}) that the "
-                             f"main arm uses ({len(lost)} case(s) in all); arms are compared on the same cases, so "
-                             "change that arm's data settings or remove the case")
-        out[arm.name] = [by_id[c.case_id] for c in cases]
+        if preprocessing_fingerprint(arm.config) != preprocessing_fingerprint(config):
+            rundir.log(f"arm '{arm.name}' has its own data settings: preparing its cases")
+        own = own_cases(arm, manifest, config, rundir, cases, progress, keep_paths)
+        if own is not None:
+            out[arm.name] = own
     return out
 
 
@@ -246,6 +235,23 @@ def scoring_grid(config: Config) -> str:
     data = config.data
     spacing = f" at {data.spacing} mm" if data.dims == 3 and data.spacing else " at the image's own spacing"
     return f"resized to {data.image_size}{spacing}" if data.mode == "resize" else f"native extent{spacing}"
+
+
+def _dispatch(run: CVRun, arms: list[Arm], reporter: Reporter, engine) -> None:
+    """Resolve each arm's starting weights here (source stages train once, in this process), then send the
+    unfinished units to the engine. An extra arm whose published weights are not here stays local, where it is
+    skipped visibly as in a sequential run."""
+    from ..executors import open_executor
+    from .cv_units import dispatch_units
+    from .validate import weights_cached
+
+    pretrained = {arm.name: pretrained_for(run, arm, reporter) for arm in arms
+                  if arm.required or weights_cached(arm.config) is not False}
+    executor = open_executor(engine.executor, engine.scheduler, engine.workers)
+    try:
+        dispatch_units(run, arms, pretrained, executor)
+    finally:
+        executor.close()
 
 
 def _train_arm(run: CVRun, arm: Arm, num_classes: int, reporter: Reporter) -> None:
@@ -311,7 +317,7 @@ def run_cv(config: Config, out: str | Path, progress: bool = True, keep_paths: b
     total += source_epochs(arms)
     run.trackers = open_trackers(rundir, config, flatten(config))
     try:
-        _train_arms(run, arms, num_classes, total, progress)
+        _train_arms(run, arms, num_classes, total, progress, config.run)
         _summarise(run)
         _write_outputs(run, skipped)
     except BaseException:
@@ -322,10 +328,12 @@ def run_cv(config: Config, out: str | Path, progress: bool = True, keep_paths: b
     return run
 
 
-def _train_arms(run: CVRun, arms: list[Arm], num_classes, total: float, progress: bool) -> None:
+def _train_arms(run: CVRun, arms: list[Arm], num_classes, total: float, progress: bool, engine) -> None:
     rundir = run.rundir
     with progress_bar("cross-validation", total, progress) as advance:
         reporter = Reporter(rundir, advance, talk=progress and not sys.stderr.isatty())
+        if engine.executor != "local":  # units train on the engine; the loop below then reads their results
+            _dispatch(run, arms, reporter, engine)
         for arm in arms:
             try:
                 _train_arm(run, arm, num_classes, reporter)

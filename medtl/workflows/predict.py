@@ -32,3 +32,38 @@ def predict_run(run_dir: str | Path, source: str | Path, out: str | Path, option
     inputs = read_inputs(source, trained.task, targets=False, workers=options.workers, progress=options.progress,
                          tasks=trained.config.tasks)
     return predict_items(trained, inputs, out, options), inputs
+
+
+def predict_shard(run_dir: str, source: str, out: str, options: PredictOptions, arm: str | None,
+                  fold: int | None) -> dict:
+    """One shard of a distributed predict, in this process (a cluster worker); returns its predict.json."""
+    from dataclasses import replace
+
+    # a worker process may not start loader processes of its own (Dask's are daemonic); it is one unit of many
+    options = replace(options, workers=0, progress=False)
+    outcome, _ = predict_run(run_dir, source, out, options, arm=arm, fold=fold)
+    return outcome.summary
+
+
+def predict_on_engine(run_dir: str | Path, source: str | Path, out: str | Path, options: PredictOptions,
+                      engine, arm: str | None = None, fold: int | None = None) -> dict:
+    """``medtl predict --executor dask|ray --shards N``: N shards on the engine, each resumable in
+    ``OUT/shards/<i>of<N>/``, merged into ``OUT`` by the same code as ``medtl merge``; returns the merged summary."""
+    from ..executors import open_executor
+    from ..predict.merge import merge_shards
+
+    count = options.shard[1]
+    if options.shard[0] != 1 and count > 1:
+        raise InputError("--shard I/N runs one shard here; with --executor give the number of shards with --shards N")
+    out = Path(out)
+    folders = [out / "shards" / f"{i}of{count}" for i in range(1, count + 1)]
+    from dataclasses import replace
+
+    calls = [(str(run_dir), str(source), str(folder), replace(options, shard=(i, count)), arm, fold)
+             for i, folder in enumerate(folders, start=1)]
+    executor = open_executor(engine.executor, engine.scheduler, engine.workers)
+    try:
+        executor.map(predict_shard, calls, [f"shard {i}/{count}" for i in range(1, count + 1)])
+    finally:
+        executor.close()
+    return merge_shards(folders, out)

@@ -32,8 +32,10 @@ def check_config(rundir: RunDir, config: Config) -> None:
         raise RunMismatchError(f"{rundir.root} holds a run made by an older medtl (no run.json), which cannot be "
                                f"checked or resumed safely; {_HOW_TO} (its models still work with medtl predict)")
     stored = rundir.read_config()
-    # the model card's text and the experiment trackers do not change any result: they may change on resume
-    differs = [k for k in config_differences(stored, config) if not k.startswith(("card.", "track", "tracking."))]
+    # the model card's text, the experiment trackers and where units run do not change any result: they may
+    # change on resume
+    differs = [k for k in config_differences(stored, config)
+               if not k.startswith(("card.", "track", "tracking.", "run."))]
     if differs:
         shown = ", ".join(differs[:8]) + (f" and {len(differs) - 8} more" if len(differs) > 8 else "")
         raise RunMismatchError(f"{rundir.root} holds a run with a different config ({shown} differ); {_HOW_TO}")

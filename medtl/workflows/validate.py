@@ -70,6 +70,9 @@ def check_experiment(config: Config, need_manifest: bool = True, fetch_main_weig
     """
     arms = resolve_arms(config)
     require_trackers(config)
+    if config.run.executor != "local" and any(a.config.adapt.method != "none" for a in arms):
+        raise ConfigError(f"run.executor: {config.run.executor} sends (arm, fold) units to workers; domain-adaptation "
+                          "arms (adapt.method) train in this process only so far: use run.executor: local")
     notes = []
     for arm in arms:
         spec = get_backbone_spec(arm.config.model.backbone)
