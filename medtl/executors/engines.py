@@ -113,7 +113,7 @@ class RayExecutor(Executor):
         self.started = not ray.is_initialized()
         if self.started:
             ray.init(address=scheduler, **({} if scheduler else {"num_cpus": workers}), log_to_driver=False,
-                     include_dashboard=False)
+                     include_dashboard=False, logging_level=logging.WARNING)
         super().__init__(None if scheduler else max(1, _cores() // workers))
 
     def _submit(self, fn: Callable, calls: Sequence[tuple]) -> list[Callable[[], Any]]:

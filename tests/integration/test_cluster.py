@@ -112,3 +112,10 @@ def test_adaptation_arms_are_refused_on_an_engine_before_anything_is_written(dat
                         "--set", f"adapt.target_manifest={data}")) != 0
     assert "run.executor: local" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_cv_on_a_local_ray_equals_the_sequential_run(data, sequential, tmp_path):
+    pytest.importorskip("ray")
+    out = tmp_path / "ray"
+    assert main(cv_args(data, out, "--executor", "ray", "--cluster-workers", "2")) == 0
+    assert (out / "metrics.json").read_text() == (sequential / "metrics.json").read_text()
