@@ -56,8 +56,18 @@ def _cmd_cv(args: argparse.Namespace) -> int:
 
     engine = [f"run.{key}={value}" for key, value in (("executor", args.executor), ("scheduler", args.scheduler),
                                                        ("workers", args.cluster_workers)) if value is not None]
+    if args.gpus:
+        return _launch_torchrun(args.argv, args.gpus)
     config = load_config(args.config, [*args.set, *engine])
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
+    from .train import distributed as ddp
+
+    ddp.init_from_environment()
+    if not ddp.is_main():  # a torchrun follower: trains each unit with rank 0, writes and prints nothing
+        from .workflows.cv_units import follow
+
+        follow(str(out))
+        return 0
     run = run_cv(config, out, progress=not args.quiet, keep_paths=args.keep_paths)
     if not args.quiet:
         for warning in run.warnings:
@@ -77,6 +87,23 @@ def _cmd_cv(args: argparse.Namespace) -> int:
             print(f"  {plain_reading(comparison)}")
         print(f"report: {out / 'report.html'}")
     return 0
+
+
+def _launch_torchrun(argv: list[str], processes: int) -> int:
+    """``medtl cv --gpus N``: the same command under ``torchrun`` with N processes on this machine."""
+    import subprocess
+
+    rest, skip = [], False
+    for item in argv:  # drop --gpus N / --gpus=N: the launched processes run the plain command
+        if skip:
+            skip = False
+        elif item == "--gpus":
+            skip = True
+        elif not item.startswith("--gpus="):
+            rest.append(item)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+               "-m", "medtl", *rest]
+    return subprocess.run(command).returncode
 
 
 def _predict_options(args: argparse.Namespace):
@@ -370,6 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
                                          "report.html, env.json and per-fold checkpoints.")
     _config_arguments(cv)
     cv.add_argument("--out", metavar="RUN", help="run folder (default: runs/<config name>)")
+    cv.add_argument("--gpus", type=int, metavar="N",
+                    help="train each fold with DistributedDataParallel on N processes of this machine (launches "
+                         "torchrun; one GPU each, or CPU processes with gloo where there is no GPU)")
     cv.add_argument("--executor", choices=["local", "dask", "ray"],
                     help="where the (arm, fold) units train (run.executor; default local: here, one after the other)")
     cv.add_argument("--scheduler", metavar="ADDRESS",
@@ -435,6 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     import threading
 
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # the command as given (--gpus re-launches it)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _on_sigterm)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,

@@ -50,6 +50,7 @@ class TrainConfig(Section):
     amp: bool = True  # CUDA only
     workers: int = Field(0, ge=0)
     threads: int | None = Field(None, ge=1)  # torch threads; default: the cores left after the loader workers
+    sync_bn: bool | None = None  # DDP: BatchNorm statistics over all processes (default: on for segmentation)
     keep_state: bool = False  # keep each fold's last optimiser state (state.pt) after the fold finishes
     # share of each training fold's patients whose labels are used (stratified, nested across values; the
     # label-efficiency arms of cv.label_fractions set it; validation folds never change)

@@ -17,7 +17,7 @@ from .keymaps import head_keys, to_backbone_keys
 from .weights import WEIGHT_FILES, ensure_weights, load_state_dict_file
 
 log = logging.getLogger("medtl")
-_BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+_BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 
 class MedtlModel(nn.Module):

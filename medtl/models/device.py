@@ -16,8 +16,9 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def compute_threads(requested: int | None, workers: int) -> int:
-    """Threads for the process that runs the model: ``requested``, else the cores left after ``workers``.
+def compute_threads(requested: int | None, workers: int, processes: int = 1) -> int:
+    """Threads for the process that runs the model: ``requested``, else its share of the cores left after
+    ``workers`` (``processes``: model processes on this machine, e.g. DDP ranks).
 
     Loader workers run one thread each, so the total stays within the machine's cores
     instead of oversubscribing them (which slows everything down).
@@ -27,4 +28,4 @@ def compute_threads(requested: int | None, workers: int) -> int:
     if requested:
         return requested
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores - workers)
+    return max(1, (cores - workers * processes) // processes)

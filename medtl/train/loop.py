@@ -28,6 +28,7 @@ from ..models.device import compute_threads, resolve_device
 from ..models.sliding import network_logits
 from ..tasks import task_of
 from ..tasks.multitask_loss import MultiTaskLoss
+from . import distributed as ddp
 from .adaptation import DomainTraining
 from .finetune import L2SP, apply_strategy, parameter_groups
 
@@ -65,11 +66,13 @@ class FitResult:
     notes: list[str] = field(default_factory=list)  # fallbacks that must be reported
 
 
-def make_loader(cases: list[PreparedCase], config: Config, seed: int, augment=None, train: bool = True):
+def make_loader(cases: list[PreparedCase], config: Config, seed: int, augment=None, train: bool = True,
+                distributed: bool = False):
     """Batches of ``cases``; for training a seeded shuffle (or class-balanced sampling), else in order.
 
     Cases at native extent (patch mode) train on ``data.patches_per_case`` patches each
     and are predicted one case per batch (sliding windows are batched instead).
+    ``distributed`` (training under DDP): this process's share of each global batch.
     """
     data = config.data
     per_item = 1
@@ -91,6 +94,10 @@ def make_loader(cases: list[PreparedCase], config: Config, seed: int, augment=No
     # a trailing training batch of one item breaks BatchNorm (one value per channel at a 1-voxel bottleneck,
     # e.g. a 32^3 patch) and gives it noisy statistics anyway: that item waits for the next epoch's shuffle
     lone_last = train and len(dataset) > batch_size and len(dataset) % batch_size == 1
+    if train and distributed and ddp.active():
+        batches = torch.utils.data.BatchSampler(sampler, batch_size, drop_last=lone_last)
+        return torch.utils.data.DataLoader(dataset, batch_sampler=ddp.RankBatches(batches, ddp.rank(), ddp.world()),
+                                           num_workers=config.train.workers)
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler,
                                        num_workers=config.train.workers, drop_last=lone_last)
 
@@ -113,14 +120,25 @@ def _autocast(device: torch.device, enabled: bool):
     return torch.autocast(device.type, dtype=torch.float16) if enabled and device.type == "cuda" else nullcontext()
 
 
-@torch.no_grad()
-def predict_each(model: MedtlModel, cases: list[PreparedCase], config: Config,
-                 device: torch.device) -> Iterator[np.ndarray]:
+def predict_each(model: MedtlModel, cases: list[PreparedCase], config: Config, device: torch.device,
+                 distributed: bool = False) -> Iterator[np.ndarray]:
     """Per case, in order: class probabilities ``(C,)`` or a label map ``(*spatial)``.
 
     A generator, so that label maps of native-extent volumes are scored one at a time
-    instead of all held in memory.
+    instead of all held in memory. ``distributed`` (every rank calls it): each process
+    predicts every W-th case and the outputs are gathered back in order, so each case is
+    predicted exactly once.
     """
+    if distributed and ddp.active():
+        mine = list(_predict_cases(model, cases[ddp.rank()::ddp.world()], config, device))
+        yield from ddp.gather_in_order(mine, len(cases))
+        return
+    yield from _predict_cases(model, cases, config, device)
+
+
+@torch.no_grad()
+def _predict_cases(model: MedtlModel, cases: list[PreparedCase], config: Config,
+                   device: torch.device) -> Iterator[np.ndarray]:
     model.eval()
     task = task_of(config)
     for images, _, _ in make_loader(cases, config, 0, train=False):
@@ -139,17 +157,31 @@ def fit(model: MedtlModel, train_cases: list[PreparedCase], config: Config, stat
         inner_score: Callable[[Iterable[np.ndarray], list[PreparedCase]], float] | None = None,
         on_epoch: Callable[[dict], None] | None = None,
         on_batch: Callable[[int, int], None] | None = None,
-        adaptation: DomainTraining | None = None) -> FitResult:
+        adaptation: DomainTraining | None = None, distributed: bool = False) -> FitResult:
     """Train (resuming from ``state_path`` when present); returns per-epoch history.
 
     ``on_batch(step, steps)`` is called after every optimiser step (progress and ETA),
     ``on_epoch(record)`` after every epoch (loss, inner score, seconds). ``adaptation``
     (an adaptation arm) adds DANN's domain loss or per-case importance weights.
+    ``distributed`` (every process of a ``torchrun`` group calls it): DistributedDataParallel
+    over the global batch (``medtl.train.distributed``); only rank 0 writes checkpoints.
     """
     from ..transforms.presets import augment_pipeline
 
     train_cfg, device = config.train, resolve_device(config.train.device)
-    torch.set_num_threads(compute_threads(train_cfg.threads, train_cfg.workers))
+    distributed = distributed and ddp.active()
+    if distributed and adaptation is not None:
+        raise ValueError("domain adaptation arms do not train under DDP")
+    if distributed and train_cfg.batch_size < 2 * ddp.world():
+        from ..errors import ConfigError
+
+        raise ConfigError(f"train.batch_size {train_cfg.batch_size} is the global batch: with {ddp.world()} "
+                          f"processes it must be at least {2 * ddp.world()} (two items per process for BatchNorm)")
+    device = ddp.local_device(device) if distributed else device
+    torch.set_num_threads(compute_threads(train_cfg.threads, train_cfg.workers, ddp.local_world() if distributed
+                                          else 1))
+    if distributed and ddp.sync_batchnorm(config, device):
+        torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # BatchNorm statistics over the global batch
     model.to(device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last if config.data.dims == 2 else torch.channels_last_3d)
@@ -170,7 +202,7 @@ def fit(model: MedtlModel, train_cases: list[PreparedCase], config: Config, stat
     else:
         optimizer = torch.optim.SGD(groups, lr=train_cfg.lr, momentum=0.9, nesterov=True,
                                     weight_decay=train_cfg.weight_decay)
-    steps = len(make_loader(train_cases, config, seed))
+    steps = len(make_loader(train_cases, config, seed, distributed=distributed))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(steps * train_cfg.epochs, steps * train_cfg.warmup_epochs))
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and train_cfg.amp)
@@ -192,11 +224,16 @@ def fit(model: MedtlModel, train_cases: list[PreparedCase], config: Config, stat
         log.debug("resuming %s at epoch %d", state_path.parent.name, start)
     best = max((h.get("inner_score", -math.inf) for h in result.history), default=-math.inf)
     writer = BackgroundCheckpointWriter()
+    net = model  # what the batches go through: the model, or its DDP wrapper
 
     try:  # an interrupt (Ctrl-C, a failed batch) still lets the checkpoint in flight finish
         for epoch in range(start, train_cfg.epochs):
             epoch_started = time.perf_counter()
+            before = set(model.frozen_stages)
             apply_strategy(model, config.finetune.strategy, epoch, config.finetune.unfreeze_every)
+            if distributed and (net is model or model.frozen_stages != before):
+                # rebuilt when layers unfreeze: DDP syncs the parameters that train
+                net = ddp.wrap(model, device, isinstance(loss_fn, MultiTaskLoss))
             torch.manual_seed(epoch_seed(seed, epoch))
             if augment is not None:
                 augment.set_random_state(seed=epoch_seed(seed, epoch))
@@ -207,14 +244,14 @@ def fit(model: MedtlModel, train_cases: list[PreparedCase], config: Config, stat
             if adaptation is not None:
                 adaptation.train()
             for step, (images, targets, indices) in enumerate(
-                    make_loader(train_cases, config, epoch_seed(seed, epoch), augment)):
+                    make_loader(train_cases, config, epoch_seed(seed, epoch), augment, distributed=distributed)):
                 images, targets = images.to(device), _to_device(targets, device)
                 if device.type == "cuda":
                     images = images.contiguous(memory_format=torch.channels_last if images.dim() == 4
                                                else torch.channels_last_3d)
                 with _autocast(device, train_cfg.amp):
                     if adaptation is None:
-                        loss = objective = loss_fn(_as_float(model(images)), targets)
+                        loss = objective = loss_fn(_as_float(net(images)), targets)
                     else:
                         extra = None if target_batches is None else next(target_batches)[: len(images)]
                         progress = (epoch * steps + step) / max(1, steps * train_cfg.epochs)
@@ -233,22 +270,27 @@ def fit(model: MedtlModel, train_cases: list[PreparedCase], config: Config, stat
                 count += len(images)
                 if on_batch:
                     on_batch(math.ceil(count / train_cfg.batch_size), steps)
-            record = {"epoch": epoch, "train_loss": total / max(1, count), "lr": scheduler.get_last_lr()[0]}
+            mean_loss = total / max(1, count)
+            record = {"epoch": epoch, "train_loss": ddp.average_scalar(mean_loss) if distributed else mean_loss,
+                      "lr": scheduler.get_last_lr()[0]}
             for key in sorted({k for f in facts for k in f}):  # DANN: domain loss, discriminator accuracy, lambda
                 record[key] = float(np.mean([f[key] for f in facts if key in f]))
             if isinstance(loss_fn, MultiTaskLoss):  # multitask: each task's loss and weight
                 record.update(loss_fn.epoch_facts())
             if inner_cases:
-                record["inner_score"] = inner_score(predict_each(model, inner_cases, config, device), inner_cases)
+                record["inner_score"] = inner_score(predict_each(model, inner_cases, config, device, distributed),
+                                                    inner_cases)
                 if train_cfg.selection == "best_inner" and record["inner_score"] > best:
                     best, result.selected_epoch = record["inner_score"], epoch
-                    save_weights(state_path.with_name("best.safetensors"), model, {"epoch": epoch})
+                    if ddp.is_main():
+                        save_weights(state_path.with_name("best.safetensors"), model, {"epoch": epoch})
             result.history.append(record)
-            writer.save(state_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                     "scheduler": scheduler.state_dict(), "epoch": epoch,
-                                     "history": list(result.history), "selected_epoch": result.selected_epoch,
-                                     "adaptation": {} if adaptation is None else adaptation.state_dict(),
-                                     "loss": loss_fn.state_dict() if isinstance(loss_fn, MultiTaskLoss) else {}})
+            if ddp.is_main():
+                writer.save(state_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                         "scheduler": scheduler.state_dict(), "epoch": epoch,
+                                         "history": list(result.history), "selected_epoch": result.selected_epoch,
+                                         "adaptation": {} if adaptation is None else adaptation.state_dict(),
+                                         "loss": loss_fn.state_dict() if isinstance(loss_fn, MultiTaskLoss) else {}})
             if on_epoch:  # seconds go to the caller only: the history stays the same when a run is resumed
                 on_epoch({**record, "seconds": round(time.perf_counter() - epoch_started, 2)})
     finally:

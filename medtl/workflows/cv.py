@@ -31,6 +31,7 @@ from ..plumbing.progress import progress_bar
 from ..rundir import RunDir
 from ..tasks import task_of
 from ..tracking import Trackers, open_trackers
+from ..train import distributed as ddp
 from . import run_state
 from .cv_cases import own_cases
 from .cv_explain import explanation_summary
@@ -39,6 +40,7 @@ from .cv_sites import comparison_pairs, sites_summary
 from .cv_source import pretrained_for, source_epochs, source_stages
 from .cv_targets import load_target_images, targets_for
 from .cv_tasks import task_results, task_verdicts
+from .cv_units import Unit
 from .validate import Checked, check_experiment
 
 log = logging.getLogger("medtl")
@@ -273,6 +275,8 @@ def _train_arm(run: CVRun, arm: Arm, num_classes: int, reporter: Reporter) -> No
             continue
         label = f"{arm.name} r{fold.repeat} fold {fold.fold}"
         report_epoch, on_batch = reporter.callbacks(label, epochs, task.primary_metric)
+        if ddp.active():  # torchrun: the other ranks train this unit with this process (DDP)
+            ddp.broadcast(Unit(arm.name, fold.repeat, fold.fold, pretrained))
 
         def on_epoch(record: dict, unit: str = unit, report_epoch=report_epoch) -> None:
             report_epoch(record)
@@ -281,7 +285,7 @@ def _train_arm(run: CVRun, arm: Arm, num_classes: int, reporter: Reporter) -> No
         cases = run.cases_of(arm.name)
         done = run_fold(arm, fold, folder, cases, run.class_names, num_classes, pretrained, on_epoch, on_batch,
                         targets=targets_for(run, arm, [cases[i] for i in fold.val]),
-                        held_out_site=run.config.cv.scheme == "leave_site_out")
+                        held_out_site=run.config.cv.scheme == "leave_site_out", distributed=ddp.active())
         run.trackers.fold(unit, done)
         score = done["record"][task.primary_metric]
         reporter.line(f"{label} finished: {task.primary_metric} {score:.3f}" if score == score else
@@ -318,6 +322,8 @@ def run_cv(config: Config, out: str | Path, progress: bool = True, keep_paths: b
     run.trackers = open_trackers(rundir, config, flatten(config))
     try:
         _train_arms(run, arms, num_classes, total, progress, config.run)
+        if ddp.active():
+            ddp.broadcast(None)  # the other ranks are done
         _summarise(run)
         _write_outputs(run, skipped)
     except BaseException:

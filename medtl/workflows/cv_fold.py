@@ -18,6 +18,7 @@ from ..models.device import resolve_device
 from ..plumbing.atomic import write_json
 from ..rundir import FoldDir
 from ..tasks import task_of
+from ..train import distributed as ddp
 from ..train.adaptation import prepare_domain_training
 from ..train.loop import fit, predict_each
 
@@ -69,21 +70,24 @@ def build_fold_model(config, task, num_classes, class_names, pretrained: str):
 def run_fold(arm: Arm, fold: Fold, folder: FoldDir, cases: list[PreparedCase], class_names: list[str],
              num_classes: int, pretrained: str, on_epoch: Callable[[dict], None],
              on_batch: Callable[[int, int], None] | None = None, targets: list[TargetImage] | None = None,
-             held_out_site: bool = False) -> dict:
+             held_out_site: bool = False, distributed: bool = False) -> dict:
     """Train ``arm`` on ``fold`` (or resume it) and score its validation cases; returns the done record.
 
     ``targets``: the unlabelled target images of an adaptation arm (DANN, re-weighting).
     ``held_out_site`` (leave-one-site-out): identical images count as leaks too, and the
     model-selection cases (the training sites' held-out patients) are scored: each test site's drop is measured
-    against them.
+    against them. ``distributed``: every process of a ``torchrun`` group runs this together (DDP training,
+    partitioned prediction); only rank 0 writes.
     """
-    if folder.done.exists():
+    if folder.done.exists() and not distributed:
         return folder.read_done()
+    writes = ddp.is_main()
     config, seed = arm.config, fold_seed(arm.config.train.seed, fold)
     task = task_of(config)
     torch.manual_seed(seed)
     model = build_fold_model(config, task, num_classes, class_names, pretrained)
-    model.adaptation.save(folder.adaptation)
+    if writes:
+        model.adaptation.save(folder.adaptation)
     groups = [c.group_key for c in cases]
     strata = [task.stratum(c) for c in cases]
     # label-efficiency arms keep the labels of a nested, stratified share of the fold's training patients; the
@@ -95,8 +99,9 @@ def run_fold(arm: Arm, fold: Fold, folder: FoldDir, cases: list[PreparedCase], c
     train_cases = [cases[i] for i in train_index]
     inner_cases = [cases[i] for i in inner_index]
     val_cases = [cases[i] for i in fold.val]
-    device = resolve_device(config.train.device)
-    write_fold_images(folder.images, train_cases, inner_cases, val_cases, targets or [], held_out_site)
+    device = ddp.local_device(resolve_device(config.train.device)) if distributed else resolve_device(config.train.device)
+    if writes:
+        write_fold_images(folder.images, train_cases, inner_cases, val_cases, targets or [], held_out_site)
     adaptation, adaptation_facts = prepare_domain_training(config.adapt, model, train_cases, targets or [], device,
                                                            seed)
 
@@ -105,19 +110,22 @@ def run_fold(arm: Arm, fold: Fold, folder: FoldDir, cases: list[PreparedCase], c
         return task.fold_metrics(rows, class_names)[task.primary_metric]
 
     result = fit(model, train_cases, config, folder.state, seed, inner_cases or None,
-                 inner_score if inner_cases else None, on_epoch, on_batch, adaptation)
+                 inner_score if inner_cases else None, on_epoch, on_batch, adaptation, distributed=distributed)
+    ddp.barrier()  # rank 0's best.safetensors is on disk before anyone reads it
     if config.train.selection == "best_inner" and folder.best.exists():
         load_weights(folder.best, model)
-    save_weights(folder.model, model, {**model.describe(), "class_names": json.dumps(class_names),
-                                       "selected_epoch": result.selected_epoch})
+    if writes:
+        save_weights(folder.model, model, {**model.describe(), "class_names": json.dumps(class_names),
+                                           "selected_epoch": result.selected_epoch})
     # one case at a time: native-extent label maps are scored and dropped, only the overlay cases' are kept
     shown = set(task.overlay_cases(val_cases))
     rows, overlay_outputs = [], {}
-    for index, output in enumerate(predict_each(model, val_cases, config, device)):
+    for index, output in enumerate(predict_each(model, val_cases, config, device, distributed)):
         rows += case_rows(arm.name, fold, [val_cases[index]], [output], task, class_names, num_classes)
         if index in shown:
             overlay_outputs[index] = output
-    task.save_overlays(folder.overlays, val_cases, overlay_outputs)
+    if writes:
+        task.save_overlays(folder.overlays, val_cases, overlay_outputs)
     record = {"fold": fold.fold, "repeat": fold.repeat, "n_train": len(train_cases), "n_inner": len(inner_cases),
               "label_fraction": config.train.label_fraction,
               "n_labelled_patients": len({c.group_key for c in train_cases + inner_cases}),
@@ -127,12 +135,14 @@ def run_fold(arm: Arm, fold: Fold, folder: FoldDir, cases: list[PreparedCase], c
         record["test_site"] = val_cases[0].site
     inner_rows = []
     if held_out_site and inner_cases:
-        inner_rows = case_rows(arm.name, fold, inner_cases, predict_each(model, inner_cases, config, device),
-                               task, class_names, num_classes)
+        inner_rows = case_rows(arm.name, fold, inner_cases, predict_each(model, inner_cases, config, device,
+                                                                         distributed), task, class_names, num_classes)
     finished = {"record": record, "rows": rows, "history": result.history, "inner_rows": inner_rows,
                 "domain": adaptation_facts, "adaptation": model.adaptation.to_dict(),
                 "notes": [f"{arm.name} repeat {fold.repeat} fold {fold.fold}: {n}" for n in result.notes]}
-    write_json(folder.done, finished)
-    if not config.train.keep_state:
-        folder.state.unlink(missing_ok=True)  # the finished fold needs only its weights
+    if writes:
+        write_json(folder.done, finished)
+        if not config.train.keep_state:
+            folder.state.unlink(missing_ok=True)  # the finished fold needs only its weights
+    ddp.barrier()  # the fold is on disk before any rank moves on
     return finished

@@ -32,8 +32,10 @@ class Unit:
         return f"{self.arm} repeat{self.repeat}_fold{self.fold}"
 
 
-def train_unit(out: str, unit: Unit, threads: int | None) -> dict:
-    """Train (or resume) one unit in this process from the run folder; returns its fold record."""
+def train_unit(out: str, unit: Unit, threads: int | None, distributed: bool = False) -> dict:
+    """Train (or resume) one unit in this process from the run folder; returns its fold record.
+
+    ``distributed``: this process is a follower rank of a ``torchrun`` group training the unit with rank 0."""
     from ..arms import resolve_arms
     from ..data.dataset import prepare_cases
     from ..data.manifest import read_config_manifest
@@ -59,8 +61,19 @@ def train_unit(out: str, unit: Unit, threads: int | None) -> dict:
     arm_cases = own_cases(arm, manifest, config, rundir, cases) or cases
     done = run_fold(arm, fold, rundir.fold(arm.name, fold.repeat, fold.fold), arm_cases, manifest.class_names,
                     num_classes, unit.pretrained, on_epoch=lambda record: None,
-                    held_out_site=config.cv.scheme == "leave_site_out")
+                    held_out_site=config.cv.scheme == "leave_site_out", distributed=distributed)
     return done["record"]
+
+
+def follow(out: str) -> None:
+    """A follower rank of ``torchrun ... medtl cv``: train each unit rank 0 announces, with it, until it says stop."""
+    from ..train import distributed as ddp
+
+    while True:
+        unit = ddp.broadcast(None)
+        if unit is None:
+            return
+        train_unit(out, unit, None, distributed=True)
 
 
 def dispatch_units(run, arms, pretrained: dict[str, str], executor) -> int:

@@ -70,6 +70,24 @@ def check_experiment(config: Config, need_manifest: bool = True, fetch_main_weig
     """
     arms = resolve_arms(config)
     require_trackers(config)
+    from ..train.distributed import launched_by_torchrun
+
+    if launched_by_torchrun() and (config.run.executor != "local" or any(a.config.adapt.method != "none"
+                                                                         for a in arms)):
+        raise ConfigError("under torchrun (DDP) every unit trains on all processes here: use run.executor: local, "
+                          "and no domain-adaptation arms (adapt.method)")
+    if launched_by_torchrun():
+        import os
+
+        import torch
+
+        world = int(os.environ["WORLD_SIZE"])
+        if any(a.config.train.batch_size < 2 * world for a in arms):
+            raise ConfigError(f"train.batch_size is the global batch: with {world} processes it must be at least "
+                              f"{2 * world} (two items per process for BatchNorm)")
+        if any(a.config.train.sync_bn for a in arms) and not torch.cuda.is_available():
+            raise ConfigError("train.sync_bn needs GPUs (PyTorch's SyncBatchNorm is CUDA-only); set "
+                              "train.sync_bn: false on CPU processes")
     if config.run.executor != "local" and any(a.config.adapt.method != "none" for a in arms):
         raise ConfigError(f"run.executor: {config.run.executor} sends (arm, fold) units to workers; domain-adaptation "
                           "arms (adapt.method) train in this process only so far: use run.executor: local")

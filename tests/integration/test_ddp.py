@@ -1,0 +1,108 @@
+"""DDP on CPU (gloo, 2 processes): a training step equals the single-process step on the same global batch, and
+distributed evaluation predicts every case exactly once (dataset sizes 7, 8, 9)."""
+
+import csv
+import os
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+import medtl
+from medtl.cli import main
+from medtl.config import load_config
+from medtl.data.dataset import PreparedCase
+from medtl.data.sample_sets import write_radiograph_set
+from medtl.train.loop import fit
+
+SIZE = 32
+
+
+def cases(n=16):
+    rng = np.random.default_rng(0)
+    return [PreparedCase(f"c{i}", f"p{i}", f"p{i}", i % 2, rng.normal(size=(1, SIZE, SIZE)).astype(np.float32),
+                         None, "") for i in range(n)]
+
+
+def config(epochs):
+    return load_config(None, [f"data.image_size={SIZE}", f"train.epochs={epochs}", "train.batch_size=8",
+                              "train.device=cpu", "train.threads=1", "data.augment.enabled=false",
+                              "train.warmup_epochs=0", "train.optimizer=sgd", "train.lr=0.05"])
+
+
+def model_without_batchnorm():
+    """tiny-resnet with BatchNorm replaced by identities: on CPU each rank's BatchNorm sees only its share of the
+    batch (SyncBatchNorm is CUDA-only), so the exact-step check is made on a network without it."""
+    torch.manual_seed(0)
+    model = medtl.create_model("tiny-resnet", dims=2, num_classes=2, pretrained="none")
+    for name, module in list(model.named_modules()):
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            parent = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model
+            setattr(parent, name.rsplit(".", 1)[-1], torch.nn.Identity())
+    return model
+
+
+def _rank(rank, world, init, folder, epochs):
+    dist.init_process_group("gloo", init_method=f"file://{init}", rank=rank, world_size=world)
+    try:
+        torch.set_num_threads(1)
+        model = model_without_batchnorm()
+        fit(model, cases(), config(epochs), folder / "state.pt", seed=5, distributed=True)
+        if rank == 0:
+            torch.save(model.state_dict(), folder / "ddp.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("epochs", [1, 3])  # 1 epoch of 16 cases = 2 steps; 3 epochs = 6 steps
+def test_ddp_training_equals_the_single_process_training(tmp_path, epochs):
+    single = model_without_batchnorm()
+    fit(single, cases(), config(epochs), tmp_path / "single" / "state.pt", seed=5)
+    (tmp_path / "ddp").mkdir()
+    mp.spawn(_rank, args=(2, tmp_path / "init", tmp_path / "ddp", epochs), nprocs=2, join=True)
+    distributed = torch.load(tmp_path / "ddp" / "ddp.pt", weights_only=True)
+    worst = max(float((distributed[k] - v).abs().max()) for k, v in single.state_dict().items()
+                if v.is_floating_point())
+    assert worst <= 1e-6, f"DDP weights differ from single-process weights by {worst}"
+    assert any(float((distributed[k] - v).abs().max()) > 0 for k, v in model_without_batchnorm().state_dict().items()
+               if v.is_floating_point()), "the weights did train"
+
+
+def manifest_of(root, count):
+    rows = list(csv.DictReader(open(root / "manifest.csv")))[:count]
+    path = root / f"manifest{count}.csv"
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        for i, row in enumerate(rows):
+            writer.writerow({**row, "patient_id": f"P{i}"})  # one image per patient: uneven val folds
+    return path
+
+
+@pytest.fixture(scope="module")
+def radiographs(tmp_path_factory):
+    return write_radiograph_set(tmp_path_factory.mktemp("xr"), n_patients=5, images_per_patient=2, size=40, seed=2)
+
+
+@pytest.mark.parametrize("count", [7, 8, 9])
+def test_ddp_cv_predicts_every_case_exactly_once(radiographs, tmp_path, count):
+    config_file = tmp_path / "ddp.yaml"
+    config_file.write_text("task: classification\n")
+    out = tmp_path / "run"
+    overrides = [f"data.manifest={manifest_of(radiographs, count)}", "model.backbone=tiny-resnet",
+                 "model.pretrained=none", "train.epochs=1", "train.batch_size=4", "cv.folds=2", "cv.bootstrap=100",
+                 "data.image_size=[32,32]", "train.threads=1"]
+    env_backup = dict(os.environ)
+    try:
+        code = main(["cv", str(config_file), "--out", str(out), "--quiet", "--gpus", "2",
+                     *[x for o in overrides for x in ("--set", o)]])
+    finally:
+        os.environ.clear()
+        os.environ.update(env_backup)
+    assert code == 0
+    rows = list(csv.DictReader(open(out / "predictions.csv")))
+    assert len(rows) == count and len({r["case_id"] for r in rows}) == count
+    done = sorted((out / "arms").glob("*/*/done.json"))
+    assert len(done) == 2 and not list((out / "arms").glob("*/*/state.pt"))
