@@ -61,6 +61,7 @@ def _rank(rank: int, world: int, init: str, args, out: str) -> None:
         seconds = epoch_seconds(args, 1, True)
         if rank == 0:
             Path(out).write_text(json.dumps(seconds))
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 

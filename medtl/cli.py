@@ -67,8 +67,10 @@ def _cmd_cv(args: argparse.Namespace) -> int:
         from .workflows.cv_units import follow
 
         follow(str(out))
+        ddp.finish()
         return 0
     run = run_cv(config, out, progress=not args.quiet, keep_paths=args.keep_paths)
+    ddp.finish()
     if not args.quiet:
         for warning in run.warnings:
             print(f"warning: {warning}")

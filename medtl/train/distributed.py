@@ -157,3 +157,10 @@ def broadcast(value: Any) -> Any:
     box = [value]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def finish() -> None:
+    """Leave the process group together (a rank that exits while another still talks to it can abort)."""
+    if active():
+        dist.barrier()
+        dist.destroy_process_group()
