@@ -45,18 +45,19 @@ def make_config(args, method: str):
 def seconds_per_epoch(args, method: str, cases, targets) -> tuple[float, float]:
     """``(seconds per epoch, seconds to estimate the weights)``."""
     from medtl.models import create_model
-    from medtl.train.adaptation import prepare_domain_training
     from medtl.train.loop import fit
+    from medtl.train.methods import build_method
 
     config = make_config(args, method)
     torch.manual_seed(0)
     model = create_model(args.backbone, dims=2, num_classes=2)
     start = time.perf_counter()
-    adaptation, _ = prepare_domain_training(config.adapt, model, cases, targets, torch.device("cpu"), 0)
+    method = build_method(config)
+    method.setup(model, cases, targets, torch.device("cpu"), 0)
     setup = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        fit(model, cases, config, Path(tmp) / "state.pt", 0, adaptation=adaptation)
+        fit(model, cases, config, Path(tmp) / "state.pt", 0, method=method)
         return (time.perf_counter() - start) / args.epochs, setup
 
 

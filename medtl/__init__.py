@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = ["__version__", "MedtlError", "Volume", "load_volume", "load_volumes", "load_config", "scan_export", "create_model",
-           "run_cv", "RunDir", "get_task"]
+           "run_cv", "cross_validate", "RunDir", "get_task"]
 
 
 def __getattr__(name: str):
@@ -30,6 +30,10 @@ def __getattr__(name: str):
         from .workflows.cv import run_cv
 
         return run_cv
+    if name == "cross_validate":
+        from .workflows.engine import cross_validate
+
+        return cross_validate
     if name == "RunDir":
         from .rundir import RunDir
 

@@ -37,6 +37,8 @@ def main_arm_name(config: Config) -> str:
     tasks (compared with each task's ``<task>-only`` control)."""
     if config.adapt.method != "none":
         return config.adapt.method
+    if config.train.method not in (None, "erm"):
+        return config.train.method  # a training method of its own (registered): named by it
     if config.task == "multitask" and len(config.tasks) > 1:
         return "multitask"
     if any(arm_overrides(entry)[1].get("adapt.method", "none") != "none" for entry in config.compare):
@@ -72,17 +74,19 @@ def resolve_arms(config: Config, check_paths: bool = True) -> list[Arm]:
     arms = [Arm(main_arm_name(config), config, True)]
     for entry in config.compare:
         name, overrides = arm_overrides(entry)
+        if name in ADAPT_ARMS and config.train.method is not None:
+            overrides = {**overrides, "train.method": None}  # the arm's method is its adapt.method alone
         if name in {a.name for a in arms}:
             raise ConfigError(f"arm name '{name}' appears twice (the main arm is '{arms[0].name}'); give extra "
                               "arms distinct names")
         arm_config = config.derive(overrides, where=f"arm '{name}'", check_paths=check_paths)
-        if name == "erm" and config.adapt.method == "none":
+        if name == "erm" and config.method_name == "erm":
             raise ConfigError(f"arm 'erm' is plain fine-tuning, which the main arm '{arms[0].name}' already is "
                               "(adapt.method: none); remove it from compare")
         arms.append(Arm(name, arm_config, False, overrides))
-    if config.adapt.method != "none" and all(a.config.adapt.method != "none" for a in arms):
+    if config.method_name != "erm" and all(a.config.method_name != "erm" for a in arms):
         # a method is only ever reported against plain fine-tuning on the same folds: the control is added
-        overrides = {"adapt.method": "none"}
+        overrides = {"adapt.method": "none", **({"train.method": None} if config.train.method is not None else {})}
         arms.append(Arm("erm", config.derive(overrides, where="arm 'erm'", check_paths=check_paths), True, overrides))
     arms += single_task_arms(config, arms, check_paths)
     return arms + label_fraction_arms(config, arms, check_paths)
@@ -132,10 +136,11 @@ def label_fraction_arms(config: Config, arms: list[Arm], check_paths: bool = Tru
 
 
 def control_arm(arms: list[Arm]) -> str | None:
-    """The plain fine-tuning (ERM) arm that adaptation arms are compared with (``None``: no arm adapts)."""
-    if all(a.config.adapt.method == "none" for a in arms):
+    """The plain fine-tuning (ERM) arm that other training methods are compared with (``None``: every arm is
+    plain fine-tuning)."""
+    if all(a.config.method_name == "erm" for a in arms):
         return None
-    return next(a.name for a in arms if a.config.adapt.method == "none")
+    return next(a.name for a in arms if a.config.method_name == "erm")
 
 
 def comparison_pairs(arms: list[Arm]) -> list[tuple[str, str]]:
@@ -156,7 +161,7 @@ def comparison_pairs(arms: list[Arm]) -> list[tuple[str, str]]:
         reference = next((a.name for a in group if a.config.model.pretrained == "none" and
                           a.config.adapt.method == "none"), None) if curves else None
         for arm in group:
-            if arm.config.adapt.method != "none" and control and arm.name != control:
+            if arm.config.method_name != "erm" and control and arm.name != control:
                 pairs.append((arm.name, control))
             elif reference is not None and arm.name != reference:
                 pairs.append((arm.name, reference))

@@ -7,7 +7,7 @@ import argparse
 import logging
 import sys
 
-from . import __version__
+from ._version import __version__
 from .errors import MedtlError
 
 log = logging.getLogger("medtl")

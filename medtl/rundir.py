@@ -27,6 +27,7 @@ from .config import Config, dump_config, load_config
 from .errors import InputError
 from .plumbing.atomic import read_csv, write_atomic, write_csv, write_json
 from .plumbing.paths import contained
+from .results import FoldResult
 
 SPLIT_COLUMNS = ["case_id", "patient_key", "repeat", "fold", "role"]  # role: val (k-fold) or train/val/test
 
@@ -85,18 +86,58 @@ class FoldDir:
         return self.done.exists() and self.model.exists()
 
     def read_done(self) -> dict:
-        """The finished fold's record, rows, history and notes."""
+        """The finished fold's ``done.json`` as stored (record, rows, history, notes)."""
         return json.loads(self.done.read_text())
+
+    def read_result(self) -> FoldResult:
+        """The finished fold's typed result."""
+        return FoldResult.from_dict(self.read_done())
+
+    def write_result(self, result: FoldResult) -> None:
+        """Write ``done.json`` (atomically, last: it marks the fold finished)."""
+        write_json(self.done, result.to_dict())
+
+
+@dataclass(frozen=True)
+class SourceDir:
+    """The folder of one cached source-stage model: ``$MEDTL_HOME/source_models/<fingerprint>/``."""
+
+    path: Path
+
+    model = property(lambda self: self.path / "model.safetensors", doc="the source checkpoint (safetensors)")
+    summary = property(lambda self: self.path / "source.json", doc="what the stage trained on and its history")
+    state = property(lambda self: self.path / "state.pt", doc="epoch checkpoint while the stage trains")
+
+    def is_finished(self) -> bool:
+        """The checkpoint exists (it is written last)."""
+        return self.model.exists()
+
+    def read_summary(self) -> dict:
+        """``source.json``."""
+        return json.loads(self.summary.read_text())
+
+    def write_summary(self, summary: dict) -> None:
+        """Write ``source.json`` atomically."""
+        write_json(self.summary, summary)
 
 
 class RunDir:
-    """Paths and readers of one run folder."""
+    """Paths and readers of one run folder, or of a folder nested in one (``child``)."""
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.root)!r})"
+
+    def child(self, relative: str | Path) -> "RunDir":
+        """A run folder nested in this one (e.g. ``tune/outer0/trial-3``), laid out like a top-level run, so a
+        cross-validation inside a cross-validation writes, resumes and is refused on change the same way.
+        The path must stay inside this folder."""
+        relative = Path(relative)
+        if relative.is_absolute() or not relative.parts:
+            raise ValueError(f"a child run folder is a relative path inside {self.root}, not {str(relative)!r}")
+        return RunDir(contained(self.root, relative))
 
     config = property(lambda self: self.root / "config.yaml", doc="resolved config of the main arm")
     run_json = property(lambda self: self.root / "run.json", doc="fingerprints of config, data and splits")

@@ -75,6 +75,11 @@ class Config(Section):
             raise ValueError(f"data.roi = {self.data.roi} applies to classification; segmentation in patch mode "
                              "always predicts the whole image by sliding window (remove data.roi)")
         adapt = self.adapt
+        if self.train.method in ("dann", "reweight") and adapt.method == "none":
+            adapt.method = self.train.method  # train.method: dann uses the adapt section like adapt.method: dann
+        elif self.train.method is not None and adapt.method != "none" and self.train.method != adapt.method:
+            raise ValueError(f"train.method: {self.train.method} and adapt.method: {adapt.method} name two training "
+                             "methods; set one of them (adapt.method: dann is train.method: dann)")
         if adapt.method != "none" and not self.data.fixed_size:
             raise ValueError(f"adapt.method: {adapt.method} needs whole-image inputs (data.mode: resize, or a "
                              "data.roi crop); native-extent patch training is not supported with domain adaptation")
@@ -89,6 +94,11 @@ class Config(Section):
             raise ValueError("ssl.patient_pairs applies to simclr and byol (pairs of views); restore has none: "
                              "remove ssl.patient_pairs")
         return self
+
+    @property
+    def method_name(self) -> str:
+        """The training method this config trains with: ``train.method``, else ``adapt.method``, else ``erm``."""
+        return self.train.method or ("erm" if self.adapt.method == "none" else self.adapt.method)
 
     @property
     def base(self) -> Path:

@@ -45,6 +45,9 @@ class TrainConfig(Section):
     class_weights: Literal["none", "balanced"] = "none"
     sampler: Literal["shuffle", "balanced"] = "shuffle"
     selection: Literal["last", "best_inner"] = "last"  # best_inner: best epoch on an inner patient split
+    # the training method (medtl.train.methods.METHODS: erm, dann, reweight, or one registered by the user);
+    # unset: adapt.method's (dann, reweight), else erm
+    method: str | None = None
     inner_fraction: float = Field(0.2, gt=0, lt=0.5)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = True  # CUDA only

@@ -145,3 +145,40 @@ def labelled_subset(groups: list[str], strata: list[int], train: tuple[int, ...]
         order = np.random.default_rng([seed, stratum]).permutation(len(patients))
         kept.update(patients[j] for j in order[:max(1, math.ceil(fraction * len(patients) - 1e-9))])
     return tuple(i for i in train if groups[i] in kept)
+
+
+def read_splits_file(path, cases) -> tuple[list[str] | None, list[dict] | None]:
+    """``cv.splits_file``: per-case roles (a ``split`` column) or fold rows (``fold``, optional ``repeat``).
+
+    Returns ``(roles, None)`` or ``(None, rows)``; every case of ``cases`` must be listed by its ``case_id``.
+    """
+    from ..plumbing.atomic import read_csv
+
+    columns, rows = read_csv(path)
+    if "case_id" not in columns or not ({"split", "fold"} & set(columns)):
+        raise InputError(f"cv.splits_file {path} needs a case_id column and a split (train/val/test) or fold column; "
+                         f"it has {columns}")
+    by_id = {r["case_id"]: r for r in rows}
+    missing = [c.case_id for c in cases if c.case_id not in by_id]
+    if missing:
+        raise InputError(f"cv.splits_file {path} does not list {len(missing)} case(s) of the manifest (e.g. "
+                         f"{missing[0]}); case ids must match (give the manifest a case_id column, or keep the salt)")
+    if "split" in columns:
+        return [by_id[c.case_id]["split"].strip().lower() for c in cases], None
+    return None, [{"case_id": c.case_id, "patient_key": c.patient_key, "repeat": int(by_id[c.case_id].get("repeat") or 0),
+                   "fold": int(by_id[c.case_id]["fold"])} for c in cases]
+
+
+def folds_from_rows(rows: list[dict], groups: list[str]) -> list[Fold]:
+    """K-fold folds from per-case ``{repeat, fold}`` rows (``read_splits_file``); a patient on both sides of a
+    fold is refused."""
+    folds = []
+    for repeat, fold in sorted({(r["repeat"], r["fold"]) for r in rows}):
+        val = [i for i, r in enumerate(rows) if (r["repeat"], r["fold"]) == (repeat, fold)]
+        held_out = set(val)
+        train = [i for i, r in enumerate(rows) if r["repeat"] == repeat and i not in held_out]
+        if set(groups[i] for i in val) & set(groups[i] for i in train):
+            raise InputError(f"cv.splits_file puts a patient on both sides of fold {fold} (repeat {repeat}); "
+                             "refusing to run a leaky split")
+        folds.append(Fold(repeat, fold, tuple(train), tuple(val)))
+    return folds

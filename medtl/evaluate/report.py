@@ -36,7 +36,7 @@ def network_input_size(run, arm: str | None = None) -> str:
     """The size of the arrays the network (of ``arm``, default the main arm) was trained on, read from its cases."""
     cases = run.cases_of(arm) if arm else run.cases
     shapes = sorted({"x".join(map(str, c.spatial_shape)) for c in cases})
-    data = (run.arms[arm]["config"] if arm else run.config).data
+    data = (run.arms[arm].config if arm else run.config).data
     if data.fixed_size:
         return ", ".join(shapes)
     window = data.sliding_window
@@ -105,10 +105,10 @@ def _sections(run) -> list[tuple[str, str]]:
     if "sites" in metrics:
         sections.append(sites_section(metrics))
     if "domain_adaptation" in metrics:
-        sections.append(adaptation_section(metrics, {name: arm["histories"] for name, arm in run.arms.items()}))
-    arm_rows = {name: arm["rows"] for name, arm in run.arms.items()}
+        sections.append(adaptation_section(metrics, {name: arm.histories for name, arm in run.arms.items()}))
+    arm_rows = {name: arm.rows for name, arm in run.arms.items()}
     sections += task.report_sections(arm_rows, run.class_names, figures, lambda: _overlays(run))
-    histories = {name: arm["histories"] for name, arm in run.arms.items()}
+    histories = {name: arm.histories for name, arm in run.arms.items()}
     sections.append(("Learning curves", html_image(figures.learning_curves_figure(histories), "learning curves")))
     if "tasks" in metrics:
         sections.append(_task_weights_section(run))
@@ -122,7 +122,7 @@ def _sections(run) -> list[tuple[str, str]]:
         sections.append(source_section(metrics["source_stages"]))
     adaptation = ""
     for name, arm in run.arms.items():
-        report = arm["adaptation"]
+        report = arm.adaptation
         adapted = "".join(f"<li><code>{html.escape(k)}</code>: {html.escape(v)}</li>" for k, v in report["adapted"].items())
         new = "".join(f"<li><code>{html.escape(k)}</code>: {html.escape(v)}</li>" for k, v in report["new"].items())
         adaptation += (f"<h3>{html.escape(name)}: {html.escape(report['source'])}</h3>"
@@ -141,8 +141,8 @@ def _sections(run) -> list[tuple[str, str]]:
 def _task_weights_section(run) -> tuple[str, str]:
     """Each multi-task arm's task losses and loss weights per epoch (first fold), figure and table."""
     weighting = run.config.multitask.weighting
-    histories = {name: arm["histories"][0] for name, arm in run.arms.items()
-                 if arm["histories"] and any(k.startswith("weight_") for k in arm["histories"][0][0])}
+    histories = {name: arm.histories[0] for name, arm in run.arms.items()
+                 if arm.histories and any(k.startswith("weight_") for k in arm.histories[0][0])}
     words = {"equal": "every task weight 1", "fixed": "the configured tasks[].weight",
              "uncertainty": "learned (Kendall et al. 2018: exp(-s) x loss + s/2 per task; the weight shown is exp(-s))"}
     rows = [[arm, h["epoch"] + 1, *[h.get(f"weight_{t}", "") for t in run.metrics["tasks"]],

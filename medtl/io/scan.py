@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import __version__
+from .._version import __version__
 from ..errors import InputError
 from ..plumbing.atomic import write_csv, write_json
 from ..plumbing.progress import progress_bar

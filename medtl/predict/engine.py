@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import __version__
+from .._version import __version__
 from ..config import Config
 from ..errors import InputError, MedtlError
 from ..io.reasons import Reason

@@ -13,7 +13,7 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
-from .. import __version__
+from .._version import __version__
 from ..errors import InputError
 from ..plumbing.atomic import read_csv, write_csv, write_json
 from ..plumbing.paths import contained

@@ -1,4 +1,4 @@
-"""The self-supervised training loop: resumable and deterministic like the supervised one.
+"""The self-supervised training loop: the supervised loop's ``Trainer`` around a self-supervised objective.
 
 Each epoch draws its order, views or corruptions and dropout from ``(seed, epoch)``
 alone, and the epoch checkpoint holds the whole objective (online and target networks,
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -17,9 +16,8 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from ..models.checkpoint import BackgroundCheckpointWriter, load_training_state
 from ..models.device import compute_threads, resolve_device
-from ..train.loop import epoch_seed, raise_non_finite_loss, warmup_cosine
+from ..train.trainer import Trainer, warmup_cosine
 from .probe import ProbeMonitor
 
 log = logging.getLogger("medtl")
@@ -52,53 +50,33 @@ def fit_ssl(objective: torch.nn.Module, dataset: torch.utils.data.Dataset, rando
                          "add images or raise the batch size")
     total = steps * train.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total, steps * train.warmup_epochs))
-    history, start = [], 0
-    if state_path.exists():
-        state = load_training_state(state_path)
-        objective.load_state_dict(state["objective"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        history, start = list(state["history"]), int(state["epoch"]) + 1
-        log.debug("resuming the self-supervised stage at epoch %d", start)
-    elif probe is not None:
-        history.append({"epoch": -1, "probe_auc": probe.score(objective.encoder, device)})
-    writer = BackgroundCheckpointWriter()
-    try:
-        for epoch in range(start, train.epochs):
-            started = time.perf_counter()
-            seed_now = epoch_seed(seed, epoch)
-            torch.manual_seed(seed_now)
-            randomised.set_random_state(seed_now)
-            dataset.seed = seed_now  # MICLe: which two images of a patient pair up this epoch
-            generator = torch.Generator().manual_seed(seed_now)
-            loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True, generator=generator,
-                                                 num_workers=train.workers, drop_last=True)
-            objective.train()
-            losses = []
-            for step, (first, second, units) in enumerate(loader):
-                loss = objective.loss(first.to(device), second.to(device))
-                if not torch.isfinite(loss):
-                    ids = case_ids or [str(i) for i in range(len(dataset))]
-                    raise_non_finite_loss(loss, epoch, [ids[int(u)] for u in units if int(u) < len(ids)])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                scheduler.step()
-                objective.after_step(epoch * steps + step + 1, total)
-                losses.append(loss.item())
-                if on_batch:
-                    on_batch(step + 1, steps)
-            record = {"epoch": epoch, "train_loss": float(np.mean(losses)), "lr": scheduler.get_last_lr()[0]}
-            if probe is not None and probe.due(epoch):
-                record["probe_auc"] = probe.score(objective.encoder, device)
-            history.append(record)
-            writer.save(state_path, {"objective": objective.state_dict(), "optimizer": optimizer.state_dict(),
-                                     "scheduler": scheduler.state_dict(), "epoch": epoch, "history": list(history)})
-            if on_epoch:
-                on_epoch({**record, "seconds": round(time.perf_counter() - started, 2)})
-    finally:
-        writer.wait()
-    return history
+    trainer = Trainer(state_path, {"objective": objective, "optimizer": optimizer, "scheduler": scheduler},
+                      optimizer, scheduler)
+    if not trainer.resume() and probe is not None:
+        trainer.history.append({"epoch": -1, "probe_auc": probe.score(objective.encoder, device)})
+
+    def run_epoch(epoch: int, seed_now: int) -> dict:
+        randomised.set_random_state(seed_now)
+        dataset.seed = seed_now  # MICLe: which two images of a patient pair up this epoch
+        generator = torch.Generator().manual_seed(seed_now)
+        loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True, generator=generator,
+                                             num_workers=train.workers, drop_last=True)
+        objective.train()
+        losses = []
+        for step, (first, second, units) in enumerate(loader):
+            loss = objective.loss(first.to(device), second.to(device))
+            ids = case_ids or [str(i) for i in range(len(dataset))]
+            trainer.step(loss, epoch, lambda: [ids[int(u)] for u in units if int(u) < len(ids)])
+            objective.after_step(epoch * steps + step + 1, total)
+            losses.append(loss.item())
+            if on_batch:
+                on_batch(step + 1, steps)
+        record = {"epoch": epoch, "train_loss": float(np.mean(losses)), "lr": scheduler.get_last_lr()[0]}
+        if probe is not None and probe.due(epoch):
+            record["probe_auc"] = probe.score(objective.encoder, device)
+        return record
+
+    return trainer.run(train.epochs, seed, run_epoch, on_epoch)
 
 
 def probe_curve(history: list[dict]) -> list[tuple[int, float]]:

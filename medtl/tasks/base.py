@@ -24,6 +24,7 @@ class Task(ABC):
     uses_mask: bool = False  # targets are masks (loaded and augmented with the image)
     needs_all_classes_per_fold: bool = False  # every validation fold must hold every class
     min_classes: int = 1  # distinct labels a training manifest needs
+    is_composite: bool = False  # several tasks on one encoder (``MultiTask``): results per task
     row_key_columns: tuple[str, ...] = ()  # extra key columns of an out-of-fold row (multitask: "task")
 
     def __repr__(self) -> str:
@@ -39,6 +40,9 @@ class Task(ABC):
     def stratum(self, case: Any) -> int:
         """The value folds are stratified on."""
 
+    def check_cases(self, cases: Sequence[Any], where: str) -> None:
+        """Refuse prepared training cases this task cannot learn from (``where`` names the manifest)."""
+
     def sampling_labels(self, cases: Sequence[Any]) -> list[int] | None:
         """Labels for a class-balanced sampler (``None``: the task has none)."""
         return None
@@ -50,6 +54,14 @@ class Task(ABC):
     @abstractmethod
     def loss(self, kind: str, class_weights=None) -> Callable:
         """``loss(logits, target)``."""
+
+    def loss_parameters(self, loss) -> list:
+        """Parameters of ``loss`` that train with the model (learned loss weights); none by default."""
+        return []
+
+    def loss_facts(self, loss) -> dict[str, float]:
+        """Facts about ``loss`` after an epoch, for the history (e.g. each task's loss weight); none by default."""
+        return {}
 
     def network_output(self, probabilities):
         """What prediction keeps of the softmax output: probabilities, or a label map."""

@@ -57,6 +57,7 @@ class MultiTask(Task):
     """Several tasks on one encoder; built from the config's ``tasks`` and ``multitask`` sections."""
 
     name = "multitask"
+    is_composite = True
     head = "multitask"
     target_column = ""
     row_key_columns = ("task",)
@@ -111,6 +112,12 @@ class MultiTask(Task):
 
         losses = {name: task.loss(kind) for name, task in self.tasks.items()}
         return MultiTaskLoss(losses, self.weighting, weights or {s.name: s.weight for s in self.specs})
+
+    def loss_parameters(self, loss) -> list:
+        return list(loss.parameters())
+
+    def loss_facts(self, loss) -> dict[str, float]:
+        return loss.epoch_facts()
 
     def outputs(self, logits: dict) -> list[dict[str, np.ndarray]]:
         """Per case: ``{task: class probabilities or label map}``."""

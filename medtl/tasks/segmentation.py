@@ -36,6 +36,15 @@ class SegmentationTask(Task):
     primary_metric = "dice"
     metric_names = ("dice", "iou", "hd95", "empty_fp_rate", "dice_all")
     uses_mask = True
+    min_classes = 0  # the target is the mask: a manifest needs no label column
+
+    def check_cases(self, cases: Sequence[Any], where: str) -> None:
+        if cases and not any(case.mask is not None and case.mask.any() for case in cases):
+            from ..errors import InputError
+
+            raise InputError(f"{where}: the masks of its {len(cases)} usable case(s) have no foreground (every voxel is "
+                             "0), so there is nothing to segment; check the mask column (label maps with 1 for the "
+                             "lesion) or the mask files' orientation")
 
     def num_classes(self, class_names: Sequence[str], cases: Sequence[Any]) -> int:
         return max(2, int(max(int(c.mask.max()) for c in cases)) + 1)

@@ -148,14 +148,15 @@ class Trackers:
             logged[unit] = int(record["epoch"])
         self._save()
 
-    def fold(self, unit: str, done: dict) -> None:
-        """A finished unit: its epochs (any the tracker missed, e.g. tracking enabled on resume) and its scores."""
-        for record in done.get("history", []):
+    def fold(self, unit: str, done) -> None:
+        """A finished unit (a ``FoldResult``): its epochs (any the tracker missed, e.g. tracking enabled on resume)
+        and its scores."""
+        for record in done.history:
             self.epoch(unit, record)
         for backend in self.backends:
             if unit in backend.state["final"]:
                 continue
-            backend.log_values(unit, {f"final/{k}": v for k, v in numbers(done["record"]).items()}, 0)
+            backend.log_values(unit, {f"final/{k}": v for k, v in numbers(done.record).items()}, 0)
             backend.state["final"].append(unit)
         self._save()
 

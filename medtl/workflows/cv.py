@@ -19,15 +19,15 @@ from ..config import Config, dump_config, flatten
 from ..data.dataset import PreparedCase, prepare_cases, preprocessing_fingerprint
 from ..data.duplicates import cross_patient_duplicates
 from ..data.provenance import environment, write_training_images
-from ..data.splits import Fold, fixed_split, leave_site_out_folds, make_folds
+from ..data.splits import Fold, fixed_split, folds_from_rows, leave_site_out_folds, make_folds, read_splits_file
 from ..domain.targets import TargetImage
-from ..errors import ConfigError, InputError, WeightsUnavailableError
+from ..errors import ConfigError, InputError
 from ..evaluate.label_efficiency import label_efficiency
 from ..evaluate.sites_report import weight_warnings
-from ..evaluate.summary import arm_summary, compare_arms, verdict_line
 from ..models.device import resolve_device
-from ..plumbing.atomic import read_csv, remove_orphan_temps, write_csv, write_json
+from ..plumbing.atomic import remove_orphan_temps, write_csv, write_json
 from ..plumbing.progress import progress_bar
+from ..results import ArmResult
 from ..rundir import RunDir
 from ..tasks import task_of
 from ..tracking import Trackers, open_trackers
@@ -35,12 +35,11 @@ from ..train import distributed as ddp
 from . import run_state
 from .cv_cases import own_cases
 from .cv_explain import explanation_summary
-from .cv_fold import run_fold
-from .cv_sites import comparison_pairs, sites_summary
+from .cv_metrics import arm_metrics, default_pairs
+from .cv_sites import sites_summary
 from .cv_source import pretrained_for, source_epochs, source_stages
 from .cv_targets import load_target_images, targets_for
-from .cv_tasks import task_results, task_verdicts
-from .cv_units import Unit
+from .engine import Listener, cross_validate
 from .validate import Checked, check_experiment
 
 log = logging.getLogger("medtl")
@@ -55,7 +54,7 @@ class CVRun:
     class_names: list[str]
     cases: list[PreparedCase]
     folds: list[Fold]
-    arms: dict[str, dict] = field(default_factory=dict)  # name -> {"folds": [...], "rows": [...], ...}
+    arms: dict[str, ArmResult] = field(default_factory=dict)  # the arms that ran, main arm first
     warnings: list[str] = field(default_factory=list)
     metrics: dict = field(default_factory=dict)
     sources: dict = field(default_factory=dict)  # source_key -> SourceModel of every source stage the arms use
@@ -76,20 +75,30 @@ class CVRun:
         return self.rundir.root
 
 
-class Reporter:
-    """Progress of a run: a fraction of an epoch per batch on the bar, one plain line per epoch in log.txt.
+class Reporter(Listener):
+    """Progress of a cv run: a fraction of an epoch per batch on the bar, one plain line per epoch in log.txt,
+    warnings into the run's warnings, epochs and finished folds to the experiment trackers.
 
     Without a terminal (nohup, Slurm, a redirect) the epoch lines also go to stderr, unless ``--quiet``.
     """
 
-    def __init__(self, rundir: RunDir, advance, talk: bool):
-        self.rundir, self.advance, self.talk = rundir, advance, talk
+    def __init__(self, run: "CVRun", advance, talk: bool):
+        super().__init__(run.rundir)
+        self.run, self._advance, self.talk = run, advance, talk
 
     def line(self, text: str) -> None:
         """One plain line: log.txt always, stderr when there is no terminal to draw a bar on."""
-        self.rundir.log(text)
+        self.run.rundir.log(text)
         if self.talk:
             log.info(text)
+
+    def warn(self, text: str) -> None:
+        self.run.warnings.append(text)
+        self.run.rundir.log(text)
+        log.warning(text)
+
+    def advance(self, amount: float, text: str | None = None) -> None:
+        self._advance(amount, text) if text is not None else self._advance(amount)
 
     def callbacks(self, label: str, epochs: int, metric: str | None = None):
         """``(on_epoch, on_batch)`` for ``fit``."""
@@ -105,22 +114,14 @@ class Reporter:
 
         return on_epoch, on_batch
 
+    def epoch(self, unit: str, record: dict) -> None:
+        self.run.trackers.epoch(unit, record)
 
-def _roles_from_file(path: Path, cases: list[PreparedCase]) -> tuple[list[str] | None, list[dict] | None]:
-    """``cv.splits_file``: per-case roles (a ``split`` column) or fold rows (``fold``, optional ``repeat``)."""
-    columns, rows = read_csv(path)
-    if "case_id" not in columns or not ({"split", "fold"} & set(columns)):
-        raise InputError(f"cv.splits_file {path} needs a case_id column and a split (train/val/test) or fold column; "
-                         f"it has {columns}")
-    by_id = {r["case_id"]: r for r in rows}
-    missing = [c.case_id for c in cases if c.case_id not in by_id]
-    if missing:
-        raise InputError(f"cv.splits_file {path} does not list {len(missing)} case(s) of the manifest (e.g. "
-                         f"{missing[0]}); case ids must match (give the manifest a case_id column, or keep the salt)")
-    if "split" in columns:
-        return [by_id[c.case_id]["split"].strip().lower() for c in cases], None
-    return None, [{"case_id": c.case_id, "patient_key": c.patient_key, "repeat": int(by_id[c.case_id].get("repeat") or 0),
-                   "fold": int(by_id[c.case_id]["fold"])} for c in cases]
+    def fold_finished(self, unit: str, result) -> None:
+        self.run.trackers.fold(unit, result)
+
+    def arm_finished(self, result) -> None:
+        self.run.warnings += result.notes
 
 
 def _make_folds(config: Config, cases: list[PreparedCase], roles: dict[str, str]) -> tuple[list[Fold], str]:
@@ -136,7 +137,7 @@ def _make_folds(config: Config, cases: list[PreparedCase], roles: dict[str, str]
         return folds, "; ".join([f"splits: leave one site out, {len(folds)} test sites: {sites}; the other sites' "
                                  "patients are split for model selection", *notes])
     if config.cv.splits_file is not None:
-        file_roles, file_rows = _roles_from_file(config.cv.splits_file, cases)
+        file_roles, file_rows = read_splits_file(config.cv.splits_file, cases)
     case_roles = file_roles or [roles.get(c.case_id, "") for c in cases]
     if scheme == "auto":
         scheme = "fixed" if any(case_roles) else "kfold"
@@ -149,26 +150,12 @@ def _make_folds(config: Config, cases: list[PreparedCase], roles: dict[str, str]
         return [fold], (f"splits: fixed, from {source}: {len(fold.train)} train, {len(fold.inner)} val (model "
                         f"selection), {len(fold.val)} test (scored once)")
     if file_rows is not None:
-        folds = _folds_from_rows(file_rows, cases)
+        folds = folds_from_rows(file_rows, groups)
         return folds, f"splits: {len(folds)} folds read from cv.splits_file {config.cv.splits_file.name}"
     folds = make_folds(groups, strata, config.cv.folds, config.train.seed, config.cv.repeats,
                        need_all_classes=task.needs_all_classes_per_fold)
     seeded = "patient ids (same folds on any machine)" if config.cv.split_seed_by == "patient_id" else "the salt"
     return folds, f"splits: {len(folds)} folds over {len(set(groups))} patient groups, keyed by {seeded}"
-
-
-def _folds_from_rows(rows: list[dict], cases: list[PreparedCase]) -> list[Fold]:
-    groups = [c.group_key for c in cases]
-    folds = []
-    for repeat, fold in sorted({(r["repeat"], r["fold"]) for r in rows}):
-        val = [i for i, r in enumerate(rows) if (r["repeat"], r["fold"]) == (repeat, fold)]
-        held_out = set(val)
-        train = [i for i, r in enumerate(rows) if r["repeat"] == repeat and i not in held_out]
-        if set(groups[i] for i in val) & set(groups[i] for i in train):
-            raise InputError(f"cv.splits_file puts a patient on both sides of fold {fold} (repeat {repeat}); "
-                             "refusing to run a leaky split")
-        folds.append(Fold(repeat, fold, tuple(train), tuple(val)))
-    return folds
 
 
 def _folds(rundir: RunDir, config: Config, cases: list[PreparedCase], roles: dict[str, str]) -> list[Fold]:
@@ -199,6 +186,7 @@ def _prepare_run(config: Config, rundir: RunDir, checked: Checked, progress: boo
     cases, skipped = prepare_cases(manifest, config, rundir.cache, progress, keep_paths)
     if not cases:
         raise InputError(f"no usable case in {manifest.path}; reasons: {sorted({s['reason'] for s in skipped})}")
+    task_of(config).check_cases(cases, f"manifest {manifest.path.name}")
     run_state.check_data(rundir, cases, skipped)
     folds = _folds(rundir, config, cases, {c.case_id: c.split for c in manifest.cases})
     run_state.write_state(rundir, dump_config(config), cases, skipped, [a.name for a in arms])
@@ -239,65 +227,6 @@ def scoring_grid(config: Config) -> str:
     return f"resized to {data.image_size}{spacing}" if data.mode == "resize" else f"native extent{spacing}"
 
 
-def _dispatch(run: CVRun, arms: list[Arm], reporter: Reporter, engine) -> None:
-    """Resolve each arm's starting weights here (source stages train once, in this process), then send the
-    unfinished units to the engine. An extra arm whose published weights are not here stays local, where it is
-    skipped visibly as in a sequential run."""
-    from ..executors import open_executor
-    from .cv_units import dispatch_units
-    from .validate import weights_cached
-
-    pretrained = {arm.name: pretrained_for(run, arm, reporter) for arm in arms
-                  if arm.required or weights_cached(arm.config) is not False}
-    executor = open_executor(engine.executor, engine.scheduler, engine.workers)
-    try:
-        dispatch_units(run, arms, pretrained, executor)
-    finally:
-        executor.close()
-
-
-def _train_arm(run: CVRun, arm: Arm, num_classes: int, reporter: Reporter) -> None:
-    task = task_of(arm.config)
-    if isinstance(num_classes, dict):  # multitask: a single-task control arm has one of the run's tasks
-        num_classes = {name: num_classes[name] for name in task.tasks}
-    epochs = arm.config.train.epochs
-    finished = []
-    # resolved before the folds, also when all are finished: a source model that changed since they were
-    # trained (its pool or settings) is refused, not silently mixed with the folds trained on the old one
-    pretrained = pretrained_for(run, arm, reporter)
-    for fold in run.folds:
-        folder = run.rundir.fold(arm.name, fold.repeat, fold.fold)
-        unit = f"{arm.name}/{folder.name}"  # the trackers' name of this (arm, fold)
-        if folder.done.exists():
-            finished.append(folder.read_done())
-            run.trackers.fold(unit, finished[-1])
-            reporter.advance(epochs)
-            continue
-        label = f"{arm.name} r{fold.repeat} fold {fold.fold}"
-        report_epoch, on_batch = reporter.callbacks(label, epochs, task.primary_metric)
-        if ddp.active():  # torchrun: the other ranks train this unit with this process (DDP)
-            ddp.broadcast(Unit(arm.name, fold.repeat, fold.fold, pretrained))
-
-        def on_epoch(record: dict, unit: str = unit, report_epoch=report_epoch) -> None:
-            report_epoch(record)
-            run.trackers.epoch(unit, record)
-
-        cases = run.cases_of(arm.name)
-        done = run_fold(arm, fold, folder, cases, run.class_names, num_classes, pretrained, on_epoch, on_batch,
-                        targets=targets_for(run, arm, [cases[i] for i in fold.val]),
-                        held_out_site=run.config.cv.scheme == "leave_site_out", distributed=ddp.active())
-        run.trackers.fold(unit, done)
-        score = done["record"][task.primary_metric]
-        reporter.line(f"{label} finished: {task.primary_metric} {score:.3f}" if score == score else
-                      f"{label} finished: {task.primary_metric} undefined")
-        finished.append(done)
-    run.warnings += [note for f in finished for note in f.get("notes", [])]
-    run.arms[arm.name] = {"folds": [f["record"] for f in finished], "rows": [r for f in finished for r in f["rows"]],
-                          "histories": [f["history"] for f in finished], "adaptation": finished[0]["adaptation"],
-                          "inner_rows": [f.get("inner_rows", []) for f in finished],
-                          "domain": [f.get("domain", {}) for f in finished], "config": arm.config}
-
-
 def run_cv(config: Config, out: str | Path, progress: bool = True, keep_paths: bool = False) -> CVRun:
     """Run (or resume) cross-validation and write every output into ``out``.
 
@@ -308,7 +237,6 @@ def run_cv(config: Config, out: str | Path, progress: bool = True, keep_paths: b
     arms = checked.arms
     rundir = RunDir(out)
     run, skipped = _prepare_run(config, rundir, checked, progress, keep_paths)
-    num_classes = task_of(config).num_classes(run.class_names, run.cases)
     load_target_images(run, arms, progress)
     if config.cv.scheme == "leave_site_out" and any(a.config.adapt.method != "none" and a.name not in
                                                     run.target_images for a in arms):
@@ -321,7 +249,7 @@ def run_cv(config: Config, out: str | Path, progress: bool = True, keep_paths: b
     total += source_epochs(arms)
     run.trackers = open_trackers(rundir, config, flatten(config))
     try:
-        _train_arms(run, arms, num_classes, total, progress, config.run)
+        _train_arms(run, arms, total, progress, config.run)
         if ddp.active():
             ddp.broadcast(None)  # the other ranks are done
         _summarise(run)
@@ -334,67 +262,41 @@ def run_cv(config: Config, out: str | Path, progress: bool = True, keep_paths: b
     return run
 
 
-def _train_arms(run: CVRun, arms: list[Arm], num_classes, total: float, progress: bool, engine) -> None:
-    rundir = run.rundir
+def _train_arms(run: CVRun, arms: list[Arm], total: float, progress: bool, engine) -> None:
     with progress_bar("cross-validation", total, progress) as advance:
-        reporter = Reporter(rundir, advance, talk=progress and not sys.stderr.isatty())
-        if engine.executor != "local":  # units train on the engine; the loop below then reads their results
-            _dispatch(run, arms, reporter, engine)
-        for arm in arms:
-            try:
-                _train_arm(run, arm, num_classes, reporter)
-            except WeightsUnavailableError as exc:
-                if arm.required:
-                    raise
-                message = f"arm '{arm.name}' skipped: {exc}"
-                run.warnings.append(message)
-                rundir.log(message)
-                log.warning(message)
-                reporter.advance(arm.config.train.epochs * len(run.folds))
+        reporter = Reporter(run, advance, talk=progress and not sys.stderr.isatty())
+        run.arms = cross_validate(arms, run.cases, run.folds, run.rundir, class_names=run.class_names,
+                                  arm_cases=run.arm_cases, pretrained=lambda arm: pretrained_for(run, arm, reporter),
+                                  targets=lambda arm, scored: targets_for(run, arm, scored),
+                                  held_out_site=run.config.cv.scheme == "leave_site_out", listener=reporter,
+                                  engine=engine)
 
 
 def _summarise(run: CVRun) -> None:
-    task, boot, seed = task_of(run.config), run.config.cv.bootstrap, run.config.train.seed
+    task = task_of(run.config)
     main = next(iter(run.arms))
-    pairs = comparison_pairs(run)
+    pairs = default_pairs(run.config, run.arms)
     for name, arm in run.arms.items():
-        for warning in task_of(arm["config"]).arm_warnings(name, arm["rows"]):
+        for warning in task_of(arm.config).arm_warnings(name, arm.rows):
             run.warnings.insert(0, warning)
             run.rundir.log(warning)
     shapes = {name: [c.spatial_shape for c in run.cases_of(name)] for name in run.arms}
     if task.uses_mask and any(s != shapes[main] for s in shapes.values()):
-        grids = {name: scoring_grid(arm["config"]) for name, arm in run.arms.items()}
+        grids = {name: scoring_grid(arm.config) for name, arm in run.arms.items()}
         listed = "; ".join(f"{name}: {grid}" for name, grid in grids.items())
         warning = (f"the arms' Dice/IoU/HD95 are computed on different grids ({listed}): they are not counted on "
                    "the same voxels; `medtl evaluate` scores every arm on the original image grid")
         run.warnings.insert(0, warning)
         run.rundir.log(warning)
-    if run.config.task == "multitask":
-        tasks = task_results(run, pairs)
-        first = tasks[task.primary_task]
-        run.metrics = {"task": "multitask", "primary_task": task.primary_task,
-                       "primary_metric": first["primary_metric"], "main_arm": main, "summary": first["summary"],
-                       "folds": first["folds"], "arms": first["arms"], "comparisons": first["comparisons"],
-                       "tasks": tasks, "loss_weights": run.config.multitask.weighting}
-        run.verdicts = task_verdicts(tasks)
-    else:
-        names = run.class_names
-        arms = {name: arm_summary(run.config.task, arm["folds"], arm["rows"], names, boot, seed)
-                for name, arm in run.arms.items()}
-        comparisons = [compare_arms(run.config.task, a, run.arms[a]["rows"], b, run.arms[b]["rows"], names, boot,
-                                    seed) for a, b in pairs]
-        run.metrics = {"task": run.config.task, "primary_metric": task.primary_metric, "main_arm": main,
-                       "summary": arms[main]["summary"], "folds": arms[main]["folds"], "arms": arms,
-                       "comparisons": comparisons}
-        run.verdicts = [verdict_line(c) for c in comparisons]
+    run.metrics, run.verdicts = arm_metrics(run.config, run.class_names, run.arms, pairs)
     run.metrics.update({"class_names": run.class_names, "n_cases": len(run.cases),
                         "n_patients": len({c.patient_key for c in run.cases}), "warnings": run.warnings})
-    domain = {name: arm["domain"] for name, arm in run.arms.items() if any(arm["domain"])}
+    domain = {name: arm.method_facts for name, arm in run.arms.items() if any(arm.method_facts)}
     if domain:
         run.metrics["domain_adaptation"] = domain
         run.warnings += weight_warnings(domain)
     if run.config.cv.label_fractions:
-        fractions = {name: arm["config"].train.label_fraction for name, arm in run.arms.items()}
+        fractions = {name: arm.config.train.label_fraction for name, arm in run.arms.items()}
         run.metrics["label_efficiency"] = label_efficiency(run.metrics, fractions)
     explanations = explanation_summary(run)
     if explanations:
@@ -418,7 +320,7 @@ def _write_predictions(run: CVRun) -> None:
     if any(site_of.values()):
         columns.insert(2, "site")
     rows = [{k: row.get(k, "") if k != "site" else site_of[row["case_id"]] for k in columns}
-            for arm in run.arms.values() for row in arm["rows"]]
+            for arm in run.arms.values() for row in arm.rows]
     write_csv(run.rundir.predictions, columns, rows)
 
 
@@ -430,8 +332,8 @@ def _write_outputs(run: CVRun, skipped: list[dict]) -> None:
     write_json(rundir.metrics, run.metrics)
     if skipped:
         write_csv(rundir.skipped_cases, ["case_id", "reason", "detail"], skipped)
-    weights = {name: [{"file": arm["adaptation"]["file"], "sha256": arm["adaptation"]["sha256"],
-                       "source": arm["adaptation"]["source"]}] for name, arm in run.arms.items()}
+    weights = {name: [{"file": arm.adaptation["file"], "sha256": arm.adaptation["sha256"],
+                       "source": arm.adaptation["source"]}] for name, arm in run.arms.items()}
     write_json(rundir.env, environment(run.config.train.seed, str(resolve_device(run.config.train.device)),
                                        [c.content_hash for c in run.cases], weights))
     write_training_images(rundir.training_images, [c.image_hash for c in run.cases])

@@ -63,7 +63,7 @@ def explained_head(config) -> str | None:
 def _arm_explanations(run, arm: str) -> tuple[dict, str]:
     from ..predict.trained import load_trained_run
 
-    config = run.arms[arm]["config"]
+    config = run.arms[arm].config
     first = run.rundir.folds(arm)[0]
     trained = load_trained_run(run.out, arm=arm, fold=first.fold)
     model = trained.build_models(torch.device("cpu"))[0]
@@ -115,7 +115,7 @@ def explanation_summary(run) -> dict | None:
         return None
     out = {"method": "gradcam", "arms": {}}
     for arm in run.arms:
-        arm_config = run.arms[arm]["config"]
+        arm_config = run.arms[arm].config
         if not arm_config.data.fixed_size or not run.rundir.folds(arm):
             continue
         if arm_config.task == "multitask" and explained_head(arm_config) is None:

@@ -16,11 +16,12 @@ from ..models import create_model
 from ..models.checkpoint import load_weights, save_weights
 from ..models.device import resolve_device
 from ..plumbing.atomic import write_json
+from ..results import FoldResult
 from ..rundir import FoldDir
 from ..tasks import task_of
 from ..train import distributed as ddp
-from ..train.adaptation import prepare_domain_training
 from ..train.loop import fit, predict_each
+from ..train.methods import build_method
 
 
 def write_fold_images(path, train: list[PreparedCase], inner: list[PreparedCase], val: list[PreparedCase],
@@ -59,6 +60,13 @@ def case_rows(arm: str, fold: Fold, cases: list[PreparedCase], outputs: Iterable
             for case, output in zip(cases, outputs) for row in task.case_rows(case, output, class_names, num_classes)]
 
 
+def arm_num_classes(arm: Arm, class_names, cases: list[PreparedCase]):
+    """Output channels of the arm's head(s), from the scored cases: an int, or ``{task: int}`` for multitask
+    (a single-task control arm of a multitask run has only its own task's). Used by every path that builds an
+    arm's model (sequential, cluster worker, DDP follower), so they cannot disagree."""
+    return task_of(arm.config).num_classes(class_names, cases)
+
+
 def build_fold_model(config, task, num_classes, class_names, pretrained: str):
     """The arm's model for one fold: backbone, the task's head(s), starting weights."""
     return create_model(config.model.backbone, dims=config.data.dims, num_classes=num_classes, in_channels=1,
@@ -70,8 +78,8 @@ def build_fold_model(config, task, num_classes, class_names, pretrained: str):
 def run_fold(arm: Arm, fold: Fold, folder: FoldDir, cases: list[PreparedCase], class_names: list[str],
              num_classes: int, pretrained: str, on_epoch: Callable[[dict], None],
              on_batch: Callable[[int, int], None] | None = None, targets: list[TargetImage] | None = None,
-             held_out_site: bool = False, distributed: bool = False) -> dict:
-    """Train ``arm`` on ``fold`` (or resume it) and score its validation cases; returns the done record.
+             held_out_site: bool = False, distributed: bool = False) -> FoldResult:
+    """Train ``arm`` on ``fold`` (or resume it) and score its validation cases; returns its result.
 
     ``targets``: the unlabelled target images of an adaptation arm (DANN, re-weighting).
     ``held_out_site`` (leave-one-site-out): identical images count as leaks too, and the
@@ -80,7 +88,7 @@ def run_fold(arm: Arm, fold: Fold, folder: FoldDir, cases: list[PreparedCase], c
     partitioned prediction); only rank 0 writes.
     """
     if folder.done.exists() and not distributed:
-        return folder.read_done()
+        return folder.read_result()
     writes = ddp.is_main()
     config, seed = arm.config, fold_seed(arm.config.train.seed, fold)
     task = task_of(config)
@@ -102,15 +110,15 @@ def run_fold(arm: Arm, fold: Fold, folder: FoldDir, cases: list[PreparedCase], c
     device = ddp.local_device(resolve_device(config.train.device)) if distributed else resolve_device(config.train.device)
     if writes:
         write_fold_images(folder.images, train_cases, inner_cases, val_cases, targets or [], held_out_site)
-    adaptation, adaptation_facts = prepare_domain_training(config.adapt, model, train_cases, targets or [], device,
-                                                           seed)
+    method = build_method(config)
+    method_facts = method.setup(model, train_cases, targets or [], device, seed)
 
     def inner_score(outputs: Iterable[np.ndarray], scored: list[PreparedCase]) -> float:
         rows = case_rows(arm.name, fold, scored, outputs, task, class_names, num_classes)
         return task.fold_metrics(rows, class_names)[task.primary_metric]
 
     result = fit(model, train_cases, config, folder.state, seed, inner_cases or None,
-                 inner_score if inner_cases else None, on_epoch, on_batch, adaptation, distributed=distributed)
+                 inner_score if inner_cases else None, on_epoch, on_batch, method, distributed=distributed)
     ddp.barrier()  # rank 0's best.safetensors is on disk before anyone reads it
     if config.train.selection == "best_inner" and folder.best.exists():
         load_weights(folder.best, model)
@@ -137,11 +145,10 @@ def run_fold(arm: Arm, fold: Fold, folder: FoldDir, cases: list[PreparedCase], c
     if held_out_site and inner_cases:
         inner_rows = case_rows(arm.name, fold, inner_cases, predict_each(model, inner_cases, config, device,
                                                                          distributed), task, class_names, num_classes)
-    finished = {"record": record, "rows": rows, "history": result.history, "inner_rows": inner_rows,
-                "domain": adaptation_facts, "adaptation": model.adaptation.to_dict(),
-                "notes": [f"{arm.name} repeat {fold.repeat} fold {fold.fold}: {n}" for n in result.notes]}
+    finished = FoldResult(record, rows, result.history, inner_rows, method_facts, model.adaptation.to_dict(),
+                          [f"{arm.name} repeat {fold.repeat} fold {fold.fold}: {n}" for n in result.notes])
     if writes:
-        write_json(folder.done, finished)
+        folder.write_result(finished)
         if not config.train.keep_state:
             folder.state.unlink(missing_ok=True)  # the finished fold needs only its weights
     ddp.barrier()  # the fold is on disk before any rank moves on

@@ -11,26 +11,20 @@ import math
 
 import numpy as np
 
-from ..arms import comparison_pairs as arm_pairs
-from ..arms import resolve_arms
 from ..domain.features import encoder_features
 from ..domain.shift import site_separability
 from ..evaluate.sites import site_comparisons, site_drop, site_metrics
 from ..models import create_model
 from ..models.device import resolve_device
 from ..tasks import task_of
+from .cv_metrics import default_pairs
 from .cv_tasks import primary_view
 
 log = logging.getLogger("medtl")
 
 
-def comparison_pairs(run) -> list[tuple[str, str]]:
-    """``medtl.arms.comparison_pairs`` over the arms that ran."""
-    return arm_pairs([a for a in resolve_arms(run.config, check_paths=False) if a.name in run.arms])
-
-
 def _model_features(run, arm: str, pretrained: str) -> np.ndarray:
-    config = run.arms[arm]["config"]
+    config = run.arms[arm].config
     task = task_of(config)
     num_classes = task.num_classes(run.class_names, run.cases)
     model = create_model(config.model.backbone, dims=config.data.dims, num_classes=num_classes, task=task.head,
@@ -78,19 +72,20 @@ def sites_summary(run) -> dict | None:
     config = run.config
     task, rows_of, names = primary_view(config, run.class_names)  # multitask: the first task
     boot, seed = config.cv.bootstrap, config.train.seed
-    arm_rows = {name: rows_of(arm["rows"]) for name, arm in run.arms.items()}
+    arm_rows = {name: rows_of(arm.rows) for name, arm in run.arms.items()}
     arm_rows = {name: rows for name, rows in arm_rows.items() if rows}
     summary = {"column": "site", "scheme": config.cv.scheme, "sites": sorted(set(site_of.values())),
                "cases_per_site": {s: sum(v == s for v in site_of.values()) for s in sorted(set(site_of.values()))},
                "per_site": {name: site_metrics(task, rows, site_of, names, boot, seed)
                             for name, rows in arm_rows.items()},
-               "comparisons": site_comparisons(task, comparison_pairs(run), arm_rows, site_of, names, boot, seed)}
+               "comparisons": site_comparisons(task, default_pairs(run.config, run.arms), arm_rows, site_of, names,
+                                               boot, seed)}
     if config.cv.scheme == "leave_site_out":
         summary["drop"] = {name: {run.cases[fold.val[0]].site: site_drop(
             task, rows_of(inner), [r for r in arm_rows[name] if r["fold"] == fold.fold], names, boot, seed)
-            for fold, inner in zip(run.folds, arm["inner_rows"]) if inner}
+            for fold, inner in zip(run.folds, arm.inner_rows) if inner}
             for name, arm in run.arms.items() if name in arm_rows}
-    if all(run.arms[name]["config"].data.fixed_size for name in run.arms):
+    if all(run.arms[name].config.data.fixed_size for name in run.arms):
         summary["shift_check"] = shift_checks(run, [c.site for c in run.cases],
                                               [c.group_key for c in run.cases])
     else:

@@ -25,16 +25,17 @@ def primary_view(config, class_names) -> tuple[str, Callable[[list[dict]], list[
     return multi.kinds[name], lambda rows: task_rows(rows, name), class_names[name]
 
 
-def task_results(run, pairs: list[tuple[str, str]]) -> dict[str, dict]:
-    """``{task: {kind, primary_metric, class_names, main_arm, summary, folds, arms, comparisons}}``."""
-    multi = task_of(run.config)
-    boot, seed = run.config.cv.bootstrap, run.config.train.seed
+def task_results(config, class_names: dict, results: dict, pairs: list[tuple[str, str]]) -> dict[str, dict]:
+    """``{task: {kind, primary_metric, class_names, main_arm, summary, folds, arms, comparisons}}`` from the
+    arms' results (``{arm: ArmResult}``)."""
+    multi = task_of(config)
+    boot, seed = config.cv.bootstrap, config.train.seed
     out = {}
     for name, task in multi.tasks.items():
-        kind, names = multi.kinds[name], run.class_names[name]
-        rows = {arm: task_rows(result["rows"], name) for arm, result in run.arms.items()}
+        kind, names = multi.kinds[name], class_names[name]
+        rows = {arm: task_rows(result.rows, name) for arm, result in results.items()}
         rows = {arm: r for arm, r in rows.items() if r}  # a control arm of another task has none
-        arms = {arm: arm_summary(kind, task_folds(run.arms[arm]["folds"], name), r, names, boot, seed)
+        arms = {arm: arm_summary(kind, task_folds(results[arm].records, name), r, names, boot, seed)
                 for arm, r in rows.items()}
         comparisons = [compare_arms(kind, a, rows[a], b, rows[b], names, boot, seed) for a, b in pairs
                        if a in rows and b in rows]
@@ -55,7 +56,7 @@ def loss_weight_histories(run) -> dict[str, list[dict]]:
     """``{arm: [{epoch, task: weight, ...} per epoch of the first fold]}`` of the multi-task arms."""
     out = {}
     for arm, result in run.arms.items():
-        history = result["histories"][0] if result["histories"] else []
+        history = result.histories[0] if result.histories else []
         if history and any(k.startswith("weight_") for k in history[0]):
             out[arm] = [{"epoch": h["epoch"], **{k[len("weight_"):]: v for k, v in h.items()
                                                  if k.startswith("weight_")}} for h in history]

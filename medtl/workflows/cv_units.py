@@ -40,10 +40,9 @@ def train_unit(out: str, unit: Unit, threads: int | None, distributed: bool = Fa
     from ..data.dataset import prepare_cases
     from ..data.manifest import read_config_manifest
     from ..rundir import RunDir
-    from ..tasks import task_of
     from . import run_state
     from .cv_cases import own_cases
-    from .cv_fold import run_fold
+    from .cv_fold import arm_num_classes, run_fold
 
     rundir = RunDir(out)
     config = rundir.read_config()
@@ -54,15 +53,12 @@ def train_unit(out: str, unit: Unit, threads: int | None, distributed: bool = Fa
     cases, _ = prepare_cases(manifest, config, rundir.cache, progress=False)  # from the cache the run filled
     fold = next(f for f in run_state.folds_from_splits(rundir, cases) if (f.repeat, f.fold) == (unit.repeat,
                                                                                                    unit.fold))
-    num_classes = task_of(config).num_classes(manifest.class_names, cases)
-    task = task_of(arm.config)
-    if isinstance(num_classes, dict):  # multitask: a single-task control arm has one of the run's tasks
-        num_classes = {name: num_classes[name] for name in task.tasks}
+    num_classes = arm_num_classes(arm, manifest.class_names, cases)
     arm_cases = own_cases(arm, manifest, config, rundir, cases) or cases
     done = run_fold(arm, fold, rundir.fold(arm.name, fold.repeat, fold.fold), arm_cases, manifest.class_names,
                     num_classes, unit.pretrained, on_epoch=lambda record: None,
                     held_out_site=config.cv.scheme == "leave_site_out", distributed=distributed)
-    return done["record"]
+    return done.record
 
 
 def follow(out: str) -> None:
@@ -76,16 +72,16 @@ def follow(out: str) -> None:
         train_unit(out, unit, None, distributed=True)
 
 
-def dispatch_units(run, arms, pretrained: dict[str, str], executor) -> int:
+def dispatch_units(store, arms, folds, pretrained: dict[str, str], executor) -> int:
     """Send every unfinished (arm, fold) of the arms in ``pretrained`` to ``executor`` and wait; returns how many
-    were sent."""
-    units = [Unit(arm.name, fold.repeat, fold.fold, pretrained[arm.name]) for arm in arms for fold in run.folds
-             if arm.name in pretrained and not run.rundir.fold(arm.name, fold.repeat, fold.fold).done.exists()]
+    were sent. ``store`` is the run's ``RunDir``."""
+    units = [Unit(arm.name, fold.repeat, fold.fold, pretrained[arm.name]) for arm in arms for fold in folds
+             if arm.name in pretrained and not store.fold(arm.name, fold.repeat, fold.fold).done.exists()]
     if not units:
         return 0
     line = f"sending {len(units)} unit(s) to the {executor.name} executor"
-    run.rundir.log(line)
+    store.log(line)
     log.info(line)
-    executor.map(train_unit, [(str(run.out), unit, executor.threads_per_unit) for unit in units],
+    executor.map(train_unit, [(str(store.root), unit, executor.threads_per_unit) for unit in units],
                  [unit.label for unit in units])
     return len(units)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from .. import __version__
+from .._version import __version__
 from ..data.dataset import prepare_cases
 from ..data.manifest import Manifest, read_config_manifest
 from ..errors import InputError, MedtlError

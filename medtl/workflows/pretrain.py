@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -25,25 +24,16 @@ from ..errors import ConfigError, InputError
 from ..io.pseudonym import medtl_home
 from ..models import create_model
 from ..models.checkpoint import save_weights
-from ..plumbing.atomic import atomic_path, write_json
+from ..plumbing.atomic import atomic_path
 from ..plumbing.hashing import sha256_text
 from ..plumbing.progress import progress_bar
+from ..results import SourceModel
+from ..rundir import SourceDir
 from ..tasks import get_task
 from ..train.loop import fit
 from .source_guard import guard_cases, guard_notes
 
 log = logging.getLogger("medtl")
-
-
-@dataclass
-class SourceModel:
-    """A trained (or cached) source-stage checkpoint and its summary."""
-
-    path: Path
-    reused: bool
-    fingerprint: str
-    summary: dict
-    notes: list[str] = field(default_factory=list)  # about this use (leak guard, ignored labels): for the report
 
 
 def source_stage_config(config: Config) -> Config:
@@ -71,7 +61,7 @@ def stage_fingerprint_text(stage: Config) -> str:
     raw = stage.model_dump(mode="json")
     used = {"task": raw["task"], "data": {k: v for k, v in raw["data"].items() if k != "manifest"},
             "model": {k: raw["model"][k] for k in ("backbone", "pretrained", "input_adapt", "inflate")},
-            "train": raw["train"]}
+            "train": {k: v for k, v in raw["train"].items() if not (k == "method" and v is None)}}
     return json.dumps(used, sort_keys=True)
 
 
@@ -107,11 +97,11 @@ def train_source_model(config: Config, progress: bool = True, on_epoch=None, on_
     stage_text = stage_fingerprint_text(stage)
     data_sha = data_hash([c.content_hash for c in cases])
     fingerprint = sha256_text(stage_text, data_sha)[:16]
-    folder = root / fingerprint
-    path = folder / "model.safetensors"
-    if path.exists():
+    folder = SourceDir(root / fingerprint)
+    path = folder.model
+    if folder.is_finished():
         log.info("reusing source model %s (same source config and data)", fingerprint)
-        return SourceModel(path, True, fingerprint, json.loads((folder / "source.json").read_text()), notes)
+        return SourceModel(path, True, fingerprint, folder.read_summary(), notes)
     task = get_task(stage.task)
     num_classes = task.num_classes(manifest.class_names, cases)
     torch.manual_seed(stage.train.seed)
@@ -120,20 +110,20 @@ def train_source_model(config: Config, progress: bool = True, on_epoch=None, on_
                          inflate=stage.model.inflate)
     if on_epoch is None and on_batch is None and progress:  # `medtl pretrain` on its own: its own bar
         with progress_bar("source stage", stage.train.epochs, True) as advance:
-            result = fit(model, cases, stage, folder / "state.pt", stage.train.seed,
+            result = fit(model, cases, stage, folder.state, stage.train.seed,
                          on_epoch=lambda r: advance(0, f"source stage epoch {r['epoch'] + 1}/{stage.train.epochs} "
                                                        f"loss {r['train_loss']:.3f}"),
                          on_batch=lambda step, steps: advance(1 / steps))
     else:
-        result = fit(model, cases, stage, folder / "state.pt", stage.train.seed, on_epoch=on_epoch, on_batch=on_batch)
+        result = fit(model, cases, stage, folder.state, stage.train.seed, on_epoch=on_epoch, on_batch=on_batch)
     metadata = {**model.describe(), "class_names": json.dumps(manifest.class_names), "data_sha256": data_sha,
                 "fingerprint": fingerprint, "source_task": stage.task, "epochs": stage.train.epochs}
     summary = {"fingerprint": fingerprint, "n_cases": len(cases), "n_skipped": len(skipped),
                "class_names": manifest.class_names, "data_sha256": data_sha, "history": result.history,
                "adaptation": model.adaptation.summary()}
-    write_json(folder / "source.json", summary)
+    folder.write_summary(summary)
     save_weights(path, model, metadata)
-    (folder / "state.pt").unlink(missing_ok=True)
+    folder.state.unlink(missing_ok=True)
     return SourceModel(path, False, fingerprint, summary, notes)
 
 

@@ -20,9 +20,10 @@ from ..data.provenance import data_hash
 from ..errors import InputError
 from ..models import create_model
 from ..models.checkpoint import save_weights
-from ..plumbing.atomic import write_json
 from ..plumbing.hashing import sha256_text
 from ..plumbing.progress import progress_bar
+from ..results import SourceModel
+from ..rundir import SourceDir
 from ..ssl.byol import BYOL
 from ..ssl.loop import fit_ssl
 from ..ssl.probe import ProbeMonitor
@@ -90,8 +91,6 @@ def training_data(objective, pool: list[PreparedCase], ssl_config, seed: int):
 def train_ssl_model(config: Config, stage: Config, root: Path, stage_text: str, target_cases, progress: bool,
                     on_epoch, on_batch):
     """Train (or reuse) the self-supervised source model; returns a ``SourceModel``."""
-    from .pretrain import SourceModel
-
     method = config.source.task
     pool, skipped, labelled = read_pool(stage, root, progress)
     if target_cases is None:
@@ -108,11 +107,11 @@ def train_ssl_model(config: Config, stage: Config, root: Path, stage_text: str, 
     pool_sha = data_hash([c.content_hash for c in pool])
     probe_sha = data_hash([c.content_hash for c in probe_cases]) if probe_cases else ""
     fingerprint = sha256_text(stage_text, method, ssl_fingerprint_text(config), pool_sha, probe_sha)[:16]
-    folder = root / fingerprint
-    path = folder / "model.safetensors"
-    if path.exists():
+    folder = SourceDir(root / fingerprint)
+    path = folder.model
+    if folder.is_finished():
         log.info("reusing self-supervised source model %s (same settings and pool)", fingerprint)
-        return SourceModel(path, True, fingerprint, json.loads((folder / "source.json").read_text()), notes)
+        return SourceModel(path, True, fingerprint, folder.read_summary(), notes)
     import torch
 
     torch.manual_seed(stage.train.seed)
@@ -120,7 +119,7 @@ def train_ssl_model(config: Config, stage: Config, root: Path, stage_text: str, 
     dataset, randomised = training_data(objective, pool, config.ssl, stage.train.seed)
     probe = ProbeMonitor(probe_cases, config.ssl.probe, config.ssl.probe_every, stage.train.epochs) \
         if probe_cases else None
-    args = (objective, dataset, randomised, stage.train, folder / "state.pt", stage.train.seed, probe)
+    args = (objective, dataset, randomised, stage.train, folder.state, stage.train.seed, probe)
     ids = [c.case_id for c in pool]
     if on_epoch is None and on_batch is None and progress:
         epochs = stage.train.epochs
@@ -141,7 +140,7 @@ def train_ssl_model(config: Config, stage: Config, root: Path, stage_text: str, 
                "probe": {"kind": config.ssl.probe, "n_cases": len(probe_cases), "class_names": probe_classes,
                          "data_sha256": probe_sha} if probe_cases else None,
                "adaptation": encoder.adaptation.summary()}
-    write_json(folder / "source.json", summary)
+    folder.write_summary(summary)
     save_weights(path, encoder.backbone, metadata, prefix="backbone.")
-    (folder / "state.pt").unlink(missing_ok=True)
+    folder.state.unlink(missing_ok=True)
     return SourceModel(path, False, fingerprint, summary, notes)

@@ -126,7 +126,7 @@ def folds_from_splits(rundir: RunDir, cases) -> list[Fold]:
 
 def write_state(rundir: RunDir, config_text: str, cases, skipped: list[dict], arms: list[str]) -> None:
     """``run.json``: fingerprints of config, data and splits, the arms, and the medtl version."""
-    from .. import __version__
+    from .._version import __version__
 
     rundir.write_state({
         "medtl_version": __version__,

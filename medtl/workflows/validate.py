@@ -15,6 +15,7 @@ from ..errors import ConfigError, UnknownNameError
 from ..models.backbones import get_backbone_spec
 from ..models.weights import WEIGHT_FILES, cache_dir
 from ..tracking import require_trackers
+from ..train.methods import check_support
 
 
 @dataclass
@@ -72,10 +73,10 @@ def check_experiment(config: Config, need_manifest: bool = True, fetch_main_weig
     require_trackers(config)
     from ..train.distributed import launched_by_torchrun
 
-    if launched_by_torchrun() and (config.run.executor != "local" or any(a.config.adapt.method != "none"
-                                                                         for a in arms)):
-        raise ConfigError("under torchrun (DDP) every unit trains on all processes here: use run.executor: local, "
-                          "and no domain-adaptation arms (adapt.method)")
+    if launched_by_torchrun() and config.run.executor != "local":
+        raise ConfigError("under torchrun (DDP) every unit trains on all processes here: use run.executor: local")
+    for arm in arms:  # the one place where a training method's capabilities meet the run's needs
+        check_support(arm.name, arm.config, ddp=launched_by_torchrun(), executor=config.run.executor)
     if launched_by_torchrun():
         import os
 
@@ -88,9 +89,6 @@ def check_experiment(config: Config, need_manifest: bool = True, fetch_main_weig
         if any(a.config.train.sync_bn for a in arms) and not torch.cuda.is_available():
             raise ConfigError("train.sync_bn needs GPUs (PyTorch's SyncBatchNorm is CUDA-only); set "
                               "train.sync_bn: false on CPU processes")
-    if config.run.executor != "local" and any(a.config.adapt.method != "none" for a in arms):
-        raise ConfigError(f"run.executor: {config.run.executor} sends (arm, fold) units to workers; domain-adaptation "
-                          "arms (adapt.method) train in this process only so far: use run.executor: local")
     notes = []
     for arm in arms:
         spec = get_backbone_spec(arm.config.model.backbone)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).parents[2] / "medtl"
 # Lower layers first. Within a layer, imports are allowed as long as they form no cycle.
-LAYERS = [{"errors", "plumbing", "config", "arms", "rundir"}, {"io"}, {"tasks", "models", "transforms", "data"},
+LAYERS = [{"_version", "errors", "plumbing", "config", "arms", "results", "rundir"}, {"io"}, {"tasks", "models", "transforms", "data"},
           {"train", "evaluate", "predict", "export", "domain", "ssl", "explain", "tracking", "executors"},
           {"workflows"}, {"cli", "__main__"}]
 
@@ -81,3 +81,41 @@ def test_each_subpackage_imports_on_its_own():
     packages = sorted(p.name for p in ROOT.iterdir() if (p / "__init__.py").exists())
     code = "; ".join(f"import medtl.{name}" for name in packages)
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def module_graph() -> dict[str, set[str]]:
+    """Module -> the medtl modules it imports (dotted names; a package is its ``__init__``), every import counted."""
+    modules = {".".join(p.relative_to(ROOT.parent).with_suffix("").parts).removesuffix(".__init__"): p
+               for p in ROOT.rglob("*.py")}
+    edges: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package[:len(package) - node.level + 1]
+                    module = ".".join(base + (node.module.split(".") if node.module else []))
+                else:
+                    module = node.module or ""
+                candidates = [f"{module}.{a.name}" for a in node.names] + [module]
+            elif isinstance(node, ast.Import):
+                candidates = [a.name for a in node.names]
+            else:
+                continue
+            for candidate in candidates:
+                while candidate and candidate not in modules:
+                    candidate = candidate.rpartition(".")[0]
+                if candidate and candidate != name:
+                    targets.add(candidate)
+                    break
+        edges[name] = targets
+    return edges
+
+
+def test_no_cycle_among_the_modules_of_a_package():
+    edges = module_graph()
+    for package in sorted({n.rpartition(".")[0] for n in edges if n.count(".") >= 1}):
+        inside = {n: {t for t in targets if t.rpartition(".")[0] == package and t != package}
+                  for n, targets in edges.items() if n.rpartition(".")[0] == package}
+        assert find_cycle(inside) is None, f"modules of {package} import each other in a circle"

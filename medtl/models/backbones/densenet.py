@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from monai.networks.nets.densenet import DenseNet
 
-from .registry import BackboneSpec, register_backbone
+from .spec import BackboneSpec
 
 
 class DenseNetBackbone(DenseNet):
@@ -44,15 +44,13 @@ def _channels(init: int, growth: int, blocks) -> tuple[int, ...]:
     return tuple(out)
 
 
-register_backbone(BackboneSpec(
+SPECS = (BackboneSpec(
     name="densenet121", family="densenet", builder=lambda dims, in_channels, **arch: DenseNetBackbone(
         dims, in_channels, **arch),
     feature_channels=_channels(64, 32, (6, 12, 24, 16)), first_conv="features.conv0.weight",
     classifier_prefixes=("classifier.",), sources={"imagenet": {2: "densenet121-imagenet"}},
     description="DenseNet-121 (Huang et al.), MONAI implementation",
-))
-
-register_backbone(BackboneSpec(
+), BackboneSpec(
     name="tiny-densenet", family="densenet",
     builder=lambda dims, in_channels, **arch: DenseNetBackbone(dims, in_channels, 8, 4, (1, 1, 1, 1)),
     feature_channels=_channels(8, 4, (1, 1, 1, 1)), first_conv="features.conv0.weight",

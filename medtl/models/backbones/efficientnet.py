@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from monai.networks.nets.efficientnet import EfficientNetBNFeatures
 
-from .registry import BackboneSpec, register_backbone
+from .spec import BackboneSpec
 
 
 class EfficientNetBackbone(EfficientNetBNFeatures):
@@ -28,10 +28,10 @@ class EfficientNetBackbone(EfficientNetBNFeatures):
         return stages
 
 
-register_backbone(BackboneSpec(
+SPECS = (BackboneSpec(
     name="efficientnet-b0", family="efficientnet",
     builder=lambda dims, in_channels, **arch: EfficientNetBackbone(dims, in_channels, "efficientnet-b0"),
     feature_channels=(16, 24, 40, 112, 320), first_conv="_conv_stem.weight",
     classifier_prefixes=("_fc.", "_conv_head.", "_bn1."), sources={"imagenet": {2: "efficientnet-b0-imagenet"}},
     description="EfficientNet-B0 (Tan & Le), MONAI implementation",
-))
+),)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from monai.networks.nets.resnet import ResNet, ResNetBlock, ResNetBottleneck
 
-from .registry import BackboneSpec, register_backbone
+from .spec import BackboneSpec
 
 _DEPTHS = {18: (ResNetBlock, [2, 2, 2, 2]), 34: (ResNetBlock, [3, 4, 6, 3]), 50: (ResNetBottleneck, [3, 4, 6, 3])}
 
@@ -47,17 +47,18 @@ def _tiny(dims: int, in_channels: int, **arch) -> ResNetBackbone:
     return ResNetBackbone(dims, in_channels, ResNetBlock, (1, 1, 1, 1), (8, 16, 32, 64), **arch)
 
 
-for _depth in (18, 34, 50):
-    _expansion = 4 if _depth == 50 else 1
-    register_backbone(BackboneSpec(
-        name=f"resnet{_depth}", family="resnet", builder=_builder(_depth),
-        feature_channels=(64, 64 * _expansion, 128 * _expansion, 256 * _expansion, 512 * _expansion),
+def _spec(depth: int) -> BackboneSpec:
+    expansion = 4 if depth == 50 else 1
+    return BackboneSpec(
+        name=f"resnet{depth}", family="resnet", builder=_builder(depth),
+        feature_channels=(64, 64 * expansion, 128 * expansion, 256 * expansion, 512 * expansion),
         classifier_prefixes=("fc.",),
-        sources={"imagenet": {2: f"resnet{_depth}-imagenet"}, "medicalnet": {3: f"resnet{_depth}-medicalnet"}},
-        description=f"ResNet-{_depth} (He et al.), MONAI implementation",
-    ))
+        sources={"imagenet": {2: f"resnet{depth}-imagenet"}, "medicalnet": {3: f"resnet{depth}-medicalnet"}},
+        description=f"ResNet-{depth} (He et al.), MONAI implementation",
+    )
 
-register_backbone(BackboneSpec(
+
+SPECS = (*(_spec(depth) for depth in (18, 34, 50)), BackboneSpec(
     name="tiny-resnet", family="resnet", builder=_tiny, feature_channels=(8, 8, 16, 32, 64),
     classifier_prefixes=("fc.",), description="4-block ResNet, 8-64 channels: for tests and smoke runs",
 ))

@@ -1,4 +1,4 @@
-"""Adaptation inside the training loop: DANN trains on target images and resumes exactly; re-weighting with equal
+"""Training methods inside the loop (adaptation methods here; the plugin contract in test_method_plugin.py): DANN trains on target images and resumes exactly; re-weighting with equal
 weights is plain fine-tuning; per-case weights change the loss as the formula says."""
 
 import numpy as np
@@ -9,8 +9,11 @@ import medtl
 from medtl.config import load_config
 from medtl.data.dataset import PreparedCase
 from medtl.domain.targets import TargetImage
-from medtl.train.adaptation import DomainTraining, prepare_domain_training
 from medtl.train.loop import fit
+from medtl.train.methods import METHODS, build_method
+from medtl.train.methods.base import Batch
+from medtl.train.methods.dann import DANN
+from medtl.train.methods.reweight import Reweight
 
 
 def cases(n=12, size=24, shift=0.0):
@@ -40,13 +43,21 @@ def weights(m):
 
 def dann(cfg, seed=0):
     torch.manual_seed(seed)
-    return DomainTraining.dann(cfg.adapt, targets(), model().spec.feature_channels[-1])
+    method = DANN(cfg)
+    method.setup(model(), cases(), targets(), torch.device("cpu"), seed)
+    return method
+
+
+def reweight(cfg, w):
+    method = Reweight(cfg)
+    method.weights = np.asarray(w, dtype=np.float32)
+    return method
 
 
 def test_dann_trains_with_a_domain_loss_and_resumes_exactly(tmp_path):
     cfg = config("adapt.method=dann")
     reference = model()
-    result = fit(reference, cases(), cfg, tmp_path / "ref" / "state.pt", 3, adaptation=dann(cfg))
+    result = fit(reference, cases(), cfg, tmp_path / "ref" / "state.pt", 3, method=dann(cfg))
     assert all({"domain_loss", "domain_accuracy", "lambda"} <= set(h) for h in result.history)
     lambdas = [h["lambda"] for h in result.history]
     assert lambdas == sorted(lambdas) and 0 < lambdas[0] < lambdas[-1] < 1
@@ -56,9 +67,9 @@ def test_dann_trains_with_a_domain_loss_and_resumes_exactly(tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        fit(model(), cases(), cfg, tmp_path / "run" / "state.pt", 3, on_epoch=stop, adaptation=dann(cfg))
+        fit(model(), cases(), cfg, tmp_path / "run" / "state.pt", 3, on_epoch=stop, method=dann(cfg))
     resumed = model(seed=99)
-    fit(resumed, cases(), cfg, tmp_path / "run" / "state.pt", 3, adaptation=dann(cfg, seed=99))
+    fit(resumed, cases(), cfg, tmp_path / "run" / "state.pt", 3, method=dann(cfg, seed=99))
     assert all(torch.equal(v, weights(resumed)[k]) for k, v in weights(reference).items())
 
 
@@ -66,7 +77,7 @@ def test_dann_changes_the_encoder_and_plain_training_ignores_targets(tmp_path):
     cfg = config("adapt.method=dann")
     plain, adapted = model(), model()
     fit(plain, cases(), config(), tmp_path / "a" / "state.pt", 3)
-    fit(adapted, cases(), cfg, tmp_path / "b" / "state.pt", 3, adaptation=dann(cfg))
+    fit(adapted, cases(), cfg, tmp_path / "b" / "state.pt", 3, method=dann(cfg))
     assert not torch.equal(weights(plain)["backbone.conv1.weight"], weights(adapted)["backbone.conv1.weight"])
 
 
@@ -74,7 +85,7 @@ def test_equal_importance_weights_are_plain_fine_tuning(tmp_path):
     plain, weighted = model(), model()
     fit(plain, cases(), config(), tmp_path / "a" / "state.pt", 3)
     fit(weighted, cases(), config("adapt.method=reweight"), tmp_path / "b" / "state.pt", 3,
-        adaptation=DomainTraining.reweight(config().adapt, np.ones(12)))
+        method=reweight(config("adapt.method=reweight"), np.ones(12)))
     for key, value in weights(plain).items():
         assert torch.allclose(value.float(), weights(weighted)[key].float(), atol=1e-5), key
 
@@ -84,11 +95,11 @@ def test_weighted_loss_is_the_mean_of_weight_times_case_loss():
     images = torch.randn(4, 1, 24, 24)
     labels = torch.tensor([0, 1, 1, 0])
     w = np.array([0.5, 2.0, 1.0, 0.25, 9.0], dtype=np.float32)
-    training = DomainTraining.reweight(config().adapt, w)
+    training = reweight(config("adapt.method=reweight"), w)
     loss_fn = torch.nn.CrossEntropyLoss()
     indices = torch.tensor([0, 1, 2, 3])
     m.eval()
-    task_loss, objective, _ = training.losses(m, images, labels, indices, loss_fn, None, 0.0)
+    task_loss, objective, _ = training.losses(Batch(m, m, images, labels, indices, loss_fn, 0.0, 0))
     per_case = torch.nn.functional.cross_entropy(m(images), labels, reduction="none")
     assert task_loss.item() == pytest.approx(float((torch.as_tensor(w[:4]) * per_case).mean()), abs=1e-6)
     assert objective is task_loss
@@ -96,12 +107,21 @@ def test_weighted_loss_is_the_mean_of_weight_times_case_loss():
 
 def test_reweight_estimates_weights_from_the_starting_encoder():
     cfg = config("adapt.method=reweight")
-    training, facts = prepare_domain_training(cfg.adapt, model(), cases(), targets(), torch.device("cpu"), 0)
-    assert training.method == "reweight" and len(training.sample_weights) == 12
+    training = build_method(cfg)
+    facts = training.setup(model(), cases(), targets(), torch.device("cpu"), 0)
+    assert training.name == "reweight" and len(training.weights) == 12 and facts["method"] == "reweight"
     assert facts["weights"]["n"] == 12 and 0 < facts["weights"]["ess"] <= 12
-    assert training.sample_weights.mean() == pytest.approx(1.0, abs=1e-5)
-    none, nothing = prepare_domain_training(config().adapt, model(), cases(), [], torch.device("cpu"), 0)
-    assert none is None and nothing == {}
+    assert training.weights.mean() == pytest.approx(1.0, abs=1e-5)
+    plain = build_method(config())
+    assert plain.name == "erm" and plain.setup(model(), cases(), [], torch.device("cpu"), 0) == {}
+
+
+def test_adapt_method_maps_onto_train_method_and_conflicts_are_refused():
+    assert config("adapt.method=dann").method_name == "dann"
+    assert config("train.method=reweight").adapt.method == "reweight"
+    assert config().method_name == "erm" and sorted(METHODS.names()) == ["dann", "erm", "reweight"]
+    with pytest.raises(Exception, match="train.method"):
+        config("adapt.method=dann", "train.method=reweight")
 
 
 def test_segmentation_dann_runs_the_decoder_on_labelled_images_only(tmp_path):
@@ -118,6 +138,7 @@ def test_segmentation_dann_runs_the_decoder_on_labelled_images_only(tmp_path):
                         (rng.random((1, 24, 24)) > 0.8).astype(np.int16), "") for i in range(8)]
     cfg = load_config(None, ["task=segmentation", "data.image_size=24", "train.epochs=1", "train.batch_size=4",
                              "train.device=cpu", "adapt.method=dann"])
-    training = DomainTraining.dann(cfg.adapt, targets(), seg.spec.feature_channels[-1])
-    result = fit(seg, data, cfg, tmp_path / "state.pt", 0, adaptation=training)
+    training = DANN(cfg)
+    training.setup(seg, data, targets(), torch.device("cpu"), 0)
+    result = fit(seg, data, cfg, tmp_path / "state.pt", 0, method=training)
     assert np.isfinite(result.history[0]["domain_loss"])

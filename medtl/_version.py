@@ -1,0 +1,3 @@
+"""The version of medtl (imported by everyone, imports nothing)."""
+
+__version__ = "0.1.0"
