@@ -1,7 +1,22 @@
+import os
+
 import numpy as np
 import pytest
 
 from medtl.data.synthetic import SeriesSpec, phantom_volume
+
+
+def pytest_configure(config):
+    """Under pytest-xdist each worker keeps to a core of its own (its subprocesses too), so N workers on N cores
+    do not each start N threads and slow one another down; medtl sizes its torch threads to the cores it may use."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw") and hasattr(os, "sched_setaffinity"):
+        cores = sorted(os.sched_getaffinity(0))
+        count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+        if count <= len(cores):
+            share = len(cores) // count
+            index = int(worker[2:])
+            os.sched_setaffinity(0, set(cores[index * share:(index + 1) * share]))
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -23,8 +23,6 @@ from medtl.tasks import task_of
 from medtl.workflows import cross_validate
 from medtl.workflows.cv_metrics import arm_metrics
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):

@@ -13,8 +13,6 @@ from medtl.rundir import RunDir
 from medtl.train.methods import METHODS, register_method
 from medtl.train.methods.base import TrainingMethod
 
-pytestmark = pytest.mark.slow
-
 
 class TemperedERM(TrainingMethod):
     """The task loss on logits divided by a learned temperature (a module of the method's own, with state)."""

@@ -3,13 +3,10 @@
 import csv
 import json
 
-import pytest
 import yaml
 
 from medtl.cli import main
 from medtl.data.sample_data import write_ct_set
-
-pytestmark = pytest.mark.slow
 
 
 def _rewrite_without(path, drop: str) -> None:

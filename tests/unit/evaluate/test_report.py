@@ -8,6 +8,7 @@ from medtl.data.dataset import PreparedCase
 from medtl.data.splits import Fold
 from medtl.evaluate.report import write_report
 from medtl.evaluate.summary import arm_summary, compare_arms, verdict_line
+from medtl.results import ArmResult, FoldResult
 from medtl.rundir import RunDir
 from medtl.tasks import get_task
 from medtl.workflows.cv import CVRun
@@ -31,7 +32,7 @@ def fake_run(tmp_path, task_name):
     rundir = RunDir(tmp_path / "run")
     arms, summaries = {}, {}
     for arm, noise in (("scratch", 0.2), ("linear", 0.4)):
-        rows, records = [], []
+        rows, records, results = [], [], []
         for fold in folds:
             fold_rows = []
             for i in fold.val:
@@ -45,15 +46,16 @@ def fake_run(tmp_path, task_name):
                                   "fold": fold.fold, "arm": arm, **task.case_row(case, output, ["0", "1"], 2)})
             records.append({"fold": fold.fold, "repeat": 0, "n_train": 4, "n_inner": 0, "n_val": 4,
                             "n_val_patients": 2, **task.fold_metrics(fold_rows, ["0", "1"])})
+            results.append(FoldResult(records[-1], fold_rows, [{"epoch": 0, "train_loss": 0.7, "lr": 0.001}],
+                                      adaptation=ADAPTATION))
             rows += fold_rows
             if task.uses_mask:
                 val = [cases[i] for i in fold.val]
                 task.save_overlays(rundir.fold(arm, 0, fold.fold).overlays, val,
                                    {i: val[i].mask[0] for i in task.overlay_cases(val)})
-        arms[arm] = {"rows": rows, "folds": records, "adaptation": ADAPTATION,
-                     "histories": [[{"epoch": 0, "train_loss": 0.7, "lr": 0.001}]] * 2}
+        arms[arm] = ArmResult(arm, config, tuple(results))
         summaries[arm] = arm_summary(task_name, records, rows, ["0", "1"], 100, 0)
-    comparison = compare_arms(task_name, "scratch", arms["scratch"]["rows"], "linear", arms["linear"]["rows"],
+    comparison = compare_arms(task_name, "scratch", arms["scratch"].rows, "linear", arms["linear"].rows,
                               ["0", "1"], 100, 0)
     rundir.write_splits([{"case_id": cases[i].case_id, "patient_key": cases[i].patient_key, "repeat": 0,
                           "fold": f.fold} for f in folds for i in f.val])
