@@ -55,7 +55,7 @@ def load_monai(folder: Path):
 
 
 def write_export(root: Path, n_files: int) -> None:
-    from medtl.data.synthetic import SeriesSpec, phantom_volume, write_series
+    from medtl.samples.synthetic import SeriesSpec, phantom_volume, write_series
 
     per_series = 100
     for index in range(max(1, n_files // per_series)):
@@ -90,7 +90,7 @@ def write_mosaics(folder: Path, count: int) -> list[Path]:
 def write_dti(folder: Path, volumes: int, slices: int, size: int) -> list[Path]:
     import pydicom
 
-    from medtl.data.synthetic import SeriesSpec, phantom_volume, write_series
+    from medtl.samples.synthetic import SeriesSpec, phantom_volume, write_series
 
     paths = []
     for volume in range(volumes):
@@ -146,9 +146,9 @@ def main() -> None:
     parser.add_argument("--mosaics", type=int, default=20)
     args = parser.parse_args()
 
-    from medtl.data.synthetic import SeriesSpec, phantom_volume, write_series
     from medtl.io.parallel import default_workers
     from medtl.io.scan import scan_export
+    from medtl.samples.synthetic import SeriesSpec, phantom_volume, write_series
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "series"

@@ -51,7 +51,7 @@ def main() -> None:
         child(args.child[0], args.child[1], args.shape, args.child[2])
         return
 
-    from medtl.data.sample_data import write_ct_set
+    from medtl.samples.sample_data import write_ct_set
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

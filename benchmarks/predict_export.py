@@ -33,7 +33,7 @@ import torch
 
 
 def write_export(root: Path, n_series: int, pixels: int) -> Path:
-    from medtl.data.synthetic import write_radiograph
+    from medtl.samples.synthetic import write_radiograph
 
     rng = np.random.default_rng(n_series)
     for i in range(n_series):
@@ -87,7 +87,7 @@ def bare_rate(run: Path, export: Path, args, limit: int = 100) -> float:
     """Series/s of the minimal loop: read, scale, resize, ensemble in batches of 16, nothing else."""
     import pydicom
 
-    from medtl.predict.trained import load_trained_run
+    from medtl.models.trained import load_trained_run
 
     trained = load_trained_run(run)
     device = torch.device("cuda" if args.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
@@ -109,10 +109,10 @@ def bare_rate(run: Path, export: Path, args, limit: int = 100) -> float:
 
 def bottleneck(run: Path, export: Path, args, limit: int = 100) -> tuple[float, float]:
     """(loading+preprocessing items/s with the loader workers, model items/s on random batches)."""
+    from medtl.models.trained import load_trained_run
     from medtl.predict.engine import default_workers
     from medtl.predict.items import read_inputs
     from medtl.predict.loading import ItemDataset, collate_items, quiet_worker
-    from medtl.predict.trained import load_trained_run
 
     trained = load_trained_run(run)
     inputs = read_inputs(export, "classification", progress=False)

@@ -39,7 +39,7 @@ def main_arm_name(config: Config) -> str:
         return config.adapt.method
     if config.train.method not in (None, "erm"):
         return config.train.method  # a training method of its own (registered): named by it
-    if config.task == "multitask" and len(config.tasks) > 1:
+    if len(config.tasks) > 1:  # task: multitask (the config allows tasks: only there)
         return "multitask"
     if any(arm_overrides(entry)[1].get("adapt.method", "none") != "none" for entry in config.compare):
         return "erm"  # the plain fine-tuning control of the adaptation arms
@@ -100,7 +100,7 @@ def single_task_arm_name(task: str) -> str:
 def single_task_arms(config: Config, arms: list[Arm], check_paths: bool = True) -> list[Arm]:
     """``task: multitask``: each task trained alone (same encoder, starting weights, folds and settings) as the
     control its multi-task result is compared with; ``multitask.controls: false`` leaves them out."""
-    if config.task != "multitask" or len(config.tasks) < 2 or not config.multitask.controls:
+    if len(config.tasks) < 2 or not config.multitask.controls:
         return []
     out = []
     for spec in config.tasks:

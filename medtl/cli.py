@@ -220,7 +220,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def _cmd_sample_data(args: argparse.Namespace) -> int:
-    from .data.sample_data import write_sample_data
+    from .samples.sample_data import write_sample_data
 
     out = write_sample_data(args.out, seed=args.seed, size=args.size)
     print(f"sample data written to {out} (seed {args.seed}); manifests: */manifest.csv")

@@ -121,6 +121,47 @@ class SourceDir:
         write_json(self.summary, summary)
 
 
+@dataclass(frozen=True)
+class PredictDir:
+    """A ``medtl predict`` / ``medtl evaluate`` output folder (also one shard's, and a merged one)."""
+
+    path: Path
+
+    job = property(lambda self: self.path / "job.json", doc="what was asked: model, input, options, shard")
+    journal = property(lambda self: self.path / "journal.jsonl", doc="one line per finished case (resume)")
+    inflight = property(lambda self: self.path / "inflight", doc="marks of cases being read (crash detection)")
+    predictions = property(lambda self: self.path / "predictions.csv", doc="one row per predicted case")
+    skipped = property(lambda self: self.path / "skipped.csv", doc="every input not predicted, with a reason")
+    summary = property(lambda self: self.path / "predict.json", doc="counts, timings, model id")
+    metrics = property(lambda self: self.path / "metrics.json", doc="external-validation metrics (evaluate)")
+    report = property(lambda self: self.path / "report.html", doc="external-validation report (evaluate)")
+    OUTPUT_FOLDERS = ("masks", "probs", "seg", "maps")  # per-case files: label maps, probabilities, DICOM-SEG, maps
+
+    def shard(self, index: int, count: int) -> "PredictDir":
+        """``shards/<I>of<N>/``: one shard of an engine-run predict job."""
+        return PredictDir(contained(self.path, Path("shards") / f"{index}of{count}"))
+
+
+@dataclass(frozen=True)
+class ExportDir:
+    """A ``medtl export`` output folder."""
+
+    path: Path
+
+    model_json = property(lambda self: self.path / "model.json", doc="members, files and their SHA-256, model id")
+    spec = property(lambda self: self.path / "preprocessing.json", doc="the preprocessing contract")
+    spec_schema = property(lambda self: self.path / "preprocessing.schema.json", doc="its JSON schema")
+    card_md = property(lambda self: self.path / "model_card.md", doc="the model card (Markdown)")
+    card_html = property(lambda self: self.path / "model_card.html", doc="the model card (HTML)")
+    staging = property(lambda self: self.path / ".incomplete", doc="where an export is written before it replaces "
+                                                                   "the previous one")
+    FILES = ("model.json", "model_card.md", "model_card.html", "preprocessing.json", "preprocessing.schema.json")
+
+    def is_export(self) -> bool:
+        """The folder holds an export (its model.json and preprocessing.json)."""
+        return self.model_json.is_file() and self.spec.is_file()
+
+
 class RunDir:
     """Paths and readers of one run folder, or of a folder nested in one (``child``)."""
 

@@ -3,7 +3,7 @@ import os
 import numpy as np
 import pytest
 
-from medtl.data.synthetic import SeriesSpec, phantom_volume
+from medtl.samples.synthetic import SeriesSpec, phantom_volume
 
 
 def pytest_configure(config):

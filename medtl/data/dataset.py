@@ -28,7 +28,7 @@ from ..plumbing.atomic import atomic_path
 from ..plumbing.hashing import sha256_path, sha256_text
 from ..plumbing.progress import progress_bar
 from ..plumbing.redact import public_detail
-from ..tasks import task_of
+from ..tasks import get_task, task_of
 from ..transforms.network_input import needs_mask, network_input
 from .manifest import Case, Manifest
 
@@ -272,7 +272,7 @@ def training_item(image: np.ndarray, mask: np.ndarray | None, case: PreparedCase
     Multi-task (``task_kinds``): the target is ``{task: label or label map}``, ``-1`` where
     the case lacks that task's target (the multi-task loss leaves those cases out).
     """
-    missing_mask = bool(task_kinds) and "segmentation" in task_kinds.values() and mask is None
+    missing_mask = bool(task_kinds) and any(get_task(kind).uses_mask for kind in task_kinds.values()) and mask is None
     if missing_mask:  # augmented like a real mask, so the image draws the same random transform either way
         mask = np.zeros(image.shape, dtype=np.int16)
     sample = {"image": torch.from_numpy(image if image.flags.writeable else np.array(image, dtype=np.float32))}
@@ -287,7 +287,7 @@ def training_item(image: np.ndarray, mask: np.ndarray | None, case: PreparedCase
 
         targets = {}
         for name, kind in task_kinds.items():
-            if kind == "segmentation":
+            if get_task(kind).uses_mask:
                 targets[name] = torch.full_like(label_map, MISSING) if missing_mask else label_map
             else:
                 value = case.labels.get(name)

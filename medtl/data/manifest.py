@@ -134,7 +134,7 @@ def _multitask_targets(row: dict, tasks: Sequence, where: str, base: Path) -> tu
     labels, mask = {}, None
     for spec in tasks:
         value = row.get(spec.column, "")
-        if spec.kind == "classification":
+        if get_task(spec.kind).uses_label:
             labels[spec.name] = canonical_label(value) if value else None
         elif value:
             mask = (base / value).resolve()
@@ -155,7 +155,7 @@ def read_manifest(path: str | Path, task: str, group_by: str = "patient_id", tar
     leave some of them empty (that task has no target for the case).
     """
     path = Path(path)
-    multitask = task == "multitask"
+    multitask = bool(tasks)  # task: multitask names its tasks; every other task is a registered one
     target = None if multitask else get_task(task).target_column
     if not path.is_file():
         from ..plumbing.paths import missing_file_message
@@ -221,7 +221,7 @@ def _task_classes(cases: list[Case], tasks: Sequence, path: Path, check: bool) -
     """Sorted class names of each classification task (at least two each when ``check``)."""
     out = {}
     for spec in tasks:
-        if spec.kind != "classification":
+        if not get_task(spec.kind).uses_label:
             out[spec.name] = []
             continue
         names = _sort_labels({c.labels.get(spec.name) for c in cases} - {None})

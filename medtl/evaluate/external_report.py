@@ -68,6 +68,6 @@ def _sections(result, trained) -> list[tuple[str, str]]:
 
 def write_external_report(result, trained) -> Path:
     """Write ``report.html`` of ``medtl evaluate`` into ``result.out``."""
-    page = html_page("medtl external validation", f"medtl external validation: {trained.task}",
+    page = html_page("medtl external validation", f"medtl external validation: {trained.task_name}",
                      _sections(result, trained))
     return write_atomic(result.out / "report.html", page)

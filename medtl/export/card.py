@@ -45,7 +45,7 @@ def card_sections(rundir: RunDir, trained, spec, model_json: dict, weight_licenc
     config, arm = trained.config, trained.arm
     card = config.card
     sections = [Section("Model details", [
-        f"{trained.task} model `{trained.model_id}`: arm `{arm}` of a medtl cross-validation run, "
+        f"{trained.task_name} model `{trained.model_id}`: arm `{arm}` of a medtl cross-validation run, "
         f"{len(trained.members)} fold model(s) ({', '.join(m.name for m in trained.members)}); "
         f"{'their softmax outputs are averaged' if len(trained.members) > 1 else 'one model'}. "
         f"Exported as {model_json['format']} by medtl {model_json['medtl_version']}.",
@@ -62,7 +62,7 @@ def card_sections(rundir: RunDir, trained, spec, model_json: dict, weight_licenc
     data = Section("Training data", [f"{metrics['n_cases']} cases of {metrics['n_patients']} patients; folds are "
                                      "patient-level (no patient on both sides)."])
     rows = [r for r in read_csv(rundir.predictions)[1] if r["arm"] == arm] if rundir.predictions.exists() else []
-    if rows and trained.task == "classification":
+    if rows and trained.task.uses_label:
         counts = Counter(r["label"] for r in rows)
         data.tables.append((["class", "cases"], [[name, counts.get(name, 0)] for name in trained.class_names]))
     if rows and "site" in rows[0]:
@@ -81,7 +81,7 @@ def card_sections(rundir: RunDir, trained, spec, model_json: dict, weight_licenc
         if trained.members[0].path.with_name("adaptation.json").exists() else {}
     architecture = [f"Backbone {config.model.backbone} ({config.data.dims}D), {spec.network.in_channels} input "
                     f"channel (first layer adapted by `{config.model.input_adapt}`), "
-                    f"{'U-Net decoder' if trained.task == 'segmentation' else 'linear classification head'}.",
+                    f"{trained.task.head_description}.",
                     f"Starting weights: {adaptation.get('source', config.model.pretrained)}"
                     + (f", file sha256 {adaptation['sha256'][:16]}" if adaptation.get("sha256") else "") + ".",
                     f"Licence of the starting weights: {weight_licence}."]
@@ -111,7 +111,7 @@ def card_sections(rundir: RunDir, trained, spec, model_json: dict, weight_licenc
         performance.tables.append((["site", primary, "CI low", "CI high", "cases", "patients"],
                                    [[site, v["metrics"][primary]["value"], *v["metrics"][primary]["ci95"],
                                      v["n_cases"], v["n_patients"]] for site, v in per_site.items()]))
-    if trained.task == "classification" and "brier" in result["summary"]:
+    if trained.task.uses_label and "brier" in result["summary"]:
         performance.paragraphs.append(
             f"Calibration: Brier {_number(result['summary']['brier']['pooled'])}, expected calibration error "
             f"{_number(result['summary']['ece']['pooled'])} (10 bins); see the run's report for the reliability plot.")

@@ -6,17 +6,18 @@ import json
 from pathlib import Path
 
 from ..errors import InputError
+from ..models.trained import Member, TrainedRun
 from ..plumbing.hashing import sha256_file
-from ..predict.trained import Member, TrainedRun
+from ..rundir import ExportDir
 from .networks import load_network
 from .spec import read_spec
 
-MODEL_JSON = "model.json"
+MODEL_JSON = "model.json"  # ExportDir.model_json's name
 
 
 def is_export_dir(path: str | Path) -> bool:
     """Whether ``path`` is a folder written by ``medtl export``."""
-    return (Path(path) / MODEL_JSON).is_file() and (Path(path) / "preprocessing.json").is_file()
+    return ExportDir(Path(path)).is_export()
 
 
 class ExportedRun(TrainedRun):
@@ -26,11 +27,11 @@ class ExportedRun(TrainedRun):
 
     def config_sha256(self) -> str:
         """The export's preprocessing contract identifies a predict job's models' preprocessing."""
-        return sha256_file(self.path / "preprocessing.json")
+        return sha256_file(ExportDir(self.path).spec)
 
     def build_models(self, device) -> list:
         """Every exported member, on onnxruntime (CUDA provider on a CUDA device when present) or torch."""
-        dense = self.task == "segmentation"
+        dense = self.task.uses_mask
         threads = self.config.train.threads
         return [load_network(m.path, dense, device, threads) for m in self.members]
 
@@ -38,8 +39,8 @@ class ExportedRun(TrainedRun):
 def load_export_dir(path: str | Path) -> ExportedRun:
     """Open an export folder (``medtl export --out DIR``), checking every network file against model.json."""
     path = Path(path)
-    spec = read_spec(path / "preprocessing.json")
-    model = json.loads((path / MODEL_JSON).read_text())
+    spec = read_spec(ExportDir(path).spec)
+    model = json.loads(ExportDir(path).model_json.read_text())
     if model.get("format") != "onnx":
         raise InputError(f"export {path} holds torch.export programs; loading one unpickles its weights (it could "
                          "run code), so medtl predict runs ONNX exports only: export with --format onnx")

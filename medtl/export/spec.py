@@ -57,8 +57,9 @@ class PreprocessingSpec(BaseModel):
                            where="preprocessing.json", check_paths=False)
 
 
-def describe_steps(data: DataConfig, task: str) -> list[str]:
-    """The preprocessing of ``data`` in words, in order (what ``preprocess_pipeline`` does)."""
+def describe_steps(data: DataConfig, dense: bool) -> list[str]:
+    """The preprocessing of ``data`` in words, in order (what ``preprocess_pipeline`` does); ``dense``: the
+    network predicts a label map (segmentation), so a native-extent image is covered by sliding windows."""
     steps = ["load the image with medtl's readers: DICOM series/multi-frame sorted by position and rescaled "
              "(slope/intercept, MONOCHROME1 inverted), NIfTI/NRRD/MHA, PNG/JPEG/TIFF as gray; array (1, *spatial)"]
     if data.dims == 3 and data.spacing:
@@ -75,7 +76,7 @@ def describe_steps(data: DataConfig, task: str) -> list[str]:
         steps.append(f"crop or pad (edge values) the centre {data.patch_size}")
     elif data.roi == "mask":
         steps.append(f"crop {data.patch_size} around the centre of the mask's bounding box (needs the mask)")
-    elif task == "segmentation":
+    elif dense:
         steps.append(f"keep the native extent; run the network on {data.patch_size} sliding windows (overlap "
                      f"{data.sliding_window.overlap}, {data.sliding_window.blend} blending, sigma scale "
                      f"{data.sliding_window.sigma_scale}, replicate padding; MONAI sliding_window_inference)")

@@ -153,7 +153,7 @@ def create_model(backbone: str, *, dims: int, num_classes: int | dict[str, int],
     source = "none" if pretrained in (None, "none", "") else str(pretrained)
     weight = WEIGHT_FILES[spec.source_for(source, dims)] if source in ("imagenet", "medicalnet") else None
     net = spec.builder(dims, in_channels, **dict(weight.arch if weight else ()))
-    if task == "multitask":
+    if task_kinds:  # several heads (task: multitask)
         if not task_kinds or set(task_kinds) != set(num_classes):
             raise ConfigError("a multitask model needs task_kinds and num_classes for the same tasks")
         head = MultiTaskHead({name: HEADS.get(kind, "head kind")(spec.feature_channels, num_classes[name], dims,

@@ -25,9 +25,10 @@ from ..config import Config
 from ..errors import InputError, MedtlError
 from ..io.reasons import Reason
 from ..models.sliding import network_logits
+from ..models.trained import TrainedRun
 from ..plumbing.atomic import remove_orphan_temps, write_csv, write_json
 from ..plumbing.progress import progress_bar
-from ..tasks import get_task
+from ..rundir import PredictDir
 from .explaining import (
     check_explain,
     explained_class_names,
@@ -40,7 +41,6 @@ from .items import SKIPPED_COLUMNS, PredictInputs, PredictItem, shard_of
 from .journal import Journal
 from .loading import ItemDataset, collate_items, quiet_worker
 from .outcome import segmentation_record
-from .trained import TrainedRun
 
 log = logging.getLogger("medtl")
 
@@ -101,7 +101,7 @@ def _job_identity(trained: TrainedRun, inputs: PredictInputs, options: PredictOp
 
 
 def _check_job(out: Path, identity: dict) -> None:
-    path = out / "job.json"
+    path = PredictDir(out).job
     if path.exists():
         previous = json.loads(path.read_text())
         differs = sorted(k for k in identity if previous.get(k) != identity[k])
@@ -139,15 +139,6 @@ def _member_probabilities(models: list, images: torch.Tensor, device: torch.devi
     return {name: torch.stack(values).numpy() for name, values in outputs.items()}
 
 
-def _heads(trained: TrainedRun) -> dict[str, tuple[str, list[str], int]]:
-    """``{task: (kind, class names, classes)}``; a single-task run's one task is named ``""``."""
-    if trained.task_kinds:
-        return {name: (kind, trained.class_names[name], trained.num_classes[name])
-                for name, kind in trained.task_kinds.items()}
-    kind = "segmentation" if dense_output(trained) else "classification"
-    return {"": (kind, trained.class_names, trained.num_classes)}
-
-
 def _explained(trained: TrainedRun, options: PredictOptions, outputs: dict, models: list, images: torch.Tensor,
                device: torch.device) -> tuple[str | None, np.ndarray | None, list[int]]:
     """``(explained task, maps, classes)``: explanation maps of the batch (``None`` without ``--explain``)."""
@@ -176,9 +167,9 @@ def _process_batch(batch: list[dict], todo: list[PredictItem], models: list, tra
                   "label": item.label}
         if loaded.get("pixel_hash"):
             record["pixel_hash"] = loaded["pixel_hash"]  # evaluate: is this image one the run trained on?
-        for name, (kind, names, count) in _heads(trained).items():
+        for name, (task, names, count) in trained.heads().items():
             members = outputs[name][:, i]
-            if kind == "classification":
+            if not task.uses_mask:
                 entry = {"probs": members.mean(axis=0).tolist(), "member_probs": members.tolist()}
                 if maps is not None and name == explained:
                     entry.update(explain_file=write_explanation(item.key, loaded, maps[i], out, options.explain),
@@ -221,61 +212,13 @@ def _batches(loader):
                          f"skipped as {Reason.LOADER_CRASHED.name}") from exc
 
 
-_MASK_COLUMNS = ["shape", "foreground_voxels", "foreground_mm", "mask_file", "seg_file", "prob_files"]
-
-
-def dense_output(trained: TrainedRun) -> bool:
-    """Whether the run's task predicts a label map (written as mask files) rather than class probabilities."""
-    return get_task(trained.task).uses_mask
-
-
-def _task_values(entry: dict, kind: str, names: list[str], count: int, truth: bool) -> dict:
-    """One task's columns of a multitask predictions.csv row (unprefixed)."""
-    if kind == "segmentation":
-        values = {k: entry[k] for k in _MASK_COLUMNS}
-        if truth:
-            values.update(entry.get("metrics", {}))
-        return values
-    values = {f"prob_{name}": round(p, 6) for name, p in zip(names, entry["probs"])}
-    values["predicted"] = names[int(np.argmax(entry["probs"]))]
-    if truth:
-        values["label"] = entry.get("label") or ""
-    if "explain_file" in entry:
-        values.update(explain_file=entry["explain_file"], explained_class=entry["explained_class"])
-    return values
-
-
-def _task_columns(kind: str, names: list[str], truth: bool, explain: bool) -> list[str]:
-    if kind == "segmentation":
-        from ..tasks import get_task
-
-        return _MASK_COLUMNS + (get_task("segmentation").result_columns(names) if truth else [])
-    return ([f"prob_{n}" for n in names] + ["predicted"] + (["label"] if truth else []) +
-            (["explained_class", "explain_file"] if explain else []))
 
 
 def _prediction_row(record: dict, trained: TrainedRun, key_column: str, with_files: bool, truth: bool) -> dict:
     row = {key_column: record["key"], "patient_key": record["patient_key"]}
     if with_files:
         row["n_files"] = record["n_files"]
-    if trained.task_kinds:  # multitask: each task's columns, prefixed with its name
-        for name, (kind, names, count) in _heads(trained).items():
-            values = _task_values(record["tasks"][name], kind, names, count, truth)
-            row.update({f"{name}.{k}": v for k, v in values.items()})
-        row.update(model_id=trained.model_id, status=record["status"], reasons=record["reasons"])
-        return row
-    if dense_output(trained):
-        row.update({k: record[k] for k in _MASK_COLUMNS})
-    else:
-        probs = record["probs"]
-        row.update({f"prob_{name}": round(p, 6) for name, p in zip(trained.class_names, probs)})
-        row["predicted"] = trained.class_names[int(np.argmax(probs))]
-        if "explain_file" in record:
-            row.update(explain_file=record["explain_file"], explained_class=record["explained_class"])
-    if truth:
-        row["label"] = "mask" if dense_output(trained) else record["label"]
-        if dense_output(trained):
-            row.update({k: record["metrics"][k] for k in get_task(trained.task).result_columns(trained.class_names)})
+    row.update(trained.task.prediction_values(record, trained.class_names, truth))
     row.update(model_id=trained.model_id, status=record["status"], reasons=record["reasons"])
     return row
 
@@ -285,18 +228,7 @@ def prediction_columns(trained: TrainedRun, key_column: str, with_files: bool, t
     """Columns of ``predictions.csv`` for this run's task and input kind (``explained``: the multitask head
     whose explanation maps were written)."""
     columns = [key_column, "patient_key"] + (["n_files"] if with_files else [])
-    if trained.task_kinds:
-        for name, (kind, names, _) in _heads(trained).items():
-            columns += [f"{name}.{c}" for c in _task_columns(kind, names, truth, explain and name == explained)]
-        return columns + ["model_id", "status", "reasons"]
-    if dense_output(trained):
-        columns += _MASK_COLUMNS
-    else:
-        columns += [f"prob_{n}" for n in trained.class_names] + ["predicted"]
-        columns += ["explained_class", "explain_file"] if explain else []
-    if truth:
-        columns += ["label"] + (get_task(trained.task).result_columns(trained.class_names) if dense_output(trained)
-                                else [])
+    columns += trained.task.prediction_columns(trained.class_names, truth, explain, explained)
     return columns + ["model_id", "status", "reasons"]
 
 
@@ -313,8 +245,8 @@ def predict_items(trained: TrainedRun, inputs: PredictInputs, out: str | Path, o
         log.info("removed temporary files left by an interrupted run in %s", out)
     shard, count = options.shard
     items = [item for item in inputs.items if shard_of(item.key, count) == shard]
-    journal = Journal(out / "journal.jsonl")
-    marks = InflightMarks(out / "inflight")
+    journal = Journal(PredictDir(out).journal)
+    marks = InflightMarks(PredictDir(out).inflight)
     suspects = _skip_crashing(items, journal, marks)
     marks_before = marks.suspects()
     todo = [item for item in items if item.key not in journal]
@@ -368,10 +300,11 @@ def _finish(trained: TrainedRun, inputs: PredictInputs, out: Path, options: Pred
                          "detail": record["detail"]} for key in inputs_of]
     columns = prediction_columns(trained, inputs.key_column, with_files, truth, bool(options.explain),
                                  explained_task(trained, options) if options.explain else None)
-    write_csv(out / "predictions.csv", columns, rows)
-    write_csv(out / "skipped.csv", SKIPPED_COLUMNS, skipped)
+    folder = PredictDir(out)
+    write_csv(folder.predictions, columns, rows)
+    write_csv(folder.skipped, SKIPPED_COLUMNS, skipped)
     summary = _summary(trained, inputs, options, items, records, rows, skipped, n_new, elapsed, device)
-    write_json(out / "predict.json", summary)
+    write_json(folder.summary, summary)
     return PredictOutcome(out, usable, rows, skipped, summary)
 
 

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..models.trained import TrainedRun
 from ..plumbing.paths import contained, safe_stem
 from .resample import to_original_grid
-from .trained import TrainedRun
 from .writers import write_nifti_atomic
 
 METHODS = ("gradcam", "occlusion")
@@ -29,7 +29,7 @@ def check_explain(trained: TrainedRun, options) -> None:
         raise InputError(f"--explain {options.explain}: use one of {', '.join(METHODS)}")
     kinds = trained.task_kinds
     if kinds:
-        classifying = [name for name, kind in kinds.items() if kind == "classification"]
+        classifying = [name for name, (task, _, _) in trained.heads().items() if task.uses_label]
         if not classifying:
             raise InputError("--explain maps explain a classification head; this multitask model has none")
         if options.explain_task is not None and options.explain_task not in classifying:
@@ -37,7 +37,7 @@ def check_explain(trained: TrainedRun, options) -> None:
                              f"({', '.join(classifying)})")
     elif options.explain_task is not None:
         raise InputError("--explain-task applies to multitask runs; this run has one task")
-    elif trained.task != "classification":
+    elif not trained.task.uses_label:
         raise InputError("--explain maps explain a classification; for segmentation the mask and "
                          "--probability-maps already show where")
     if not trained.config.data.fixed_size:
@@ -57,7 +57,7 @@ def explained_task(trained: TrainedRun, options) -> str | None:
     kinds = trained.task_kinds
     if not kinds:
         return None
-    return options.explain_task or next(name for name, kind in kinds.items() if kind == "classification")
+    return options.explain_task or next(name for name, (task, _, _) in trained.heads().items() if task.uses_label)
 
 
 def explained_class_names(trained: TrainedRun, options) -> list[str]:

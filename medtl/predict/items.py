@@ -96,13 +96,14 @@ def from_export(root: Path, workers: int | None, progress: bool) -> PredictInput
 
 def read_inputs(source: str | Path, task: str, targets: bool = False, workers: int | None = None,
                 progress: bool = True, tasks=()) -> PredictInputs:
-    """A manifest (``.csv``) or an export folder (scanned like ``medtl scan``)."""
+    """A manifest (``.csv``) or an export folder (scanned like ``medtl scan``); ``task`` is the config's task
+    name and ``tasks`` its ``tasks:`` (multitask)."""
     source = Path(source)
     if source.is_dir():
         if targets:
             from ..tasks import get_task
 
-            columns = [s.column for s in tasks] if task == "multitask" else [get_task(task).target_column]
+            columns = [s.column for s in tasks] if tasks else [get_task(task).target_column]
             raise InputError(f"{source} is a folder; evaluation needs a manifest CSV with the column(s) "
                              f"{', '.join(columns)}")
         return from_export(source, workers, progress)

@@ -53,7 +53,8 @@ def load_item(item: PredictItem, config: Config, truth: bool) -> dict:
     mask = None
     # the truth mask of a segmentation run, or the ROI a classification run crops around (data.roi: mask)
     # (a multitask case may have no truth mask: it is then not scored on the segmentation task)
-    if (truth and task_of(config).uses_mask and (config.task != "multitask" or item.mask is not None)) or \
+    task = task_of(config)
+    if (truth and task.uses_mask and (not task.is_composite or item.mask is not None)) or \
             (config.data.roi == "mask" and item.mask is not None):
         if not item.mask.exists():
             raise InputError(f"case {item.key}: mask file not found", "FILE_NOT_FOUND")

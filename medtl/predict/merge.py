@@ -17,9 +17,10 @@ from .._version import __version__
 from ..errors import InputError
 from ..plumbing.atomic import read_csv, write_csv, write_json
 from ..plumbing.paths import contained
+from ..rundir import PredictDir
 from .items import SKIPPED_COLUMNS
 
-_OUTPUT_FOLDERS = ("masks", "probs", "seg", "maps")
+_OUTPUT_FOLDERS = PredictDir.OUTPUT_FOLDERS
 
 
 def _load_shard(folder: Path) -> dict:
@@ -27,8 +28,8 @@ def _load_shard(folder: Path) -> dict:
         if not (folder / name).exists():
             raise InputError(f"{folder} is not a finished `medtl predict` folder (no {name}); finish that shard "
                              "by re-running its `medtl predict ... --shard I/N` command")
-    job = json.loads((folder / "job.json").read_text())
-    summary = json.loads((folder / "predict.json").read_text())
+    job = json.loads(PredictDir(folder).job.read_text())
+    summary = json.loads(PredictDir(folder).summary.read_text())
     if summary.get("unfinished"):
         raise InputError(f"shard {job['shard']} in {folder} has {summary['unfinished']} unfinished item(s); "
                          "re-run its command to finish it")
@@ -103,8 +104,9 @@ def merge_shards(folders: list[str | Path], out: str | Path) -> dict:
                 for name in filter(None, (row.get(column) or "").split(";")):
                     _link_or_copy(shard["folder"], out, name)
     skipped = [row for shard in shards for row in shard["skipped"]]
-    write_csv(out / "predictions.csv", columns, rows)
-    write_csv(out / "skipped.csv", SKIPPED_COLUMNS, skipped)
+    folder = PredictDir(out)
+    write_csv(folder.predictions, columns, rows)
+    write_csv(folder.skipped, SKIPPED_COLUMNS, skipped)
     summaries = [s["summary"] for s in shards]
     summary = {"medtl_version": __version__, "merged_from": [s["job"]["shard"] for s in shards], "shards": count,
                "model_id": summaries[0]["model_id"], "input_kind": summaries[0]["input_kind"],
@@ -118,6 +120,6 @@ def merge_shards(folders: list[str | Path], out: str | Path) -> dict:
                              " was the export folder changed between shard runs? re-run the shards")
         summary.update(files_found=files, files_predicted=sum(s["files_predicted"] for s in summaries),
                        files_skipped=len(skipped))
-    write_json(out / "predict.json", summary)
-    write_json(out / "job.json", {**shards[0]["job"], "shard": f"merged 1..{count}"})
+    write_json(folder.summary, summary)
+    write_json(folder.job, {**shards[0]["job"], "shard": f"merged 1..{count}"})
     return summary

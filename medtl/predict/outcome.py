@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..models.trained import TrainedRun
 from ..plumbing.paths import contained, safe_stem
 from .resample import labels_on_original_grid
-from .trained import TrainedRun
 from .writers import write_nifti_atomic
 
 log = logging.getLogger("medtl")

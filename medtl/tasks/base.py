@@ -21,7 +21,8 @@ class Task(ABC):
     target_column: str = ""  # manifest column holding the target
     primary_metric: str = ""
     metric_names: tuple[str, ...] = ()
-    uses_mask: bool = False  # targets are masks (loaded and augmented with the image)
+    uses_mask: bool = False  # targets are masks (loaded and augmented with the image); predictions are label maps
+    uses_label: bool = False  # targets are class labels; predictions are class probabilities (explainable)
     needs_all_classes_per_fold: bool = False  # every validation fold must hold every class
     min_classes: int = 1  # distinct labels a training manifest needs
     is_composite: bool = False  # several tasks on one encoder (``MultiTask``): results per task
@@ -133,6 +134,37 @@ class Task(ABC):
 
     def save_overlays(self, path, cases: Sequence[Any], outputs: dict[int, np.ndarray]) -> None:
         """Store what the report draws over images, from ``{case index: output}`` (nothing by default)."""
+
+    # --- prediction on new data (medtl predict / evaluate / export) -----------------------------------------
+
+    head_description: str = ""  # the head in words (model card)
+
+    def heads(self, class_names, num_classes) -> dict[str, tuple["Task", Any, Any]]:
+        """``{head name: (task, class names, classes)}``; a single task's one head is named ``""``."""
+        return {"": (self, class_names, num_classes)}
+
+    def prediction_columns(self, class_names, truth: bool, explain: bool, explained: str | None = None) -> list[str]:
+        """The task's columns of ``medtl predict``'s ``predictions.csv`` (``truth``: evaluate's scored columns;
+        ``explain``: explanation maps written; ``explained``: the multitask head they explain)."""
+        return self.head_columns(class_names, truth, explain)
+
+    def prediction_values(self, record: dict, class_names, truth: bool) -> dict:
+        """The values of ``prediction_columns`` for one predicted case (``record``: the engine's journal entry)."""
+        return self.head_values(record, class_names, truth)
+
+    @abstractmethod
+    def head_columns(self, class_names, truth: bool, explain: bool) -> list[str]:
+        """This task's prediction columns as one head (unprefixed)."""
+
+    @abstractmethod
+    def head_values(self, entry: dict, class_names, truth: bool) -> dict:
+        """This task's prediction values as one head, from its journal ``entry``."""
+
+    @abstractmethod
+    def external_row(self, entry: dict, class_names, label) -> tuple[dict, list[dict]] | None:
+        """``(row, one row per fold model)`` of a predicted case for ``medtl evaluate``'s metrics, the values only
+        (keys are added by the caller); ``None`` when the case carries no target for this task. ``label``: the
+        manifest's label of the case (classification)."""
 
     # --- reports -----------------------------------------------------------------------------------------
 

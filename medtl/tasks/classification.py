@@ -27,6 +27,8 @@ class ClassificationTask(Task):
     metric_names = CLASSIFICATION_METRICS
     needs_all_classes_per_fold = True
     min_classes = 2
+    uses_label = True
+    head_description = "linear classification head"
 
     def num_classes(self, class_names: Sequence[str], cases: Sequence[Any]) -> int:
         return len(class_names)
@@ -57,6 +59,43 @@ class ClassificationTask(Task):
 
     def result_columns(self, class_names: Sequence[str]) -> list[str]:
         return [f"prob_{n}" for n in class_names]
+
+    def prediction_columns(self, class_names, truth: bool, explain: bool, explained: str | None = None) -> list[str]:
+        return ([f"prob_{n}" for n in class_names] + ["predicted"] +
+                (["explained_class", "explain_file"] if explain else []) + (["label"] if truth else []))
+
+    def prediction_values(self, record: dict, class_names, truth: bool) -> dict:
+        values = self._probabilities(record, class_names)
+        if "explain_file" in record:
+            values.update(explain_file=record["explain_file"], explained_class=record["explained_class"])
+        if truth:
+            values["label"] = record["label"]
+        return values
+
+    def head_columns(self, class_names, truth: bool, explain: bool) -> list[str]:
+        return ([f"prob_{n}" for n in class_names] + ["predicted"] + (["label"] if truth else []) +
+                (["explained_class", "explain_file"] if explain else []))
+
+    def head_values(self, entry: dict, class_names, truth: bool) -> dict:
+        values = self._probabilities(entry, class_names)
+        if truth:
+            values["label"] = entry.get("label") or ""
+        if "explain_file" in entry:
+            values.update(explain_file=entry["explain_file"], explained_class=entry["explained_class"])
+        return values
+
+    @staticmethod
+    def _probabilities(entry: dict, class_names) -> dict:
+        values = {f"prob_{name}": round(p, 6) for name, p in zip(class_names, entry["probs"])}
+        values["predicted"] = class_names[int(np.argmax(entry["probs"]))]
+        return values
+
+    def external_row(self, entry: dict, class_names, label) -> tuple[dict, list[dict]] | None:
+        if label is None:
+            return None
+        base = {"label_index": class_names.index(label)}
+        return ({**base, **{f"prob_{n}": p for n, p in zip(class_names, entry["probs"])}},
+                [{**base, **{f"prob_{n}": p for n, p in zip(class_names, probs)}} for probs in entry["member_probs"]])
 
     def fold_metrics(self, rows: Sequence[dict], class_names: Sequence[str]) -> dict[str, float]:
         return classification_metrics(*_labels_and_probs(rows, class_names))

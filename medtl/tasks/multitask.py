@@ -58,6 +58,7 @@ class MultiTask(Task):
 
     name = "multitask"
     is_composite = True
+    head_description = "one head per task on the shared encoder"
     head = "multitask"
     target_column = ""
     row_key_columns = ("task",)
@@ -118,6 +119,24 @@ class MultiTask(Task):
 
     def loss_facts(self, loss) -> dict[str, float]:
         return loss.epoch_facts()
+
+    def heads(self, class_names: dict, num_classes: dict) -> dict:
+        return {name: (task, class_names[name], num_classes[name]) for name, task in self.tasks.items()}
+
+    def prediction_columns(self, class_names: dict, truth: bool, explain: bool, explained: str | None = None
+                           ) -> list[str]:
+        """Each task's head columns, prefixed with its name (``nodule.prob_1``, ``lesion.mask_file``)."""
+        return [f"{name}.{column}" for name, task in self.tasks.items()
+                for column in task.head_columns(class_names[name], truth, explain and name == explained)]
+
+    def prediction_values(self, record: dict, class_names: dict, truth: bool) -> dict:
+        return {f"{name}.{k}": v for name, task in self.tasks.items()
+                for k, v in task.head_values(record["tasks"][name], class_names[name], truth).items()}
+
+    def _not_one_head(self, *args, **kwargs):
+        raise TypeError("a multi-task model is not one head: ask each of its tasks (heads())")
+
+    head_columns = head_values = external_row = _not_one_head
 
     def outputs(self, logits: dict) -> list[dict[str, np.ndarray]]:
         """Per case: ``{task: class probabilities or label map}``."""

@@ -27,6 +27,10 @@ def _mean(values: np.ndarray) -> float:
     return float(finite.mean()) if finite.size else math.nan
 
 
+# what medtl predict writes about each predicted mask (besides the scores, when the truth is known)
+MASK_OUTPUT_COLUMNS = ["shape", "foreground_voxels", "foreground_mm", "mask_file", "seg_file", "prob_files"]
+
+
 class SegmentationTask(Task):
     """A label mask per case (the manifest's ``mask`` column); class 0 is background."""
 
@@ -37,6 +41,7 @@ class SegmentationTask(Task):
     metric_names = ("dice", "iou", "hd95", "empty_fp_rate", "dice_all")
     uses_mask = True
     min_classes = 0  # the target is the mask: a manifest needs no label column
+    head_description = "U-Net decoder"
 
     def check_cases(self, cases: Sequence[Any], where: str) -> None:
         if cases and not any(case.mask is not None and case.mask.any() for case in cases):
@@ -65,6 +70,30 @@ class SegmentationTask(Task):
 
     def result_columns(self, class_names: Sequence[str]) -> list[str]:
         return list(SEGMENTATION_CASE_COLUMNS)
+
+    def prediction_columns(self, class_names, truth: bool, explain: bool, explained: str | None = None) -> list[str]:
+        return MASK_OUTPUT_COLUMNS + (["label", *self.result_columns(class_names)] if truth else [])
+
+    def prediction_values(self, record: dict, class_names, truth: bool) -> dict:
+        values = {k: record[k] for k in MASK_OUTPUT_COLUMNS}
+        if truth:
+            values["label"] = "mask"
+            values.update({k: record["metrics"][k] for k in self.result_columns(class_names)})
+        return values
+
+    def head_columns(self, class_names, truth: bool, explain: bool) -> list[str]:
+        return MASK_OUTPUT_COLUMNS + (self.result_columns(class_names) if truth else [])
+
+    def head_values(self, entry: dict, class_names, truth: bool) -> dict:
+        values = {k: entry[k] for k in MASK_OUTPUT_COLUMNS}
+        if truth:
+            values.update(entry.get("metrics", {}))
+        return values
+
+    def external_row(self, entry: dict, class_names, label) -> tuple[dict, list[dict]] | None:
+        if "metrics" not in entry:  # no truth mask for this case
+            return None
+        return dict(entry["metrics"]), [dict(m) for m in entry["member_metrics"]]
 
     def fold_metrics(self, rows: Sequence[dict], class_names: Sequence[str]) -> dict[str, float]:
         index = np.arange(len(rows))

@@ -66,7 +66,9 @@ def sync_batchnorm(config, device: torch.device) -> bool:
         return False
     if config.train.sync_bn is not None:
         return config.train.sync_bn
-    return config.task == "segmentation" or any(t.kind == "segmentation" for t in config.tasks)
+    from ..tasks import task_of
+
+    return task_of(config).uses_mask  # segmentation, or multitask with a segmentation task
 
 
 def wrap(model: torch.nn.Module, device: torch.device, some_heads_may_idle: bool = False) -> torch.nn.Module:

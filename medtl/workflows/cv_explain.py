@@ -20,6 +20,7 @@ from ..explain.gradcam import default_layer, gradcam_maps
 from ..explain.sanity import pointing_game, randomised_top, rank_correlations
 from ..io import load_volume
 from ..models.task_view import TaskLogits
+from ..tasks import get_task, task_of
 from ..tasks.multitask import task_rows
 from ..transforms.network_input import network_input
 
@@ -57,11 +58,11 @@ def _network_mask(run, case_id: str, config) -> np.ndarray | None:
 
 def explained_head(config) -> str | None:
     """The multitask head the report explains: the arm's first classification task (``None``: single-task)."""
-    return next((t.name for t in config.tasks if t.kind == "classification"), None)
+    return next((t.name for t in config.tasks if get_task(t.kind).uses_label), None)
 
 
 def _arm_explanations(run, arm: str) -> tuple[dict, str]:
-    from ..predict.trained import load_trained_run
+    from ..models.trained import load_trained_run
 
     config = run.arms[arm].config
     first = run.rundir.folds(arm)[0]
@@ -111,14 +112,15 @@ def _arm_explanations(run, arm: str) -> tuple[dict, str]:
 def explanation_summary(run) -> dict | None:
     """``metrics.json["explanations"]`` and ``run.explanations`` (figures), or ``None`` where maps do not apply."""
     config = run.config
-    if config.task == "segmentation" or not config.explain.report:
+    task = task_of(config)
+    if not (task.uses_label or task.is_composite) or not config.explain.report:  # maps explain class scores
         return None
     out = {"method": "gradcam", "arms": {}}
     for arm in run.arms:
         arm_config = run.arms[arm].config
         if not arm_config.data.fixed_size or not run.rundir.folds(arm):
             continue
-        if arm_config.task == "multitask" and explained_head(arm_config) is None:
+        if task_of(arm_config).is_composite and explained_head(arm_config) is None:
             continue  # e.g. the segmentation task's control arm
         try:
             out["arms"][arm], run.explanations[arm] = _arm_explanations(run, arm)

@@ -18,9 +18,9 @@ from ..tasks.multitask import task_folds, task_rows
 
 def primary_view(config, class_names) -> tuple[str, Callable[[list[dict]], list[dict]], list[str]]:
     """``(task kind, rows -> its rows, class names)`` of the run's task, or of a multi-task run's first task."""
-    if config.task != "multitask":
-        return config.task, lambda rows: list(rows), class_names
     multi = task_of(config)
+    if not multi.is_composite:
+        return multi.name, lambda rows: list(rows), class_names
     name = multi.primary_task
     return multi.kinds[name], lambda rows: task_rows(rows, name), class_names[name]
 

@@ -18,7 +18,7 @@ from ..errors import InputError
 from ..evaluate.sites import site_metrics
 from ..evaluate.summary import arm_summary
 from ..plumbing.atomic import write_json
-from ..rundir import RunDir
+from ..rundir import PredictDir, RunDir
 from ..tasks import task_of
 from ..tasks.multitask import task_folds, task_rows
 from .cv_tasks import primary_view
@@ -51,40 +51,21 @@ def _patient_keys(records: list[dict], warnings: list[str]) -> list[str]:
     return [r["patient_key"] or f"case:{r['key']}" for r in records]
 
 
-def _rows(trained, records: list[dict], patients: list[str], labels: list[int] | None):
-    names = trained.class_names
+def _external_rows(trained, records: list[dict], patients: list[str]):
+    """``(rows, {fold model: rows})`` for the metrics: each case on each head whose target the manifest gives it
+    (a multitask row carries a ``task`` column); the values come from the head's ``Task``."""
     rows, member_rows = [], {m.name: [] for m in trained.members}
-    for i, record in enumerate(records):
-        base = {"case_id": record["key"], "patient_key": patients[i]}
-        if labels is not None:
-            base["label_index"] = labels[i]
-            rows.append({**base, **{f"prob_{n}": p for n, p in zip(names, record["probs"])}})
-            for member, probs in zip(trained.members, record["member_probs"]):
-                member_rows[member.name].append({**base, **{f"prob_{n}": p for n, p in zip(names, probs)}})
-        else:
-            rows.append({**base, **record["metrics"]})
-            for member, metrics in zip(trained.members, record["member_metrics"]):
-                member_rows[member.name].append({**base, **metrics})
-    return rows, member_rows
-
-
-def _multitask_rows(trained, records: list[dict], patients: list[str]):
-    """Rows with a ``task`` column: a case is scored on each task whose target the manifest gives it."""
-    rows, member_rows = [], {m.name: [] for m in trained.members}
-    for name, kind in trained.task_kinds.items():
-        names = trained.class_names[name]
+    for name, (task, names, _) in trained.heads().items():
         for i, record in enumerate(records):
-            entry = record["tasks"][name]
-            base = {"case_id": record["key"], "patient_key": patients[i], "task": name}
-            if kind == "classification" and entry.get("label") is not None:
-                base["label_index"] = names.index(entry["label"])
-                rows.append({**base, **{f"prob_{n}": p for n, p in zip(names, entry["probs"])}})
-                for member, probs in zip(trained.members, entry["member_probs"]):
-                    member_rows[member.name].append({**base, **{f"prob_{n}": p for n, p in zip(names, probs)}})
-            elif kind == "segmentation" and "metrics" in entry:
-                rows.append({**base, **entry["metrics"]})
-                for member, metrics in zip(trained.members, entry["member_metrics"]):
-                    member_rows[member.name].append({**base, **metrics})
+            entry = record["tasks"][name] if name else record
+            scored = task.external_row(entry, names, entry.get("label"))
+            if scored is None:
+                continue
+            row, per_member = scored
+            base = {"case_id": record["key"], "patient_key": patients[i], **({"task": name} if name else {})}
+            rows.append({**base, **row})
+            for member, values in zip(trained.members, per_member):
+                member_rows[member.name].append({**base, **values})
     return rows, member_rows
 
 
@@ -119,21 +100,21 @@ def evaluate_run(run_dir: str | Path, manifest: str | Path, out: str | Path, opt
                  fold: int | None = None) -> ExternalResult:
     """Predict ``manifest`` with the run's models into ``out`` and write metrics.json and report.html."""
     from ..evaluate.external_report import write_external_report
+    from ..models.trained import load_trained_run
     from ..predict.engine import predict_items
     from ..predict.items import read_inputs
-    from ..predict.trained import load_trained_run
 
     if options.shard != (1, 1):
         raise InputError("evaluate scores the whole manifest; --shard is for `medtl predict`")
     trained = load_trained_run(run_dir, arm=arm, fold=fold)
     task = task_of(trained.config)
     manifest = Path(manifest)
-    inputs = read_inputs(manifest, trained.task, targets=True, progress=options.progress, tasks=trained.config.tasks)
-    if task.target_column == "label":
-        _check_labels({i.label for i in inputs.items}, trained.class_names, manifest)
-    for name, kind in trained.task_kinds.items():
-        if kind == "classification":
-            _check_labels({i.labels.get(name) for i in inputs.items} - {None}, trained.class_names[name], manifest)
+    inputs = read_inputs(manifest, trained.task_name, targets=True, progress=options.progress,
+                         tasks=trained.config.tasks)
+    for name, (head, names, _) in trained.heads().items():
+        if head.uses_label:
+            labels = {i.labels.get(name) for i in inputs.items} - {None} if name else {i.label for i in inputs.items}
+            _check_labels(labels, names, manifest)
     outcome = predict_items(trained, inputs, out, options, truth=True)
     records = outcome.records
     if not records:
@@ -151,8 +132,8 @@ def evaluate_run(run_dir: str | Path, manifest: str | Path, out: str | Path, opt
                         "training images was not checked")
     patients = _patient_keys(records, warnings)
     config = trained.config
-    if trained.task_kinds:
-        rows, member_rows = _multitask_rows(trained, records, patients)
+    if task.is_composite:
+        rows, member_rows = _external_rows(trained, records, patients)
         fold_records = [_member_record(trained, m, member_rows[m.name]) for m in trained.members]
         tasks = _task_summaries(trained, fold_records, rows)
         primary = tasks[task.primary_task]
@@ -162,13 +143,12 @@ def evaluate_run(run_dir: str | Path, manifest: str | Path, out: str | Path, opt
         summary = {"summary": primary["summary"], "folds": primary["folds"]}
         head = {"primary_task": task.primary_task, "primary_metric": primary["primary_metric"], "tasks": tasks}
     else:
-        labels = [trained.class_names.index(r["label"]) for r in records] if task.target_column == "label" else None
-        rows, member_rows = _rows(trained, records, patients, labels)
+        rows, member_rows = _external_rows(trained, records, patients)
         fold_records = [_member_record(trained, m, member_rows[m.name]) for m in trained.members]
-        summary = arm_summary(trained.task, fold_records, rows, trained.class_names, config.cv.bootstrap,
+        summary = arm_summary(trained.task_name, fold_records, rows, trained.class_names, config.cv.bootstrap,
                               config.train.seed)
         head = {"primary_metric": task.primary_metric}
-    metrics = {"task": trained.task, **head, "main_arm": trained.arm,
+    metrics = {"task": trained.task_name, **head, "main_arm": trained.arm,
                "summary": summary["summary"], "folds": summary["folds"], "arms": {trained.arm: summary},
                "comparisons": [], "external": True, "model_id": trained.model_id,
                "ensemble_of": [m.name for m in trained.members], "class_names": trained.class_names,
@@ -188,7 +168,7 @@ def evaluate_run(run_dir: str | Path, manifest: str | Path, out: str | Path, opt
                             "comparisons": [], "shift_check": [],
                             "shift_check_note": "not computed for external validation"}
     out = Path(out)
-    write_json(out / "metrics.json", metrics)
+    write_json(PredictDir(out).metrics, metrics)
     result = ExternalResult(out, metrics, rows, member_rows, trained.class_names, warnings)
     write_external_report(result, trained)
     return result

@@ -28,12 +28,12 @@ from ..export.networks import FORMATS, OPSET, load_network, write_network
 from ..export.parity import Parity, compare_outputs
 from ..export.spec import NetworkIO, PreprocessingSpec, describe_steps, write_spec
 from ..models.backbones import get_backbone_spec
+from ..models.trained import TrainedRun, load_trained_run
 from ..models.weights import WEIGHT_FILES
 from ..plumbing.atomic import write_atomic, write_json
 from ..plumbing.hashing import sha256_file
 from ..plumbing.progress import progress_bar
-from ..predict.trained import TrainedRun, load_trained_run
-from ..rundir import RunDir
+from ..rundir import ExportDir, RunDir
 
 log = logging.getLogger("medtl")
 
@@ -60,14 +60,14 @@ def build_spec(trained: TrainedRun) -> PreprocessingSpec:
     config = trained.config
     data = config.data.model_dump(mode="json", exclude={"manifest", "augment", "patches_per_case",
                                                         "foreground_ratio", "resample_mask"})
-    dense = trained.task == "segmentation"
+    dense = trained.task.uses_mask
     geometry = ("Segmentation: softmax over classes, mean over members, argmax; the label map is interpolated from "
                 "the network grid back onto the input's original grid (same shape, spacing, origin, direction) "
                 "through the two index-to-world affines, as medtl predict writes masks." if dense else
                 "Classification: softmax over classes, mean over members; one probability per class in "
                 "class_names order.")
-    return PreprocessingSpec(task=trained.task, class_names=trained.class_names, data=data,
-                             steps=describe_steps(config.data, trained.task),
+    return PreprocessingSpec(task=trained.task_name, class_names=trained.class_names, data=data,
+                             steps=describe_steps(config.data, dense),
                              normalisation={"subtrahend": 0.449, "divisor": 0.226},
                              network=NetworkIO(input_shape=["batch", 1, *_input_shape(trained)],
                                                output="voxel_logits" if dense else "class_logits",
@@ -104,7 +104,7 @@ def _starting_weights_licence(trained: TrainedRun) -> str:
     return "the researcher's own source model (see the source stage below): the licence of its data applies"
 
 
-EXPORT_FILES = ("model.json", "model_card.md", "model_card.html", "preprocessing.json", "preprocessing.schema.json")
+EXPORT_FILES = ExportDir.FILES
 
 
 def _previous_export(out: Path) -> list[str]:
@@ -132,7 +132,7 @@ def export_run(run_dir: str | Path, out: str | Path, fmt: str = "onnx", arm: str
     if fmt not in FORMATS:
         raise InputError(f"--format {fmt}: use one of {', '.join(FORMATS)}")
     trained = load_trained_run(run_dir, arm=arm, fold=fold)
-    if trained.task_kinds:
+    if trained.task.is_composite:
         raise InputError(f"arm '{trained.arm}' is a task: multitask model (its heads return one output per task); "
                          "export handles task: classification and segmentation runs so far: predict with the run "
                          "folder instead (medtl predict RUN INPUT --out DIR)")
@@ -140,7 +140,7 @@ def export_run(run_dir: str | Path, out: str | Path, fmt: str = "onnx", arm: str
     out = Path(out)
     created = not out.exists()
     previous = _previous_export(out)
-    staging = out / ".incomplete"
+    staging = ExportDir(out).staging
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     models = trained.build_models(torch.device("cpu"))
@@ -148,13 +148,13 @@ def export_run(run_dir: str | Path, out: str | Path, fmt: str = "onnx", arm: str
     members, parity = [], Parity(atol, rtol)
     try:
         spec = build_spec(trained)
-        write_spec(staging / "preprocessing.json", spec)
+        write_spec(ExportDir(staging).spec, spec)
         images = _validation_images(trained, rundir, max_cases, progress)
         with progress_bar("export and parity check", len(models), progress) as advance:
             for member, model in zip(trained.members, models):
                 file = f"{member.name}{FORMATS[fmt]}"
                 write_network(model, staging / file, fmt, example)
-                exported = load_network(staging / file, trained.task == "segmentation", torch.device("cpu"),
+                exported = load_network(staging / file, trained.task.uses_mask, torch.device("cpu"),
                                         written_now=True)
                 compare_outputs(member.name, model, exported, images[member.name], trained.config.data, parity,
                                 trained.config.train.batch_size)
@@ -176,16 +176,16 @@ def export_run(run_dir: str | Path, out: str | Path, fmt: str = "onnx", arm: str
     env = json.loads(rundir.env.read_text()) if rundir.env.exists() else {}
     model_json = {"medtl_version": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                   "format": fmt, "opset": OPSET if fmt == "onnx" else None, "model_id": trained.model_id,
-                  "arm": trained.arm, "task": trained.task, "class_names": trained.class_names,
+                  "arm": trained.arm, "task": trained.task_name, "class_names": trained.class_names,
                   "folds": [m["name"] for m in members], "ensemble": len(members) > 1, "members": members,
                   "data_sha256": env.get("data", {}).get("sha256"), "run_config_sha256": trained.config_sha256(),
                   "metrics": metrics["arms"][trained.arm]["summary"], "primary_metric": metrics["primary_metric"],
                   "parity": parity.summary()}
-    write_json(staging / "model.json", model_json)
+    write_json(ExportDir(staging).model_json, model_json)
     sections = card_sections(rundir, trained, spec, model_json, _starting_weights_licence(trained))
-    title = f"Model card: {trained.task} model {trained.model_id}"
-    write_atomic(staging / "model_card.md", render_markdown(title, sections))
-    write_atomic(staging / "model_card.html", render_html(title, sections))
+    title = f"Model card: {trained.task_name} model {trained.model_id}"
+    write_atomic(ExportDir(staging).card_md, render_markdown(title, sections))
+    write_atomic(ExportDir(staging).card_html, render_html(title, sections))
     for name in previous:  # a re-export replaces the old one whole: no network of it stays behind
         (out / name).unlink(missing_ok=True)
     for path in staging.iterdir():

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import InputError
+from ..models.trained import load_trained_run
 from ..predict.engine import PredictOptions, PredictOutcome, predict_items
 from ..predict.items import PredictInputs, read_inputs
-from ..predict.trained import load_trained_run
+from ..rundir import PredictDir
 
 
 def predict_run(run_dir: str | Path, source: str | Path, out: str | Path, options: PredictOptions,
@@ -29,7 +30,7 @@ def predict_run(run_dir: str | Path, source: str | Path, out: str | Path, option
     if trained.config.data.roi == "mask" and Path(source).is_dir():
         raise InputError(f"run {trained.path} classifies a region around each case's mask (data.roi: mask), and "
                          f"{source} is a folder without masks; predict from a manifest CSV with a mask column")
-    inputs = read_inputs(source, trained.task, targets=False, workers=options.workers, progress=options.progress,
+    inputs = read_inputs(source, trained.task_name, targets=False, workers=options.workers, progress=options.progress,
                          tasks=trained.config.tasks)
     return predict_items(trained, inputs, out, options), inputs
 
@@ -56,7 +57,7 @@ def predict_on_engine(run_dir: str | Path, source: str | Path, out: str | Path, 
     if options.shard[0] != 1 and count > 1:
         raise InputError("--shard I/N runs one shard here; with --executor give the number of shards with --shards N")
     out = Path(out)
-    folders = [out / "shards" / f"{i}of{count}" for i in range(1, count + 1)]
+    folders = [PredictDir(out).shard(i, count).path for i in range(1, count + 1)]
     from dataclasses import replace
 
     calls = [(str(run_dir), str(source), str(folder), replace(options, shard=(i, count)), arm, fold)

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from medtl.cli import main
-from medtl.data.sample_sets import write_radiograph_set
+from medtl.samples.sample_sets import write_radiograph_set
 
 pytest.importorskip("distributed")
 

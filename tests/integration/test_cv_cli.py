@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from medtl.cli import main
-from medtl.data.sample_sets import write_radiograph_set
 from medtl.rundir import RunDir
+from medtl.samples.sample_sets import write_radiograph_set
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ import numpy as np
 import pydicom
 import pytest
 
-from medtl.data.synthetic import SeriesSpec, phantom_volume, write_series
 from medtl.io import load_volumes
+from medtl.samples.synthetic import SeriesSpec, phantom_volume, write_series
 from tests.unit.io.test_dicom_mosaic import real_mosaic
 
 pytestmark = pytest.mark.skipif(shutil.which("dcm2niix") is None, reason="dcm2niix is not installed")

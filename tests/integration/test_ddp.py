@@ -13,7 +13,7 @@ import medtl
 from medtl.cli import main
 from medtl.config import load_config
 from medtl.data.dataset import PreparedCase
-from medtl.data.sample_sets import write_radiograph_set
+from medtl.samples.sample_sets import write_radiograph_set
 from medtl.train.loop import fit
 
 SIZE = 32

@@ -15,10 +15,10 @@ from medtl.cli import main
 from medtl.config import load_config
 from medtl.data.dataset import prepare_cases
 from medtl.data.manifest import read_config_manifest
-from medtl.data.sample_sets import write_radiograph_set
 from medtl.data.splits import make_folds
 from medtl.errors import RunMismatchError
 from medtl.rundir import RunDir
+from medtl.samples.sample_sets import write_radiograph_set
 from medtl.tasks import task_of
 from medtl.workflows import cross_validate
 from medtl.workflows.cv_metrics import arm_metrics

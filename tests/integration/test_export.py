@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from medtl.cli import main
-from medtl.data.sample_data import write_ct_set
-from medtl.data.sample_sets import write_radiograph_set
 from medtl.errors import MedtlError
 from medtl.export.spec import read_spec
+from medtl.samples.sample_data import write_ct_set
+from medtl.samples.sample_sets import write_radiograph_set
 from tests.integration.test_predict_cli import read_csv, train
 
 

@@ -22,7 +22,7 @@ import pydicom
 import pytest
 
 from medtl.cli import main
-from medtl.data.sample_sets import write_radiograph_set
+from medtl.samples.sample_sets import write_radiograph_set
 
 PHI = ("DOE", "JOHN", "12345", "19700101")
 GUARD_MB = 256

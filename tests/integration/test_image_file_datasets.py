@@ -8,8 +8,8 @@ import pytest
 import SimpleITK as sitk
 
 from medtl.cli import main
-from medtl.data.sample_sets import write_radiograph_set
 from medtl.io import load_volume
+from medtl.samples.sample_sets import write_radiograph_set
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from medtl.cli import main
-from medtl.data.sample_sets import write_radiograph_set
+from medtl.samples.sample_sets import write_radiograph_set
 from tests.integration.test_cv_cli import write_config
 
 

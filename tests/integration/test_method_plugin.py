@@ -8,8 +8,8 @@ import torch
 import yaml
 
 from medtl.cli import main
-from medtl.data.sample_sets import write_radiograph_set
 from medtl.rundir import RunDir
+from medtl.samples.sample_sets import write_radiograph_set
 from medtl.train.methods import METHODS, register_method
 from medtl.train.methods.base import TrainingMethod
 

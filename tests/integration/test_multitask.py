@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from medtl.cli import main
-from medtl.data.sample_data import write_ct_set
-from medtl.data.sample_sets import write_multitask_manifest, write_radiograph_set
 from medtl.io import load_volume
 from medtl.predict.writers import OutputGeometry
+from medtl.samples.sample_data import write_ct_set
+from medtl.samples.sample_sets import write_multitask_manifest, write_radiograph_set
 
 TASKS = "[{name: nodule, kind: classification, column: label}, {name: lesion, kind: segmentation, column: mask}]"
 

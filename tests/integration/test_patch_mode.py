@@ -10,7 +10,7 @@ import torch
 import yaml
 
 from medtl.cli import main
-from medtl.data.sample_data import write_ct_set
+from medtl.samples.sample_data import write_ct_set
 
 
 def read_csv(path):
@@ -77,7 +77,7 @@ def test_an_arm_with_its_own_data_settings_trains_on_its_own_inputs_and_the_grid
 def test_predicted_masks_lie_on_the_original_grid_and_equal_a_direct_sliding_window(seg_run, ct_set, tmp_path):
     from medtl.io import load_volume
     from medtl.models.sliding import network_logits
-    from medtl.predict.trained import load_trained_run
+    from medtl.models.trained import load_trained_run
     from medtl.transforms.network_input import network_input
 
     out = tmp_path / "pred"
@@ -153,7 +153,7 @@ def test_classification_with_a_mask_roi_crops_around_it_and_records_an_empty_roi
 def test_2d_patch_mode_fine_tunes_a_source_pretrained_encoder(tmp_path):
     from pathlib import Path
 
-    from medtl.data.sample_data import write_sample_data
+    from medtl.samples.sample_data import write_sample_data
 
     data = write_sample_data(tmp_path / "sample", seed=0, size="tiny")  # 48 px radiographs
     config = Path(__file__).parents[2] / "configs" / "sample_seg2d.yaml"

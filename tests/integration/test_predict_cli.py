@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from medtl.cli import main
-from medtl.data.sample_sets import write_radiograph_set
-from medtl.data.synthetic import SeriesSpec, phantom_volume, write_series
+from medtl.samples.sample_sets import write_radiograph_set
+from medtl.samples.synthetic import SeriesSpec, phantom_volume, write_series
 
 SECRETS = ("DOE", "JOHN", "SYNTH-")  # the export folder name and the radiograph patient ids
 
@@ -242,7 +242,7 @@ def test_evaluate_refuses_labels_the_run_never_saw(cls_run, radiographs, tmp_pat
 
 @pytest.fixture(scope="module")
 def ct_set(tmp_path_factory):
-    from medtl.data.sample_data import write_sample_data
+    from medtl.samples.sample_data import write_sample_data
 
     return write_sample_data(tmp_path_factory.mktemp("sample"), seed=0, size="tiny") / "ct3d"
 

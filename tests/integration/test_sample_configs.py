@@ -9,7 +9,7 @@ import yaml
 from safetensors import safe_open
 
 from medtl.cli import main
-from medtl.data.sample_data import write_sample_data
+from medtl.samples.sample_data import write_sample_data
 
 CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("sample_*.yaml"))
 

@@ -13,8 +13,8 @@ import pydicom
 import pytest
 
 from medtl.cli import main
-from medtl.data.synthetic import SeriesSpec, phantom_volume, write_radiograph, write_series
 from medtl.io.scan import list_files, scan_export
+from medtl.samples.synthetic import SeriesSpec, phantom_volume, write_radiograph, write_series
 
 PHI = ["DOE^JOHN_12345", "DOE^JOHN", "ACC000000", "19700101"]
 

@@ -6,7 +6,7 @@ import json
 import yaml
 
 from medtl.cli import main
-from medtl.data.sample_data import write_ct_set
+from medtl.samples.sample_data import write_ct_set
 
 
 def _rewrite_without(path, drop: str) -> None:

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from medtl.cli import main
-from medtl.data.site_sets import write_site_set
 from medtl.io import load_volume
+from medtl.samples.site_sets import write_site_set
 
 
 @pytest.fixture(scope="module")

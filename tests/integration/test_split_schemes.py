@@ -6,8 +6,8 @@ import json
 import pytest
 
 from medtl.cli import main
-from medtl.data.sample_sets import write_radiograph_set
 from medtl.plumbing.atomic import read_csv
+from medtl.samples.sample_sets import write_radiograph_set
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,10 @@ import yaml
 from safetensors import safe_open
 
 from medtl.cli import main
-from medtl.data.pool_sets import write_unlabelled_pool
-from medtl.data.sample_sets import write_radiograph_set
 from medtl.models import create_model
 from medtl.plumbing.atomic import read_csv, write_csv
+from medtl.samples.pool_sets import write_unlabelled_pool
+from medtl.samples.sample_sets import write_radiograph_set
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +93,7 @@ def test_labels_in_the_pool_are_ignored_and_reported(data, tmp_path):
 
 
 def test_restore_pretrains_a_3d_encoder(tmp_path):
-    from medtl.data.sample_data import write_ct_set
+    from medtl.samples.sample_data import write_ct_set
 
     ct = write_ct_set(tmp_path / "ct", 4, (12, 32, 32), seed=3)
     config = {"task": "segmentation", "data": {"manifest": str(ct / "manifest.csv"), "dims": 3,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from medtl.cli import main
-from medtl.data.sample_sets import write_radiograph_set
+from medtl.samples.sample_sets import write_radiograph_set
 
 pytest.importorskip("mlflow")
 pytest.importorskip("tensorboard")

@@ -10,7 +10,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).parents[2] / "medtl"
 # Lower layers first. Within a layer, imports are allowed as long as they form no cycle.
-LAYERS = [{"_version", "errors", "plumbing", "config", "arms", "results", "rundir"}, {"io"}, {"tasks", "models", "transforms", "data"},
+LAYERS = [{"_version", "errors", "plumbing", "config", "arms", "results", "rundir"}, {"io"},
+          {"tasks", "models", "transforms", "data", "samples"},
           {"train", "evaluate", "predict", "export", "domain", "ssl", "explain", "tracking", "executors"},
           {"workflows"}, {"cli", "__main__"}]
 

@@ -6,7 +6,7 @@ import pytest
 from medtl.config import load_config
 from medtl.data import dataset
 from medtl.data.manifest import read_manifest
-from medtl.data.sample_data import write_ct_set
+from medtl.samples.sample_data import write_ct_set
 
 
 @pytest.fixture(scope="module")

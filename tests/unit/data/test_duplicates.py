@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from medtl.data.duplicates import cross_patient_duplicates
-from medtl.data.sample_sets import write_radiograph_set
+from medtl.samples.sample_sets import write_radiograph_set
 
 
 def test_a_re_encoded_copy_under_another_patient_is_found(tmp_path):

@@ -9,13 +9,14 @@ from medtl.config import load_config
 from medtl.errors import InputError
 from medtl.export.networks import load_network
 from medtl.export.spec import NetworkIO, PreprocessingSpec, describe_steps, read_spec, write_spec
+from medtl.tasks import task_of
 
 
 def spec_for(config) -> PreprocessingSpec:
     data = config.data.model_dump(mode="json", exclude={"manifest", "augment", "patches_per_case",
                                                         "foreground_ratio", "resample_mask"})
     return PreprocessingSpec(task=config.task, class_names=["0", "1"], data=data,
-                             steps=describe_steps(config.data, config.task),
+                             steps=describe_steps(config.data, task_of(config).uses_mask),
                              normalisation={"subtrahend": 0.449, "divisor": 0.226},
                              network=NetworkIO(input_shape=["batch", 1, 64, 64], output="class_logits",
                                                channel_adaptation="sum"),

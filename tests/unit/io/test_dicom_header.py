@@ -8,9 +8,9 @@ import pytest
 from pydicom.encaps import encapsulate
 from pydicom.uid import JPEG2000MC, RLELossless
 
-from medtl.data.synthetic import SeriesSpec, phantom_volume, write_radiograph, write_series
 from medtl.io import load_volume
 from medtl.io.dicom_header import read_dicom_header
+from medtl.samples.synthetic import SeriesSpec, phantom_volume, write_radiograph, write_series
 
 
 @pytest.fixture

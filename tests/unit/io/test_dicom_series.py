@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from medtl.data.synthetic import SeriesSpec, phantom_volume, uid, write_enhanced_ct, write_series
 from medtl.errors import InputError
 from medtl.io import load_volume, load_volumes
+from medtl.samples.synthetic import SeriesSpec, phantom_volume, uid, write_enhanced_ct, write_series
 from tests.conftest import expected_physical
 
 

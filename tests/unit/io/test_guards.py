@@ -4,11 +4,11 @@ import numpy as np
 import pydicom
 import pytest
 
-from medtl.data.synthetic import SeriesSpec, phantom_volume, write_series
 from medtl.errors import InputError
 from medtl.io.dicom_header import read_dicom_header
 from medtl.io.guards import check_finite, check_size, size_problem
 from medtl.io.reasons import Reason
+from medtl.samples.synthetic import SeriesSpec, phantom_volume, write_series
 
 
 def test_size_limit_counts_float32_copies_and_is_configurable(monkeypatch):

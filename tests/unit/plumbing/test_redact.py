@@ -28,7 +28,7 @@ def test_the_cli_routes_pydicom_warnings_through_the_filter(tmp_path):
     import subprocess
     import sys
 
-    from medtl.data.synthetic import SeriesSpec, phantom_volume, write_series
+    from medtl.samples.synthetic import SeriesSpec, phantom_volume, write_series
 
     paths = write_series(tmp_path / "DOE^JOHN_12345", SeriesSpec(stored=phantom_volume((3, 8, 8)),
                                                                   patient_id="DOE^JOHN_12345"))

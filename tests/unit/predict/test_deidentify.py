@@ -3,8 +3,8 @@
 import numpy as np
 import pydicom
 
-from medtl.data.synthetic import SeriesSpec, phantom_volume, write_series
 from medtl.predict.deidentify import pseudonym_uid
+from medtl.samples.synthetic import SeriesSpec, phantom_volume, write_series
 
 
 def test_deidentified_seg_has_no_patient_data_or_source_uids(tmp_path):

@@ -3,8 +3,8 @@
 import numpy as np
 import pydicom
 
-from medtl.data.synthetic import SeriesSpec, phantom_volume, write_enhanced_ct, write_series
 from medtl.io import load_volume
+from medtl.samples.synthetic import SeriesSpec, phantom_volume, write_enhanced_ct, write_series
 
 
 def _read_seg(path, source_paths):

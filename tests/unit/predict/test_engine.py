@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from medtl.config import load_config
+from medtl.models.trained import TrainedRun
 from medtl.predict.engine import _prediction_row, prediction_columns
-from medtl.predict.trained import TrainedRun
 
 
 def trained(task):

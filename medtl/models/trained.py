@@ -8,10 +8,10 @@ from pathlib import Path
 
 from ..config import Config
 from ..errors import InputError
-from ..models.checkpoint import read_metadata
 from ..plumbing.hashing import sha256_file, sha256_text
 from ..rundir import RunDir
-from ..tasks import task_of
+from ..tasks import Task, task_of
+from .checkpoint import read_metadata
 
 
 @dataclass
@@ -39,14 +39,23 @@ class TrainedRun:
     model_id: str
 
     @property
-    def task(self) -> str:
-        """The task's name (``classification``, ``segmentation``)."""
-        return self.config.task
+    def task(self) -> Task:
+        """The run's ``Task``: predict, evaluate, export and the model card ask it, never compare names."""
+        return task_of(self.config)
+
+    @property
+    def task_name(self) -> str:
+        """The task's name in the config (``classification``, ``segmentation``, ``multitask``)."""
+        return self.task.name
 
     @property
     def task_kinds(self) -> dict[str, str]:
         """Multi-task runs: ``{task: classification | segmentation}`` in head order (empty otherwise)."""
-        return {spec.name: spec.kind for spec in self.config.tasks} if self.task == "multitask" else {}
+        return dict(self.task.kinds) if self.task.is_composite else {}
+
+    def heads(self) -> dict[str, tuple[Task, object, object]]:
+        """``{head: (task, class names, classes)}`` of the models (a single task's one head is ``""``)."""
+        return self.task.heads(self.class_names, self.num_classes)
 
     has_layers = True  # the members are PyTorch models whose layers Grad-CAM can hook (not so for an export)
 
@@ -56,8 +65,8 @@ class TrainedRun:
 
     def build_models(self, device) -> list:
         """Every member as an eval-mode model on ``device``."""
-        from ..models import create_model
-        from ..models.checkpoint import load_weights
+        from .build import create_model
+        from .checkpoint import load_weights
 
         models = []
         for member in self.members:
@@ -108,7 +117,7 @@ def load_trained_run(run_dir: str | Path, arm: str | None = None, fold: int | No
         if meta.get("task") != task.head:
             raise InputError(f"{folder.model} was trained with a '{meta.get('task')}' head, but the run's config "
                              f"says task '{config.task}'; the run folder is inconsistent")
-        members.append(Member(folder.name, folder.repeat, folder.fold, folder.model, meta, folder.read_done()["record"]))
+        members.append(Member(folder.name, folder.repeat, folder.fold, folder.model, meta, folder.read_result().record))
     class_names = json.loads(members[0].metadata.get("class_names", "[]"))
     num_classes = head_shape(members[0].metadata)[0]
     if any(head_shape(m.metadata)[0] != num_classes for m in members):
