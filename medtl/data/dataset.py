@@ -123,7 +123,7 @@ def _prepare(case: Case, manifest: Manifest, config: Config, need_patient: bool 
                         labels=labels)
 
 
-def prepare_cases(manifest: Manifest, config: Config, cache_dir: Path | None, progress: bool = True,
+def prepare_cases(manifest: Manifest, config: Config, cache_dir: str | Path | None, progress: bool = True,
                   keep_paths: bool = False, need_patient: bool = True) -> tuple[list[PreparedCase], list[dict]]:
     """Load and preprocess every case (cached); unusable cases are returned as skip records.
 
@@ -132,9 +132,10 @@ def prepare_cases(manifest: Manifest, config: Config, cache_dir: Path | None, pr
     ``need_patient=False`` (an unlabelled pretraining pool) accepts cases without a
     patient key (no patient_id column, no PatientID in the header).
     """
+    cache_dir = None if cache_dir is None else Path(cache_dir)
     fingerprint = preprocessing_fingerprint(config)
     uses_mask = needs_mask(config)
-    uses_label = task_of(config).target_column == "label"
+    uses_label = task_of(config).uses_label
     on_disk = config.data.mode == "patch"
     prepared, skipped = [], []
     if cache_dir is not None:

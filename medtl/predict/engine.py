@@ -314,7 +314,7 @@ def _summary(trained: TrainedRun, inputs: PredictInputs, options: PredictOptions
     shard, count = options.shard
     unfinished = len(items) - len(records)
     summary = {"medtl_version": __version__, "model_id": trained.model_id, "arm": trained.arm,
-               "fold_models": [m.name for m in trained.members], "task": trained.task,
+               "fold_models": [m.name for m in trained.members], "task": trained.task_name,
                "input_kind": inputs.kind, "shard": f"{shard}/{count}", "items_in_shard": len(items),
                "predicted": len(rows), "skipped_items": len(records) - len(rows), "unfinished": unfinished,
                "skip_rows_by_reason": dict(Counter(r["reason"] for r in skipped).most_common()),

@@ -75,12 +75,12 @@ def test_a_worker_killed_mid_fold_costs_only_its_unit(data, tmp_path):
     from distributed import LocalCluster
 
     reference = tmp_path / "reference"
-    assert main(cv_args(data, reference, epochs=8)) == 0
+    assert main(cv_args(data, reference, epochs=5)) == 0  # long enough to be killed after the first epoch
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
     out, result = tmp_path / "killed", {}
     try:
         thread = threading.Thread(target=lambda: result.update(code=main(cv_args(
-            data, out, "--executor", "dask", "--scheduler", cluster.scheduler_address, epochs=8))))
+            data, out, "--executor", "dask", "--scheduler", cluster.scheduler_address, epochs=5))))
         thread.start()
         deadline = time.time() + 120
         while not list(out.glob("arms/*/*/state.pt")) and time.time() < deadline:

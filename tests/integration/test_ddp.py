@@ -56,7 +56,9 @@ def _rank(rank, world, init, folder, epochs):
         dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("epochs", [1, 3])  # 1 epoch of 16 cases = 2 steps; 3 epochs = 6 steps
+# 3 epochs of 16 cases = 6 optimiser steps, each of which must equal the single-process step for the final weights
+# to agree (a 1-epoch case was dropped: equality after 6 steps covers it)
+@pytest.mark.parametrize("epochs", [3])
 def test_ddp_training_equals_the_single_process_training(tmp_path, epochs):
     single = model_without_batchnorm()
     fit(single, cases(), config(epochs), tmp_path / "single" / "state.pt", seed=5)
@@ -86,7 +88,9 @@ def radiographs(tmp_path_factory):
     return write_radiograph_set(tmp_path_factory.mktemp("xr"), n_patients=5, images_per_patient=2, size=40, seed=2)
 
 
-@pytest.mark.parametrize("count", [7, 8, 9])
+# 7 cases in 2 folds: validation folds of 3 and 4 cases, so the 2 ranks get an even share in one fold and an uneven
+# one in the other (8 and 9 cases added no other partition; the rank partition itself is unit-tested)
+@pytest.mark.parametrize("count", [7])
 def test_ddp_cv_predicts_every_case_exactly_once(radiographs, tmp_path, count):
     config_file = tmp_path / "ddp.yaml"
     config_file.write_text("task: classification\n")
@@ -101,7 +105,7 @@ def test_ddp_cv_predicts_every_case_exactly_once(radiographs, tmp_path, count):
     assert len(rows) == count and len({r["case_id"] for r in rows}) == count
     done = sorted((out / "arms").glob("*/*/done.json"))
     assert len(done) == 2 and not list((out / "arms").glob("*/*/state.pt"))
-    if count == 8:  # resume: a lost fold is trained again by both ranks and the run reports the same numbers
+    if count == 7:  # resume: a lost fold is trained again by both ranks and the run reports the same numbers
         before = (out / "metrics.json").read_text()
         done[1].unlink()
         (out / "metrics.json").unlink()

@@ -39,7 +39,7 @@ def setup(tmp_path_factory):
 
 
 def _prepared(config_path, cache):
-    config, cache = load_config(config_path), Path(cache)
+    config = load_config(config_path)
     manifest = read_config_manifest(config)
     cases, _ = prepare_cases(manifest, config, cache, progress=False)
     task = task_of(config)
