@@ -50,3 +50,34 @@ def test_log_lines_are_appended(tmp_path):
 def test_a_folder_without_a_run_is_refused(tmp_path):
     with pytest.raises(InputError, match="not a medtl cv run folder"):
         RunDir(tmp_path).read_config()
+
+
+def test_a_child_run_folder_is_laid_out_like_a_run_and_stays_inside(tmp_path):
+    from medtl.errors import OutsideOutputError
+
+    parent = RunDir(tmp_path / "run")
+    child = parent.child("tune/outer0/trial-3")
+    assert child.root == tmp_path / "run" / "tune" / "outer0" / "trial-3"
+    assert child.fold("scratch", 0, 1).path == child.root / "arms" / "scratch" / "repeat0_fold1"
+    assert child.child("inner1").root == child.root / "inner1"
+    for escape in ("../elsewhere", "tune/../../elsewhere"):
+        with pytest.raises(OutsideOutputError):
+            parent.child(escape)
+    with pytest.raises(ValueError):
+        parent.child(tmp_path / "absolute")
+
+
+def test_a_fold_result_round_trips_through_done_json(tmp_path):
+    from medtl.results import ArmResult, FoldResult
+
+    folder = RunDir(tmp_path / "run").fold("scratch", 0, 0)
+    result = FoldResult({"fold": 0, "repeat": 0, "auc": 0.5}, [{"case_id": "c1", "prob_1": 0.25}],
+                        [{"epoch": 0, "train_loss": 0.7}], [], {"method": "dann", "n_target_images": 3},
+                        {"file": "w.safetensors"}, ["a note"])
+    folder.write_result(result)
+    assert folder.read_result() == result
+    assert folder.read_done()["domain"] == {"method": "dann", "n_target_images": 3}  # the done.json key
+    arm = ArmResult("scratch", None, (result, result))
+    assert arm.rows == result.rows * 2 and arm.records == [result.record] * 2 and arm.notes == ["a note"] * 2
+    old = {"record": {"fold": 1}, "rows": [], "history": [], "domain": {}, "adaptation": {}}  # no inner_rows, notes
+    assert FoldResult.from_dict(old).notes == [] and FoldResult.from_dict(old).inner_rows == []

@@ -142,3 +142,28 @@ def test_segmentation_dann_runs_the_decoder_on_labelled_images_only(tmp_path):
     training.setup(seg, data, targets(), torch.device("cpu"), 0)
     result = fit(seg, data, cfg, tmp_path / "state.pt", 0, method=training)
     assert np.isfinite(result.history[0]["domain_loss"])
+
+
+def test_capability_flags_are_checked_in_one_place_with_the_method_and_the_fix_named(monkeypatch):
+    from medtl.errors import ConfigError, UnknownNameError
+    from medtl.train.methods import check_support
+    from medtl.train.methods.base import TrainingMethod
+
+    class WholeImagesOnly(TrainingMethod):
+        name = "whole-images-only"
+        supports_patch_mode = supports_executor = False
+
+    METHODS._load()
+    monkeypatch.setitem(METHODS._items, WholeImagesOnly.name, WholeImagesOnly)
+    resize = config("train.method=whole-images-only")
+    check_support("a", resize)  # whole images, one process: fine
+    with pytest.raises(ConfigError, match="'whole-images-only' does not support run.executor: dask; use run.exec"):
+        check_support("a", resize, executor="dask")
+    patch = load_config(None, ["train.method=whole-images-only", "data.mode=patch", "data.patch_size=[32,32]"])
+    with pytest.raises(ConfigError, match="arm 'a'.*native-extent patch mode"):
+        check_support("a", patch)
+    check_support("a", config(), ddp=True, executor="ray")  # erm runs everywhere
+    with pytest.raises(ConfigError, match="does not support training under torchrun"):
+        check_support("a", config("adapt.method=dann"), ddp=True)
+    with pytest.raises(UnknownNameError, match="did you mean 'reweight'"):
+        check_support("a", config("train.method=reweigth"))
