@@ -97,3 +97,22 @@ def plain_reading(comparison: dict) -> str:
     direction = "higher" if diff >= 0 else "lower"
     return (f"{a} scored {abs(diff):.3f} {direction} {metric} than {b}, but {n} patients cannot show whether that is "
             f"real: the {interval} includes 0.")
+
+
+def results_block(task: str, main_arm: str, arms: dict[str, dict], comparisons: list[dict],
+                  tasks: dict[str, dict] | None = None, primary_task: str | None = None) -> dict:
+    """The results part of every ``metrics.json`` (``medtl cv`` and ``medtl evaluate``; docs/outputs.md).
+
+    ``arms``: ``{arm: arm_summary(...)}``, the main arm first. A multi-task result passes
+    ``tasks`` (``{task: {primary_metric, summary, folds, arms, comparisons, ...}}``) and its
+    ``primary_task``; the top level then repeats the primary task's results, so readers of
+    single-task files keep working.
+    """
+    if tasks is None:
+        return {"task": task, "primary_metric": get_task(task).primary_metric, "main_arm": main_arm,
+                "summary": arms[main_arm]["summary"], "folds": arms[main_arm]["folds"], "arms": arms,
+                "comparisons": comparisons}
+    first = tasks[primary_task]
+    return {"task": task, "primary_task": primary_task, "primary_metric": first["primary_metric"],
+            "main_arm": main_arm, "summary": first["summary"], "folds": first["folds"], "arms": arms,
+            "comparisons": comparisons, "tasks": tasks}

@@ -41,6 +41,11 @@ class Task(ABC):
     def stratum(self, case: Any) -> int:
         """The value folds are stratified on."""
 
+    def target_fingerprint(self, case: Any) -> str:
+        """Every target of ``case`` this task reads, as text, for the run's data fingerprint (a resume whose
+        targets changed is refused). Mask files are in the case's content hash already."""
+        return str(case.label)
+
     def check_cases(self, cases: Sequence[Any], where: str) -> None:
         """Refuse prepared training cases this task cannot learn from (``where`` names the manifest)."""
 

@@ -120,6 +120,11 @@ class MultiTask(Task):
     def loss_facts(self, loss) -> dict[str, float]:
         return loss.epoch_facts()
 
+    def target_fingerprint(self, case: Any) -> str:
+        """The label of every classification task (the mask is in the content hash), e.g. ``nodule=1,side=None``."""
+        labels = getattr(case, "labels", None) or {}
+        return ",".join(f"{name}={labels.get(name)}" for name in self.tasks if self.tasks[name].uses_label)
+
     def heads(self, class_names: dict, num_classes: dict) -> dict:
         return {name: (task, class_names[name], num_classes[name]) for name, task in self.tasks.items()}
 

@@ -22,6 +22,7 @@ from ..errors import TrainingDivergedError
 from ..models.checkpoint import BackgroundCheckpointWriter, load_training_state
 
 log = logging.getLogger("medtl")
+_RENAMED = {"adaptation": "method"}  # old checkpoint key -> current (the training method's state, medtl 0.1 before v2)
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -68,6 +69,9 @@ class Trainer:
         if not self.state_path.exists():
             return False
         state = load_training_state(self.state_path)
+        for old, key in _RENAMED.items():  # checkpoints written before the key was renamed
+            if key not in state and old in state:
+                state[key] = state.pop(old)
         for key, part in self.parts.items():
             if state.get(key):
                 part.load_state_dict(state[key])

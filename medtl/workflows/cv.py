@@ -187,9 +187,9 @@ def _prepare_run(config: Config, rundir: RunDir, checked: Checked, progress: boo
     if not cases:
         raise InputError(f"no usable case in {manifest.path}; reasons: {sorted({s['reason'] for s in skipped})}")
     task_of(config).check_cases(cases, f"manifest {manifest.path.name}")
-    run_state.check_data(rundir, cases, skipped)
+    run_state.check_data(rundir, cases, skipped, task_of(config))
     folds = _folds(rundir, config, cases, {c.case_id: c.split for c in manifest.cases})
-    run_state.write_state(rundir, dump_config(config), cases, skipped, [a.name for a in arms])
+    run_state.write_state(rundir, dump_config(config), cases, skipped, [a.name for a in arms], task_of(config))
     run = CVRun(config, rundir, manifest.class_names, cases, folds)
     run.mask_files = {c.case_id: (c.image, c.mask) for c in manifest.cases if c.mask is not None}
     run.arm_cases = _prepare_arm_cases(arms, manifest, config, rundir, cases, progress, keep_paths)

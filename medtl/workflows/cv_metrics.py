@@ -10,7 +10,7 @@ the same numbers from the same function.
 from __future__ import annotations
 
 from ..arms import comparison_pairs, resolve_arms
-from ..evaluate.summary import arm_summary, compare_arms, verdict_line
+from ..evaluate.summary import arm_summary, compare_arms, results_block, verdict_line
 from ..results import ArmResult
 from ..tasks import task_of
 from .cv_tasks import task_results, task_verdicts
@@ -31,15 +31,11 @@ def arm_metrics(config, class_names, results: dict[str, ArmResult],
     if task.is_composite:
         tasks = task_results(config, class_names, results, pairs)
         first = tasks[task.primary_task]
-        metrics = {"task": task.name, "primary_task": task.primary_task, "primary_metric": first["primary_metric"],
-                   "main_arm": main, "summary": first["summary"], "folds": first["folds"], "arms": first["arms"],
-                   "comparisons": first["comparisons"], "tasks": tasks, "loss_weights": config.multitask.weighting}
+        metrics = results_block(task.name, main, first["arms"], first["comparisons"], tasks, task.primary_task)
+        metrics["loss_weights"] = config.multitask.weighting
         return metrics, task_verdicts(tasks)
     arms = {name: arm_summary(task.name, arm.records, arm.rows, class_names, boot, seed)
             for name, arm in results.items()}
     comparisons = [compare_arms(task.name, a, results[a].rows, b, results[b].rows, class_names, boot, seed)
                    for a, b in pairs]
-    metrics = {"task": task.name, "primary_metric": task.primary_metric, "main_arm": main,
-               "summary": arms[main]["summary"], "folds": arms[main]["folds"], "arms": arms,
-               "comparisons": comparisons}
-    return metrics, [verdict_line(c) for c in comparisons]
+    return results_block(task.name, main, arms, comparisons), [verdict_line(c) for c in comparisons]

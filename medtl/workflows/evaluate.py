@@ -16,7 +16,7 @@ from pathlib import Path
 from ..data.provenance import training_overlap
 from ..errors import InputError
 from ..evaluate.sites import site_metrics
-from ..evaluate.summary import arm_summary
+from ..evaluate.summary import arm_summary, results_block
 from ..plumbing.atomic import write_json
 from ..rundir import PredictDir, RunDir
 from ..tasks import task_of
@@ -141,22 +141,19 @@ def evaluate_run(run_dir: str | Path, manifest: str | Path, out: str | Path, opt
             raise InputError(f"no case of {manifest} has a target for task '{task.primary_task}' (the first task); "
                              "external validation reports the first task at the top of metrics.json")
         summary = {"summary": primary["summary"], "folds": primary["folds"]}
-        head = {"primary_task": task.primary_task, "primary_metric": primary["primary_metric"], "tasks": tasks}
+        metrics = results_block(task.name, trained.arm, {trained.arm: summary}, [], tasks, task.primary_task)
     else:
         rows, member_rows = _external_rows(trained, records, patients)
         fold_records = [_member_record(trained, m, member_rows[m.name]) for m in trained.members]
-        summary = arm_summary(trained.task_name, fold_records, rows, trained.class_names, config.cv.bootstrap,
+        summary = arm_summary(task.name, fold_records, rows, trained.class_names, config.cv.bootstrap,
                               config.train.seed)
-        head = {"primary_metric": task.primary_metric}
-    metrics = {"task": trained.task_name, **head, "main_arm": trained.arm,
-               "summary": summary["summary"], "folds": summary["folds"], "arms": {trained.arm: summary},
-               "comparisons": [], "external": True, "model_id": trained.model_id,
-               "ensemble_of": [m.name for m in trained.members], "class_names": trained.class_names,
-               "n_cases": len(records), "n_patients": len(set(patients)), "n_skipped": len(outcome.skipped),
-               "training_overlap": overlap,
-               "skipped_by_reason": outcome.summary["skip_rows_by_reason"],
-               "segmentation_grid": "original image grid" if task.uses_mask else None,
-               "warnings": warnings}
+        metrics = results_block(task.name, trained.arm, {trained.arm: summary}, [])
+    metrics.update({"external": True, "model_id": trained.model_id,
+                    "ensemble_of": [m.name for m in trained.members], "class_names": trained.class_names,
+                    "n_cases": len(records), "n_patients": len(set(patients)), "n_skipped": len(outcome.skipped),
+                    "training_overlap": overlap, "skipped_by_reason": outcome.summary["skip_rows_by_reason"],
+                    "segmentation_grid": "original image grid" if task.uses_mask else None,
+                    "warnings": warnings})
     site_of = {i.key: i.site for i in inputs.items if i.site}
     if site_of:
         kind, rows_of, names = primary_view(config, trained.class_names)  # multitask: the first task

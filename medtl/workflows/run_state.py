@@ -41,21 +41,24 @@ def check_config(rundir: RunDir, config: Config) -> None:
         raise RunMismatchError(f"{rundir.root} holds a run with a different config ({shown} differ); {_HOW_TO}")
 
 
-def case_fingerprints(cases) -> dict[str, str]:
-    """``case_id -> hash prefix of files + preprocessing, the label, and the site (when there is one)``.
+def case_fingerprints(cases, task) -> dict[str, str]:
+    """``case_id -> hash prefix of files + preprocessing, every target the task reads, and the site``.
 
+    The targets come from the ``Task`` (``target_fingerprint``: a single task's label, every
+    classification label of a multi-task case), so no kind of target can change unnoticed.
     The site decides leave-one-site-out folds and every per-site figure, so a changed
     site column must be refused on resume like a changed label.
     """
-    return {c.case_id: f"{c.content_hash[:16]}:{c.label}" + (f":site={c.site}" if c.site else "") for c in cases}
+    return {c.case_id: f"{c.content_hash[:16]}:{task.target_fingerprint(c)}" + (f":site={c.site}" if c.site else "")
+            for c in cases}
 
 
-def check_data(rundir: RunDir, cases, skipped: list[dict]) -> None:
+def check_data(rundir: RunDir, cases, skipped: list[dict], task) -> None:
     """Refuse a resume whose cases (ids, files or preprocessing) are not those the run started with."""
     state = rundir.read_state()
     if "cases" not in state:
         return
-    before, now = state["cases"], case_fingerprints(cases)
+    before, now = state["cases"], case_fingerprints(cases, task)
     added = sorted(set(now) - set(before))
     removed = sorted(set(before) - set(now))
     changed = sorted(k for k in set(now) & set(before) if now[k] != before[k])
@@ -124,14 +127,14 @@ def folds_from_splits(rundir: RunDir, cases) -> list[Fold]:
     return folds
 
 
-def write_state(rundir: RunDir, config_text: str, cases, skipped: list[dict], arms: list[str]) -> None:
+def write_state(rundir: RunDir, config_text: str, cases, skipped: list[dict], arms: list[str], task) -> None:
     """``run.json``: fingerprints of config, data and splits, the arms, and the medtl version."""
     from .._version import __version__
 
     rundir.write_state({
         "medtl_version": __version__,
         "fingerprints": {"config": sha256_text(config_text),
-                         "data": sha256_text(*sorted(f"{k}:{v}" for k, v in case_fingerprints(cases).items())),
+                         "data": sha256_text(*sorted(f"{k}:{v}" for k, v in case_fingerprints(cases, task).items())),
                          "splits": sha256_file(rundir.splits)},
-        "arms": arms, "n_cases": len(cases), "cases": case_fingerprints(cases),
+        "arms": arms, "n_cases": len(cases), "cases": case_fingerprints(cases, task),
         "skipped": sorted(s["case_id"] for s in skipped)})

@@ -173,3 +173,20 @@ def test_sharded_predict_merges_to_the_single_run_with_every_task_file(run, data
         assert row["lesion.foreground_voxels"] == expected[row[key]]["lesion.foreground_voxels"]
     for row in got.values():  # every task's files came along
         assert (merged / row["lesion.mask_file"]).exists() and (merged / row["nodule.explain_file"]).exists()
+
+
+def test_a_resume_whose_classification_labels_changed_is_refused(tmp_path, capsys):
+    """Every target a task reads is in the run's data fingerprint: flipped labels of a finished multitask run are
+    refused on re-run, as they are for a single-task run (they were not: only ``case.label`` was fingerprinted)."""
+    root = write_radiograph_set(tmp_path / "xr", n_patients=6, images_per_patient=1, size=32, seed=8)
+    manifest = write_multitask_manifest(root)
+    args = cv_args(manifest, tmp_path / "run", "train.epochs=1", "multitask.controls=false")
+    assert main(args) == 0
+    rows = read_csv(manifest)
+    flipped = [{**r, "label": {"0": "1", "1": "0"}.get(r["label"], r["label"])} for r in rows]
+    with open(manifest, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(flipped)
+    assert main(args) == 2
+    assert "the data differ from the run's" in capsys.readouterr().err

@@ -8,7 +8,10 @@ from medtl.config import load_config
 from medtl.data.splits import make_folds
 from medtl.errors import RunMismatchError
 from medtl.rundir import RunDir
+from medtl.tasks import get_task
 from medtl.workflows import run_state
+
+TASK = get_task("classification")
 
 
 def cases(n=12, salt="a"):
@@ -21,7 +24,7 @@ def started_run(tmp_path, data, repeats=2):
     folds = make_folds([c.group_key for c in data], [c.label for c in data], 3, 0, repeats)
     rundir.write_config(load_config(None, ["cv.folds=3"]))
     rundir.write_splits(run_state.split_rows(data, folds))
-    run_state.write_state(rundir, "config text", data, [], ["scratch"])
+    run_state.write_state(rundir, "config text", data, [], ["scratch"], TASK)
     return rundir, folds
 
 
@@ -42,13 +45,13 @@ def test_leave_site_out_folds_read_back_equal_the_folds_made_with_left_out_cases
     assert notes and any(len(f.train) + len(f.inner) + len(f.val) < len(data) for f in folds)
     rundir = RunDir(tmp_path / "run")
     rundir.write_splits(run_state.split_rows(data, folds))
-    run_state.write_state(rundir, "config text", data, [], ["erm"])
+    run_state.write_state(rundir, "config text", data, [], ["erm"], TASK)
     assert run_state.folds_from_splits(rundir, data) == folds
     moved = cases(24)
     for i, case in enumerate(moved):
         case.site = "abc"[(i + (i == 0)) % 3]
     with pytest.raises(RunMismatchError, match="1 case"):  # a case moved to another site: the folds are stale
-        run_state.check_data(rundir, moved, [])
+        run_state.check_data(rundir, moved, [], TASK)
 
 
 def test_a_new_salt_a_moved_patient_or_an_edited_splits_file_is_refused(tmp_path):
@@ -70,15 +73,15 @@ def test_a_new_salt_a_moved_patient_or_an_edited_splits_file_is_refused(tmp_path
 def test_data_drift_is_named(tmp_path):
     data = cases()
     rundir, _ = started_run(tmp_path, data)
-    run_state.check_data(rundir, data, [])  # unchanged: fine
+    run_state.check_data(rundir, data, [], TASK)  # unchanged: fine
     changed = cases()
     changed[3].content_hash = "f" * 64
     with pytest.raises(RunMismatchError, match="1 case\\(s\\) changed"):
-        run_state.check_data(rundir, changed, [])
+        run_state.check_data(rundir, changed, [], TASK)
     with pytest.raises(RunMismatchError, match="missing now"):
-        run_state.check_data(rundir, data[:-1], [])
+        run_state.check_data(rundir, data[:-1], [], TASK)
     with pytest.raises(RunMismatchError, match="unusable cases"):
-        run_state.check_data(rundir, data, [{"case_id": "c99"}])
+        run_state.check_data(rundir, data, [{"case_id": "c99"}], TASK)
 
 
 def test_config_drift_names_the_keys_but_an_unstarted_folder_may_change(tmp_path):
