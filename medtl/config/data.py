@@ -42,6 +42,9 @@ class DataConfig(Section):
     """
 
     manifest: Path | None = None
+    # binary classification: the label that is "positive" for sensitivity, specificity, F1 and the explanation panels
+    # (default: the second in sorted order, i.e. 1 of 0/1 and true of false/true; stated in the outputs otherwise)
+    positive_class: str | None = None
     dims: Literal[2, 3] = 2
     image_size: list[int] = Field(default=None, validate_default=False)  # default: 224x224 (2D), 96^3 (3D)
     spacing: list[float] | None = None  # 3D: resample to this spacing (mm) before resizing

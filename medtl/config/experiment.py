@@ -71,6 +71,9 @@ class Config(Section):
 
     @model_validator(mode="after")
     def _check_task_and_mode(self) -> "Config":
+        if self.data.positive_class is not None and self.task != "classification":
+            where = "tasks[].positive_class" if self.task == "multitask" else "nothing: segmentation has no classes"
+            raise ValueError(f"data.positive_class applies to task: classification; for task: {self.task} use {where}")
         if self.task == "segmentation" and self.data.roi != "none":
             raise ValueError(f"data.roi = {self.data.roi} applies to classification; segmentation in patch mode "
                              "always predicts the whole image by sliding window (remove data.roi)")
@@ -130,6 +133,8 @@ def _check_multitask(config: "Config") -> None:
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
         raise ValueError(f"tasks: names repeat ({names}); give every task its own name")
+    if any(s.kind == "segmentation" and s.positive_class is not None for s in specs):
+        raise ValueError("tasks[].positive_class applies to classification tasks; remove it from the segmentation task")
     if sum(s.kind == "segmentation" for s in specs) > 1:
         raise ValueError("tasks: at most one segmentation task (the model has one segmentation decoder); put "
                          "several structures into one mask as labels 1, 2, ...")

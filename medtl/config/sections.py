@@ -170,6 +170,7 @@ class TaskSpec(Section):
     kind: Literal["classification", "segmentation"]
     column: str  # manifest column: class labels (classification) or mask paths (segmentation); empty = no target
     weight: float = Field(1.0, ge=0)  # loss weight under multitask.weighting: fixed
+    positive_class: str | None = None  # a binary classification task's positive label (as data.positive_class)
 
     @field_validator("name")
     @classmethod

@@ -98,7 +98,8 @@ def preprocessing_fingerprint(config: Config) -> str:
     from ..io.pseudonym import keyed_hash
 
     # sampling and inference settings do not change a prepared case; the patch size does only as an ROI crop
-    sampling = {"manifest", "augment", "patches_per_case", "foreground_ratio", "aggregate", "sliding_window"}
+    sampling = {"manifest", "positive_class", "augment", "patches_per_case", "foreground_ratio", "aggregate",
+                "sliding_window"}
     data = config.data.model_dump(mode="json", exclude=sampling | ({"patch_size"} if config.data.roi == "none"
                                                                     else set()))
     return json.dumps({"data": data, "task": config.task, "medtl": __version__,

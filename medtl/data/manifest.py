@@ -124,9 +124,25 @@ def group_hash(value: str, seed_by: str) -> str:
 
 
 def read_config_manifest(config, path: str | Path | None = None, **options) -> Manifest:
-    """The manifest of a config (``data.manifest``, or ``path``) read for its task, tasks and grouping."""
+    """The manifest of a config (``data.manifest``, or ``path``) read for its task, tasks, grouping and positive
+    class."""
     return read_manifest(path or config.data.manifest, config.task, config.cv.group_by, tasks=config.tasks,
-                         split_seed_by=config.cv.split_seed_by, **options)
+                         split_seed_by=config.cv.split_seed_by, positive_class=config.data.positive_class, **options)
+
+
+def positive_last(labels: list[str], positive: str | None, where: str, setting: str) -> list[str]:
+    """Sorted class names with ``positive`` moved to the end (class index 1 of two: what sensitivity,
+    specificity and F1 call positive); unchanged without one."""
+    if positive is None:
+        return labels
+    positive = canonical_label(str(positive))
+    if positive not in labels:
+        raise InputError(f"{setting} is {positive!r}, which is not a class of {where} (its classes: {labels}); "
+                         "use one of those labels")
+    if len(labels) != 2:
+        raise InputError(f"{setting} applies to two classes; {where} has {len(labels)} ({labels}), whose metrics "
+                         "are macro averages over all classes: remove it")
+    return [label for label in labels if label != positive] + [positive]
 
 
 def _multitask_targets(row: dict, tasks: Sequence, where: str, base: Path) -> tuple[dict, Path | None]:
@@ -146,7 +162,8 @@ def _multitask_targets(row: dict, tasks: Sequence, where: str, base: Path) -> tu
 
 
 def read_manifest(path: str | Path, task: str, group_by: str = "patient_id", targets: bool = True,
-                  single_class_ok: bool = False, split_seed_by: str = "salt", tasks: Sequence = ()) -> Manifest:
+                  single_class_ok: bool = False, split_seed_by: str = "salt", tasks: Sequence = (),
+                  positive_class: str | None = None) -> Manifest:
     """Read and validate a manifest; errors name the row and column to fix.
 
     ``targets=False`` (for ``medtl predict``) needs only the ``image`` column;
@@ -214,6 +231,8 @@ def read_manifest(path: str | Path, task: str, group_by: str = "patient_id", tar
     if targets and len(labels) < get_task(task).min_classes and not single_class_ok:
         raise InputError(f"manifest {path} has {len(labels)} class(es) {labels}; {task} needs at least "
                          f"{get_task(task).min_classes}")
+    if targets and get_task(task).uses_label:
+        labels = positive_last(labels, positive_class, f"manifest {path.name}", "data.positive_class")
     return Manifest(path, cases, labels)
 
 
@@ -228,5 +247,6 @@ def _task_classes(cases: list[Case], tasks: Sequence, path: Path, check: bool) -
         if check and len(names) < 2:
             raise InputError(f"manifest {path}: task '{spec.name}' (column {spec.column}) has {len(names)} class(es) "
                              f"{names}; a classification task needs at least 2")
-        out[spec.name] = names
+        out[spec.name] = positive_last(names, spec.positive_class, f"column {spec.column} of manifest {path.name}",
+                                       f"tasks[{spec.name}].positive_class")
     return out

@@ -27,6 +27,7 @@ class TargetImage:
 
     image_data: np.ndarray | Path
     image_hash: str  # SHA-256 of the loaded pixels (for the overlap checks)
+    group: str = ""  # opaque patient group (keyed hash), so that a patient's images stay together when cross-fitting
 
     @property
     def image(self) -> np.ndarray:
@@ -36,8 +37,8 @@ class TargetImage:
 
 
 def target_images_of(cases: Sequence) -> list[TargetImage]:
-    """The pixels of prepared cases, without anything else (labels, masks, keys stay behind)."""
-    return [TargetImage(c.image_data, c.image_hash) for c in cases]
+    """The pixels of prepared cases and their opaque patient group, nothing else (labels and masks stay behind)."""
+    return [TargetImage(c.image_data, c.image_hash, c.group_key) for c in cases]
 
 
 def read_image_column(path: Path) -> list[Path]:
@@ -80,7 +81,8 @@ def read_target_manifest(path: Path, config, progress: bool = False) -> tuple[li
                 volume = load_volume(image_path, rgb=config.data.rgb)
                 prepared = network_input(volume, config, f"target row {row}", None)
                 array = np.asarray(prepared.sample["image"], dtype=np.float32)
-                images.append(TargetImage(array, volume.pixel_hash()))
+                # the DICOM header's keyed patient key, when there is one: a patient's images stay together
+                images.append(TargetImage(array, volume.pixel_hash(), volume.metadata.get("patient_key", "")))
             except InputError as exc:
                 skipped.append({"row": row, "reason": exc.reason or Reason.IMAGE_UNREADABLE.name})
             # one unreadable target image must not stop the run; it is counted instead

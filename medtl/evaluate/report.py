@@ -59,9 +59,11 @@ def _task_blocks(run) -> dict[str, tuple[dict, tuple[str, ...]]]:
 
 
 def _comparison_table(comparisons: list[dict]) -> str:
-    rows = [[c["a"], c["b"], c["metric"], c["mean_diff"], c["ci95"][0], c["ci95"][1], c["p_value"], c["n_patients"],
-             c["test"]] for c in comparisons]
-    return html_table(["a", "b", "metric", "a − b", "95% CI low", "95% CI high", "p", "patients", "test"], rows)
+    rows = [[c["a"], c["b"], c["metric"], c["mean_diff"], c["ci95"][0], c["ci95"][1], c["p_value"],
+             c.get("p_holm", "—") if c.get("role") != "primary" else "primary", c["n_patients"], c["test"]]
+            for c in comparisons]
+    return html_table(["a", "b", "metric", "a − b", "95% CI low", "95% CI high", "p", "Holm p", "patients", "test"],
+                      rows)
 
 
 def _sections(run) -> list[tuple[str, str]]:
@@ -73,6 +75,8 @@ def _sections(run) -> list[tuple[str, str]]:
     verdicts = "".join(f'<p class="verdict">{html.escape(v)}</p><p>{html.escape(r)}</p>'
                        for v, r in zip(run.verdicts, readings)) or \
         "<p>No comparison arm ran (set <code>compare: [scratch]</code> for a from-scratch control).</p>"
+    if metrics.get("multiplicity", {}).get("primary"):
+        verdicts += f"<p><b>Multiplicity.</b> {html.escape(metrics['multiplicity']['note'])}.</p>"
     tables = "".join((f"<h3>{html.escape(prefix.rstrip(': '))}</h3>" if prefix else "") + _summary_table(block, names)
                      for prefix, (block, names) in blocks.items())
     sections.append(("Verdict", verdicts + tables))
@@ -159,15 +163,15 @@ def _label_efficiency_section(curves: dict) -> tuple[str, str]:
     metric = curves["metric"]
     points = [[arm, p["fraction"], p["labelled_patients"], p["value"], *p["ci95"]]
               for arm, series in curves["curves"].items() for p in series]
-    comparisons = [[c["fraction"], c["a"], c["b"], c["mean_diff"], c["ci95"][0], c["ci95"][1], c["p_value"]]
-                   for c in curves["comparisons"]]
+    comparisons = [[c["fraction"], c["a"], c["b"], c["mean_diff"], c["ci95"][0], c["ci95"][1], c["p_value"],
+                    "primary" if c.get("role") == "primary" else c.get("p_holm", "—")] for c in curves["comparisons"]]
     text = ("<p>Every arm trained again with the labels of only a share of each training fold's patients "
             "(stratified; smaller shares nested in larger ones); the scored folds are the same at every share.</p>")
     return ("Label efficiency", text +
             html_image(figures.label_efficiency_figure(curves["curves"], metric), "label efficiency") +
             html_table(["arm", "share of labels", "labelled patients per fold", metric, "95% CI low", "95% CI high"],
                        points) +
-            html_table(["share", "a", "b", "a − b", "95% CI low", "95% CI high", "p"], comparisons))
+            html_table(["share", "a", "b", "a − b", "95% CI low", "95% CI high", "p", "Holm p"], comparisons))
 
 
 def _overlays(run) -> str:

@@ -28,8 +28,9 @@ def _drop_table(drop: dict) -> str:
 
 def _comparison_table(comparisons: list[dict]) -> str:
     rows = [[c["site"], c["a"], c["b"], c["metric"], c["mean_diff"], c["ci95"][0], c["ci95"][1], c["p_value"],
-             c["n_patients"]] for c in comparisons]
-    return html_table(["site", "a", "b", "metric", "a − b", "95% CI low", "95% CI high", "p", "patients"], rows)
+             c.get("p_holm", "—"), c["n_patients"]] for c in comparisons]
+    return html_table(["site", "a", "b", "metric", "a − b", "95% CI low", "95% CI high", "p", "Holm p (all "
+                       "secondary comparisons)", "patients"], rows)
 
 
 def _shift_table(checks: list[dict]) -> str:

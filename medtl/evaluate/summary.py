@@ -73,6 +73,12 @@ def verdict_line(comparison: dict) -> str:
     lo, hi = comparison["ci95"]
     p = comparison["p_value"]
     p_text = "p<0.001" if p < 0.001 else f"p={p:.3f}"
+    role = comparison.get("role")
+    if role == "primary":
+        p_text += " (primary comparison)"
+    elif role == "secondary" and comparison.get("p_holm") == comparison.get("p_holm"):  # not NaN
+        holm = comparison["p_holm"]
+        p_text += f", Holm p{'<0.001' if holm < 0.001 else f'={holm:.3f}'} (secondary)"
     return f"{comparison['a']} vs {comparison['b']}: {metric} {diff:+.3f} [{lo:+.3f}, {hi:+.3f}], {p_text}"
 
 

@@ -102,10 +102,11 @@ def card_sections(rundir: RunDir, trained, spec, model_json: dict, weight_licenc
     performance.tables.append(([f"arm of the run (exported: {arm})", primary, "CI low", "CI high"],
                                [[name, r["summary"][primary]["pooled"], *r["summary"][primary]["ci95"]]
                                 for name, r in metrics["arms"].items()]))
-    comparisons = [[c["a"], c["b"], c["metric"], c["mean_diff"], c["ci95"][0], c["ci95"][1], c["p_value"]]
+    comparisons = [[c["a"], c["b"], c["metric"], c["mean_diff"], c["ci95"][0], c["ci95"][1], c["p_value"],
+                    "primary" if c.get("role") == "primary" else c.get("p_holm", "—")]
                    for c in metrics.get("comparisons", []) if arm in (c["a"], c["b"])]
     if comparisons:
-        performance.tables.append((["a", "b", "metric", "a − b", "CI low", "CI high", "p"], comparisons))
+        performance.tables.append((["a", "b", "metric", "a − b", "CI low", "CI high", "p", "Holm p"], comparisons))
     per_site = metrics.get("sites", {}).get("per_site", {}).get(arm) if isinstance(metrics.get("sites"), dict) else None
     if per_site:
         performance.tables.append((["site", primary, "CI low", "CI high", "cases", "patients"],

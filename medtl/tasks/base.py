@@ -46,6 +46,10 @@ class Task(ABC):
         targets changed is refused). Mask files are in the case's content hash already."""
         return str(case.label)
 
+    def positive_class(self, class_names, configured: str | None) -> dict | None:
+        """Which class is "positive" for sensitivity, specificity and F1, in words (``None``: not a binary task)."""
+        return None
+
     def check_cases(self, cases: Sequence[Any], where: str) -> None:
         """Refuse prepared training cases this task cannot learn from (``where`` names the manifest)."""
 

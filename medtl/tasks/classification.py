@@ -49,6 +49,21 @@ class ClassificationTask(Task):
 
         return classification_loss(kind, class_weights)
 
+    def positive_class(self, class_names, configured: str | None) -> dict | None:
+        """``{name, negative, set_by[, note]}`` of a binary task: class index 1 is positive (``data.positive_class``
+        puts the chosen label there). Labels other than 0/1 or false/true get a ``note`` saying which one the
+        default made positive, so a reader never takes "sensitivity" to be about the wrong class."""
+        if len(class_names) != 2:
+            return None
+        negative, positive = class_names
+        out = {"name": positive, "negative": negative, "set_by": "data.positive_class" if configured else "default"}
+        natural = {c.lower() for c in class_names} in ({"0", "1"}, {"false", "true"})
+        if configured is None and not natural:
+            out["note"] = (f"positive class: {positive} (the second label in sorted order; sensitivity, specificity, "
+                           f"F1 and the explanation panels are about '{positive}', not '{negative}'): set "
+                           "data.positive_class to change")
+        return out
+
     def checkpoint_class_names(self, class_names: Sequence[str]) -> list[str]:
         return list(class_names)
 

@@ -11,7 +11,7 @@ Segmentation, per case, averaged over foreground classes: ``dice``, ``iou``,
 ``hd95`` (mm, using the voxel spacing), plus ``truth_empty`` and ``pred_empty``
 (1 when the mask has no foreground). Empty-mask conventions per case: truth and
 prediction both empty -> dice = iou = 1, hd95 = 0; exactly one empty -> dice =
-iou = 0, hd95 = NaN (undefined; excluded from means and counted separately). The
+iou = 0, hd95 = NaN (undefined; excluded from means and counted in ``hd95_undefined``). The
 summaries (``medtl.tasks.segmentation``) do not let those conventions decide: the
 primary figures average over cases whose truth has foreground.
 """

@@ -7,6 +7,11 @@ segmenting anything. The empty cases are scored as detection instead:
 ``empty_fp_rate`` is the share of them with any predicted foreground. ``dice_all``
 (every case, conventions included) is reported for completeness. Comparisons between
 arms use the primary ``dice``.
+
+``hd95`` is undefined for a case whose lesion got no prediction at all, so it averages only
+over the lesions an arm found: an arm that misses the hard lesions gets a *better* HD95.
+``hd95_undefined`` (the share of cases with a lesion whose HD95 is undefined) therefore
+stands beside ``hd95`` in every summary; read them together.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ class SegmentationTask(Task):
     head = "segmentation"
     target_column = "mask"
     primary_metric = "dice"
-    metric_names = ("dice", "iou", "hd95", "empty_fp_rate", "dice_all")
+    metric_names = ("dice", "iou", "hd95", "hd95_undefined", "empty_fp_rate", "dice_all")
     uses_mask = True
     min_classes = 0  # the target is the mask: a manifest needs no label column
     head_description = "U-Net decoder"
@@ -104,6 +109,9 @@ class SegmentationTask(Task):
         if metric == "empty_fp_rate":
             predicted = np.array([1.0 - float(r.get("pred_empty", 1.0)) for r in rows])
             return lambda idx: _mean(predicted[idx][truth_empty[idx]])
+        if metric == "hd95_undefined":  # a lesion with no prediction at all has no HD95: HD95 alone would hide it
+            undefined = np.array([float(not math.isfinite(float(r["hd95"]))) for r in rows])
+            return lambda idx: _mean(undefined[idx][~truth_empty[idx]])
         values = np.array([r["dice" if metric == "dice_all" else metric] for r in rows], dtype=float)
         if metric == "dice_all":
             return lambda idx: _mean(values[idx])

@@ -22,7 +22,7 @@ def epoch_values(record: dict) -> dict[str, float]:
 
 def summary_values(metrics: dict) -> dict[str, float]:
     """``summary/<arm>/<metric>/<pooled|ci95_low|ci95_high|mean|std>`` (multitask: ``summary/<task>/...``)
-    and ``compare/<a>_vs_<b>/<metric>/<diff|ci95_low|ci95_high|p_value>`` of metrics.json."""
+    and ``compare/<a>_vs_<b>/<metric>/<diff|ci95_low|ci95_high|p_value|p_holm>`` of metrics.json."""
     blocks = {f"{name}/": block for name, block in metrics.get("tasks", {}).items()} or {"": metrics}
     out: dict[str, float] = {}
     for prefix, block in blocks.items():
@@ -33,7 +33,7 @@ def summary_values(metrics: dict) -> dict[str, float]:
                 out.update({f"summary/{prefix}{arm}/{metric}/{k}": v for k, v in values.items()})
         for c in block["comparisons"]:
             values = {"diff": c["mean_diff"], "ci95_low": c["ci95"][0], "ci95_high": c["ci95"][1],
-                      "p_value": c["p_value"]}
+                      "p_value": c["p_value"], **({"p_holm": c["p_holm"]} if "p_holm" in c else {})}
             out.update({f"compare/{prefix}{c['a']}_vs_{c['b']}/{c['metric']}/{k}": v for k, v in values.items()})
     return numbers(out)
 

@@ -23,6 +23,7 @@ from ..data.splits import Fold, fixed_split, folds_from_rows, leave_site_out_fol
 from ..domain.targets import TargetImage
 from ..errors import ConfigError, InputError
 from ..evaluate.label_efficiency import label_efficiency
+from ..evaluate.multiplicity import adjust_multiplicity
 from ..evaluate.sites_report import weight_warnings
 from ..models.device import resolve_device
 from ..plumbing.atomic import remove_orphan_temps, write_csv, write_json
@@ -35,7 +36,7 @@ from ..train import distributed as ddp
 from . import run_state
 from .cv_cases import own_cases
 from .cv_explain import explanation_summary
-from .cv_metrics import arm_metrics, default_pairs
+from .cv_metrics import arm_metrics, default_pairs, verdicts_of
 from .cv_sites import sites_summary
 from .cv_source import pretrained_for, source_epochs, source_stages
 from .cv_targets import load_target_images, targets_for
@@ -308,6 +309,31 @@ def _summarise(run: CVRun) -> None:
     sites = sites_summary(run)
     if sites is not None:
         run.metrics["sites"] = sites
+    _state_positive_classes(run, task)
+    # one primary comparison; Holm-adjusted p-values for every other one (arms, tasks, sites)
+    adjust_multiplicity(run.metrics, task.primary_task if task.is_composite else None)
+    run.verdicts = verdicts_of(run.metrics)
+
+
+def _state_positive_classes(run: CVRun, task) -> None:
+    """``positive_class`` of each binary classification (the run's, or each task's) in metrics.json; a default
+    the labels do not make obvious (not 0/1 or false/true) is also a warning, so the CLI and the report say it."""
+    if task.is_composite:
+        specs = {spec.name: spec.positive_class for spec in run.config.tasks}
+        statements = {name: sub.positive_class(run.class_names[name], specs[name]) for name, sub in task.tasks.items()}
+        for name, statement in statements.items():
+            if statement:
+                run.metrics["tasks"][name]["positive_class"] = statement
+        statements = {f"task {name}: ": s for name, s in statements.items() if s}
+    else:
+        statement = task.positive_class(run.class_names, run.config.data.positive_class)
+        if statement:
+            run.metrics["positive_class"] = statement
+        statements = {"": statement} if statement else {}
+    for prefix, statement in statements.items():
+        if "note" in statement:
+            run.warnings.insert(0, prefix + statement["note"])
+            run.rundir.log(prefix + statement["note"])
 
 
 def _write_predictions(run: CVRun) -> None:

@@ -16,6 +16,13 @@ from ..tasks import task_of
 from .cv_tasks import task_results, task_verdicts
 
 
+def verdicts_of(metrics: dict) -> list[str]:
+    """One verdict line per comparison (each task's, prefixed with its name, for a multi-task run)."""
+    if "tasks" in metrics:
+        return task_verdicts(metrics["tasks"])
+    return [verdict_line(c) for c in metrics["comparisons"]]
+
+
 def default_pairs(config, results: dict[str, ArmResult]) -> list[tuple[str, str]]:
     """The comparisons of a run (``medtl.arms.comparison_pairs``) among the arms that ran."""
     return comparison_pairs([a for a in resolve_arms(config, check_paths=False) if a.name in results])

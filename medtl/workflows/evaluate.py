@@ -148,6 +148,11 @@ def evaluate_run(run_dir: str | Path, manifest: str | Path, out: str | Path, opt
         summary = arm_summary(task.name, fold_records, rows, trained.class_names, config.cv.bootstrap,
                               config.train.seed)
         metrics = results_block(task.name, trained.arm, {trained.arm: summary}, [])
+        statement = task.positive_class(trained.class_names, config.data.positive_class)
+        if statement:  # the run's positive class (its models' class order)
+            metrics["positive_class"] = statement
+            if "note" in statement:
+                warnings.insert(0, statement["note"])
     metrics.update({"external": True, "model_id": trained.model_id,
                     "ensemble_of": [m.name for m in trained.members], "class_names": trained.class_names,
                     "n_cases": len(records), "n_patients": len(set(patients)), "n_skipped": len(outcome.skipped),

@@ -46,6 +46,7 @@ def source_stage_config(config: Config) -> Config:
     task = "classification" if source.task in SSL_TASKS else source.task
     return config.derive({
         "task": task, "tasks": [], "compare": [], "source": None, "data.manifest": source.manifest,
+        "data.positive_class": None,
         "model.pretrained": source.pretrained, "finetune.strategy": "full", "finetune.l2sp": 0.0,
         "train.epochs": source.epochs, "train.batch_size": source.batch_size, "train.lr": source.lr,
         "train.selection": "last", "train.label_fraction": 1.0}, where="source stage")
@@ -59,7 +60,8 @@ def stage_fingerprint_text(stage: Config) -> str:
     ``cv.folds`` or ``compare`` never retrains the source model.
     """
     raw = stage.model_dump(mode="json")
-    used = {"task": raw["task"], "data": {k: v for k, v in raw["data"].items() if k != "manifest"},
+    unused = ("manifest", "positive_class")  # the source stage's own manifest; it has no positive class
+    used = {"task": raw["task"], "data": {k: v for k, v in raw["data"].items() if k not in unused},
             "model": {k: raw["model"][k] for k in ("backbone", "pretrained", "input_adapt", "inflate")},
             "train": {k: v for k, v in raw["train"].items() if not (k == "method" and v is None)}}
     return json.dumps(used, sort_keys=True)

@@ -167,3 +167,11 @@ def test_best_inner_selection_runs_and_records_the_epoch(dataset, tmp_path):
         else:  # undefined inner score: last epoch, and the report says so
             assert record["selected_epoch"] == 2
             assert any("inner-split score undefined" in w for w in metrics["warnings"])
+
+
+def test_the_run_names_its_primary_comparison_and_the_multiplicity(reference_run):
+    _, run = reference_run
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["multiplicity"]["primary"] == {"a": "scratch", "b": "linear", "metric": "auc"}
+    assert metrics["comparisons"][0]["role"] == "primary"
+    assert "(primary comparison)" in (run / "report.html").read_text()

@@ -34,7 +34,8 @@ class Reweight(TrainingMethod):
         adapt = self.config.adapt
         source = encoder_features(model, train_cases, device)
         target = encoder_features(model, targets, device)
-        estimate = importance_weights(source, target, adapt.weight_clip, adapt.normalise_weights, seed)
+        estimate = importance_weights(source, target, adapt.weight_clip, adapt.normalise_weights, seed,
+                                      [c.group_key for c in train_cases], [t.group for t in targets])
         self.weights = np.asarray(estimate.weights, dtype=np.float32)
         return {"method": self.name, "n_target_images": len(targets), "weights": estimate.summary()}
 

@@ -41,3 +41,34 @@ def test_effective_sample_size():
 def test_too_few_images_is_a_clear_error():
     with pytest.raises(ValueError, match="at least 2 source and 2 target"):
         importance_weights(np.zeros(5), np.zeros(1))
+
+
+def _twins(rng, patients, dims=20):
+    """Two near-identical feature vectors per patient (two images of one patient), one distribution."""
+    base = rng.normal(size=(patients, dims))
+    rows = np.concatenate([base, base + rng.normal(scale=0.01, size=base.shape)])
+    groups = [f"p{i}" for i in range(patients)] * 2
+    return rows, groups
+
+
+def test_without_shift_the_domain_classifier_cannot_tell_twins_apart_when_patients_are_grouped():
+    """Issue 27.7: no shift, two images per patient: cross-fitting over images lets the classifier recognise a test
+    image's twin, so the domains look separable and the weights blame the scanners; grouped by patient (target
+    patients too) the domain AUC is at chance, over many draws."""
+    grouped, by_image = [], []
+    for seed in range(8):
+        rng = np.random.default_rng(seed)
+        source, source_groups = _twins(rng, 40, dims=10)
+        target, target_groups = _twins(rng, 40, dims=10)
+        grouped.append(importance_weights(source, target, seed=seed, source_groups=source_groups,
+                                          target_groups=target_groups).domain_auc)
+        by_image.append(importance_weights(source, target, seed=seed).domain_auc)  # the old, image-level split
+    assert abs(np.mean(grouped) - 0.5) < 0.05
+    assert np.mean(by_image) > np.mean(grouped) + 0.05
+
+
+def test_too_few_patients_are_refused_even_with_many_images():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="2 source and 2 target patients"):
+        importance_weights(rng.normal(size=(6, 3)), rng.normal(size=(6, 3)), source_groups=["a"] * 6,
+                           target_groups=["b", "c"] * 3)

@@ -121,3 +121,26 @@ def test_segmentation_overlays_show_the_most_foreground_cases_even_at_different_
     with np.load(tmp_path / "overlays.npz") as drawn:
         assert drawn["image"].shape == drawn["truth"].shape == drawn["pred"].shape == (2, 8, 9)
         assert drawn["truth"].any()
+
+
+def test_hd95_undefined_stands_beside_hd95_so_missed_lesions_cannot_improve_it():
+    """Issue 27.5: an arm that predicts nothing on the hard lesions gets a better HD95 than one that finds them far
+    off; ``hd95_undefined`` gives the share of lesions without any prediction, so the two are read together."""
+    seg = get_task("segmentation")
+    truth = np.zeros((16, 16), np.int64)
+    truth[4:8, 4:8] = 1
+    found = np.zeros_like(truth)
+    found[5:8, 5:8] = 1
+    far = np.zeros_like(truth)
+    far[12:15, 12:15] = 1
+    case = SimpleNamespace(mask=truth[None], spacing=(1.0, 1.0), label=None)
+    empty_case = SimpleNamespace(mask=np.zeros_like(truth)[None], spacing=(1.0, 1.0), label=None)
+    easy = seg.case_row(case, found, [], 2)
+    missing = [seg.case_row(case, np.zeros_like(truth), [], 2) for _ in range(4)]
+    far_off = [seg.case_row(case, far, [], 2) for _ in range(4)]
+    quiet_empty = seg.case_row(empty_case, np.zeros_like(truth), [], 2)  # lesion-free: not a lesion missed
+    skipping = seg.fold_metrics([easy, *missing, quiet_empty], [])
+    trying = seg.fold_metrics([easy, *far_off, quiet_empty], [])
+    assert skipping["hd95"] < trying["hd95"]  # HD95 alone rewards skipping the hard lesions ...
+    assert skipping["hd95_undefined"] == pytest.approx(4 / 5) and trying["hd95_undefined"] == 0.0  # ... this doesn't
+    assert "hd95_undefined" in seg.metric_names
