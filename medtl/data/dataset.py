@@ -64,6 +64,8 @@ class PreparedCase:
     foreground: np.ndarray | None = None  # patch mode: up to FOREGROUND_SAMPLE mask voxel indices (k, dims)
     site: str = ""  # the manifest's site column (never cached: always the manifest's current value)
     labels: dict[str, int | None] = field(default_factory=dict)  # multitask: class index per classification task
+    # foreground voxels of the mask as given, before preprocessing (None: no mask); a lesion can vanish in a resize
+    source_foreground: int | None = None
 
     @property
     def image(self) -> np.ndarray:
@@ -74,6 +76,18 @@ class PreparedCase:
     def mask(self) -> np.ndarray | None:
         """``(1, *spatial)`` int16 label map, or ``None`` (memory-mapped in patch mode)."""
         return None if self.mask_data is None else _array(self.mask_data)
+
+    @property
+    def had_foreground(self) -> bool:
+        """Whether the mask *as given* has foreground (what strata, counts and the lesion/empty split use)."""
+        if self.source_foreground is not None:
+            return self.source_foreground > 0
+        return self.mask is not None and bool(self.mask.any())
+
+    @property
+    def lost_foreground(self) -> bool:
+        """The given mask has foreground but the network-grid mask has none: the lesion vanished in preprocessing."""
+        return self.had_foreground and self.mask is not None and not bool(self.mask.any())
 
     @property
     def spatial_shape(self) -> tuple[int, ...]:
@@ -121,7 +135,8 @@ def _prepare(case: Case, manifest: Manifest, config: Config, need_patient: bool 
     return PreparedCase(case.case_id, patient_key, case.group_key or patient_key, label,
                         np.asarray(out["image"], dtype=np.float32), prepared_mask, "", prepared.notes,
                         prepared.network_spacing(image, config.data.mode == "resize"), image.pixel_hash(),
-                        labels=labels)
+                        labels=labels, source_foreground=None if prepared_mask is None or mask is None
+                        else int(np.count_nonzero(np.asarray(mask.array) > 0)))
 
 
 def prepare_cases(manifest: Manifest, config: Config, cache_dir: str | Path | None, progress: bool = True,
@@ -211,14 +226,17 @@ def _load_cached(cache_dir: Path, digest: str, case: Case, manifest: Manifest, u
     with np.load(path, allow_pickle=False) as data:
         meta = json.loads(str(data["meta"]))
         mask = data["mask"] if "mask" in data.files else None
+        if mask is not None and "source_foreground" not in meta:
+            return None  # cached before the given mask's foreground was recorded: prepare it again
         patient_key, label, labels = _manifest_facts(case, manifest, meta, uses_label)
         return PreparedCase(case.case_id, patient_key, case.group_key or patient_key, label, data["image"], mask,
-                            digest, meta["notes"], tuple(meta["spacing"]), meta.get("pixel_hash", ""), labels=labels)
+                            digest, meta["notes"], tuple(meta["spacing"]), meta.get("pixel_hash", ""), labels=labels,
+                            source_foreground=meta.get("source_foreground"))
 
 
 def _save_cached(cache_dir: Path, item: PreparedCase) -> None:
     meta = json.dumps({"patient_key": item.patient_key, "label": item.label, "pixel_hash": item.image_hash,
-                       "notes": item.notes, "spacing": list(item.spacing)})
+                       "notes": item.notes, "spacing": list(item.spacing), "source_foreground": item.source_foreground})
     arrays = {"image": item.image_data, "meta": np.array(meta)}
     if item.mask is not None:
         arrays["mask"] = item.mask
@@ -244,7 +262,7 @@ def _store(cache_dir: Path, item: PreparedCase) -> PreparedCase:
                 with open(tmp, "wb") as f:
                     np.save(f, np.asarray(array), allow_pickle=False)
     meta = {"patient_key": item.patient_key, "label": item.label, "pixel_hash": item.image_hash,
-            "notes": item.notes, "spacing": list(item.spacing)}
+            "notes": item.notes, "spacing": list(item.spacing), "source_foreground": item.source_foreground}
     with atomic_path(folder / "meta.json") as tmp:
         tmp.write_text(json.dumps(meta))
     item.image_data = folder / "image.npy"
@@ -259,12 +277,14 @@ def _load_stored(cache_dir: Path, digest: str, case: Case, manifest: Manifest, u
     if not (folder / "meta.json").exists():
         return None
     meta = json.loads((folder / "meta.json").read_text())
-    patient_key, label, labels = _manifest_facts(case, manifest, meta, uses_label)
     mask = folder / "mask.npy" if (folder / "mask.npy").exists() else None
+    if mask is not None and "source_foreground" not in meta:
+        return None  # stored before the given mask's foreground was recorded: prepare it again
+    patient_key, label, labels = _manifest_facts(case, manifest, meta, uses_label)
     foreground = np.load(folder / "foreground.npy") if (folder / "foreground.npy").exists() else None
     return PreparedCase(case.case_id, patient_key, case.group_key or patient_key, label, folder / "image.npy", mask,
                         digest, meta["notes"], tuple(meta["spacing"]), meta.get("pixel_hash", ""), foreground,
-                        labels=labels)
+                        labels=labels, source_foreground=meta.get("source_foreground"))
 
 
 def training_item(image: np.ndarray, mask: np.ndarray | None, case: PreparedCase, index: int, augment=None,

@@ -50,6 +50,10 @@ class Task(ABC):
         """Which class is "positive" for sensitivity, specificity and F1, in words (``None``: not a binary task)."""
         return None
 
+    def preparation_warnings(self, cases: Sequence[Any]) -> list[str]:
+        """What preprocessing did to the targets that the user must know (e.g. lesions lost in a resize)."""
+        return []
+
     def check_cases(self, cases: Sequence[Any], where: str) -> None:
         """Refuse prepared training cases this task cannot learn from (``where`` names the manifest)."""
 

@@ -18,6 +18,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .base import Task
+from .segmentation import had_foreground, lost_foreground
 
 
 @dataclass
@@ -35,6 +36,18 @@ class TaskView:
     @property
     def image(self):
         return self.case.image
+
+    @property
+    def case_id(self) -> str:
+        return self.case.case_id
+
+    @property
+    def had_foreground(self) -> bool:
+        return self.mask is not None and had_foreground(self.case)
+
+    @property
+    def lost_foreground(self) -> bool:
+        return self.mask is not None and lost_foreground(self.case)
 
 
 def task_rows(rows: Sequence[dict], name: str) -> list[dict]:
@@ -124,6 +137,11 @@ class MultiTask(Task):
         """The label of every classification task (the mask is in the content hash), e.g. ``nodule=1,side=None``."""
         labels = getattr(case, "labels", None) or {}
         return ",".join(f"{name}={labels.get(name)}" for name in self.tasks if self.tasks[name].uses_label)
+
+    def preparation_warnings(self, cases: Sequence[Any]) -> list[str]:
+        return [f"task {name}: {warning}" for name, task in self.tasks.items()
+                for warning in task.preparation_warnings([self.view(c, name) for c in cases
+                                                          if self.has_target(c, name)])]
 
     def heads(self, class_names: dict, num_classes: dict) -> dict:
         return {name: (task, class_names[name], num_classes[name]) for name, task in self.tasks.items()}

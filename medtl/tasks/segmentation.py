@@ -26,6 +26,17 @@ from .base import Task
 from .metrics import SEGMENTATION_CASE_COLUMNS, segmentation_case_metrics
 
 
+def had_foreground(case: Any) -> bool:
+    """Whether the case's mask *as given* has foreground (a prepared case records it; otherwise its mask says)."""
+    known = getattr(case, "had_foreground", None)
+    return bool(known) if known is not None else bool(case.mask.any())
+
+
+def lost_foreground(case: Any) -> bool:
+    """The given mask has foreground, the network-grid mask none: the lesion vanished in preprocessing."""
+    return had_foreground(case) and not bool(case.mask.any())
+
+
 def _mean(values: np.ndarray) -> float:
     """NaN-excluding mean; NaN when nothing is left (no case of that kind)."""
     finite = values[np.isfinite(values)]
@@ -60,7 +71,7 @@ class SegmentationTask(Task):
         return max(2, int(max(int(c.mask.max()) for c in cases)) + 1)
 
     def stratum(self, case: Any) -> int:
-        return int(case.mask.any())
+        return int(had_foreground(case))  # the mask as given: a lesion lost in a resize is still a lesion
 
     def loss(self, kind: str, class_weights=None) -> Callable:
         from .losses import segmentation_loss
@@ -71,7 +82,10 @@ class SegmentationTask(Task):
         return probabilities.argmax(1)
 
     def case_row(self, case: Any, output: np.ndarray, class_names: Sequence[str], num_classes: int) -> dict:
-        return {"label": "mask", **segmentation_case_metrics(output, np.array(case.mask[0]), num_classes, case.spacing)}
+        row = {"label": "mask", **segmentation_case_metrics(output, np.array(case.mask[0]), num_classes, case.spacing)}
+        if lost_foreground(case):  # a lesion case that cannot be scored on this grid: neither 0 nor lesion-free
+            row.update({key: math.nan for key in row if key.startswith(("dice", "iou", "hd95"))}, truth_empty=0.0)
+        return row
 
     def result_columns(self, class_names: Sequence[str]) -> list[str]:
         return list(SEGMENTATION_CASE_COLUMNS)
@@ -110,8 +124,9 @@ class SegmentationTask(Task):
             predicted = np.array([1.0 - float(r.get("pred_empty", 1.0)) for r in rows])
             return lambda idx: _mean(predicted[idx][truth_empty[idx]])
         if metric == "hd95_undefined":  # a lesion with no prediction at all has no HD95: HD95 alone would hide it
+            scored = np.array([math.isfinite(float(r["dice"])) for r in rows])  # not a lesion lost in preprocessing
             undefined = np.array([float(not math.isfinite(float(r["hd95"]))) for r in rows])
-            return lambda idx: _mean(undefined[idx][~truth_empty[idx]])
+            return lambda idx: _mean(undefined[idx][~truth_empty[idx] & scored[idx]])
         values = np.array([r["dice" if metric == "dice_all" else metric] for r in rows], dtype=float)
         if metric == "dice_all":
             return lambda idx: _mean(values[idx])
@@ -129,8 +144,23 @@ class SegmentationTask(Task):
         return ["dice", "iou", "hd95", "pred_empty"]
 
     def data_counts(self, cases: Sequence[Any], class_names: Sequence[str]) -> dict[str, int]:
-        return {"cases with foreground": sum(bool(c.mask.any()) for c in cases),
-                "empty masks": sum(not c.mask.any() for c in cases)}
+        counts = {"cases with foreground": sum(had_foreground(c) for c in cases),
+                  "empty masks": sum(not had_foreground(c) for c in cases)}
+        lost = sum(lost_foreground(c) for c in cases)
+        if lost:
+            counts["lesions lost in preprocessing (not scored)"] = lost
+        return counts
+
+    def preparation_warnings(self, cases: Sequence[Any]) -> list[str]:
+        lost = [c.case_id for c in cases if lost_foreground(c)]
+        if not lost:
+            return []
+        shown = ", ".join(lost[:10]) + (f" and {len(lost) - 10} more" if len(lost) > 10 else "")
+        lesions = sum(had_foreground(c) for c in cases)
+        return [f"{len(lost)} of {lesions} case(s) with a lesion have none left after preprocessing (cases {shown}): "
+                "the lesion vanished when the mask was resized to the network grid. They are left out of Dice, IoU "
+                "and HD95 (never counted as lesion-free) and train as if lesion-free; use a larger data.image_size, "
+                "or data.mode: patch (native resolution)"]
 
     def report_sections(self, arm_rows, class_names, figures, overlays) -> list[tuple[str, str]]:
         return [("Dice and IoU per case", html_image(figures.distribution_figure(arm_rows), "distributions")),

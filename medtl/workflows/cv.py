@@ -194,6 +194,7 @@ def _prepare_run(config: Config, rundir: RunDir, checked: Checked, progress: boo
     run = CVRun(config, rundir, manifest.class_names, cases, folds)
     run.mask_files = {c.case_id: (c.image, c.mask) for c in manifest.cases if c.mask is not None}
     run.arm_cases = _prepare_arm_cases(arms, manifest, config, rundir, cases, progress, keep_paths)
+    run.warnings += task_of(config).preparation_warnings(cases)
     run.warnings += [f"case {s['case_id']} skipped: {s['reason']} ({s['detail']})" for s in skipped]
     run.warnings += sorted({f"{note} in {sum(note in c.notes for c in cases)} case(s)"
                             for c in cases for note in c.notes})
