@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..tasks import get_task
-from .stats import patient_bootstrap_cis, unpaired_patient_bootstrap
+from .stats import patient_bootstrap_cis, site_stratified_paired_bootstrap, unpaired_patient_bootstrap
 from .summary import compare_arms
 
 
@@ -69,3 +69,28 @@ def site_comparisons(task: str, pairs: list[tuple[str, str]], arm_rows: dict[str
             if rows_a and rows_b:
                 out.append({"site": site, **compare_arms(task, a, rows_a, b, rows_b, class_names, n_boot, seed)})
     return out
+
+
+def site_mean_comparison(task: str, a: str, rows_a: list[dict], b: str, rows_b: list[dict], site_of: dict[str, str],
+                         class_names: list[str], n_boot: int, seed: int) -> dict:
+    """``a - b`` on the primary metric as the mean of the per-site differences (each on the cases both arms scored
+    at that site), with patients resampled within sites: the verdict of a leave-one-site-out run."""
+    spec = get_task(task)
+    metric = spec.primary_metric
+    per_site, sites, cases, patients = [], [], 0, set()
+    for site in sorted(set(site_of.values())):
+        at_a = {r["case_id"]: r for r in spec.average_rows(rows_at(rows_a, site_of, site), class_names)}
+        at_b = {r["case_id"]: r for r in spec.average_rows(rows_at(rows_b, site_of, site), class_names)}
+        shared = sorted(set(at_a) & set(at_b))
+        if not shared:
+            continue
+        first, second = [at_a[c] for c in shared], [at_b[c] for c in shared]
+        per_site.append((spec.pooled_statistic(metric, first, class_names),
+                         spec.pooled_statistic(metric, second, class_names), [r["patient_key"] for r in first]))
+        sites.append(site)
+        cases += len(shared)
+        patients |= {r["patient_key"] for r in first}
+    result = site_stratified_paired_bootstrap(per_site, n_boot, seed)
+    result["per_site"] = dict(zip(sites, result["per_site"]))
+    return {"a": a, "b": b, "metric": metric, **result, "scope": "mean of per-site differences", "n_sites": len(sites),
+            "n_cases": cases, "n_patients": len(patients)}

@@ -37,7 +37,7 @@ from . import run_state
 from .cv_cases import own_cases
 from .cv_explain import explanation_summary
 from .cv_metrics import arm_metrics, default_pairs, verdicts_of
-from .cv_sites import sites_summary
+from .cv_sites import site_verdicts, sites_summary
 from .cv_source import pretrained_for, source_epochs, source_stages
 from .cv_targets import load_target_images, targets_for
 from .engine import Listener, cross_validate
@@ -310,6 +310,7 @@ def _summarise(run: CVRun) -> None:
     sites = sites_summary(run)
     if sites is not None:
         run.metrics["sites"] = sites
+    site_verdicts(run)  # leave one site out: the mean of per-site differences, not one pooled AUC
     _state_positive_classes(run, task)
     # one primary comparison; Holm-adjusted p-values for every other one (arms, tasks, sites)
     adjust_multiplicity(run.metrics, task.primary_task if task.is_composite else None)

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..domain.features import encoder_features
 from ..domain.shift import site_separability
-from ..evaluate.sites import site_comparisons, site_drop, site_metrics
+from ..evaluate.sites import site_comparisons, site_drop, site_mean_comparison, site_metrics
 from ..models import create_model
 from ..models.device import resolve_device
 from ..tasks import task_of
@@ -62,6 +62,27 @@ def shift_checks(run, sites: list[str], patients: list[str]) -> list[dict]:
         checks.append({"features": f"arm {name}, fine-tuned model of {folds[0].name}",
                        **site_separability(features, sites, patients, boot, seed)})
     return checks
+
+
+def site_verdicts(run) -> None:
+    """Leave one site out: the run's comparisons become the mean of per-site differences (patients resampled
+    within sites); the all-sites-pooled comparisons stay in ``pooled_comparisons``, labelled as sensitive to score
+    scales. (A multi-task run: its first task, the one the verdict reports.)"""
+    if run.config.cv.scheme != "leave_site_out" or not run.metrics.get("comparisons"):
+        return
+    config = run.config
+    task, rows_of, names = primary_view(config, run.class_names)
+    site_of = {c.case_id: c.site for c in run.cases}
+    pooled = run.metrics["comparisons"]
+    by_site = [site_mean_comparison(task, c["a"], rows_of(run.arms[c["a"]].rows), c["b"],
+                                    rows_of(run.arms[c["b"]].rows), site_of, names, config.cv.bootstrap,
+                                    config.train.seed) for c in pooled]
+    note = ("every site pooled into one metric: differences in score scale between sites move it even when each "
+            "site's ranking is the same; the verdict is the mean of per-site differences (comparisons)")
+    run.metrics["pooled_comparisons"] = [{**c, "scope": "all sites pooled", "note": note} for c in pooled]
+    run.metrics["comparisons"] = by_site
+    if "tasks" in run.metrics:
+        run.metrics["tasks"][run.metrics["primary_task"]]["comparisons"] = by_site
 
 
 def sites_summary(run) -> dict | None:

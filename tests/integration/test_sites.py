@@ -94,6 +94,14 @@ def test_metrics_per_site_drop_shift_check_and_comparisons(sites, site_run):
             assert drop["drop"] == pytest.approx(drop["training_sites_held_out"] - drop["test_site"])
     assert [(c["site"], c["a"], c["b"]) for c in block["comparisons"]] == [(s, "dann", "erm") for s in site_names]
     assert [c["a"] for c in metrics["comparisons"]] == ["dann"]  # the method minus its control
+    # the verdict is the mean of the per-site differences (not one AUC over all sites pooled), and says so
+    verdict = metrics["comparisons"][0]
+    assert verdict["scope"] == "mean of per-site differences" and verdict["n_sites"] == len(site_names)
+    per_site = {c["site"]: c["mean_diff"] for c in block["comparisons"]}
+    assert verdict["per_site"] == pytest.approx(per_site)
+    assert verdict["mean_diff"] == pytest.approx(sum(per_site.values()) / len(per_site))
+    assert metrics["pooled_comparisons"][0]["scope"] == "all sites pooled"
+    assert verdict["role"] == "primary" and all("p_holm" in c for c in block["comparisons"])
     assert len(block["shift_check"]) == 3 and all(0 <= c["auc"] <= 1 for c in block["shift_check"])
     assert "dann" in metrics["domain_adaptation"]
     with open(site_run / "predictions.csv", newline="") as f:

@@ -85,3 +85,38 @@ def test_mostly_clipped_weights_are_a_warning():
                            {"weights": {"n": 20, "n_clipped": 2, "domain_auc": 0.7, "ess": 15.0}}]}
     [warning] = weight_warnings(domain)
     assert "fold 0" in warning and "18 of 20" in warning
+
+
+def test_a_leave_site_out_verdict_is_the_mean_of_per_site_differences_not_one_pooled_auc():
+    """Issue 27.8: per-site score offsets alone move a pooled AUC (here by a lot) while each site ranks its
+    patients identically in both arms; the site-stratified verdict is exactly the mean of the per-site
+    differences (0 here), and the pooled comparison would have called it a win."""
+    from medtl.evaluate.sites import site_mean_comparison
+    from medtl.evaluate.summary import compare_arms
+
+    rng = np.random.default_rng(0)
+    rows_a, rows_b, site_of = [], [], {}
+    for s, (site, offset) in enumerate((("a", 0.0), ("b", 0.3), ("c", 0.6))):
+        for i in range(20):
+            label = i % 2
+            score = float(np.clip(0.3 + 0.2 * label + rng.normal(0, 0.15), 0.01, 0.4))
+            case = f"{site}{i}"
+            site_of[case] = site
+            base = {"case_id": case, "patient_key": f"p{case}", "label": str(label), "label_index": label}
+            prevalence = 0.3 + 0.2 * s  # sites differ in prevalence too: the pooled AUC feels the offsets
+            if rng.random() < prevalence:
+                base.update(label="1", label_index=1)
+            rows_a.append({**base, "prob_0": 1 - score, "prob_1": score})
+            shifted = score + offset  # arm b: the same ranking at every site, a different scale per site
+            rows_b.append({**base, "prob_0": 1 - shifted / 2, "prob_1": shifted / 2})
+    names = ["0", "1"]
+    verdict = site_mean_comparison("classification", "b", rows_b, "a", rows_a, site_of, names, 200, 0)
+    assert verdict["mean_diff"] == pytest.approx(0.0, abs=1e-12)
+    assert verdict["per_site"] == pytest.approx({"a": 0.0, "b": 0.0, "c": 0.0})
+    assert verdict["ci95"] == pytest.approx([0.0, 0.0]) and verdict["n_sites"] == 3
+    pooled = compare_arms("classification", "b", rows_b, "a", rows_a, names, 200, 0)
+    assert abs(pooled["mean_diff"]) > 0.05  # what the old, pooled verdict reported
+    per_site = [compare_arms("classification", "b", [r for r in rows_b if site_of[r["case_id"]] == s], "a",
+                             [r for r in rows_a if site_of[r["case_id"]] == s], names, 100, 0)["mean_diff"]
+                for s in "abc"]
+    assert verdict["mean_diff"] == pytest.approx(np.mean(per_site))
