@@ -19,6 +19,19 @@ def pytest_configure(config):
             os.sched_setaffinity(0, set(cores[index * share:(index + 1) * share]))
 
 
+@pytest.fixture(scope="module")
+def all_cores():
+    """For a module whose test starts several processes (DDP ranks, cluster workers): while it runs, this pytest-xdist
+    worker and its children may use every core, not just the worker's own (they would queue on one)."""
+    if not hasattr(os, "sched_setaffinity"):
+        yield
+        return
+    own = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
+    yield
+    os.sched_setaffinity(0, own)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_salt(tmp_path_factory):
     """Keyed hashes use one test salt (also in module fixtures and subprocesses); ~/.medtl is never touched."""

@@ -14,6 +14,8 @@ from medtl.samples.sample_sets import write_radiograph_set
 
 pytest.importorskip("distributed")
 
+pytestmark = pytest.mark.usefixtures("all_cores")  # DDP ranks / cluster workers: several processes
+
 CONFIG = """task: classification
 compare:
   - {name: lr2, set: {train.lr: 0.002}}
@@ -75,12 +77,13 @@ def test_a_worker_killed_mid_fold_costs_only_its_unit(data, tmp_path):
     from distributed import LocalCluster
 
     reference = tmp_path / "reference"
-    assert main(cv_args(data, reference, epochs=5)) == 0  # long enough to be killed after the first epoch
+    # one arm (2 units): the kill and the resume are per unit; 5 epochs: long enough to be killed after the first
+    assert main(cv_args(data, reference, "--set", "compare=[]", epochs=5)) == 0
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
     out, result = tmp_path / "killed", {}
     try:
         thread = threading.Thread(target=lambda: result.update(code=main(cv_args(
-            data, out, "--executor", "dask", "--scheduler", cluster.scheduler_address, epochs=5))))
+            data, out, "--executor", "dask", "--scheduler", cluster.scheduler_address, "--set", "compare=[]", epochs=5))))
         thread.start()
         deadline = time.time() + 120
         while not list(out.glob("arms/*/*/state.pt")) and time.time() < deadline:

@@ -19,6 +19,8 @@ from medtl.train.loop import fit
 SIZE = 32
 
 
+pytestmark = pytest.mark.usefixtures("all_cores")  # DDP ranks / cluster workers: several processes
+
 def cases(n=16):
     rng = np.random.default_rng(0)
     return [PreparedCase(f"c{i}", f"p{i}", f"p{i}", i % 2, rng.normal(size=(1, SIZE, SIZE)).astype(np.float32),

@@ -11,15 +11,16 @@ from medtl.errors import InputError
 
 def test_a_target_image_has_no_label_or_mask_field():
     names = {f.name for f in dataclasses.fields(TargetImage)}
-    assert names == {"image_data", "image_hash"}
+    assert names == {"image_data", "image_hash", "group"}  # group: the opaque patient key, for grouped cross-fitting
 
 
 def test_target_images_of_prepared_cases_keep_only_the_pixels():
     class Case:
         image_data, image_hash, label, mask_data, patient_key = np.ones((1, 4, 4)), "h", 1, np.ones((1, 4, 4)), "p"
+        group_key = "g"
 
     [image] = target_images_of([Case()])
-    assert image.image_hash == "h" and np.array_equal(image.image, np.ones((1, 4, 4)))
+    assert image.image_hash == "h" and np.array_equal(image.image, np.ones((1, 4, 4))) and image.group == "g"
     assert not hasattr(image, "label") and not hasattr(image, "mask_data")
 
 
