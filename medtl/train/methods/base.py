@@ -9,6 +9,7 @@ capability flags are checked in one place (``check_support``) before anything is
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -35,8 +36,8 @@ class Batch:
     step: int
 
 
-class TrainingMethod:
-    """A way to train an arm's model on a fold. Subclasses set ``name`` and override ``losses`` (at least).
+class TrainingMethod(ABC):
+    """A way to train an arm's model on a fold. Subclasses set ``name`` and implement ``losses`` (at least).
 
     Capability flags say where the method can run; ``medtl cv`` refuses an arm whose method
     lacks one the run needs (DDP, a cluster engine, native-extent patches), naming both.
@@ -67,9 +68,9 @@ class TrainingMethod:
     def start_epoch(self, seed: int, steps: int, batch_size: int, workers: int, augment) -> None:
         """Called before each epoch with that epoch's seed (draw per-epoch inputs here, resume-exact)."""
 
+    @abstractmethod
     def losses(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """``(task loss to report, objective to minimise, facts of this batch)``."""
-        raise NotImplementedError
 
     def epoch_facts(self, facts: list[dict]) -> dict[str, float]:
         """One epoch's facts for its history record (default: the mean of each batch fact)."""
