@@ -55,3 +55,23 @@ def test_site_values_are_kept_as_given_and_never_left_empty(tmp_path):
         read_manifest(path, "classification")
     path.write_text("image,label,patient_id\na.dcm,0,p1\nb.dcm,1,p2\n")
     assert read_manifest(path, "classification").sites == []
+
+
+def test_the_positive_class_goes_last_for_one_task_and_for_each_task_of_a_multitask_manifest(tmp_path):
+    from medtl.config.sections import TaskSpec
+
+    (tmp_path / "m.csv").write_text("image,label,lung,patient_id\na.png,nodule,left,p1\nb.png,normal,right,p2\n"
+                                    "c.png,normal,left,p3\n")
+    assert read_manifest(tmp_path / "m.csv", "classification").class_names == ["nodule", "normal"]  # sorted
+    chosen = read_manifest(tmp_path / "m.csv", "classification", positive_class="nodule")
+    assert chosen.class_names == ["normal", "nodule"]  # index 1 is what sensitivity calls positive
+    assert [c.label for c in chosen.cases] == ["nodule", "normal", "normal"]  # labels are names, not indices
+    tasks = [TaskSpec(name="nodule", kind="classification", column="label", positive_class="nodule"),
+             TaskSpec(name="lung", kind="classification", column="lung")]
+    multi = read_manifest(tmp_path / "m.csv", "multitask", tasks=tasks)
+    assert multi.class_names == {"nodule": ["normal", "nodule"], "lung": ["left", "right"]}
+    with pytest.raises(InputError, match="'lesion', which is not a class"):
+        read_manifest(tmp_path / "m.csv", "classification", positive_class="lesion")
+    (tmp_path / "three.csv").write_text("image,label,patient_id\na.png,x,p1\nb.png,y,p2\nc.png,z,p3\n")
+    with pytest.raises(InputError, match="applies to two classes"):
+        read_manifest(tmp_path / "three.csv", "classification", positive_class="x")
