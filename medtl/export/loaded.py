@@ -12,8 +12,6 @@ from ..rundir import ExportDir
 from .networks import load_network
 from .spec import read_spec
 
-MODEL_JSON = "model.json"  # ExportDir.model_json's name
-
 
 def is_export_dir(path: str | Path) -> bool:
     """Whether ``path`` is a folder written by ``medtl export``."""

@@ -20,8 +20,6 @@ from ..plumbing.paths import contained
 from ..rundir import PredictDir
 from .items import SKIPPED_COLUMNS
 
-_OUTPUT_FOLDERS = PredictDir.OUTPUT_FOLDERS
-
 
 def _load_shard(folder: Path) -> dict:
     for name in ("job.json", "predict.json", "predictions.csv", "skipped.csv"):

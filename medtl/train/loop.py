@@ -228,7 +228,6 @@ def fit(model: MedtlModel, train_cases: list[PreparedCase], config: Config, stat
                                                 inner_cases)
             if train_cfg.selection == "best_inner" and record["inner_score"] > best:
                 best, result.selected_epoch = record["inner_score"], epoch
-                trainer.extra["selected_epoch"] = epoch
                 if ddp.is_main():
                     save_weights(state_path.with_name("best.safetensors"), model, {"epoch": epoch})
         trainer.extra["selected_epoch"] = result.selected_epoch

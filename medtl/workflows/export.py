@@ -104,7 +104,6 @@ def _starting_weights_licence(trained: TrainedRun) -> str:
     return "the researcher's own source model (see the source stage below): the licence of its data applies"
 
 
-EXPORT_FILES = ExportDir.FILES
 
 
 def _previous_export(out: Path) -> list[str]:
@@ -116,13 +115,12 @@ def _previous_export(out: Path) -> list[str]:
     present = sorted(p.name for p in out.iterdir() if p.name != ".incomplete")
     if not present:
         return []
-    from ..export.loaded import MODEL_JSON
-
-    if not (out / MODEL_JSON).is_file():
+    folder = ExportDir(out)
+    if not folder.model_json.is_file():
         raise InputError(f"--out {out} already holds files that are not a medtl export (e.g. {present[0]}); give a "
                          "new or empty folder")
-    members = [m["file"] for m in json.loads((out / MODEL_JSON).read_text()).get("members", [])]
-    return [name for name in present if name in (*EXPORT_FILES, *members)]
+    members = [m["file"] for m in json.loads(folder.model_json.read_text()).get("members", [])]
+    return [name for name in present if name in (*ExportDir.FILES, *members)]
 
 
 def export_run(run_dir: str | Path, out: str | Path, fmt: str = "onnx", arm: str | None = None,
