@@ -47,7 +47,33 @@ def arm_summary(task: str, fold_records: list[dict], rows: list[dict], class_nam
             "ci95": list(intervals[metric]),
             "pooled": float(pooled[metric]),
         }
-    return {"summary": summary, "folds": fold_records}
+    out = {"summary": summary, "folds": fold_records}
+    per_class = class_breakdown(task, pooled_rows, class_names, n_boot, seed)
+    if per_class:
+        out["per_class"] = per_class
+    return out
+
+
+def class_breakdown(task: str, rows: list[dict], class_names: list[str], n_boot: int, seed: int) -> dict:
+    """``{class: {n_cases, n_cases_without, metric: {value, ci95}}}`` where the task has per-class figures
+    (multi-class segmentation), with patient-bootstrap intervals; ``{}`` otherwise."""
+    classes = get_task(task).class_statistics(rows, class_names)
+    if not classes:
+        return {}
+    patients = [r["patient_key"] for r in rows]
+    index = np.arange(len(rows))
+    out = {}
+    for name, spec in classes.items():
+        statistics = spec["statistics"]
+
+        def every(idx: np.ndarray, statistics=statistics) -> dict[str, float]:
+            return {m: f(idx) for m, f in statistics.items()}
+
+        intervals = patient_bootstrap_cis(every, patients, n_boot, seed)
+        values = every(index)
+        out[name] = {**spec["counts"], **{m: {"value": float(values[m]), "ci95": list(intervals[m])}
+                                          for m in statistics}}
+    return out
 
 
 def compare_arms(task: str, name_a: str, rows_a: list[dict], name_b: str, rows_b: list[dict],

@@ -105,6 +105,10 @@ class Task(ABC):
     def result_columns(self, class_names: Sequence[str]) -> list[str]:
         """The per-case value columns of ``predictions.csv``."""
 
+    def case_columns(self, class_names: Sequence[str], rows: Sequence[dict]) -> list[str]:
+        """The per-case value columns of ``predictions.csv`` for these ``rows`` (``result_columns`` by default)."""
+        return self.result_columns(class_names)
+
     @abstractmethod
     def fold_metrics(self, rows: Sequence[dict], class_names: Sequence[str]) -> dict[str, float]:
         """Metrics of one fold from its rows."""
@@ -119,19 +123,28 @@ class Task(ABC):
         statistics = {m: self.pooled_statistic(m, rows, class_names) for m in self.metric_names}
         return lambda idx: {m: statistic(idx) for m, statistic in statistics.items()}
 
+    def class_statistics(self, rows: Sequence[dict], class_names: Sequence[str]) -> dict[str, dict]:
+        """Per-class figures beside the case-level ones (none by default): ``{class: {"counts": {...},
+        "statistics": {metric: indices -> value}}}``, bootstrapped by ``medtl.evaluate.summary.class_breakdown``."""
+        return {}
+
     @abstractmethod
     def averaged_columns(self, class_names: Sequence[str]) -> list[str]:
         """Columns averaged over CV repeats to get one row per case."""
 
     def average_rows(self, rows: Sequence[dict], class_names: Sequence[str]) -> list[dict]:
         """One row per case: the ``averaged_columns`` averaged over CV repeats (NaN-excluding)."""
+        return self._average(rows, self.averaged_columns(class_names))
+
+    @staticmethod
+    def _average(rows: Sequence[dict], columns: Sequence[str]) -> list[dict]:
         by_case: dict[str, list[dict]] = {}
         for row in rows:
             by_case.setdefault(row["case_id"], []).append(row)
         out = []
         for case_rows in by_case.values():
             merged = dict(case_rows[0])
-            for column in self.averaged_columns(class_names):
+            for column in columns:
                 values = np.array([r[column] for r in case_rows], dtype=float)
                 merged[column] = float(np.nanmean(values)) if np.isfinite(values).any() else math.nan
             out.append(merged)

@@ -7,9 +7,11 @@ present. Calibration: ``brier`` (binary: the usual Brier score of P(positive); s
 ``brier_score``) and ``ece`` (expected calibration error, 10 equal-width bins; binary: of P(positive),
 multi-class: of the top-class probability).
 
-Segmentation, per case, averaged over foreground classes: ``dice``, ``iou``,
-``hd95`` (mm, using the voxel spacing), plus ``truth_empty`` and ``pred_empty``
-(1 when the mask has no foreground). Empty-mask conventions per case: truth and
+Segmentation, per case, averaged over the foreground classes present in the truth:
+``dice``, ``iou``, ``hd95`` (mm, using the voxel spacing), plus ``truth_empty`` and
+``pred_empty`` (1 when the mask has no foreground); with several foreground classes also
+per class (``dice_<c>``, ``iou_<c>``, ``hd95_<c>``: NaN for a class absent from the truth;
+``stray_<c>``: that absent class predicted anyway). Empty-mask conventions per case: truth and
 prediction both empty -> dice = iou = 1, hd95 = 0; exactly one empty -> dice =
 iou = 0, hd95 = NaN (undefined; excluded from means and counted in ``hd95_undefined``). The
 summaries (``medtl.tasks.segmentation``) do not let those conventions decide: the
@@ -109,30 +111,49 @@ def confusion(labels: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
 
 def segmentation_case_metrics(prediction: np.ndarray, truth: np.ndarray, num_classes: int,
                               spacing: tuple[float, ...] | None = None) -> dict[str, float]:
-    """Dice, IoU and HD95 of one case (integer label arrays of equal shape)."""
-    from monai.metrics import compute_dice, compute_hausdorff_distance, compute_iou
+    """Dice, IoU and HD95 of one case (integer label arrays of equal shape).
+
+    The case's ``dice``/``iou``/``hd95`` average the foreground classes present in its truth;
+    with more than one foreground class, ``dice_<c>``/``iou_<c>``/``hd95_<c>`` are NaN for a
+    class absent from the truth and ``stray_<c>`` (1/0, NaN where the class is present) says
+    whether the network predicted it anyway: a detection error, not a Dice of 0 (nor of 1).
+    A truth without any foreground keeps the empty-mask convention (module docstring).
+    """
+    from monai.metrics import compute_dice, compute_iou
     from monai.networks.utils import one_hot
 
     pred = one_hot(torch.as_tensor(prediction, dtype=torch.long)[None, None], num_classes)
     true = one_hot(torch.as_tensor(truth, dtype=torch.long)[None, None], num_classes)
-    dice = compute_dice(pred, true, include_background=False, ignore_empty=False)[0]
-    iou = compute_iou(pred, true, include_background=False, ignore_empty=False)[0]
-    hd = []
-    for c in range(1, num_classes):
-        p_empty, t_empty = not bool(pred[0, c].any()), not bool(true[0, c].any())
-        if p_empty and t_empty:
-            hd.append(0.0)
-        elif p_empty or t_empty:
-            hd.append(math.nan)
-        else:
-            with warnings.catch_warnings():  # MONAI 1.5 warns about an argument of its own internal call
-                warnings.filterwarnings("ignore", message=".*always_return_as_numpy.*", category=FutureWarning)
-                value = compute_hausdorff_distance(pred[:, [0, c]], true[:, [0, c]], include_background=False,
-                                                   percentile=95, spacing=list(spacing) if spacing else None)
-            hd.append(float(value.flatten()[0]))
-    out = {"dice": float(dice.mean()), "iou": float(iou.mean()),
-           "hd95": float(np.nanmean(hd)) if not all(math.isnan(h) for h in hd) else math.nan,
-           "truth_empty": float(not bool(true[0, 1:].any())), "pred_empty": float(not bool(pred[0, 1:].any()))}
+    dice = compute_dice(pred, true, include_background=False, ignore_empty=False)[0].numpy().astype(float)
+    iou = compute_iou(pred, true, include_background=False, ignore_empty=False)[0].numpy().astype(float)
+    present = np.array([bool(true[0, c].any()) for c in range(1, num_classes)])
+    predicted = np.array([bool(pred[0, c].any()) for c in range(1, num_classes)])
+    hd = np.array([_hd95(pred, true, c, spacing) if present[c - 1] else math.nan for c in range(1, num_classes)])
+    if present.any():
+        case = {"dice": float(dice[present].mean()), "iou": float(iou[present].mean()),
+                "hd95": float(np.nanmean(hd[present])) if np.isfinite(hd[present]).any() else math.nan}
+    else:  # nothing to find: 1 when nothing was predicted either, else 0 (the summaries keep these apart)
+        case = {"dice": float(not predicted.any()), "iou": float(not predicted.any()),
+                "hd95": 0.0 if not predicted.any() else math.nan}
+    out = {**case, "truth_empty": float(not present.any()), "pred_empty": float(not predicted.any())}
     if num_classes > 2:
-        out.update({f"dice_{c}": float(dice[c - 1]) for c in range(1, num_classes)})
+        for c in range(1, num_classes):
+            here = present[c - 1]
+            out.update({f"dice_{c}": float(dice[c - 1]) if here else math.nan,
+                        f"iou_{c}": float(iou[c - 1]) if here else math.nan,
+                        f"hd95_{c}": float(hd[c - 1]),
+                        f"stray_{c}": math.nan if here else float(predicted[c - 1])})
     return out
+
+
+def _hd95(pred: torch.Tensor, true: torch.Tensor, c: int, spacing) -> float:
+    """HD95 (mm) of class ``c`` present in the truth; NaN when the prediction has none of it (undefined)."""
+    from monai.metrics import compute_hausdorff_distance
+
+    if not bool(pred[0, c].any()):
+        return math.nan
+    with warnings.catch_warnings():  # MONAI 1.5 warns about an argument of its own internal call
+        warnings.filterwarnings("ignore", message=".*always_return_as_numpy.*", category=FutureWarning)
+        value = compute_hausdorff_distance(pred[:, [0, c]], true[:, [0, c]], include_background=False,
+                                           percentile=95, spacing=list(spacing) if spacing else None)
+    return float(value.flatten()[0])

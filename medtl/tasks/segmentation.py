@@ -12,6 +12,11 @@ arms use the primary ``dice``.
 over the lesions an arm found: an arm that misses the hard lesions gets a *better* HD95.
 ``hd95_undefined`` (the share of cases with a lesion whose HD95 is undefined) therefore
 stands beside ``hd95`` in every summary; read them together.
+
+With several foreground classes, a case's figures average the classes present in its truth
+(an absent class is neither a free 1 nor, for a few stray pixels, a 0); each class is also
+scored on its own cases, and predicting a class where it is absent is counted as a detection
+error (``stray_rate``): ``class_statistics``.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..plumbing.html import html_image
+from ..plumbing.html import html_image, html_table
 from .base import Task
 from .metrics import SEGMENTATION_CASE_COLUMNS, segmentation_case_metrics
 
@@ -35,6 +40,11 @@ def had_foreground(case: Any) -> bool:
 def lost_foreground(case: Any) -> bool:
     """The given mask has foreground, the network-grid mask none: the lesion vanished in preprocessing."""
     return had_foreground(case) and not bool(case.mask.any())
+
+
+def foreground_classes(rows: Sequence[dict]) -> list[int]:
+    """The foreground classes that have per-class columns in ``rows`` (none for a single foreground class)."""
+    return sorted(int(k[len("stray_"):]) for k in (rows[0] if rows else {}) if k.startswith("stray_"))
 
 
 def _mean(values: np.ndarray) -> float:
@@ -132,6 +142,29 @@ class SegmentationTask(Task):
             return lambda idx: _mean(values[idx])
         return lambda idx: _mean(values[idx][~truth_empty[idx]])
 
+    def class_statistics(self, rows: Sequence[dict], class_names: Sequence[str]) -> dict[str, dict]:
+        """With several foreground classes: per class, Dice/IoU/HD95/``hd95_undefined`` over the cases whose truth
+        has the class, and ``stray_rate`` (the class predicted where it is absent) over the others."""
+        out = {}
+        for c in foreground_classes(rows):
+            value = {m: np.array([float(r[f"{m}_{c}"]) for r in rows]) for m in ("dice", "iou", "hd95", "stray")}
+            present = np.isfinite(value["dice"])
+            undefined = (~np.isfinite(value["hd95"])).astype(float)
+
+            def among(values: np.ndarray, where: np.ndarray) -> Callable[[np.ndarray], float]:
+                return lambda idx: _mean(values[idx][where[idx]])
+
+            out[str(c)] = {"counts": {"n_cases": int(present.sum()), "n_cases_without": int((~present).sum())},
+                           "statistics": {"dice": among(value["dice"], present), "iou": among(value["iou"], present),
+                                          "hd95": among(value["hd95"], present),
+                                          "hd95_undefined": among(undefined, present),
+                                          "stray_rate": among(value["stray"], ~present)}}
+        return out
+
+    def average_rows(self, rows: Sequence[dict], class_names: Sequence[str]) -> list[dict]:
+        extra = [f"{m}_{c}" for c in foreground_classes(rows) for m in ("dice", "iou", "hd95", "stray")]
+        return self._average(rows, self.averaged_columns(class_names) + extra)
+
     def arm_warnings(self, arm: str, rows: Sequence[dict]) -> list[str]:
         if rows and all(float(r.get("pred_empty", 0)) >= 0.5 for r in rows):
             lesions = sum(float(r.get("truth_empty", 1)) < 0.5 for r in rows)
@@ -164,11 +197,35 @@ class SegmentationTask(Task):
 
     def report_sections(self, arm_rows, class_names, figures, overlays) -> list[tuple[str, str]]:
         return [("Dice and IoU per case", html_image(figures.distribution_figure(arm_rows), "distributions")),
+                *self._class_section(arm_rows, class_names),
                 ("Segmentation overlays (green: truth, red dashed: prediction)", overlays())]
 
     def external_sections(self, rows, member_rows, class_names, figures) -> list[tuple[str, str]]:
         return [("Dice and IoU per case (original image grid)",
-                 html_image(figures.distribution_figure({"ensemble": rows}), "distributions"))]
+                 html_image(figures.distribution_figure({"ensemble": rows}), "distributions")),
+                *self._class_section({"ensemble": rows}, class_names)]
+
+    def case_columns(self, class_names: Sequence[str], rows: Sequence[dict]) -> list[str]:
+        return self.result_columns(class_names) + [f"{m}_{c}" for c in foreground_classes(rows)
+                                                   for m in ("dice", "iou", "hd95", "stray")]
+
+    def _class_section(self, arm_rows: dict[str, list[dict]], class_names) -> list[tuple[str, str]]:
+        """Per class and arm: cases with the class, its Dice/IoU/HD95 there, and how often it was predicted where
+        it is absent (metrics.json ``per_class`` has the patient-bootstrap intervals)."""
+        table = []
+        for arm, rows in arm_rows.items():
+            averaged = self.average_rows(rows, class_names)
+            for c, spec in self.class_statistics(averaged, class_names).items():
+                every = np.arange(len(averaged))
+                values = {m: f(every) for m, f in spec["statistics"].items()}
+                table.append([arm, c, spec["counts"]["n_cases"], values["dice"], values["iou"], values["hd95"],
+                              values["hd95_undefined"], spec["counts"]["n_cases_without"], values["stray_rate"]])
+        if not table:
+            return []
+        header = ["arm", "class", "cases with the class", "Dice", "IoU", "HD95 (mm)", "HD95 undefined",
+                  "cases without it", "predicted where absent"]
+        return [("Per class (each class scored on the cases whose truth has it; NaN: no such case)",
+                 html_table(header, table))]
 
     def overlay_cases(self, cases: Sequence[Any], count: int = 2) -> list[int]:
         """The cases with most foreground."""

@@ -341,7 +341,7 @@ def _state_positive_classes(run: CVRun, task) -> None:
 def _write_predictions(run: CVRun) -> None:
     task = task_of(run.config)
     columns = ["case_id", "patient_key", "fold", "arm", *task.row_key_columns, "label",
-               *task.result_columns(run.class_names)]
+               *task.case_columns(run.class_names, [row for arm in run.arms.values() for row in arm.rows])]
     if run.config.cv.repeats > 1:
         columns.insert(2, "repeat")
     site_of = {c.case_id: c.site for c in run.cases}
