@@ -18,8 +18,8 @@ class FoldResult:
 
     ``record``: the fold's metrics and counts (``fold``, ``repeat``, ``n_train``, ``n_val``,
     ``selected_epoch``, the task's metrics); ``rows``: out-of-fold per-case rows; ``history``:
-    one dict per epoch; ``inner_rows``: rows of the model-selection cases (leave-one-site-out
-    only); ``method``: facts of the training method (e.g. DANN's target-image count, importance
+    one dict per epoch; ``inner_rows``: rows of the drop's reference cases (leave-one-site-out
+    only: training sites' held-out patients, disjoint from the selection cases under ``best_inner``); ``method``: facts of the training method (e.g. DANN's target-image count, importance
     weights); ``adaptation``: what happened to every pretrained tensor; ``notes``: fallbacks the
     report must show.
     """
@@ -72,7 +72,7 @@ class ArmResult:
 
     @property
     def inner_rows(self) -> list[list[dict]]:
-        """Per fold: rows of its model-selection cases (leave-one-site-out), else empty lists."""
+        """Per fold: rows of its drop-reference cases (leave-one-site-out), else empty lists."""
         return [f.inner_rows for f in self.folds]
 
     @property

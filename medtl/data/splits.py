@@ -62,6 +62,24 @@ def inner_split(groups: list[str], strata: list[int], train: tuple[int, ...], fr
     return tuple(int(i) for i in train_array[fit]), tuple(int(i) for i in train_array[inner])
 
 
+def selection_and_reference(groups: list[str], strata: list[int], held_out: tuple[int, ...], selection: str,
+                            seed: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Split the training sites' held-out patients of a leave-one-site-out fold into (model selection, drop reference).
+
+    Under ``best_inner`` the epoch is chosen as the best on the selection cases, so their
+    score is the maximum over epochs: a reference measured on them makes every unseen site
+    look worse than it is. Half of those patients (stratified, by patient) are kept apart as
+    the reference instead; with fewer than two patients there is no reference (``()``) and the
+    drop is not computed. Under ``last`` nothing is selected and both are the same cases.
+    """
+    if selection != "best_inner":
+        return held_out, held_out
+    try:
+        return inner_split(groups, strata, held_out, 0.5, seed)
+    except InputError:
+        return held_out, ()
+
+
 def fixed_split(groups: list[str], roles: list[str], strata: list[int], need_all_classes: bool = False) -> Fold:
     """The official split: train on ``train``, select on ``val``, score on ``test``; refuses a leaky split.
 

@@ -42,7 +42,8 @@ def site_drop(task: str, inner_rows: list[dict], test_rows: list[dict], class_na
     """How much worse the primary metric is at an unseen site than on held-out patients of the training sites.
 
     ``drop = metric(training sites' held-out patients) - metric(test site)``; positive =
-    worse at the new hospital. The two patient sets are disjoint, so each is resampled
+    worse at the new hospital. ``inner_rows`` are the reference patients, never the ones the
+    epoch was chosen on (``medtl.data.splits.selection_and_reference``). The two patient sets are disjoint, so each is resampled
     on its own for the CI.
     """
     spec = get_task(task)
@@ -54,7 +55,8 @@ def site_drop(task: str, inner_rows: list[dict], test_rows: list[dict], class_na
                                         spec.pooled_statistic(metric, test, class_names),
                                         [r["patient_key"] for r in test], n_boot, seed)
     in_site = float(spec.pooled_statistic(metric, inner, class_names)(np.arange(len(inner))))
-    return {"metric": metric, "training_sites_held_out": in_site, "test_site": in_site - result["difference"],
+    return {"metric": metric, "reference": "held-out patients of the training sites not used for model selection",
+            "training_sites_held_out": in_site, "test_site": in_site - result["difference"],
             "drop": result["difference"], "ci95": result["ci95"], "n_held_out_patients":
                 len({r["patient_key"] for r in inner}), "n_test_patients": len({r["patient_key"] for r in test})}
 

@@ -77,8 +77,10 @@ def sites_section(metrics: dict) -> tuple[str, str]:
              html_image(figures.site_metric_figure(sites["per_site"], metric), "metric per site")]
     if sites.get("drop"):
         parts += ["<h3>Drop at an unseen site</h3><p>Each site scored by models that never saw it, against the "
-                  "same models on held-out patients of their training sites (positive = worse at the new "
-                  "hospital).</p>", _drop_table(sites["drop"])]
+                  "same models on held-out patients of their training sites that were not used to choose the "
+                  "epoch (positive = worse at the new hospital).</p>", _drop_table(sites["drop"])]
+    for note in sites.get("drop_notes", []):
+        parts.append(f"<p>{html.escape(note)}</p>")
     if sites["comparisons"]:
         parts += ["<h3>Methods compared per site (paired patient bootstrap)</h3>", _comparison_table(sites["comparisons"])]
     parts.append("<h3>Shift check: can the model's features tell the sites apart?</h3><p>A logistic regression "

@@ -10,7 +10,7 @@ import torch
 
 from ..arms import Arm
 from ..data.dataset import PreparedCase
-from ..data.splits import Fold, inner_split, labelled_subset
+from ..data.splits import Fold, inner_split, labelled_subset, selection_and_reference
 from ..domain.targets import TargetImage
 from ..models import create_model
 from ..models.checkpoint import load_weights, save_weights
@@ -25,8 +25,12 @@ from ..train.methods import build_method
 
 
 def write_fold_images(path, train: list[PreparedCase], inner: list[PreparedCase], val: list[PreparedCase],
-                      targets: list[TargetImage], check_images: bool) -> None:
+                      targets: list[TargetImage], check_images: bool,
+                      reference: list[PreparedCase] | None = None) -> None:
     """``fold_images.json``: pixel hashes and patient keys of each role, so anyone can check the fold's sets.
+
+    ``reference`` (leave-one-site-out): the training sites' held-out patients the unseen-site
+    drop is measured against (the selection cases themselves unless ``best_inner`` chose on them).
 
     Refuses to train a fold whose scored cases share a patient (or, with
     ``check_images``, an identical image) with its training or model-selection cases: a
@@ -34,8 +38,10 @@ def write_fold_images(path, train: list[PreparedCase], inner: list[PreparedCase]
     under different patients as a warning instead.)
     """
     roles = {"train": train, "selection": inner, "scored": val}
+    if reference is not None:
+        roles["reference"] = reference
     scored_images, scored_patients = {c.image_hash for c in val}, {c.group_key for c in val}
-    for role in ("train", "selection"):
+    for role in [r for r in roles if r != "scored"]:
         shared_images = sum(c.image_hash in scored_images for c in roles[role] if c.image_hash) if check_images else 0
         shared_patients = sum(c.group_key in scored_patients for c in roles[role])
         if shared_images or shared_patients:
@@ -104,12 +110,18 @@ def run_fold(arm: Arm, fold: Fold, folder: FoldDir, cases: list[PreparedCase], c
     inner_index = fold.inner  # fixed splits: the given val set scores every epoch
     if config.train.selection == "best_inner" and not fold.inner:
         train_index, inner_index = inner_split(groups, strata, train_index, config.train.inner_fraction, seed)
+    reference_index: tuple[int, ...] = ()
+    if held_out_site and inner_index:  # the drop's reference: never the cases the epoch was chosen on
+        inner_index, reference_index = selection_and_reference(groups, strata, tuple(inner_index),
+                                                               config.train.selection, seed)
     train_cases = [cases[i] for i in train_index]
     inner_cases = [cases[i] for i in inner_index]
+    reference_cases = [cases[i] for i in reference_index]
     val_cases = [cases[i] for i in fold.val]
     device = ddp.local_device(resolve_device(config.train.device)) if distributed else resolve_device(config.train.device)
     if writes:
-        write_fold_images(folder.images, train_cases, inner_cases, val_cases, targets or [], held_out_site)
+        write_fold_images(folder.images, train_cases, inner_cases, val_cases, targets or [], held_out_site,
+                          reference_cases if held_out_site else None)
     method = build_method(config)
     method_facts = method.setup(model, train_cases, targets or [], device, seed)
 
@@ -140,11 +152,13 @@ def run_fold(arm: Arm, fold: Fold, folder: FoldDir, cases: list[PreparedCase], c
               "n_val": len(val_cases), "n_val_patients": len({c.patient_key for c in val_cases}),
               "selected_epoch": result.selected_epoch, **task.fold_metrics(rows, class_names)}
     if held_out_site:
-        record["test_site"] = val_cases[0].site
+        record.update(test_site=val_cases[0].site, n_reference=len(reference_cases),
+                      reference_is_selection=reference_index == inner_index)
     inner_rows = []
-    if held_out_site and inner_cases:
-        inner_rows = case_rows(arm.name, fold, inner_cases, predict_each(model, inner_cases, config, device,
-                                                                         distributed), task, class_names, num_classes)
+    if reference_cases:
+        inner_rows = case_rows(arm.name, fold, reference_cases, predict_each(model, reference_cases, config, device,
+                                                                             distributed),
+                               task, class_names, num_classes)
     finished = FoldResult(record, rows, result.history, inner_rows, method_facts, model.adaptation.to_dict(),
                           [f"{arm.name} repeat {fold.repeat} fold {fold.fold}: {n}" for n in result.notes])
     if writes:

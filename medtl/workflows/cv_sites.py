@@ -85,6 +85,15 @@ def site_verdicts(run) -> None:
         run.metrics["tasks"][run.metrics["primary_task"]]["comparisons"] = by_site
 
 
+def drop_reference_is_fair(config, result) -> bool:
+    """Whether a leave-one-site-out fold's reference rows were not the ones its epoch was chosen on."""
+    if not result.inner_rows:
+        return False
+    if config.train.selection != "best_inner":
+        return True
+    return result.record.get("reference_is_selection") is False
+
+
 def sites_summary(run) -> dict | None:
     """``metrics.json["sites"]`` (docs/sites.md), or ``None`` when the manifest has no site column."""
     site_of = {c.case_id: c.site for c in run.cases if c.site}
@@ -102,10 +111,26 @@ def sites_summary(run) -> dict | None:
                "comparisons": site_comparisons(task, default_pairs(run.config, run.arms), arm_rows, site_of, names,
                                                boot, seed)}
     if config.cv.scheme == "leave_site_out":
-        summary["drop"] = {name: {run.cases[fold.val[0]].site: site_drop(
-            task, rows_of(inner), [r for r in arm_rows[name] if r["fold"] == fold.fold], names, boot, seed)
-            for fold, inner in zip(run.folds, arm.inner_rows) if inner}
-            for name, arm in run.arms.items() if name in arm_rows}
+        summary["drop"], notes = {}, []
+        for name, arm in run.arms.items():
+            if name not in arm_rows:
+                continue
+            summary["drop"][name] = {}
+            for fold, result in zip(run.folds, arm.folds):
+                site = run.cases[fold.val[0]].site
+                if not drop_reference_is_fair(arm.config, result):
+                    notes.append(f"{name}, test site '{site}': drop not computed: "
+                                 + ("its training sites had too few held-out patients to keep a reference apart "
+                                    "from the model-selection ones" if result.record.get("n_reference") == 0 else
+                                    "this fold was trained before medtl kept the drop's reference apart from the "
+                                    "cases train.selection: best_inner chose the epoch on (re-run it in a new "
+                                    "folder)"))
+                    continue
+                summary["drop"][name][site] = site_drop(
+                    task, rows_of(result.inner_rows), [r for r in arm_rows[name] if r["fold"] == fold.fold], names,
+                    boot, seed)
+        if notes:
+            summary["drop_notes"] = notes
     if all(run.arms[name].config.data.fixed_size for name in run.arms):
         summary["shift_check"] = shift_checks(run, [c.site for c in run.cases],
                                               [c.group_key for c in run.cases])
