@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,10 +54,15 @@ def inner_split(groups: list[str], strata: list[int], train: tuple[int, ...], fr
     n_splits = max(2, round(1 / fraction))
     sub_groups = np.asarray(groups)[train_array]
     if len(set(sub_groups)) < n_splits:
-        raise InputError(f"only {len(set(sub_groups))} training patients: too few for an inner split; "
-                         "use train.selection=last")
+        raise InputError(f"only {len(set(sub_groups))} training patients: too few for an inner split; use "
+                         "train.selection=last (or, for label-efficiency arms, larger cv.label_fractions)")
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    fit, inner = next(splitter.split(np.zeros(len(train_array)), np.asarray(strata)[train_array], sub_groups))
+    try:
+        fit, inner = next(splitter.split(np.zeros(len(train_array)), np.asarray(strata)[train_array], sub_groups))
+    except ValueError as error:  # scikit-learn: a class with fewer patients than splits
+        raise InputError(f"{len(set(sub_groups))} training patients cannot be split by patient and class for model "
+                         f"selection ({error}); use train.selection=last, a smaller train.inner_fraction or, for "
+                         "label-efficiency arms, larger cv.label_fractions") from None
     return tuple(int(i) for i in train_array[fit]), tuple(int(i) for i in train_array[inner])
 
 
@@ -146,22 +150,30 @@ def labelled_subset(groups: list[str], strata: list[int], train: tuple[int, ...]
                     seed: int) -> tuple[int, ...]:
     """The training cases whose labels are kept at ``fraction``: whole patients, stratified, nested.
 
-    Patients (groups) of ``train`` are ordered once per stratum (a patient's stratum is
-    that of its first case) by a permutation seeded by ``seed`` over the sorted patient
-    keys; each stratum keeps its first ``ceil(fraction * n)`` patients (at least one).
-    The order does not depend on ``fraction``, so the 10% subset lies inside the 25%
-    subset, and it does not depend on the row order of the manifest.
+    ``round(fraction * patients)`` patients are kept (the share itself, within half a patient;
+    at least one per stratum, so every class can be learned). Patients are ranked within their
+    stratum (a patient's stratum is that of its first case) by a permutation seeded by ``seed``
+    over the sorted patient keys, and the strata are interleaved in proportion: the patient of
+    rank ``r`` in a stratum of ``n`` sorts at ``(r + 0.5) / n``. Every prefix of that order is
+    stratified to within about one patient per stratum (each stratum's first patient leads), and the
+    kept set is a prefix, so the 10% subset
+    lies inside the 25% subset; nothing depends on the row order of the manifest.
     """
     if fraction >= 1:
         return tuple(train)
     stratum_of: dict[str, int] = {}
     for i in train:
         stratum_of.setdefault(groups[i], strata[i])
-    kept: set[str] = set()
+    ranked: list[tuple[float, int, str]] = []
+    firsts = set()
     for stratum in sorted(set(stratum_of.values())):
         patients = sorted(g for g, s in stratum_of.items() if s == stratum)
         order = np.random.default_rng([seed, stratum]).permutation(len(patients))
-        kept.update(patients[j] for j in order[:max(1, math.ceil(fraction * len(patients) - 1e-9))])
+        ranked += [((rank + 0.5) / len(patients), stratum, patients[j]) for rank, j in enumerate(order)]
+        firsts.add(patients[order[0]])
+    ranked.sort(key=lambda entry: (entry[2] not in firsts, entry))  # one of each stratum before the rest
+    count = max(len(firsts), round(fraction * len(ranked)))
+    kept = {patient for _, _, patient in ranked[:count]}
     return tuple(i for i in train if groups[i] in kept)
 
 

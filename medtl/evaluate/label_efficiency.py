@@ -17,7 +17,8 @@ def base_arm(name: str) -> str:
 
 
 def label_efficiency(metrics: dict, fractions: dict[str, float]) -> dict:
-    """``{"metric", "fractions", "curves": {arm: [{fraction, labelled_patients, value, ci95}]}, "comparisons"}``.
+    """``{"metric", "fractions", "curves": {arm: [{fraction, labelled_patients, achieved_share, value, ci95}]},
+    "comparisons"}`` (``achieved_share``: the mean over folds of labelled / available patients).
 
     ``fractions`` maps every arm that ran to its share of labelled patients.
     """
@@ -27,8 +28,10 @@ def label_efficiency(metrics: dict, fractions: dict[str, float]) -> dict:
         arm = metrics["arms"][name]
         summary = arm["summary"][metric]
         patients = [f.get("n_labelled_patients") for f in arm["folds"] if f.get("n_labelled_patients") is not None]
+        shares = [f["labelled_share"] for f in arm["folds"] if f.get("labelled_share") is not None]
         curves.setdefault(base_arm(name), []).append(
             {"fraction": fraction, "labelled_patients": float(np.mean(patients)) if patients else None,
+             "achieved_share": float(np.mean(shares)) if shares else None,
              "value": summary["pooled"], "ci95": summary["ci95"]})
     for points in curves.values():
         points.sort(key=lambda p: p["fraction"])

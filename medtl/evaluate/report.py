@@ -161,15 +161,17 @@ def _task_weights_section(run) -> tuple[str, str]:
 
 def _label_efficiency_section(curves: dict) -> tuple[str, str]:
     metric = curves["metric"]
-    points = [[arm, p["fraction"], p["labelled_patients"], p["value"], *p["ci95"]]
+    points = [[arm, p["fraction"], p.get("achieved_share"), p["labelled_patients"], p["value"], *p["ci95"]]
               for arm, series in curves["curves"].items() for p in series]
     comparisons = [[c["fraction"], c["a"], c["b"], c["mean_diff"], c["ci95"][0], c["ci95"][1], c["p_value"],
                     "primary" if c.get("role") == "primary" else c.get("p_holm", "—")] for c in curves["comparisons"]]
     text = ("<p>Every arm trained again with the labels of only a share of each training fold's patients "
-            "(stratified; smaller shares nested in larger ones); the scored folds are the same at every share.</p>")
+            "(stratified; smaller shares nested in larger ones); the share covers the model-selection patients "
+            "when their labels choose the epoch. The scored folds are the same at every share. 'achieved share': "
+            "labelled / available patients, mean over folds.</p>")
     return ("Label efficiency", text +
             html_image(figures.label_efficiency_figure(curves["curves"], metric), "label efficiency") +
-            html_table(["arm", "share of labels", "labelled patients per fold", metric, "95% CI low", "95% CI high"],
+            html_table(["arm", "share of labels", "achieved share", "labelled patients per fold", metric, "95% CI low", "95% CI high"],
                        points) +
             html_table(["share", "a", "b", "a − b", "95% CI low", "95% CI high", "p", "Holm p"], comparisons))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import numpy as np
@@ -81,6 +82,64 @@ def build_fold_model(config, task, num_classes, class_names, pretrained: str):
                         class_names=task.checkpoint_class_names(class_names), task_kinds=getattr(task, "kinds", None))
 
 
+@dataclass(frozen=True)
+class FoldRoles:
+    """Which of a fold's cases train, choose the epoch, and serve as the site-drop reference; and the labelled pool.
+
+    ``selects``: the selection cases' labels choose the epoch (``best_inner``), so they count as
+    labelled; ``pool``: the cases a label share is taken of (training, and a given selection set).
+    """
+
+    train: tuple[int, ...]
+    selection: tuple[int, ...]
+    reference: tuple[int, ...]
+    pool: tuple[int, ...]
+    selects: bool
+
+    def labelled_patients(self, groups: list[str]) -> int:
+        """Patients whose labels the fitted model depends on (training, and selection under ``best_inner``)."""
+        return len({groups[i] for i in self.train + (self.selection if self.selects else ())})
+
+    def labelled_share(self, groups: list[str]) -> float:
+        """The achieved share: labelled patients / patients of the pool."""
+        return self.labelled_patients(groups) / max(1, len({groups[i] for i in self.pool}))
+
+    def share_note(self, groups: list[str], fraction: float) -> str | None:
+        """A note when the labelled patients exceed the requested share by more than one patient (a selection set
+        needs a patient of every class to choose an epoch on), else ``None``."""
+        pool = len({groups[i] for i in self.pool})
+        labelled = self.labelled_patients(groups)
+        if labelled - fraction * pool <= 1:
+            return None
+        return (f"label share {fraction:g}: {labelled} of {pool} patients labelled (share {labelled / pool:.3f}) "
+                f"where {fraction * pool:.1f} were requested: the model-selection set keeps a patient of every class "
+                "so that train.selection: best_inner can choose an epoch; use train.selection: last for an exact share")
+
+
+def fold_roles(fold: Fold, groups: list[str], strata: list[int], config, seed: int, held_out_site: bool) -> FoldRoles:
+    """The roles of ``fold``'s cases for one arm.
+
+    A label-efficiency arm (``train.label_fraction`` < 1) keeps the labels of a nested, stratified
+    share of the patients whose labels the model depends on: of the training patients before
+    an inner split is drawn (which then comes from labelled patients only), and of a selection
+    set given by the fold (fixed split's ``val``, a leave-one-site-out fold's held-out patients)
+    when ``best_inner`` chooses the epoch on it. Leave-one-site-out folds also keep the drop's
+    reference apart from the selection cases (``selection_and_reference``).
+    """
+    fraction, selects = config.train.label_fraction, config.train.selection == "best_inner"
+    train = labelled_subset(groups, strata, fold.train, fraction, seed)
+    selection, reference = tuple(fold.inner), ()  # fixed splits: the given val set scores every epoch
+    if selects and not fold.inner:
+        train, selection = inner_split(groups, strata, train, config.train.inner_fraction, seed)
+    if held_out_site and selection:  # the drop's reference: never the cases the epoch was chosen on
+        selection, reference = selection_and_reference(groups, strata, selection, config.train.selection, seed)
+    pool = tuple(fold.train)
+    if selects and fold.inner:
+        pool += selection
+        selection = labelled_subset(groups, strata, selection, fraction, seed)
+    return FoldRoles(train, selection, reference, pool, selects)
+
+
 def run_fold(arm: Arm, fold: Fold, folder: FoldDir, cases: list[PreparedCase], class_names: list[str],
              num_classes: int, pretrained: str, on_epoch: Callable[[dict], None],
              on_batch: Callable[[int, int], None] | None = None, targets: list[TargetImage] | None = None,
@@ -104,16 +163,8 @@ def run_fold(arm: Arm, fold: Fold, folder: FoldDir, cases: list[PreparedCase], c
         model.adaptation.save(folder.adaptation)
     groups = [c.group_key for c in cases]
     strata = [task.stratum(c) for c in cases]
-    # label-efficiency arms keep the labels of a nested, stratified share of the fold's training patients; the
-    # subset is drawn before the inner split, which then comes from labelled patients only
-    train_index = labelled_subset(groups, strata, fold.train, config.train.label_fraction, seed)
-    inner_index = fold.inner  # fixed splits: the given val set scores every epoch
-    if config.train.selection == "best_inner" and not fold.inner:
-        train_index, inner_index = inner_split(groups, strata, train_index, config.train.inner_fraction, seed)
-    reference_index: tuple[int, ...] = ()
-    if held_out_site and inner_index:  # the drop's reference: never the cases the epoch was chosen on
-        inner_index, reference_index = selection_and_reference(groups, strata, tuple(inner_index),
-                                                               config.train.selection, seed)
+    roles = fold_roles(fold, groups, strata, config, seed, held_out_site)
+    train_index, inner_index, reference_index = roles.train, roles.selection, roles.reference
     train_cases = [cases[i] for i in train_index]
     inner_cases = [cases[i] for i in inner_index]
     reference_cases = [cases[i] for i in reference_index]
@@ -148,7 +199,7 @@ def run_fold(arm: Arm, fold: Fold, folder: FoldDir, cases: list[PreparedCase], c
         task.save_overlays(folder.overlays, val_cases, overlay_outputs)
     record = {"fold": fold.fold, "repeat": fold.repeat, "n_train": len(train_cases), "n_inner": len(inner_cases),
               "label_fraction": config.train.label_fraction,
-              "n_labelled_patients": len({c.group_key for c in train_cases + inner_cases}),
+              "n_labelled_patients": roles.labelled_patients(groups), "labelled_share": roles.labelled_share(groups),
               "n_val": len(val_cases), "n_val_patients": len({c.patient_key for c in val_cases}),
               "selected_epoch": result.selected_epoch, **task.fold_metrics(rows, class_names)}
     if held_out_site:
@@ -159,8 +210,10 @@ def run_fold(arm: Arm, fold: Fold, folder: FoldDir, cases: list[PreparedCase], c
         inner_rows = case_rows(arm.name, fold, reference_cases, predict_each(model, reference_cases, config, device,
                                                                              distributed),
                                task, class_names, num_classes)
+    share_note = roles.share_note(groups, config.train.label_fraction)
     finished = FoldResult(record, rows, result.history, inner_rows, method_facts, model.adaptation.to_dict(),
-                          [f"{arm.name} repeat {fold.repeat} fold {fold.fold}: {n}" for n in result.notes])
+                          [f"{arm.name} repeat {fold.repeat} fold {fold.fold}: {n}"
+                           for n in [*result.notes, *([share_note] if share_note else [])]])
     if writes:
         folder.write_result(finished)
         if not config.train.keep_state:

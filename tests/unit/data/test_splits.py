@@ -121,10 +121,11 @@ def test_labelled_subsets_are_nested_stratified_whole_patients(seed):
         assert set(subset) <= set(train) and previous <= set(subset)  # nested
         kept = {groups[i] for i in subset}
         assert {i for i in train if groups[i] in kept} == set(subset)  # whole patients
+        assert len(kept) == max(2, round(fraction * len(patients)))  # the share, not a per-stratum ceiling
         for label in (0, 1):
-            of_label = {groups[i] for i in train if strata[i] == label}
+            of_label = {groups[i] for i in train if groups[i] not in {"p0", "p1", "p2"} and strata[i] == label}
             chosen = of_label & kept
-            assert len(chosen) == max(1, int(np.ceil(fraction * len(of_label) - 1e-9)))  # stratified
+            assert chosen and abs(len(chosen) - fraction * len(of_label)) < 1 + 1e-9  # stratified within one
         previous = set(subset)
     assert previous == set(train) and len(patients) > 50
 
@@ -140,3 +141,21 @@ def test_labelled_subsets_are_deterministic_and_ignore_row_order():
     order = np.random.default_rng(0).permutation(len(groups))
     shuffled = labelled_subset([groups[i] for i in order], [strata[i] for i in order], train, 0.25, 3)
     assert {groups[order[i]] for i in shuffled} == {groups[i] for i in first}
+
+
+@pytest.mark.parametrize("sizes", [(20, 4), (13, 11), (7, 3, 2), (50, 1), (3, 3)])
+def test_the_labelled_share_is_kept_within_one_patient_for_every_share(sizes):
+    """Issue 27.9: rounding per stratum (a ceiling each) gave 4 of 24 patients for a share of 0.1."""
+    from medtl.data.splits import labelled_subset
+
+    groups = [f"p{s}-{i}" for s, n in enumerate(sizes) for i in range(n)]
+    strata = [s for s, n in enumerate(sizes) for _ in range(n)]
+    train = tuple(range(len(groups)))
+    for step in range(1, 20):
+        fraction = step / 20
+        kept = labelled_subset(groups, strata, train, fraction, seed=step)
+        assert set(strata[i] for i in kept) == set(strata)  # every class keeps a patient
+        if fraction * len(groups) >= len(sizes):
+            assert abs(len(kept) - fraction * len(groups)) <= 1, (fraction, len(kept))
+        else:
+            assert len(kept) == len(sizes)
