@@ -106,13 +106,15 @@ def fixed_split(groups: list[str], roles: list[str], strata: list[int], need_all
     return Fold(0, 0, tuple(sets["train"]), tuple(sets["test"]), tuple(sets["val"]))
 
 
-def leave_site_out_folds(sites: list[str], groups: list[str], image_hashes: list[str], strata: list[int],
+def leave_site_out_folds(sites: list[str], groups: list[str], copy_keys: list[str], strata: list[int],
                          inner_fraction: float, seed: int, need_all_classes: bool = False
                          ) -> tuple[list[Fold], list[str]]:
     """One fold per site: that site's cases are scored, the other sites' patients train and select the model.
 
     A training-site case is left out of the fold when its patient (group) also has cases
-    at the test site, or when its pixels are identical to a test-site image: no test-site
+    at the test site, or when it is a copy of a test-site image (the same ``copy_keys`` entry:
+    identical pixels or an identical network input, ``medtl.data.overlap.copy_keys``; a list of
+    pixel hashes finds identical pixels only): no test-site
     patient or image is ever trained on or used for model selection. Returns the folds
     (fold ``k`` holds out the ``k``-th site in sorted order) and a note per fold that
     left cases out.
@@ -130,9 +132,9 @@ def leave_site_out_folds(sites: list[str], groups: list[str], image_hashes: list
     folds, notes = [], []
     for k, site in enumerate(names):
         val = [i for i, s in enumerate(sites) if s == site]
-        held_groups, held_images = {groups[i] for i in val}, {image_hashes[i] for i in val if image_hashes[i]}
+        held_groups, held_images = {groups[i] for i in val}, {copy_keys[i] for i in val if copy_keys[i]}
         others = [i for i, s in enumerate(sites) if s != site]
-        excluded = {i for i in others if groups[i] in held_groups or image_hashes[i] in held_images}
+        excluded = {i for i in others if groups[i] in held_groups or copy_keys[i] in held_images}
         train = tuple(i for i in others if i not in excluded)
         try:
             fit, inner = inner_split(groups, strata, train, inner_fraction, seed)
@@ -142,7 +144,8 @@ def leave_site_out_folds(sites: list[str], groups: list[str], image_hashes: list
         folds.append(Fold(0, k, fit, tuple(val), inner))
         if excluded:
             notes.append(f"test site '{site}': {len(excluded)} case(s) of other sites left out of its training and "
-                         "model selection (same patient or identical image as a test-site case)")
+                         "model selection (same patient as a test-site case, or a copy of a test-site image: "
+                         "identical pixels or identical network input)")
     return folds, notes
 
 

@@ -165,8 +165,8 @@ def _process_batch(batch: list[dict], todo: list[PredictItem], models: list, tra
         notes = list(loaded["notes"])
         record = {"key": item.key, "patient_key": loaded["patient_key"], "n_files": item.n_files,
                   "label": item.label}
-        if loaded.get("pixel_hash"):
-            record["pixel_hash"] = loaded["pixel_hash"]  # evaluate: is this image one the run trained on?
+        if loaded.get("image_keys"):
+            record.update(loaded["image_keys"])  # evaluate: is this image (or a copy of it) one the run trained on?
         for name, (task, names, count) in trained.heads().items():
             members = outputs[name][:, i]
             if not task.uses_mask:

@@ -44,7 +44,7 @@ def _load(item: PredictItem, rgb: str = "refuse"):
 
 def load_item(item: PredictItem, config: Config, truth: bool) -> dict:
     """Everything the main process needs for one item (raises ``InputError`` when unusable)."""
-    from ..data.provenance import keyed_pixel_hash
+    from ..data.provenance import image_record
     from ..io.load import load_volume
     from ..tasks import task_of
     from ..transforms.network_input import network_input
@@ -67,7 +67,8 @@ def load_item(item: PredictItem, config: Config, truth: bool) -> dict:
             "spacing": tuple(float(s) for s in volume.spacing[-len(prepared.input_shape):]),
             "patient_key": item.patient_key or volume.metadata.get("patient_key", ""),
             "frame_refs": frame_refs, "notes": notes, "truth_mask": prepared.mask,
-            "pixel_hash": keyed_pixel_hash(volume.pixel_hash()) if truth else ""}
+            "image_keys": image_record(np.asarray(prepared.sample["image"], dtype=np.float32), volume.pixel_hash())
+            if truth else {}}
 
 
 class ItemDataset(torch.utils.data.Dataset):

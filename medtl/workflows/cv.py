@@ -18,6 +18,7 @@ from ..arms import Arm
 from ..config import Config, dump_config, flatten
 from ..data.dataset import PreparedCase, prepare_cases, preprocessing_fingerprint
 from ..data.duplicates import cross_patient_duplicates
+from ..data.overlap import copy_keys, possible_copy_notes
 from ..data.provenance import environment, write_training_images
 from ..data.splits import Fold, fixed_split, folds_from_rows, leave_site_out_folds, make_folds, read_splits_file
 from ..domain.targets import TargetImage
@@ -131,9 +132,10 @@ def _make_folds(config: Config, cases: list[PreparedCase], roles: dict[str, str]
     groups, strata = [c.group_key for c in cases], [task.stratum(c) for c in cases]
     scheme, file_roles, file_rows = config.cv.scheme, None, None
     if scheme == "leave_site_out":
-        folds, notes = leave_site_out_folds([c.site for c in cases], groups, [c.image_hash for c in cases], strata,
+        folds, notes = leave_site_out_folds([c.site for c in cases], groups, copy_keys(cases), strata,
                                             config.train.inner_fraction, config.train.seed,
                                             task.needs_all_classes_per_fold)
+        notes += possible_copy_notes(cases, folds)
         sites = ", ".join(f"{cases[f.val[0]].site} ({len(f.val)} cases)" for f in folds)
         return folds, "; ".join([f"splits: leave one site out, {len(folds)} test sites: {sites}; the other sites' "
                                  "patients are split for model selection", *notes])
@@ -199,9 +201,10 @@ def _prepare_run(config: Config, rundir: RunDir, checked: Checked, progress: boo
     run.warnings += sorted({f"{note} in {sum(note in c.notes for c in cases)} case(s)"
                             for c in cases for note in c.notes})
     twins = cross_patient_duplicates(cases)
-    if twins:
-        shown = ", ".join(f"{a} ~ {b}" for a, b in twins[:5]) + (f" and {len(twins) - 5} more" if len(twins) > 5 else "")
-        message = (f"{len(twins)} pair(s) of identical or near-identical images are filed under different patients "
+    if twins.total:
+        shown = ", ".join(f"{a} ~ {b}" for a, b in twins.pairs[:5]) + (f" and {twins.total - 5} more"
+                                                                        if twins.total > 5 else "")
+        message = (f"{twins.total} pair(s) of identical or near-identical images are filed under different patients "
                    f"({shown}): if they are the same person, patient-level folds leak; check the patient ids")
         run.warnings.insert(0, message)
         rundir.log(message)
@@ -364,5 +367,5 @@ def _write_outputs(run: CVRun, skipped: list[dict]) -> None:
                        "source": arm.adaptation["source"]}] for name, arm in run.arms.items()}
     write_json(rundir.env, environment(run.config.train.seed, str(resolve_device(run.config.train.device)),
                                        [c.content_hash for c in run.cases], weights))
-    write_training_images(rundir.training_images, [c.image_hash for c in run.cases])
+    write_training_images(rundir.training_images, run.cases)
     write_report(run)

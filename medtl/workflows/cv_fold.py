@@ -11,6 +11,7 @@ import torch
 
 from ..arms import Arm
 from ..data.dataset import PreparedCase
+from ..data.overlap import image_keys, relations
 from ..data.splits import Fold, inner_split, labelled_subset, selection_and_reference
 from ..domain.targets import TargetImage
 from ..models import create_model
@@ -34,20 +35,24 @@ def write_fold_images(path, train: list[PreparedCase], inner: list[PreparedCase]
     drop is measured against (the selection cases themselves unless ``best_inner`` chose on them).
 
     Refuses to train a fold whose scored cases share a patient (or, with
-    ``check_images``, an identical image) with its training or model-selection cases: a
+    ``check_images``, an image: identical pixels or network input, ``medtl.data.overlap``) with its
+    training, model-selection or reference cases: a
     leak the folds were built to exclude. (K-fold runs report identical images filed
     under different patients as a warning instead.)
     """
     roles = {"train": train, "selection": inner, "scored": val}
     if reference is not None:
         roles["reference"] = reference
-    scored_images, scored_patients = {c.image_hash for c in val}, {c.group_key for c in val}
+    scored_patients = {c.group_key for c in val}
+    scored_keys = image_keys(val) if check_images else None
     for role in [r for r in roles if r != "scored"]:
-        shared_images = sum(c.image_hash in scored_images for c in roles[role] if c.image_hash) if check_images else 0
+        shared_images = (sum(r.is_copy for r in relations(image_keys(roles[role]), scored_keys))
+                         if scored_keys is not None else 0)
         shared_patients = sum(c.group_key in scored_patients for c in roles[role])
         if shared_images or shared_patients:
             raise RuntimeError(f"the fold's {role} set shares {shared_patients} patient(s) and {shared_images} "
-                               "image(s) with its scored cases; refusing to train a leaky fold")
+                               "image(s) (identical pixels or network input) with its scored cases; refusing to "
+                               "train a leaky fold")
     write_json(path, {**{role: {"image_hashes": sorted(c.image_hash for c in members),
                                 "patient_keys": sorted({c.patient_key for c in members})}
                          for role, members in roles.items()},

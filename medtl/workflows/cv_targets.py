@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ..arms import Arm
 from ..data.dataset import PreparedCase, preprocessing_fingerprint
+from ..data.overlap import overlap_counts
 from ..domain.targets import TargetImage, read_target_manifest, target_images_of
 from ..errors import InputError
 
@@ -35,11 +36,14 @@ def load_target_images(run, arms: list[Arm], progress: bool) -> None:
             if not images:
                 raise InputError(f"adapt.target_manifest {path}: none of its {len(skipped)} image(s) could be used "
                                  f"({sorted({s['reason'] for s in skipped})})")
-            overlap = len({t.image_hash for t in images} & {c.image_hash for c in run.cases})
+            overlap = overlap_counts(images, run.cases)
             message = (f"arm '{arm.name}': {len(images)} unlabelled target image(s) from {path.name}"
                        + (f", {len(skipped)} skipped" if skipped else "")
-                       + (f"; {overlap} of them are images of this run's cases (transductive use: the method saw "
-                          "them, without labels, before they were scored)" if overlap else ""))
+                       + (f"; {overlap.copies} of them are images of this run's cases ({overlap.describe()}; "
+                          "transductive use: the method saw them, without labels, before they were scored)"
+                          if overlap.copies else "")
+                       + (f"; {overlap.near} are near-identical to this run's images (possible copies, e.g. JPEG "
+                          "re-encodes)" if overlap.near and not overlap.copies else ""))
             run.warnings.append(message)
             run.rundir.log(message)
             prepared[key] = images

@@ -123,10 +123,14 @@ def evaluate_run(run_dir: str | Path, manifest: str | Path, out: str | Path, opt
         f"{k} {v}" for k, v in outcome.summary["skip_rows_by_reason"].items())] if outcome.skipped else []
     warnings += sorted({f"{code.split('(')[0]} in {sum(code.split('(')[0] in r['reasons'] for r in records)} "
                         "case(s)" for r in records for code in r["reasons"].split(";") if code})
-    overlap = training_overlap(RunDir(trained.path).training_images, [r.get("pixel_hash", "") for r in records])
-    if overlap:
-        warnings.insert(0, f"{overlap} of {len(inputs.items)} case(s) are byte-identical to images this run trained or "
-                           "validated on: this is not an independent external validation")
+    overlap = training_overlap(RunDir(trained.path).training_images, records)
+    if overlap is not None and overlap.copies:
+        warnings.insert(0, f"{overlap.copies} of {len(inputs.items)} case(s) are images this run trained or validated "
+                           f"on ({overlap.describe()}): this is not an independent external validation")
+    elif overlap is not None and overlap.near:
+        warnings.insert(0, f"{overlap.near} of {len(inputs.items)} case(s) are near-identical to images this run "
+                           "trained or validated on (possible copies, e.g. JPEG re-encodes): check that this set is "
+                           "independent")
     elif overlap is None:
         warnings.append("the run has no pixel-hash training_images.json (made by an older medtl): overlap with its "
                         "training images was not checked")
@@ -156,7 +160,9 @@ def evaluate_run(run_dir: str | Path, manifest: str | Path, out: str | Path, opt
     metrics.update({"external": True, "model_id": trained.model_id,
                     "ensemble_of": [m.name for m in trained.members], "class_names": trained.class_names,
                     "n_cases": len(records), "n_patients": len(set(patients)), "n_skipped": len(outcome.skipped),
-                    "training_overlap": overlap, "skipped_by_reason": outcome.summary["skip_rows_by_reason"],
+                    "training_overlap": overlap.copies if overlap is not None else None,
+                    "training_overlap_detail": ({"pixels": overlap.pixels, "network": overlap.network,
+                                                 "near": overlap.near} if overlap is not None else None), "skipped_by_reason": outcome.summary["skip_rows_by_reason"],
                     "segmentation_grid": "original image grid" if task.uses_mask else None,
                     "warnings": warnings})
     site_of = {i.key: i.site for i in inputs.items if i.site}

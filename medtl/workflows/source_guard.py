@@ -27,7 +27,9 @@ def guard_notes(config: Config, source_cases: list[PreparedCase], target_cases: 
     overlap = target_overlap(source_cases, target_cases)
     note = check_pool(overlap, config.source.allow_target_images, labelled)
     notes = [note] if note else []
+    if overlap.near_note():
+        notes.append(overlap.near_note())
     if overlap.n_without_patient:
         notes.append(f"{overlap.n_without_patient} source image(s) have no patient id: checked against the target "
-                     "run by pixels only")
+                     "run by their images only (pixels, network input, near-identical)")
     return notes

@@ -70,8 +70,8 @@ def test_the_pool_must_not_hold_target_images_unless_allowed(data, tmp_path, cap
               [{"image": str(data / "pool" / r["image"]), "patient_id": r["patient_id"]} for r in pool_rows] + leaked)
     config = config_file(tmp_path / "c.yaml", data, source={"manifest": str(tmp_path / "pool.csv")})
     assert main(["pretrain", config, "--quiet"]) != 0
-    assert ("4 source image(s) belong to the target run (3 with identical pixels, 1 of its patients)"
-            in capsys.readouterr().err)
+    assert ("4 source image(s) belong to the target run (3 with identical pixels, 0 with an identical network input "
+            "after preprocessing (a re-export), 1 of its patients)" in capsys.readouterr().err)
     allowed = config_file(tmp_path / "a.yaml", data,
                           source={"manifest": str(tmp_path / "pool.csv"), "allow_target_images": True})
     out = tmp_path / "run"

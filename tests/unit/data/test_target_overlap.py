@@ -1,8 +1,10 @@
 """The leak guard of source stages: images of the target run are refused unless allowed, counted by pixels and
 patient; the note says transductive (unlabelled pool) or optimistic (labelled source)."""
 
+import hashlib
 from dataclasses import dataclass
 
+import numpy as np
 import pytest
 
 from medtl.data.target_overlap import check_pool, target_overlap
@@ -13,6 +15,11 @@ from medtl.errors import InputError
 class Item:
     image_hash: str
     patient_key: str
+
+    @property
+    def image(self):  # a distinct picture per pixel hash (the same hash: the same picture)
+        seed = int(hashlib.sha256(self.image_hash.encode()).hexdigest()[:8], 16)
+        return np.random.default_rng(seed).random((1, 16, 16)).astype(np.float32)
 
 
 TARGET = [Item("img-a", "pat-1"), Item("img-b", "pat-2")]

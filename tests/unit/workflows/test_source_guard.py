@@ -1,7 +1,9 @@
 """The source-stage leak guard's notes: unchecked, allowed (transductive or optimistic), pixels-only checks."""
 
+import hashlib
 from dataclasses import dataclass
 
+import numpy as np
 import pytest
 
 from medtl.config import load_config
@@ -13,6 +15,11 @@ from medtl.workflows.source_guard import guard_notes
 class Item:
     image_hash: str
     patient_key: str
+
+    @property
+    def image(self):  # a distinct picture per pixel hash (the same hash: the same picture)
+        seed = int(hashlib.sha256(self.image_hash.encode()).hexdigest()[:8], 16)
+        return np.random.default_rng(seed).random((1, 16, 16)).astype(np.float32)
 
 
 TARGET = [Item("a", "p1"), Item("b", "p2")]
