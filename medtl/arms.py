@@ -89,7 +89,8 @@ def resolve_arms(config: Config, check_paths: bool = True) -> list[Arm]:
         overrides = {"adapt.method": "none", **({"train.method": None} if config.train.method is not None else {})}
         arms.append(Arm("erm", config.derive(overrides, where="arm 'erm'", check_paths=check_paths), True, overrides))
     arms += single_task_arms(config, arms, check_paths)
-    return arms + label_fraction_arms(config, arms, check_paths)
+    arms += label_fraction_arms(config, arms, check_paths)
+    return arms + seed_arms(config, arms, check_paths)
 
 
 def single_task_arm_name(task: str) -> str:
@@ -133,6 +134,30 @@ def label_fraction_arms(config: Config, arms: list[Arm], check_paths: bool = Tru
             out.append(Arm(name, config.derive(overrides, where=f"arm '{name}'", check_paths=check_paths),
                            arm.required, overrides))
     return out
+
+
+def seed_arm_name(arm: str, replicate: int) -> str:
+    """``scratch`` trained with its second seed -> ``scratch.seed1``."""
+    return f"{arm}.seed{replicate}"
+
+
+def seed_arms(config: Config, arms: list[Arm], check_paths: bool = True) -> list[Arm]:
+    """``cv.seeds``: every arm trained again with other seeds (``train.replicate`` 1..N-1) on the same folds; the
+    results are merged back into the arm (``medtl.workflows.cv_seeds``)."""
+    out = []
+    for replicate in range(1, config.cv.seeds):
+        for arm in arms:
+            overrides = {**arm.overrides, "train.replicate": replicate}
+            name = seed_arm_name(arm.name, replicate)
+            out.append(Arm(name, config.derive(overrides, where=f"arm '{name}'", check_paths=check_paths),
+                           arm.required, overrides))
+    return out
+
+
+def base_of_seed_arm(name: str) -> tuple[str, int]:
+    """``scratch.seed2`` -> ``("scratch", 2)``; an arm of its own -> ``(name, 0)``."""
+    head, _, tail = name.rpartition(".seed")
+    return (head, int(tail)) if head and tail.isdigit() else (name, 0)
 
 
 def control_arm(arms: list[Arm]) -> str | None:

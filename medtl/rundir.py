@@ -264,6 +264,15 @@ class RunDir:
             names[0] = "pretrained"  # a run made before main arms were named by their start
         return names
 
+    def seed_arms(self, arm: str) -> list[str]:
+        """``arm``'s training replicates of ``cv.seeds`` that have an arm folder (``<arm>.seed1``, ...), in order."""
+        replicates = []
+        for name in self.arm_names():
+            head, _, tail = name.rpartition(".seed")
+            if head == arm and tail.isdigit():
+                replicates.append((int(tail), name))
+        return [name for _, name in sorted(replicates)]
+
     def main_arm(self) -> str:
         """The arm ``predict`` and ``evaluate`` use by default."""
         return self.arm_names()[0]

@@ -58,6 +58,9 @@ class TrainConfig(Section):
     # share of each training fold's patients whose labels are used (stratified, nested across values; the
     # label-efficiency arms of cv.label_fractions set it; validation folds never change)
     label_fraction: float = Field(1.0, gt=0, le=1)
+    # which training replicate of cv.seeds this arm is (set by its seed arms; 0: the arm itself): another seed for
+    # initialisation, batch order and augmentation; the folds, inner splits and labelled subsets stay the same
+    replicate: int = Field(0, ge=0)
 
 
 class CVConfig(Section):
@@ -73,6 +76,8 @@ class CVConfig(Section):
     split_seed_by: Literal["salt", "patient_id"] = "salt"  # patient_id: folds reproducible on any machine
     # label-efficiency curves: every arm also runs with labels for only these shares of each training fold's patients
     label_fractions: list[float] = Field(default_factory=list)
+    # training noise: every arm trained with this many seeds on the same folds; a case's prediction is the seed mean
+    seeds: int = Field(1, ge=1, le=20)
 
     @field_validator("label_fractions")
     @classmethod

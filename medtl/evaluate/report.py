@@ -103,6 +103,8 @@ def _sections(run) -> list[tuple[str, str]]:
                              _comparison_table(block["comparisons"])))
     from .sites_report import adaptation_section, sites_section
 
+    if "seeds" in metrics:
+        sections.append(_seeds_section(metrics["seeds"]))
     if "label_efficiency" in metrics:
         sections.append(_label_efficiency_section(metrics["label_efficiency"]))
 
@@ -157,6 +159,23 @@ def _task_weights_section(run) -> tuple[str, str]:
             "task's target is left out of that task's loss. Single-task control arms have one task (weight 1).</p>")
     return ("Multi-task loss weights", text + html_image(figures.task_losses_figure(histories), "task losses") +
             html_table(["arm", "epoch", *[f"weight {t}" for t in tasks], *[f"loss {t}" for t in tasks]], rows))
+
+
+def _seeds_section(seeds: dict) -> tuple[str, str]:
+    """cv.seeds: how much each arm's figure and each difference move with the training seed alone."""
+    metric = seeds["metric"]
+    arms = [[arm, *[round(v, 4) for v in spread["values"]], spread["sd"], spread["min"], spread["max"]]
+            for arm, spread in seeds["arms"].items()]
+    header = ["arm", *[f"seed {s}" for s in range(seeds["n"])], "SD", "min", "max"]
+    differences = [[c["a"], c["b"], *[round(d, 4) for d in c["per_seed"]], c["sd"],
+                    "yes" if c["within_seed_noise"] else "no"] for c in seeds["comparisons"]]
+    text = (f"<p>Every arm was trained with {seeds['n']} seeds on the same folds; the metrics and comparisons above "
+            "are of the seed-averaged predictions, with CIs that resample patients. Below, each seed's own "
+            f"{html.escape(metric)} and each comparison's difference per seed: the spread the patient CIs do not "
+            f"show. {html.escape(seeds['rule'])}: another seed could have reversed such a difference.</p>")
+    return (f"Training seeds ({seeds['n']})", text + html_table(header, arms) +
+            html_table(["a", "b", *[f"seed {s}" for s in range(seeds["n"])], "SD", "within seed noise"],
+                       differences))
 
 
 def _label_efficiency_section(curves: dict) -> tuple[str, str]:

@@ -105,6 +105,8 @@ def verdict_line(comparison: dict) -> str:
     elif role == "secondary" and comparison.get("p_holm") == comparison.get("p_holm"):  # not NaN
         holm = comparison["p_holm"]
         p_text += f", Holm p{'<0.001' if holm < 0.001 else f'={holm:.3f}'} (secondary)"
+    if comparison.get("within_seed_noise"):
+        p_text += f"; within seed noise (SD over seeds {comparison['seed_sd']:.3f})"
     return f"{comparison['a']} vs {comparison['b']}: {metric} {diff:+.3f} [{lo:+.3f}, {hi:+.3f}], {p_text}"
 
 

@@ -111,13 +111,20 @@ def load_trained_run(run_dir: str | Path, arm: str | None = None, fold: int | No
                          f"{len(folders)} folds done); resume it with `medtl cv CONFIG --out "
                          f"{rundir.root}`, or use one finished fold with --fold K")
     task = task_of(config)
+    # cv.seeds: the arm's training replicates are members too (its cv figures are of the seed mean)
+    replicas = [(name, [rundir.fold(name, f.repeat, f.fold) for f in done]) for name in rundir.seed_arms(arm)]
     members = []
-    for folder in done:
-        meta = read_metadata(folder.model)
-        if meta.get("task") != task.head:
-            raise InputError(f"{folder.model} was trained with a '{meta.get('task')}' head, but the run's config "
-                             f"says task '{config.task}'; the run folder is inconsistent")
-        members.append(Member(folder.name, folder.repeat, folder.fold, folder.model, meta, folder.read_result().record))
+    for prefix, folds in [("", done), *((f"{name}-", folds) for name, folds in replicas)]:
+        for folder in folds:
+            if not folder.is_finished():
+                raise InputError(f"run {rundir.root}: {prefix.rstrip('-')} {folder.name} (a training seed of arm "
+                                 f"'{arm}') is unfinished; resume it with `medtl cv CONFIG --out {rundir.root}`")
+            meta = read_metadata(folder.model)
+            if meta.get("task") != task.head:
+                raise InputError(f"{folder.model} was trained with a '{meta.get('task')}' head, but the run's config "
+                                 f"says task '{config.task}'; the run folder is inconsistent")
+            members.append(Member(prefix + folder.name, folder.repeat, folder.fold, folder.model, meta,
+                                  folder.read_result().record))
     class_names = json.loads(members[0].metadata.get("class_names", "[]"))
     num_classes = head_shape(members[0].metadata)[0]
     if any(head_shape(m.metadata)[0] != num_classes for m in members):

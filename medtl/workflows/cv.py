@@ -38,6 +38,7 @@ from . import run_state
 from .cv_cases import own_cases
 from .cv_explain import explanation_summary
 from .cv_metrics import arm_metrics, default_pairs, verdicts_of
+from .cv_seeds import merge_seeds, seed_spread
 from .cv_sites import site_verdicts, sites_summary
 from .cv_source import pretrained_for, source_epochs, source_stages
 from .cv_targets import load_target_images, targets_for
@@ -57,6 +58,7 @@ class CVRun:
     cases: list[PreparedCase]
     folds: list[Fold]
     arms: dict[str, ArmResult] = field(default_factory=dict)  # the arms that ran, main arm first
+    seed_results: dict = field(default_factory=dict)  # cv.seeds: arm -> {seed: ArmResult} before merging
     warnings: list[str] = field(default_factory=list)
     metrics: dict = field(default_factory=dict)
     sources: dict = field(default_factory=dict)  # source_key -> SourceModel of every source stage the arms use
@@ -270,11 +272,12 @@ def run_cv(config: Config, out: str | Path, progress: bool = True, keep_paths: b
 def _train_arms(run: CVRun, arms: list[Arm], total: float, progress: bool, engine) -> None:
     with progress_bar("cross-validation", total, progress) as advance:
         reporter = Reporter(run, advance, talk=progress and not sys.stderr.isatty())
-        run.arms = cross_validate(arms, run.cases, run.folds, run.rundir, class_names=run.class_names,
-                                  arm_cases=run.arm_cases, pretrained=lambda arm: pretrained_for(run, arm, reporter),
-                                  targets=lambda arm, scored: targets_for(run, arm, scored),
-                                  held_out_site=run.config.cv.scheme == "leave_site_out", listener=reporter,
-                                  engine=engine)
+        results = cross_validate(arms, run.cases, run.folds, run.rundir, class_names=run.class_names,
+                                 arm_cases=run.arm_cases, pretrained=lambda arm: pretrained_for(run, arm, reporter),
+                                 targets=lambda arm, scored: targets_for(run, arm, scored),
+                                 held_out_site=run.config.cv.scheme == "leave_site_out", listener=reporter,
+                                 engine=engine)
+    run.arms, run.seed_results = merge_seeds(results)  # cv.seeds: each arm's seed arms folded back into it
 
 
 def _summarise(run: CVRun) -> None:
@@ -294,6 +297,8 @@ def _summarise(run: CVRun) -> None:
         run.warnings.insert(0, warning)
         run.rundir.log(warning)
     run.metrics, run.verdicts = arm_metrics(run.config, run.class_names, run.arms, pairs)
+    if run.config.cv.seeds > 1:
+        run.metrics["seeds"] = seed_spread(run.config, run.class_names, run.seed_results, run.metrics["comparisons"])
     run.metrics.update({"class_names": run.class_names, "n_cases": len(run.cases),
                         "n_patients": len({c.patient_key for c in run.cases}), "warnings": run.warnings})
     domain = {name: arm.method_facts for name, arm in run.arms.items() if any(arm.method_facts)}
@@ -347,6 +352,8 @@ def _write_predictions(run: CVRun) -> None:
                *task.case_columns(run.class_names, [row for arm in run.arms.values() for row in arm.rows])]
     if run.config.cv.repeats > 1:
         columns.insert(2, "repeat")
+    if run.config.cv.seeds > 1:
+        columns.insert(2, "seed")
     site_of = {c.case_id: c.site for c in run.cases}
     if any(site_of.values()):
         columns.insert(2, "site")

@@ -64,6 +64,15 @@ def fold_seed(seed: int, fold: Fold) -> int:
     return seed + 1000 * fold.repeat + fold.fold
 
 
+REPLICATE_STRIDE = 1_000_003  # seeds of training replicates (cv.seeds) never meet another fold's seed
+
+
+def training_seed(config, fold: Fold) -> int:
+    """The seed of the model's initialisation, batch order and augmentation: the fold's seed, moved by the arm's
+    training replicate (``cv.seeds``); the data splits of the fold keep ``fold_seed``."""
+    return fold_seed(config.train.seed, fold) + REPLICATE_STRIDE * config.train.replicate
+
+
 def case_rows(arm: str, fold: Fold, cases: list[PreparedCase], outputs: Iterable, task,
               class_names, num_classes) -> list[dict]:
     """Out-of-fold rows: keys, fold, arm and the task's per-case values (multitask: a row per task)."""
@@ -160,9 +169,9 @@ def run_fold(arm: Arm, fold: Fold, folder: FoldDir, cases: list[PreparedCase], c
     if folder.done.exists() and not distributed:
         return folder.read_result()
     writes = ddp.is_main()
-    config, seed = arm.config, fold_seed(arm.config.train.seed, fold)
+    config, seed, train_seed = arm.config, fold_seed(arm.config.train.seed, fold), training_seed(arm.config, fold)
     task = task_of(config)
-    torch.manual_seed(seed)
+    torch.manual_seed(train_seed)
     model = build_fold_model(config, task, num_classes, class_names, pretrained)
     if writes:
         model.adaptation.save(folder.adaptation)
@@ -179,13 +188,13 @@ def run_fold(arm: Arm, fold: Fold, folder: FoldDir, cases: list[PreparedCase], c
         write_fold_images(folder.images, train_cases, inner_cases, val_cases, targets or [], held_out_site,
                           reference_cases if held_out_site else None)
     method = build_method(config)
-    method_facts = method.setup(model, train_cases, targets or [], device, seed)
+    method_facts = method.setup(model, train_cases, targets or [], device, train_seed)
 
     def inner_score(outputs: Iterable[np.ndarray], scored: list[PreparedCase]) -> float:
         rows = case_rows(arm.name, fold, scored, outputs, task, class_names, num_classes)
         return task.fold_metrics(rows, class_names)[task.primary_metric]
 
-    result = fit(model, train_cases, config, folder.state, seed, inner_cases or None,
+    result = fit(model, train_cases, config, folder.state, train_seed, inner_cases or None,
                  inner_score if inner_cases else None, on_epoch, on_batch, method, distributed=distributed)
     ddp.barrier()  # rank 0's best.safetensors is on disk before anyone reads it
     if config.train.selection == "best_inner" and folder.best.exists():

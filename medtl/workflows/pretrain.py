@@ -49,7 +49,7 @@ def source_stage_config(config: Config) -> Config:
         "data.positive_class": None,
         "model.pretrained": source.pretrained, "finetune.strategy": "full", "finetune.l2sp": 0.0,
         "train.epochs": source.epochs, "train.batch_size": source.batch_size, "train.lr": source.lr,
-        "train.selection": "last", "train.label_fraction": 1.0}, where="source stage")
+        "train.selection": "last", "train.label_fraction": 1.0, "train.replicate": 0}, where="source stage")
 
 
 def stage_fingerprint_text(stage: Config) -> str:
