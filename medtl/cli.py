@@ -269,9 +269,10 @@ def _config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars or summary")
 
 
-def _run_arguments(parser: argparse.ArgumentParser, target: str, target_help: str) -> None:
+def _run_arguments(parser: argparse.ArgumentParser, target: str, target_help: str,
+                   run_help: str = "output folder of `medtl cv` (or of `medtl export`)") -> None:
     """RUN, the input, --out and the options shared by predict and evaluate: which models, where they run."""
-    parser.add_argument("run", metavar="RUN", help="output folder of `medtl cv` (or of `medtl export`)")
+    parser.add_argument("run", metavar="RUN", help=run_help)
     parser.add_argument(target.lower(), metavar=target, help=target_help)
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (re-use it to resume)")
     parser.add_argument("--fold", type=int, default=None, metavar="K",
@@ -330,7 +331,9 @@ def _add_predict_commands(commands) -> None:
         description="Predict MANIFEST with RUN's models and score the predictions with the metrics of `medtl cv` "
                     "(patient-level bootstrap CIs). Writes metrics.json, report.html, predictions.csv, skipped.csv "
                     "(and masks for segmentation); re-running on the same --out resumes.")
-    _run_arguments(evaluate, "MANIFEST", "manifest .csv with a label (or mask) column")
+    _run_arguments(evaluate, "MANIFEST", "manifest .csv with a label (or mask) column",
+                   run_help="output folder of `medtl cv` (not an export folder: the run's record of its training "
+                            "images is needed for the leakage check)")
     evaluate.set_defaults(run_command=_cmd_evaluate)
 
     export = commands.add_parser(

@@ -100,12 +100,17 @@ def evaluate_run(run_dir: str | Path, manifest: str | Path, out: str | Path, opt
                  fold: int | None = None) -> ExternalResult:
     """Predict ``manifest`` with the run's models into ``out`` and write metrics.json and report.html."""
     from ..evaluate.external_report import write_external_report
+    from ..export.loaded import is_export_dir
     from ..models.trained import load_trained_run
     from ..predict.engine import predict_items
     from ..predict.items import read_inputs
 
     if options.shard != (1, 1):
         raise InputError("evaluate scores the whole manifest; --shard is for `medtl predict`")
+    if is_export_dir(run_dir):
+        raise InputError(f"{run_dir} is an export folder (`medtl export`); `medtl evaluate` needs the cv run folder "
+                         "it came from (its record of the training images is what tells an external set from a "
+                         "copy of the training data). Give the run folder, or use `medtl predict` with the export")
     trained = load_trained_run(run_dir, arm=arm, fold=fold)
     task = task_of(trained.config)
     manifest = Path(manifest)

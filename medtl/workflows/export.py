@@ -33,6 +33,7 @@ from ..models.weights import WEIGHT_FILES
 from ..plumbing.atomic import write_atomic, write_json
 from ..plumbing.hashing import sha256_file
 from ..plumbing.progress import progress_bar
+from ..plumbing.swap import ASIDE, recover, swap_in
 from ..rundir import ExportDir, RunDir
 
 log = logging.getLogger("medtl")
@@ -112,7 +113,7 @@ def _previous_export(out: Path) -> list[str]:
         return []
     if not out.is_dir():
         raise InputError(f"--out {out} is a file; give a folder (new, empty, or an earlier export to replace)")
-    present = sorted(p.name for p in out.iterdir() if p.name != ".incomplete")
+    present = sorted(p.name for p in out.iterdir() if p.name not in (".incomplete", ASIDE))
     if not present:
         return []
     folder = ExportDir(out)
@@ -137,6 +138,10 @@ def export_run(run_dir: str | Path, out: str | Path, fmt: str = "onnx", arm: str
     rundir = RunDir(run_dir)
     out = Path(out)
     created = not out.exists()
+    if out.is_dir():
+        done = recover(out, "model.json")
+        if done:
+            log.warning("--out %s: %s", out, done)
     previous = _previous_export(out)
     staging = ExportDir(out).staging
     shutil.rmtree(staging, ignore_errors=True)
@@ -184,10 +189,8 @@ def export_run(run_dir: str | Path, out: str | Path, fmt: str = "onnx", arm: str
     title = f"Model card: {trained.task_name} model {trained.model_id}"
     write_atomic(ExportDir(staging).card_md, render_markdown(title, sections))
     write_atomic(ExportDir(staging).card_html, render_html(title, sections))
-    for name in previous:  # a re-export replaces the old one whole: no network of it stays behind
-        (out / name).unlink(missing_ok=True)
-    for path in staging.iterdir():
-        path.replace(out / path.name)
-    staging.rmdir()
+    # a re-export replaces the old one whole (no network of it stays behind), and a kill at any moment of the
+    # replacement leaves the old export or the new one (model.json is the commit mark)
+    swap_in(staging, out, previous, "model.json")
     log.info("exported %d network(s) to %s; parity max abs error %.2e", len(members), out, parity.max_abs)
     return ExportResult(out, model_json)

@@ -180,3 +180,29 @@ def test_a_re_export_replaces_the_old_one_and_foreign_folders_are_refused(runs, 
     assert main(["export", str(runs["cls2d"]), "--out", str(foreign), "--quiet"]) != 0
     assert "not a medtl export" in capsys.readouterr().err
     assert sorted(p.name for p in foreign.iterdir()) == ["thesis.docx"]
+
+
+def test_an_export_killed_while_replacing_the_previous_one_is_recovered_by_the_next(runs, tmp_path, monkeypatch):
+    """Issue 35.1: a kill during the final replacement left --out without model.json, and export then refused it."""
+    from medtl.plumbing import swap
+
+    target = tmp_path / "x"
+    assert main(["export", str(runs["cls2d"]), "--out", str(target), "--quiet"]) == 0
+    before = json.loads((target / "model.json").read_text())["members"]
+    real, calls = swap._move, []
+
+    def killed_after_two(source, destination):
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(source)
+        real(source, destination)
+
+    monkeypatch.setattr(swap, "_move", killed_after_two)
+    assert main(["export", str(runs["cls2d"]), "--out", str(target), "--fold", "1", "--quiet"]) != 0  # killed
+    assert not (target / "model.json").exists()  # mid-replacement: the old model.json is aside
+    monkeypatch.setattr(swap, "_move", real)
+    assert main(["export", str(runs["cls2d"]), "--out", str(target), "--fold", "1", "--quiet"]) == 0
+    after = json.loads((target / "model.json").read_text())["members"]
+    assert [m["name"] for m in before] == ["repeat0_fold0", "repeat0_fold1"] and [m["name"] for m in after] == [
+        "repeat0_fold1"]
+    assert sorted(p.name for p in target.glob("*.onnx")) == ["repeat0_fold1.onnx"]

@@ -37,3 +37,22 @@ def test_readme_documents_every_reason_code():
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     missing = [r.name for r in Reason if f"`{r.name}`" not in readme]
     assert not missing, f"README lacks reason codes: {missing}"
+
+
+def test_evaluate_help_does_not_promise_export_folders_and_an_export_folder_is_refused_clearly(tmp_path, capsys):
+    """Issue 35.4: `medtl evaluate --help` said it takes an export folder; it refused one with an unrelated error."""
+    import json
+
+    from medtl.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "or of `medtl export`" not in text and "not an export folder" in text
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "model.json").write_text(json.dumps({"members": []}))
+    (export / "preprocessing.json").write_text("{}")
+    (tmp_path / "m.csv").write_text("image,label,patient_id\na.png,0,p\n")
+    assert main(["evaluate", str(export), str(tmp_path / "m.csv"), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    assert "is an export folder" in capsys.readouterr().err and not (tmp_path / "o").exists()
