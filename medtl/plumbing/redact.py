@@ -18,7 +18,18 @@ from pathlib import Path
 
 _PATH = re.compile(r"[^\s;,()'\"<>=]*[/\\][^\s;,()'\"<>=]*")
 _NOT_A_PATH = re.compile(r"[\d/.:+-]+")  # "1/4" (a shard), "3/10" (a ratio): no names in it
-_UID = re.compile(r"(?<![\w.])\d+(?:\.\d+){3,}(?![\w.])")
+# a DICOM UID (PS3.5 9.1): components of digits without leading zeros, the first 0, 1 or 2 (ISO/ITU roots), at
+# most 64 characters; an IPv4 address (four numbers up to 255, e.g. a scheduler or tracking server) is not one
+# (UUID-derived UIDs are 2.25.<a 128-bit number>: three components, but not a version number)
+_UID = re.compile(r"(?<![\w.])(?:[012](?:\.(?:0|[1-9]\d*)){3,}|2\.25\.[1-9]\d{6,})(?![\w.])")
+
+
+def _uid(match: re.Match) -> str:
+    token = match.group(0)
+    parts = token.split(".")
+    if len(token) > 64 or (len(parts) == 4 and all(int(p) <= 255 for p in parts)):
+        return token  # an IPv4 address (or not a UID at all)
+    return "<uid>"
 
 
 @lru_cache(maxsize=1)  # called for every log record
@@ -36,7 +47,7 @@ def redact(text: str) -> str:
             return token
         return "<path>"
 
-    return _UID.sub("<uid>", _PATH.sub(path, text))
+    return _UID.sub(_uid, _PATH.sub(path, text))
 
 
 def public_detail(exc: BaseException, limit: int = 200) -> str:
