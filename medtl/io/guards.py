@@ -46,6 +46,36 @@ def size_problem(shape, what: str = "image") -> str | None:
     return None
 
 
+def prediction_copies(num_classes: int, kept_members: int = 0) -> int:
+    """float32 copies of a network-grid volume that sliding-window prediction of a segmentation holds at once.
+
+    The input image (1) and the probabilities (``classes``: MONAI stitches the logits in
+    place, the softmax of each fold model is added to the running ensemble in place and
+    freed); and, when each fold model is scored against a truth mask (``medtl evaluate``),
+    every member's probabilities (``members x classes``). Measured per extra voxel with 3
+    fold models and 2 classes (``benchmarks/predict_memory.py``): 2.2 copies (this counts 3),
+    7.0 with the members kept (this counts 9); the previous code held 19.1.
+    """
+    return 1 + num_classes + kept_members * num_classes
+
+
+def prediction_problem(network_shape, original_shape, num_classes: int, kept_members: int = 0) -> str | None:
+    """Why predicting a segmentation of ``network_shape`` (and writing it on ``original_shape``) would exceed the
+    per-volume memory limit (``None``: it would not). Counts ``prediction_copies`` on the network grid plus the
+    probabilities (``classes``) and label map on the original grid."""
+    network, original = math.prod(int(d) for d in network_shape), math.prod(int(d) for d in original_shape)
+    copies = prediction_copies(num_classes, kept_members)
+    needed = network * 4 * copies + original * (4 * num_classes + 1)
+    limit = max_volume_bytes()
+    if needed <= limit:
+        return None
+    return (f"predicting {'x'.join(map(str, network_shape))} voxels with {num_classes} classes needs about "
+            f"{needed / 2**20:,.0f} MB ({copies} float32 copies of the volume"
+            + (f", {kept_members} fold models scored one by one" if kept_members else "")
+            + f", and the result on the original grid), over the {limit / 2**20:,.0f} MB limit (raise "
+            "MEDTL_MAX_VOLUME_MB if the machine has the memory, or predict with --fold K)")
+
+
 def check_size(shape, where: str) -> None:
     """Raise ``TOO_LARGE`` when a volume of ``shape`` would exceed the memory limit."""
     problem = size_problem(shape)

@@ -16,6 +16,7 @@ from collections import Counter
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -123,20 +124,53 @@ def _autocast(device: torch.device, enabled: bool):
     return torch.autocast("cuda", dtype=torch.float16) if enabled and device.type == "cuda" else nullcontext()
 
 
+@dataclass
+class HeadOutputs:
+    """One head's softmax outputs for a batch: the ensemble mean ``(batch, classes, ...)`` and, when kept, every
+    member's ``(members, batch, classes, ...)``."""
+
+    mean: np.ndarray
+    members: np.ndarray | None
+
+
 @torch.no_grad()
-def _member_probabilities(models: list, images: torch.Tensor, device: torch.device,
-                          config: Config) -> dict[str, np.ndarray]:
-    """``{task: (members, batch, classes, ...)}`` softmax outputs (whole images, or by sliding window in patch
-    mode); a single-task run's one task is named ``""``."""
+def _member_probabilities(models: list, images: torch.Tensor, device: torch.device, config: Config,
+                          keep_members: Callable[[str], bool] = lambda name: True) -> dict[str, HeadOutputs]:
+    """``{head: HeadOutputs}`` (whole images, or by sliding window in patch mode; a single-task run's one head is
+    named ``""``). The ensemble is accumulated in place, member by member, and a head's members are kept only
+    when ``keep_members(head)`` (classification: their probabilities are written; segmentation: only to score
+    each fold model against a truth mask), so a whole volume's probabilities are held once, not per member."""
     if config.data.fixed_size:
         images = images.to(device, non_blocking=True)
-    outputs: dict[str, list] = {}
-    for model in models:
+    totals: dict[str, torch.Tensor] = {}
+    members: dict[str, np.ndarray] = {}
+    for index, model in enumerate(models):
         with _autocast(device, config.train.amp):
             logits = network_logits(model, images, config.data, device)
         for name, value in (logits.items() if isinstance(logits, dict) else [("", logits)]):
-            outputs.setdefault(name, []).append(torch.softmax(value.float(), dim=1).cpu())
-    return {name: torch.stack(values).numpy() for name, values in outputs.items()}
+            probabilities = torch.softmax(value.float(), dim=1).cpu()
+            del value
+            if keep_members(name):
+                if name not in members:
+                    members[name] = np.empty((len(models), *probabilities.shape), dtype=np.float32)
+                members[name][index] = probabilities.numpy()
+            if name in totals:
+                totals[name] += probabilities
+            else:
+                totals[name] = probabilities
+        del logits
+    return {name: HeadOutputs(total.div_(len(models)).numpy(), members.get(name)) for name, total in totals.items()}
+
+
+def _prediction_memory_problem(loaded: dict, trained: TrainedRun, truth: bool) -> str | None:
+    """The memory guard of sliding-window segmentation (``medtl.io.guards.prediction_problem``)."""
+    from ..io.guards import prediction_problem
+
+    for task, _, classes in trained.heads().values():
+        if task.uses_mask:
+            kept = len(trained.members) if truth else 0
+            return prediction_problem(loaded["image"].shape[1:], loaded["input_shape"], int(classes), kept)
+    return None
 
 
 def _explained(trained: TrainedRun, options: PredictOptions, outputs: dict, models: list, images: torch.Tensor,
@@ -146,7 +180,7 @@ def _explained(trained: TrainedRun, options: PredictOptions, outputs: dict, mode
         return None, None, []
     task = explained_task(trained, options)
     names = explained_class_names(trained, options)
-    ensemble = outputs[task or ""].mean(axis=0)
+    ensemble = outputs[task or ""].mean
     classes = [names.index(options.explain_class) if options.explain_class else int(np.argmax(p)) for p in ensemble]
     return task or "", explanation_maps(models, images.to(device), classes, options, task=task), classes
 
@@ -157,8 +191,14 @@ def _process_batch(batch: list[dict], todo: list[PredictItem], models: list, tra
     ready = [r for r in batch if "error" not in r]
     if not ready:
         return records
+    if not trained.config.data.fixed_size:  # one native-extent volume per batch: can its prediction be held?
+        problem = _prediction_memory_problem(ready[0], trained, truth)
+        if problem:
+            return records + [_failure_record(todo[ready[0]["index"]], Reason.TOO_LARGE.name, problem)]
     images = torch.stack([r["image"] for r in ready])
-    outputs = _member_probabilities(models, images, device, trained.config)
+    heads = trained.heads()
+    outputs = _member_probabilities(models, images, device, trained.config,
+                                    keep_members=lambda name: truth or not heads[name][0].uses_mask)
     explained, maps, classes = _explained(trained, options, outputs, models, images, device)
     for i, loaded in enumerate(ready):
         item = todo[loaded["index"]]
@@ -168,14 +208,15 @@ def _process_batch(batch: list[dict], todo: list[PredictItem], models: list, tra
         if loaded.get("image_keys"):
             record.update(loaded["image_keys"])  # evaluate: is this image (or a copy of it) one the run trained on?
         for name, (task, names, count) in trained.heads().items():
-            members = outputs[name][:, i]
+            head = outputs[name]
+            members = head.members[:, i] if head.members is not None else None
             if not task.uses_mask:
-                entry = {"probs": members.mean(axis=0).tolist(), "member_probs": members.tolist()}
+                entry = {"probs": head.mean[i].tolist(), "member_probs": members.tolist()}
                 if maps is not None and name == explained:
                     entry.update(explain_file=write_explanation(item.key, loaded, maps[i], out, options.explain),
                                  explained_class=names[classes[i]])
             else:  # a multitask case without a truth mask is not scored on it
-                entry = segmentation_record(item.key, loaded, members.mean(axis=0), members, trained, out,
+                entry = segmentation_record(item.key, loaded, head.mean[i], members, trained, out,
                                             options.probability_maps, options.dicom_seg,
                                             truth and loaded["truth_mask"] is not None, notes, options.deidentify_seg,
                                             names, count)
