@@ -126,11 +126,16 @@ def label_fraction_arms(config: Config, arms: list[Arm], check_paths: bool = Tru
     if fractions and config.train.label_fraction != 1:
         raise ConfigError(f"train.label_fraction = {config.train.label_fraction} and cv.label_fractions both set the "
                           "share of labelled patients; use cv.label_fractions only")
+    return _variant_arms(config, arms, "train.label_fraction", fractions, fraction_arm_name, check_paths)
+
+
+def _variant_arms(config: Config, arms: list[Arm], key: str, values, name_of, check_paths: bool) -> list[Arm]:
+    """Every arm again with ``key`` set to each of ``values`` (named ``name_of(arm, value)``), value by value."""
     out = []
-    for fraction in fractions:
+    for value in values:
         for arm in arms:
-            overrides = {**arm.overrides, "train.label_fraction": fraction}
-            name = fraction_arm_name(arm.name, fraction)
+            overrides = {**arm.overrides, key: value}
+            name = name_of(arm.name, value)
             out.append(Arm(name, config.derive(overrides, where=f"arm '{name}'", check_paths=check_paths),
                            arm.required, overrides))
     return out
@@ -144,14 +149,7 @@ def seed_arm_name(arm: str, replicate: int) -> str:
 def seed_arms(config: Config, arms: list[Arm], check_paths: bool = True) -> list[Arm]:
     """``cv.seeds``: every arm trained again with other seeds (``train.replicate`` 1..N-1) on the same folds; the
     results are merged back into the arm (``medtl.workflows.cv_seeds``)."""
-    out = []
-    for replicate in range(1, config.cv.seeds):
-        for arm in arms:
-            overrides = {**arm.overrides, "train.replicate": replicate}
-            name = seed_arm_name(arm.name, replicate)
-            out.append(Arm(name, config.derive(overrides, where=f"arm '{name}'", check_paths=check_paths),
-                           arm.required, overrides))
-    return out
+    return _variant_arms(config, arms, "train.replicate", range(1, config.cv.seeds), seed_arm_name, check_paths)
 
 
 def base_of_seed_arm(name: str) -> tuple[str, int]:

@@ -9,6 +9,7 @@ import SimpleITK as sitk
 import yaml
 
 from medtl.cli import main
+from tests.copies import write_manifest
 
 
 def test_a_multi_class_run_writes_per_class_columns_metrics_and_a_report_table(tmp_path):
@@ -25,10 +26,7 @@ def test_a_multi_class_run_writes_per_class_columns_metrics_and_a_report_table(t
         sitk.WriteImage(sitk.GetImageFromArray(image), str(tmp_path / f"img{i}.png"))
         sitk.WriteImage(sitk.GetImageFromArray(mask), str(tmp_path / f"mask{i}.png"))
         rows.append({"image": f"img{i}.png", "mask": f"mask{i}.png", "patient_id": f"P{i}"})
-    with open(tmp_path / "manifest.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_manifest(tmp_path / "manifest.csv", rows)
     config = {"task": "segmentation", "data": {"manifest": str(tmp_path / "manifest.csv"), "dims": 2,
                                                "image_size": [32, 32], "intensity": "range"},
               "model": {"backbone": "tiny-resnet", "pretrained": "none"}, "train": {"epochs": 1, "batch_size": 4},
