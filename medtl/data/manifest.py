@@ -99,7 +99,8 @@ def _refuse_near_miss_columns(columns: list[str], group_by: str, path: Path, ext
                              f"names are exact: {', '.join(KNOWN_COLUMNS)}), otherwise it would be ignored")
 
 
-def _sort_labels(labels: set[str]) -> list[str]:
+def sort_labels(labels: set[str]) -> list[str]:
+    """Class names in their natural order: numerically when every label is a number, else alphabetically."""
     try:
         return sorted(labels, key=float)
     except ValueError:
@@ -227,7 +228,7 @@ def read_manifest(path: str | Path, task: str, group_by: str = "patient_id", tar
         raise InputError(f"manifest {path} has no rows")
     if multitask:
         return Manifest(path, cases, _task_classes(cases, tasks, path, targets and not single_class_ok))
-    labels = _sort_labels({c.label for c in cases if c.label is not None})
+    labels = sort_labels({c.label for c in cases if c.label is not None})
     if targets and len(labels) < get_task(task).min_classes and not single_class_ok:
         raise InputError(f"manifest {path} has {len(labels)} class(es) {labels}; {task} needs at least "
                          f"{get_task(task).min_classes}")
@@ -243,7 +244,7 @@ def _task_classes(cases: list[Case], tasks: Sequence, path: Path, check: bool) -
         if not get_task(spec.kind).uses_label:
             out[spec.name] = []
             continue
-        names = _sort_labels({c.labels.get(spec.name) for c in cases} - {None})
+        names = sort_labels({c.labels.get(spec.name) for c in cases} - {None})
         if check and len(names) < 2:
             raise InputError(f"manifest {path}: task '{spec.name}' (column {spec.column}) has {len(names)} class(es) "
                              f"{names}; a classification task needs at least 2")

@@ -83,3 +83,15 @@ def _segmentation_head(feature_channels, num_classes, dims, in_channels, dropout
 HEADS = Registry("head")
 HEADS.register("classification", _classification_head)
 HEADS.register("segmentation", _segmentation_head)
+
+
+def order_classes(head: nn.Module, order: list[int], task: str = "") -> None:
+    """Re-order a classification head's outputs: output ``i`` becomes the former output ``order[i]`` (weights and
+    bias rows moved, nothing re-drawn). ``task``: the head of a multi-task model; a dense head is left alone."""
+    if isinstance(head, MultiTaskHead):
+        head = head.heads[task]
+    if not isinstance(head, ClassificationHead):
+        return
+    with torch.no_grad():
+        head.fc.weight.copy_(head.fc.weight[order].clone())
+        head.fc.bias.copy_(head.fc.bias[order].clone())

@@ -11,12 +11,14 @@ import torch
 
 from ..arms import Arm
 from ..data.dataset import PreparedCase
+from ..data.manifest import sort_labels
 from ..data.overlap import image_keys, relations
 from ..data.splits import Fold, inner_split, labelled_subset, selection_and_reference
 from ..domain.targets import TargetImage
 from ..models import create_model
 from ..models.checkpoint import load_weights, save_weights
 from ..models.device import resolve_device
+from ..models.heads import order_classes
 from ..plumbing.atomic import write_json
 from ..results import FoldResult
 from ..rundir import FoldDir
@@ -89,11 +91,24 @@ def arm_num_classes(arm: Arm, class_names, cases: list[PreparedCase]):
 
 
 def build_fold_model(config, task, num_classes, class_names, pretrained: str):
-    """The arm's model for one fold: backbone, the task's head(s), starting weights."""
-    return create_model(config.model.backbone, dims=config.data.dims, num_classes=num_classes, in_channels=1,
-                        task=task.head, pretrained=pretrained, input_adapt=config.model.input_adapt,
-                        inflate=config.model.inflate, dropout=config.model.dropout,
-                        class_names=task.checkpoint_class_names(class_names), task_kinds=getattr(task, "kinds", None))
+    """The arm's model for one fold: backbone, the task's head(s), starting weights.
+
+    A fresh classification head starts as it would with the classes in their sorted order, its
+    outputs then moved to the run's class order: which class ``data.positive_class`` names (the
+    run's order puts it last) changes no weight, so the same folds give the same probabilities
+    per class, and sensitivity and specificity trade places exactly.
+    """
+    model = create_model(config.model.backbone, dims=config.data.dims, num_classes=num_classes, in_channels=1,
+                         task=task.head, pretrained=pretrained, input_adapt=config.model.input_adapt,
+                         inflate=config.model.inflate, dropout=config.model.dropout,
+                         class_names=task.checkpoint_class_names(class_names), task_kinds=getattr(task, "kinds", None))
+    if "head.*" in model.adaptation.new:  # freshly initialised, not a checkpoint's head
+        names = class_names if isinstance(class_names, dict) else {"": class_names}
+        for head_name, order in names.items():
+            if order and list(order) != sort_labels(set(order)):
+                sorted_names = sort_labels(set(order))
+                order_classes(model.head, [sorted_names.index(n) for n in order], head_name)
+    return model
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,24 @@ def test_string_labels_state_which_class_is_positive_and_the_setting_decides_it(
     assert pooled["specificity"]["pooled"] == pytest.approx(_sensitivity(predictions, "normal"))
 
 
+def test_the_positive_class_flips_sensitivity_and_specificity_exactly(named, tmp_path, capsys):
+    """Choosing the other class as positive changes no weight: the same folds give the same probability of each
+    class (to float rounding; before: 0.55 vs 0.47 for one case), so sensitivity and specificity trade places
+    exactly and AUC does not move."""
+    default, _ = _run(named, tmp_path / "normal", capsys)  # 'normal' sorts second: the default positive
+    chosen, _ = _run(named, tmp_path / "nodule", capsys, positive_class="nodule")
+    probabilities = {}
+    for name in ("normal", "nodule"):
+        with open(tmp_path / name / "predictions.csv", newline="") as f:
+            probabilities[name] = {(r["case_id"], r["arm"]): float(r["prob_nodule"]) for r in csv.DictReader(f)}
+    assert probabilities["normal"].keys() == probabilities["nodule"].keys()
+    for key, value in probabilities["normal"].items():  # float summation order in the backward pass: ~1e-6
+        assert probabilities["nodule"][key] == pytest.approx(value, abs=1e-4)
+    for metric_a, metric_b in (("sensitivity", "specificity"), ("specificity", "sensitivity")):
+        assert chosen["summary"][metric_a]["pooled"] == default["summary"][metric_b]["pooled"]
+    assert chosen["summary"]["auc"]["pooled"] == pytest.approx(default["summary"]["auc"]["pooled"], abs=1e-6)
+
+
 def test_a_positive_class_that_is_not_a_label_is_refused(named, tmp_path, capsys):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump({"task": "classification", "model": {"pretrained": "none"},
