@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import numpy as np
@@ -13,7 +12,7 @@ from ..arms import Arm
 from ..data.dataset import PreparedCase
 from ..data.manifest import sort_labels
 from ..data.overlap import image_keys, relations
-from ..data.splits import Fold, inner_split, labelled_subset, selection_and_reference
+from ..data.splits import Fold
 from ..domain.targets import TargetImage
 from ..models import create_model
 from ..models.checkpoint import load_weights, save_weights
@@ -26,6 +25,7 @@ from ..tasks import task_of
 from ..train import distributed as ddp
 from ..train.loop import fit, predict_each
 from ..train.methods import build_method
+from .fold_roles import fold_roles
 
 
 def write_fold_images(path, train: list[PreparedCase], inner: list[PreparedCase], val: list[PreparedCase],
@@ -109,64 +109,6 @@ def build_fold_model(config, task, num_classes, class_names, pretrained: str):
                 sorted_names = sort_labels(set(order))
                 order_classes(model.head, [sorted_names.index(n) for n in order], head_name)
     return model
-
-
-@dataclass(frozen=True)
-class FoldRoles:
-    """Which of a fold's cases train, choose the epoch, and serve as the site-drop reference; and the labelled pool.
-
-    ``selects``: the selection cases' labels choose the epoch (``best_inner``), so they count as
-    labelled; ``pool``: the cases a label share is taken of (training, and a given selection set).
-    """
-
-    train: tuple[int, ...]
-    selection: tuple[int, ...]
-    reference: tuple[int, ...]
-    pool: tuple[int, ...]
-    selects: bool
-
-    def labelled_patients(self, groups: list[str]) -> int:
-        """Patients whose labels the fitted model depends on (training, and selection under ``best_inner``)."""
-        return len({groups[i] for i in self.train + (self.selection if self.selects else ())})
-
-    def labelled_share(self, groups: list[str]) -> float:
-        """The achieved share: labelled patients / patients of the pool."""
-        return self.labelled_patients(groups) / max(1, len({groups[i] for i in self.pool}))
-
-    def share_note(self, groups: list[str], fraction: float) -> str | None:
-        """A note when the labelled patients exceed the requested share by more than one patient (a selection set
-        needs a patient of every class to choose an epoch on), else ``None``."""
-        pool = len({groups[i] for i in self.pool})
-        labelled = self.labelled_patients(groups)
-        if labelled - fraction * pool <= 1:
-            return None
-        return (f"label share {fraction:g}: {labelled} of {pool} patients labelled (share {labelled / pool:.3f}) "
-                f"where {fraction * pool:.1f} were requested: the model-selection set keeps a patient of every class "
-                "so that train.selection: best_inner can choose an epoch; use train.selection: last for an exact share")
-
-
-def fold_roles(fold: Fold, groups: list[str], strata: list[int], config, seed: int, held_out_site: bool) -> FoldRoles:
-    """The roles of ``fold``'s cases for one arm.
-
-    A label-efficiency arm (``train.label_fraction`` < 1) keeps the labels of a nested, stratified
-    share of the patients whose labels the model depends on: of the training patients before
-    an inner split is drawn (which then comes from labelled patients only), and of a selection
-    set given by the fold (fixed split's ``val``, a leave-one-site-out fold's held-out patients)
-    when ``best_inner`` chooses the epoch on it. Leave-one-site-out folds also keep the drop's
-    reference apart from the selection cases (``selection_and_reference``).
-    """
-    fraction, selects = config.train.label_fraction, config.train.selection == "best_inner"
-    train = labelled_subset(groups, strata, fold.train, fraction, seed)
-    selection, reference = tuple(fold.inner), ()  # fixed splits: the given val set scores every epoch
-    if selects and not fold.inner:
-        train, selection = inner_split(groups, strata, train, config.train.inner_fraction, seed)
-    if held_out_site and selection:  # the drop's reference: never the cases the epoch was chosen on
-        selection, reference = selection_and_reference(groups, strata, selection, config.train.selection, seed)
-    pool = tuple(fold.train)
-    if selects and fold.inner:
-        pool += selection
-        selection = labelled_subset(groups, strata, selection, fraction, seed)
-    return FoldRoles(train, selection, reference, pool, selects)
 
 
 def run_fold(arm: Arm, fold: Fold, folder: FoldDir, cases: list[PreparedCase], class_names: list[str],

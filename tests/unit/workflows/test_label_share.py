@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from medtl.data.splits import fixed_split, leave_site_out_folds, make_folds
-from medtl.workflows.cv_fold import fold_roles
+from medtl.workflows.fold_roles import fold_roles
 
 
 def _data(seed=0, patients=120):
