@@ -10,6 +10,7 @@ keyed hashes here and never travel further.
 from __future__ import annotations
 
 import csv
+import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Sequence
 
 from ..errors import InputError
 from ..io.pseudonym import keyed_hash
+from ..plumbing.text import read_user_text
 from ..tasks import get_task
 
 
@@ -179,10 +181,9 @@ def read_manifest(path: str | Path, task: str, group_by: str = "patient_id", tar
         from ..plumbing.paths import missing_file_message
 
         raise InputError(missing_file_message(path, "manifest", "set data.manifest (relative to the config file)"))
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        columns = [c.strip() for c in reader.fieldnames or []]
-        rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in reader]
+    reader = csv.DictReader(io.StringIO(read_user_text(path, "manifest"), newline=""))
+    columns = [c.strip() for c in reader.fieldnames or []]
+    rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in reader]
     _refuse_near_miss_columns(columns, group_by, path, [s.column for s in tasks])
     needed = ["image"] + (([s.column for s in tasks] if multitask else [target]) if targets else [])
     missing = [c for c in needed if c not in columns]

@@ -187,7 +187,7 @@ def read_splits_file(path, cases) -> tuple[list[str] | None, list[dict] | None]:
     """
     from ..plumbing.atomic import read_csv
 
-    columns, rows = read_csv(path)
+    columns, rows = read_csv(path, "cv.splits_file")
     if "case_id" not in columns or not ({"split", "fold"} & set(columns)):
         raise InputError(f"cv.splits_file {path} needs a case_id column and a split (train/val/test) or fold column; "
                          f"it has {columns}")

@@ -11,6 +11,7 @@ whatever a manifest holds.
 from __future__ import annotations
 
 import csv
+import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,17 +46,17 @@ def read_image_column(path: Path) -> list[Path]:
     """The ``image`` column of a CSV (paths relative to its folder); no other column is read."""
     from ..errors import InputError
     from ..plumbing.paths import missing_file_message
+    from ..plumbing.text import read_user_text
 
     if not path.is_file():
         raise InputError(missing_file_message(path, "adapt.target_manifest", "point it at a CSV with an image column"))
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
-        header = [c.strip() for c in next(reader, [])]
-        if "image" not in header:
-            raise InputError(f"adapt.target_manifest {path} needs an 'image' column; it has {header}")
-        column = header.index("image")
-        images = [(path.parent / row[column].strip()).resolve() for row in reader
-                  if len(row) > column and row[column].strip()]
+    reader = csv.reader(io.StringIO(read_user_text(path, "adapt.target_manifest"), newline=""))
+    header = [c.strip() for c in next(reader, [])]
+    if "image" not in header:
+        raise InputError(f"adapt.target_manifest {path} needs an 'image' column; it has {header}")
+    column = header.index("image")
+    images = [(path.parent / row[column].strip()).resolve() for row in reader
+              if len(row) > column and row[column].strip()]
     if not images:
         raise InputError(f"adapt.target_manifest {path} lists no image")
     return images

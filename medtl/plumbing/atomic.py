@@ -133,12 +133,14 @@ def csv_value(text: str) -> str:
     return text
 
 
-def read_csv(path: str | Path) -> tuple[list[str], list[dict[str, str]]]:
-    """``(columns, rows)`` of a CSV written by ``write_csv``, cells restored with ``csv_value``."""
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        rows = [{k: csv_value(v or "") for k, v in row.items()} for row in reader]
-        return list(reader.fieldnames or []), rows
+def read_csv(path: str | Path, what: str = "CSV file") -> tuple[list[str], list[dict[str, str]]]:
+    """``(columns, rows)`` of a CSV written by ``write_csv`` (or by a user: UTF-8 or UTF-16 with BOM, see
+    ``plumbing.text``), cells restored with ``csv_value``."""
+    from .text import read_user_text
+
+    reader = csv.DictReader(io.StringIO(read_user_text(path, what), newline=""))
+    rows = [{k: csv_value(v or "") for k, v in row.items()} for row in reader]
+    return list(reader.fieldnames or []), rows
 
 
 def write_csv(path: str | Path, columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> Path:
