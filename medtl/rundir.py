@@ -162,6 +162,32 @@ class ExportDir:
         return self.model_json.is_file() and self.spec.is_file()
 
 
+FOLDER_KINDS = {  # what marks each kind of medtl output folder
+    "run": ("a `medtl cv` run folder", lambda path: (path / "run.json").is_file()),
+    "export": ("a `medtl export` folder", lambda path: ExportDir(path).is_export() or ExportDir(path).staging.is_dir()),
+    "predict": ("a `medtl predict`/`evaluate` output folder", lambda path: (path / "job.json").is_file()),
+}
+
+
+def folder_kind(path: str | Path) -> str | None:
+    """``run``, ``export`` or ``predict`` when ``path`` is a medtl output folder of that kind, else ``None``."""
+    path = Path(path)
+    return next((kind for kind, (_, marks) in FOLDER_KINDS.items() if path.is_dir() and marks(path)), None)
+
+
+def check_output_folder(out: str | Path, kind: str) -> None:
+    """Refuse ``--out`` for a ``kind`` output when it is, or lies inside, a medtl folder of another kind: a predict
+    into a cv run would overwrite the run's predictions.csv, metrics.json and report. Checked before anything is
+    read or written; the same kind (a resumed run, a shard inside a predict folder) is fine."""
+    out = Path(out).resolve()
+    for folder in (out, *out.parents):
+        found = folder_kind(folder)
+        if found and found != kind:
+            where = "is" if folder == out else f"lies inside {folder}, which is"
+            raise InputError(f"--out {out} {where} {FOLDER_KINDS[found][0]}; writing {FOLDER_KINDS[kind][0]} there "
+                             "would overwrite or mix its files. Give a new folder outside it")
+
+
 class RunDir:
     """Paths and readers of one run folder, or of a folder nested in one (``child``)."""
 

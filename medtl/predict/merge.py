@@ -80,8 +80,11 @@ def _link_or_copy(shard: Path, out: Path, name: str) -> None:
 
 def merge_shards(folders: list[str | Path], out: str | Path) -> dict:
     """Write the merged predictions.csv, skipped.csv and predict.json into ``out``; returns the summary."""
+    from ..rundir import check_output_folder
+
     out = Path(out)
     folders = [Path(f) for f in folders]
+    check_output_folder(out, "predict")
     if any(out.resolve() == f.resolve() for f in folders):
         raise InputError(f"--out {out} is one of the shard folders; merge into a new folder")
     shards = sorted((_load_shard(f) for f in folders), key=lambda s: int(s["job"]["shard"].split("/")[0]))

@@ -30,7 +30,7 @@ from ..models.device import resolve_device
 from ..plumbing.atomic import remove_orphan_temps, write_csv, write_json
 from ..plumbing.progress import progress_bar
 from ..results import ArmResult
-from ..rundir import RunDir
+from ..rundir import RunDir, check_output_folder
 from ..tasks import task_of
 from ..tracking import Trackers, open_trackers
 from ..train import distributed as ddp
@@ -240,6 +240,7 @@ def run_cv(config: Config, out: str | Path, progress: bool = True, keep_paths: b
     ``keep_paths`` lets file paths into skip details and logs (local use only: paths may hold names).
     """
     # before anything is written: a config that cannot run claims no folder
+    check_output_folder(out, "run")
     checked = check_experiment(config, fetch_main_weights=True)
     arms = checked.arms
     rundir = RunDir(out)

@@ -104,7 +104,9 @@ def evaluate_run(run_dir: str | Path, manifest: str | Path, out: str | Path, opt
     from ..models.trained import load_trained_run
     from ..predict.engine import predict_items
     from ..predict.items import read_inputs
+    from ..rundir import check_output_folder
 
+    check_output_folder(out, "predict")
     if options.shard != (1, 1):
         raise InputError("evaluate scores the whole manifest; --shard is for `medtl predict`")
     if is_export_dir(run_dir):

@@ -34,7 +34,7 @@ from ..plumbing.atomic import write_atomic, write_json
 from ..plumbing.hashing import sha256_file
 from ..plumbing.progress import progress_bar
 from ..plumbing.swap import ASIDE, recover, swap_in
-from ..rundir import ExportDir, RunDir
+from ..rundir import ExportDir, RunDir, check_output_folder
 
 log = logging.getLogger("medtl")
 
@@ -128,6 +128,7 @@ def export_run(run_dir: str | Path, out: str | Path, fmt: str = "onnx", arm: str
                fold: int | None = None, atol: float = 1e-4, rtol: float = 1e-3, max_cases: int | None = None,
                progress: bool = True) -> ExportResult:
     """Export ``arm``'s fold models (all: an ensemble, or one ``fold``) of a finished run into ``out``."""
+    check_output_folder(out, "export")
     if fmt not in FORMATS:
         raise InputError(f"--format {fmt}: use one of {', '.join(FORMATS)}")
     trained = load_trained_run(run_dir, arm=arm, fold=fold)

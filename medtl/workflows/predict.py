@@ -19,7 +19,9 @@ def predict_run(run_dir: str | Path, source: str | Path, out: str | Path, option
     networks then run with the same loading, accounting, resume and outputs.
     """
     from ..export.loaded import is_export_dir, load_export_dir
+    from ..rundir import check_output_folder
 
+    check_output_folder(out, "predict")
     if is_export_dir(run_dir):
         if arm is not None or fold is not None:
             raise InputError(f"{run_dir} is an exported model (its members are fixed at export); drop --arm/--fold, "
