@@ -135,16 +135,22 @@ def card_sections(rundir: RunDir, trained, spec, model_json: dict, weight_licenc
 
 def render_markdown(title: str, sections: list[Section]) -> str:
     """The card as Markdown."""
-    lines = [f"# {title}", ""]
+    lines = [f"# {_plain(title)}", ""]
     for section in sections:
-        lines += [f"## {section.title}", ""]
-        lines += [p for paragraph in section.paragraphs for p in (paragraph, "")]
+        lines += [f"## {_plain(section.title)}", ""]
+        lines += [p for paragraph in section.paragraphs for p in (_plain(paragraph), "")]
         for header, rows in section.tables:
-            lines.append("| " + " | ".join(header) + " |")
+            lines.append("| " + " | ".join(_plain(h) for h in header) + " |")
             lines.append("|" + " --- |" * len(header))
-            lines += ["| " + " | ".join(_number(v).replace("|", "\\|") for v in row) + " |" for row in rows]
+            lines += ["| " + " | ".join(_plain(_number(v)).replace("|", "\\|") for v in row) + " |" for row in rows]
             lines.append("")
     return "\n".join(lines)
+
+
+def _plain(text: str) -> str:
+    """Text as literal Markdown: most Markdown viewers render inline HTML, and site names and the ``card:`` text
+    are the user's (a ``<script>`` in them must show as text, as in the HTML card)."""
+    return html.escape(str(text), quote=False)
 
 
 def render_html(title: str, sections: list[Section]) -> str:

@@ -28,9 +28,21 @@ def _move(source: Path, target: Path) -> None:
     source.replace(target)
 
 
+def check_own(*paths: Path) -> None:
+    """Refuse working folders that medtl did not make: a link or a file where its folder goes (a planted link
+    would send the swap's moves and deletions elsewhere)."""
+    from ..errors import InputError
+
+    for path in paths:
+        if path.is_symlink() or (path.exists() and not path.is_dir()):
+            raise InputError(f"{path} is a {'link' if path.is_symlink() else 'file'}, not a folder medtl made; "
+                             "remove it and run again")
+
+
 def recover(folder: Path, last: str) -> str | None:
     """Finish a swap a kill interrupted; returns what was done (``None``: nothing to do)."""
     aside = folder / ASIDE
+    check_own(aside)
     if not aside.is_dir():
         return None
     if (folder / last).is_file():

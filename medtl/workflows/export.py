@@ -33,7 +33,7 @@ from ..models.weights import WEIGHT_FILES
 from ..plumbing.atomic import write_atomic, write_json
 from ..plumbing.hashing import sha256_file
 from ..plumbing.progress import progress_bar
-from ..plumbing.swap import ASIDE, recover, swap_in
+from ..plumbing.swap import ASIDE, check_own, recover, swap_in
 from ..rundir import ExportDir, RunDir, check_output_folder
 
 log = logging.getLogger("medtl")
@@ -145,6 +145,7 @@ def export_run(run_dir: str | Path, out: str | Path, fmt: str = "onnx", arm: str
             log.warning("--out %s: %s", out, done)
     previous = _previous_export(out)
     staging = ExportDir(out).staging
+    check_own(staging)
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     models = trained.build_models(torch.device("cpu"))

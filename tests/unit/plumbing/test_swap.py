@@ -78,3 +78,23 @@ def test_a_kill_while_the_old_files_are_deleted_keeps_the_new_export(tmp_path, m
     monkeypatch.undo()
     assert "completed" in swap.recover(out, "model.json")
     assert _state(out) == "new" and not (out / swap.ASIDE).exists()
+
+
+@pytest.mark.parametrize("planted", [swap.ASIDE, ".incomplete"])
+def test_a_planted_link_where_a_working_folder_goes_is_refused_not_followed(tmp_path, planted):
+    """Issue 28.8: a planted `.incomplete` link crashed export with FileExistsError (and a `.previous` link would
+    have sent the recovery's moves and deletions elsewhere)."""
+    from medtl.errors import InputError
+
+    out, _ = _moves(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "precious.txt").write_text("keep")
+    link = out / planted
+    if link.exists():
+        import shutil
+        shutil.rmtree(link)
+    link.symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(InputError, match="is a link, not a folder medtl made"):
+        swap.recover(out, "model.json") if planted == swap.ASIDE else swap.check_own(link)
+    assert (elsewhere / "precious.txt").read_text() == "keep"
