@@ -139,8 +139,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         print(f"shard {summary['shard']}: {summary['predicted']} predicted, {summary['skipped_items']} unusable "
               f"({reasons}){accounted}")
         print(f"model {summary['model_id']}; written to {outcome.out}/predictions.csv, skipped.csv, predict.json")
-    if not outcome.rows and summary["items_in_shard"]:
-        raise MedtlError(f"nothing could be predicted; see {outcome.out}/skipped.csv for the reason of each input")
+    if not outcome.rows and (summary["items_in_shard"] or summary["shard"] == "1/1"):  # an empty shard is fine
+        details: dict[str, str] = {}
+        for row in inputs.skipped:
+            details.setdefault(row["reason"], row.get("detail", ""))
+        why = "; ".join(f"{reason}: {detail}" if detail else reason for reason, detail in details.items())
+        raise MedtlError(f"nothing could be predicted from {args.input}" + (f" ({why})" if why else "")
+                         + f"; see {outcome.out}/skipped.csv for the reason of each input")
     return 0
 
 

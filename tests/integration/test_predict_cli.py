@@ -357,3 +357,20 @@ def test_renamed_and_re_exported_training_images_still_count_as_overlap(cls_run,
     assert main(["evaluate", str(cls_run), str(manifest), "--out", str(tmp_path / "eval"), "--quiet"]) == 0
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["training_overlap"] == 2
+
+
+def test_a_folder_of_png_images_predicts_nothing_and_says_why_with_exit_2(cls_run, tmp_path, capsys):
+    """Issue 28.18: a folder of PNGs predicted nothing and exited 0 (a 3D folder gave 2)."""
+    import SimpleITK as sitk
+
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    for i in range(3):
+        sitk.WriteImage(sitk.GetImageFromArray(np.full((16, 16), 40 * i, np.uint8)), str(folder / f"x{i}.png"))
+    assert main(["predict", str(cls_run), str(folder), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    error = capsys.readouterr().err
+    assert "nothing could be predicted" in error and "PNG image: list it in a manifest (image column)" in error
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["predict", str(cls_run), str(empty), "--out", str(tmp_path / "out2"), "--quiet"]) == 2
+    assert "holds no files" in capsys.readouterr().err  # already one line, exit 2
