@@ -204,7 +204,7 @@ def _process_batch(batch: list[dict], todo: list[PredictItem], models: list, tra
         item = todo[loaded["index"]]
         notes = list(loaded["notes"])
         record = {"key": item.key, "patient_key": loaded["patient_key"], "n_files": item.n_files,
-                  "label": item.label}
+                  "label": item.label, "manifest_row": item.manifest_row}
         if loaded.get("image_keys"):
             record.update(loaded["image_keys"])  # evaluate: is this image (or a copy of it) one the run trained on?
         for name, (task, names, count) in trained.heads().items():
@@ -259,6 +259,8 @@ def _prediction_row(record: dict, trained: TrainedRun, key_column: str, with_fil
     row = {key_column: record["key"], "patient_key": record["patient_key"]}
     if with_files:
         row["n_files"] = record["n_files"]
+    else:  # a manifest's line: how a row joins back to the user's table (no patient data)
+        row["manifest_row"] = record.get("manifest_row", "")
     row.update(trained.task.prediction_values(record, trained.class_names, truth))
     row.update(model_id=trained.model_id, status=record["status"], reasons=record["reasons"])
     return row
@@ -268,7 +270,7 @@ def prediction_columns(trained: TrainedRun, key_column: str, with_files: bool, t
                        explain: bool = False, explained: str | None = None) -> list[str]:
     """Columns of ``predictions.csv`` for this run's task and input kind (``explained``: the multitask head
     whose explanation maps were written)."""
-    columns = [key_column, "patient_key"] + (["n_files"] if with_files else [])
+    columns = [key_column, "patient_key"] + (["n_files"] if with_files else ["manifest_row"])
     columns += trained.task.prediction_columns(trained.class_names, truth, explain, explained)
     return columns + ["model_id", "status", "reasons"]
 

@@ -32,6 +32,7 @@ class PredictItem:
     mask: Path | None = None
     site: str = ""  # the manifest's site column (per-site metrics in ``medtl evaluate``)
     labels: dict = field(default_factory=dict)  # multitask: the label of each classification task (or None)
+    manifest_row: int | None = None  # the manifest line it came from (None: an export folder's series)
 
 
 @dataclass
@@ -74,6 +75,7 @@ def from_manifest(path: Path, task: str, targets: bool, tasks=()) -> PredictInpu
 
     manifest = read_manifest(path, task, targets=targets, single_class_ok=True, tasks=tasks)
     items = [PredictItem(c.case_id, c.patient_key, 1, [c.case_id], path=c.image, label=c.label, mask=c.mask,
+                         manifest_row=c.line,
                          site=c.site, labels=c.labels) for c in manifest.cases]
     return PredictInputs("manifest", path, items)
 

@@ -66,6 +66,7 @@ class CVRun:
     arm_cases: dict[str, list[PreparedCase]] = field(default_factory=dict)  # arms with their own preprocessing
     target_images: dict[str, list[TargetImage]] = field(default_factory=dict)  # arm -> adapt.target_manifest images
     mask_files: dict = field(default_factory=dict)  # case_id -> (image, mask) paths, for the explanation checks
+    manifest_rows: dict = field(default_factory=dict)  # case_id -> manifest line (joins outputs back to its rows)
     explanations: dict = field(default_factory=dict)  # arm -> overlay figures (base64 PNG) for the report
     trackers: Trackers = field(default_factory=lambda: Trackers([], None))  # track: [mlflow, tensorboard]
 
@@ -197,6 +198,7 @@ def _prepare_run(config: Config, rundir: RunDir, checked: Checked, progress: boo
     run_state.write_state(rundir, dump_config(config), cases, skipped, [a.name for a in arms], task_of(config))
     run = CVRun(config, rundir, manifest.class_names, cases, folds)
     run.mask_files = {c.case_id: (c.image, c.mask) for c in manifest.cases if c.mask is not None}
+    run.manifest_rows = {c.case_id: c.line for c in manifest.cases}
     run.arm_cases = _prepare_arm_cases(arms, manifest, config, rundir, cases, progress, keep_paths)
     run.warnings += task_of(config).preparation_warnings(cases)
     run.warnings += [f"case {s['case_id']} skipped: {s['reason']} ({s['detail']})" for s in skipped]
@@ -349,16 +351,17 @@ def _state_positive_classes(run: CVRun, task) -> None:
 
 def _write_predictions(run: CVRun) -> None:
     task = task_of(run.config)
-    columns = ["case_id", "patient_key", "fold", "arm", *task.row_key_columns, "label",
+    columns = ["case_id", "manifest_row", "patient_key", "fold", "arm", *task.row_key_columns, "label",
                *task.case_columns(run.class_names, [row for arm in run.arms.values() for row in arm.rows])]
     if run.config.cv.repeats > 1:
-        columns.insert(2, "repeat")
+        columns.insert(3, "repeat")
     if run.config.cv.seeds > 1:
-        columns.insert(2, "seed")
+        columns.insert(3, "seed")
     site_of = {c.case_id: c.site for c in run.cases}
     if any(site_of.values()):
-        columns.insert(2, "site")
-    rows = [{k: row.get(k, "") if k != "site" else site_of[row["case_id"]] for k in columns}
+        columns.insert(3, "site")
+    context = {"site": site_of, "manifest_row": run.manifest_rows}  # per case, from the manifest as it is now
+    rows = [{k: context[k].get(row["case_id"], "") if k in context else row.get(k, "") for k in columns}
             for arm in run.arms.values() for row in arm.rows]
     write_csv(run.rundir.predictions, columns, rows)
 
@@ -370,7 +373,8 @@ def _write_outputs(run: CVRun, skipped: list[dict]) -> None:
     _write_predictions(run)
     write_json(rundir.metrics, run.metrics)
     if skipped:
-        write_csv(rundir.skipped_cases, ["case_id", "reason", "detail"], skipped)
+        write_csv(rundir.skipped_cases, ["case_id", "manifest_row", "reason", "detail"],
+                  [{**row, "manifest_row": run.manifest_rows.get(row["case_id"], "")} for row in skipped])
     weights = {name: [{"file": arm.adaptation["file"], "sha256": arm.adaptation["sha256"],
                        "source": arm.adaptation["source"]}] for name, arm in run.arms.items()}
     write_json(rundir.env, environment(run.config.train.seed, str(resolve_device(run.config.train.device)),

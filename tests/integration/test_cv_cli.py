@@ -59,7 +59,8 @@ def test_outputs_follow_the_contract(reference_run):
     assert {"a", "b", "metric", "mean_diff", "ci95", "p_value", "test"} <= set(comparison)
     assert comparison["a"] == "scratch" and comparison["b"] == "linear" and "patient" in comparison["test"]
     predictions = read_csv(run / "predictions.csv")
-    assert list(predictions[0]) == ["case_id", "patient_key", "fold", "arm", "label", "prob_0", "prob_1"]
+    assert list(predictions[0]) == ["case_id", "manifest_row", "patient_key", "fold", "arm", "label", "prob_0",
+                                    "prob_1"]
     assert len(predictions) == 24 * 2 and len({(r["case_id"], r["arm"]) for r in predictions}) == 48
     assert all(abs(float(r["prob_0"]) + float(r["prob_1"]) - 1) < 1e-5 for r in predictions)
     fold_dirs = list((run / "arms").glob("*/repeat0_fold*"))
@@ -175,3 +176,13 @@ def test_the_run_names_its_primary_comparison_and_the_multiplicity(reference_run
     assert metrics["multiplicity"]["primary"] == {"a": "scratch", "b": "linear", "metric": "auc"}
     assert metrics["comparisons"][0]["role"] == "primary"
     assert "(primary comparison)" in (run / "report.html").read_text()
+
+
+def test_every_prediction_joins_back_to_its_manifest_line(reference_run, dataset):
+    """Issue 28.13: without a case_id column, predictions.csv carried only an opaque hash."""
+    _, run = reference_run
+    manifest = read_csv(dataset / "manifest.csv")
+    for row in read_csv(run / "predictions.csv"):
+        line = manifest[int(row["manifest_row"]) - 2]  # line 1 is the header
+        assert line["label"] == row["label"]
+    assert len({r["manifest_row"] for r in read_csv(run / "predictions.csv")}) == len(manifest)

@@ -374,3 +374,12 @@ def test_a_folder_of_png_images_predicts_nothing_and_says_why_with_exit_2(cls_ru
     empty.mkdir()
     assert main(["predict", str(cls_run), str(empty), "--out", str(tmp_path / "out2"), "--quiet"]) == 2
     assert "holds no files" in capsys.readouterr().err  # already one line, exit 2
+
+
+def test_predictions_from_a_manifest_carry_its_line(cls_run, radiographs, tmp_path):
+    """Issue 28.13: predict/evaluate rows join back to the manifest by its line number (no patient data)."""
+    assert main(["evaluate", str(cls_run), str(radiographs / "manifest.csv"), "--out", str(tmp_path / "e"),
+                 "--quiet"]) == 0
+    manifest = read_csv(radiographs / "manifest.csv")
+    rows = read_csv(tmp_path / "e" / "predictions.csv")
+    assert rows and all(manifest[int(r["manifest_row"]) - 2]["label"] == r["label"] for r in rows)
