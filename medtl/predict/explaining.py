@@ -9,6 +9,8 @@ input's geometry.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -19,6 +21,7 @@ from .resample import to_original_grid
 from .writers import write_nifti_atomic
 
 METHODS = ("gradcam", "occlusion")
+MAX_OCCLUSION_BOXES = 100_000  # occluded copies per image and fold model
 
 
 def check_explain(trained: TrainedRun, options) -> None:
@@ -50,6 +53,54 @@ def check_explain(trained: TrainedRun, options) -> None:
     if options.explain == "gradcam" and not trained.has_layers:
         raise InputError("Grad-CAM needs the PyTorch model's layers: explain with the run folder (medtl predict RUN "
                          "...), or use --explain occlusion on the export")
+    shape = tuple(int(s) for s in trained.config.data.image_size)
+    if options.explain == "occlusion":
+        _check_occlusion(options.occlusion_size, options.occlusion_overlap, shape)
+    if options.explain == "gradcam" and options.explain_layer is not None:
+        _check_layer(trained, options.explain_layer, shape)
+
+
+def _check_occlusion(size, overlap, shape: tuple[int, ...]) -> None:
+    """The occlusion box must fit the network input and the boxes must advance (a stride of at least 1 voxel)."""
+    if not isinstance(size, int) or not 1 <= size <= min(shape):
+        raise InputError(f"--occlusion-size {size}: use a whole number from 1 to {min(shape)} (the network input is "
+                         f"{'x'.join(map(str, shape))})")
+    if not (isinstance(overlap, (int, float)) and math.isfinite(overlap) and 0 <= overlap < 1):
+        raise InputError(f"--occlusion-overlap {overlap}: use a number with 0 <= F < 1 (stride = size x (1 - F))")
+    stride = max(1, int(size * (1 - overlap)))
+    boxes = math.prod(math.ceil(max(0, s - size) / stride) + 1 for s in shape)
+    if boxes > MAX_OCCLUSION_BOXES:
+        raise InputError(f"--occlusion-size {size} with --occlusion-overlap {overlap} needs {boxes:,} occluded copies "
+                         f"per image and fold model (more than {MAX_OCCLUSION_BOXES:,}); use a larger size or a "
+                         "smaller overlap")
+
+
+def _check_layer(trained: TrainedRun, layer: str, shape: tuple[int, ...]) -> None:
+    """``--explain-layer`` names a module of the network whose output keeps a spatial extent (did-you-mean)."""
+    import difflib
+
+    model = trained.build_models(torch.device("cpu"))[0]
+    names = [name for name, _ in model.named_modules() if name and not name.startswith("_")]
+    if layer not in names:
+        close = difflib.get_close_matches(layer, names, n=3)
+        raise InputError(f"--explain-layer {layer!r} is not a layer of this model"
+                         + (f"; did you mean {', '.join(repr(c) for c in close)}?" if close else "")
+                         + " (e.g. 'backbone.layer3'; the stages are listed in the report's Grad-CAM section)")
+    seen: dict[str, tuple] = {}
+    module = dict(model.named_modules())[layer]
+    def record(_module, _inputs, out) -> None:  # returning None keeps the layer's output unchanged
+        seen.setdefault("shape", tuple(out.shape) if isinstance(out, torch.Tensor) else ())
+
+    handle = module.register_forward_hook(record)
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, 1, *shape))
+    finally:
+        handle.remove()
+    output = seen.get("shape") or "not a tensor"
+    if len(seen.get("shape", ())) != 2 + len(shape):
+        raise InputError(f"--explain-layer {layer!r} has no spatial extent (its output is {output}); Grad-CAM needs "
+                         "a convolutional stage, e.g. a backbone stage")
 
 
 def explained_task(trained: TrainedRun, options) -> str | None:

@@ -69,6 +69,9 @@ def _link_or_copy(shard: Path, out: Path, name: str) -> None:
         raise InputError(f"a shard's predictions.csv names the output file {name!r}, which is not a medtl output "
                          "name; the shard folder was edited or is not a medtl predict folder")
     source, target = contained(shard, name), contained(out, name)
+    if not source.is_file():
+        raise InputError(f"shard {shard}: its predictions.csv lists {name}, which is missing from the shard folder; "
+                         "re-run that shard (`medtl predict ... --shard I/N` with the same --out resumes it)")
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.is_symlink() or target.exists():
         target.unlink()
