@@ -6,6 +6,7 @@ from pydantic import BaseModel, ConfigDict
 
 
 class Section(BaseModel):
-    """A config section (``extra="forbid"``: a misspelt key is an error, never silently ignored)."""
+    """A config section (``extra="forbid"``: a misspelt key is an error, never silently ignored; NaN and infinity
+    are refused in every float field, lists included: ``data.spacing: [NaN, 1, 1]`` would otherwise run)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)

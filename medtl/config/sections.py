@@ -11,6 +11,8 @@ from pydantic import Field, field_validator
 
 from .base import Section
 
+MAX_WIDTH = 65_536  # hidden units of a head: 1e9 would allocate hundreds of GB before any message
+
 
 class ModelConfig(Section):
     """``model``: the backbone and where its starting weights come from."""
@@ -116,7 +118,7 @@ class SSLConfig(Section):
 
     temperature: float = Field(0.1, gt=0)  # simclr: NT-Xent temperature
     projection_dim: int = Field(128, ge=8)  # simclr / byol: output of the projection (and predictor) head
-    hidden_dim: int = Field(512, ge=8)  # simclr / byol: hidden units of the projection and predictor MLPs
+    hidden_dim: int = Field(512, ge=8, le=MAX_WIDTH)  # simclr / byol: hidden units of the projection/predictor MLPs
     patient_pairs: bool = False  # simclr / byol: the two views come from two images of the same patient (MICLe)
     ema_decay: float = Field(0.99, gt=0, lt=1)  # byol: base momentum of the target network, cosine-raised to 1
     crop_scale: float = Field(0.6, gt=0, le=1)  # views: smallest random crop, as a share of each image side
@@ -160,7 +162,7 @@ class AdaptConfig(Section):
     target_manifest: Path | None = None  # unlabelled target-site images (image column; other columns unread)
     lambda_max: float = Field(1.0, ge=0)  # dann: final weight of the reversed domain gradient
     lambda_gamma: float = Field(10.0, gt=0)  # dann: ramp lambda_max * (2 / (1 + exp(-gamma * p)) - 1), p = progress
-    discriminator_width: int = Field(256, ge=8)  # dann: hidden units of the 2-layer domain discriminator
+    discriminator_width: int = Field(256, ge=8, le=MAX_WIDTH)  # dann: hidden units of the 2-layer discriminator
     weight_clip: float = Field(10.0, gt=1)  # reweight: weights are clipped to [1/clip, clip]
     normalise_weights: bool = True  # reweight: scale the weights to mean 1 over the training cases
 
@@ -201,6 +203,25 @@ class RunConfig(Section):
     executor: Literal["local", "dask", "ray"] = "local"  # cv: (arm, fold) units; predict: shards
     scheduler: str | None = None  # dask scheduler / ray address (else $MEDTL_SCHEDULER, else a local cluster)
     workers: int = Field(2, ge=1)  # local cluster size when there is no scheduler
+
+    @field_validator("scheduler")
+    @classmethod
+    def _check_scheduler(cls, value: str | None) -> str | None:
+        return None if value is None else scheduler_address(value)
+
+
+_ADDRESS = re.compile(r"(?:(tcp|tls|ray|ucx)://)?(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})")
+
+
+def scheduler_address(text: str) -> str:
+    """A Dask scheduler or Ray address as ``[scheme://]host:port`` (or Ray's ``auto``), checked before anything
+    connects: a typo is one line, not a 30-second timeout and a traceback."""
+    text = text.strip()
+    match = _ADDRESS.fullmatch(text)
+    if text == "auto" or (match and 1 <= int(match.group(3)) <= 65535):
+        return text
+    raise ValueError(f"{text!r} is not a scheduler address; use host:port, e.g. tcp://10.0.0.5:8786 (Dask) or "
+                     "ray://10.0.0.5:10001 (Ray), or 'auto' for a running Ray cluster")
 
 
 class TrackingConfig(Section):

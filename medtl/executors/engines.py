@@ -81,7 +81,10 @@ class DaskExecutor(Executor):
             logging.getLogger(name).setLevel(logging.WARNING)
         self.cluster = None
         if scheduler:
-            self.client = Client(scheduler)
+            try:
+                self.client = Client(scheduler, timeout=CONNECT_TIMEOUT)
+            except (OSError, TimeoutError) as error:
+                raise MedtlError(unreachable("Dask scheduler", scheduler, error)) from None
             super().__init__(None)  # a remote worker uses its own cores
         else:
             self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
@@ -112,8 +115,11 @@ class RayExecutor(Executor):
         self.ray = ray
         self.started = not ray.is_initialized()
         if self.started:
-            ray.init(address=scheduler, **({} if scheduler else {"num_cpus": workers}), log_to_driver=False,
-                     include_dashboard=False, logging_level=logging.WARNING)
+            try:
+                ray.init(address=scheduler, **({} if scheduler else {"num_cpus": workers}), log_to_driver=False,
+                         include_dashboard=False, logging_level=logging.WARNING)
+            except (ConnectionError, OSError, TimeoutError) as error:
+                raise MedtlError(unreachable("Ray cluster", scheduler or "local", error)) from None
         super().__init__(None if scheduler else max(1, _cores() // workers))
 
     def _submit(self, fn: Callable, calls: Sequence[tuple]) -> list[Callable[[], Any]]:
@@ -125,11 +131,28 @@ class RayExecutor(Executor):
             self.ray.shutdown()
 
 
+CONNECT_TIMEOUT = "10s"
+
+
+def unreachable(what: str, address: str, error: BaseException) -> str:
+    """One line for a cluster that cannot be reached: the address as given (never redacted), and the cause."""
+    cause = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
+    return (f"cannot reach the {what} at {address} ({cause}); check the address (run.scheduler, --scheduler or "
+            f"${SCHEDULER_ENV}) and that it is running, or leave it unset for a local cluster")
+
+
 def open_executor(name: str, scheduler: str | None = None, workers: int = 2) -> Executor:
     """The executor ``name`` (``local``, ``dask``, ``ray``); ``scheduler`` falls back to ``$MEDTL_SCHEDULER``."""
     if name not in EXECUTORS:
         raise ConfigError(f"executor '{name}': use one of {', '.join(EXECUTORS)}")
     scheduler = scheduler or os.environ.get(SCHEDULER_ENV) or None
+    if scheduler:
+        from ..config.sections import scheduler_address
+
+        try:
+            scheduler = scheduler_address(scheduler)
+        except ValueError as error:
+            raise ConfigError(f"scheduler: {error}") from None
     if name == "local":
         return Executor()
     return (DaskExecutor if name == "dask" else RayExecutor)(scheduler, workers)
