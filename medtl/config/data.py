@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,6 +21,10 @@ class AugmentConfig(Section):
     scale: float = Field(0.1, ge=0, lt=1)
     intensity: float = Field(0.1, ge=0, lt=1)
     enabled: bool = True
+
+
+MAX_WINDOWS_PER_PATCH = 64  # windows covering one patch-sized region (overlap 0.75 in 3D)
+MAX_PATCH_BATCH_MB = 512  # float32 input of one batch of windows (256^3 x 4 windows: 256 MB)
 
 
 class SlidingWindowConfig(Section):
@@ -144,3 +149,16 @@ class DataConfig(Section):
         if len(self.patch_size) != self.dims or any(s < 1 for s in self.patch_size):
             raise ValueError(f"data.patch_size = {self.patch_size}: give {self.dims} sizes >= 1 (one per axis) or "
                              "one number")
+        window = self.sliding_window
+        # each axis advances int(patch * (1 - overlap)) voxels: 1 / (1 - overlap) windows cover every patch length
+        per_patch = math.prod(max(1.0, p / max(1, int(p * (1 - window.overlap)))) for p in self.patch_size)
+        if per_patch > MAX_WINDOWS_PER_PATCH:
+            raise ValueError(f"data.sliding_window.overlap = {window.overlap} with patch_size {self.patch_size}: every "
+                             f"patch-sized region of an image is covered by about {per_patch:,.0f} windows (one forward "
+                             f"pass each; at 0.5 it is {2 ** self.dims}); use an overlap of at most 0.75")
+        patch_mb = math.prod(self.patch_size) * window.batch_size * 4 / 2**20
+        if patch_mb > MAX_PATCH_BATCH_MB:
+            raise ValueError(f"data.patch_size = {self.patch_size} x data.sliding_window.batch_size "
+                             f"{window.batch_size}: one batch of windows is {patch_mb:,.0f} MB of input alone (the "
+                             f"network's activations are many times that), over {MAX_PATCH_BATCH_MB} MB; patches are "
+                             "crops of the image: use e.g. [96, 96, 96] (3D) or [256, 256] (2D)")

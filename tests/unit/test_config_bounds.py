@@ -42,3 +42,19 @@ def test_an_unreachable_dask_scheduler_is_one_line_with_its_address(monkeypatch)
         engines.open_executor("dask", "tcp://127.0.0.1:1")
     message = str(error.value)
     assert "cannot reach the Dask scheduler at tcp://127.0.0.1:1" in message and "\n" not in message
+
+
+@pytest.mark.parametrize("overlap,dims", [(0.999, 2), (0.9, 3)])
+def test_an_overlap_that_multiplies_the_windows_is_refused_with_the_count(overlap, dims):
+    """Issue 28.11: overlap 0.999 ran one forward pass per pixel offset (killed after 150 s)."""
+    patch = "[64,64]" if dims == 2 else "[32,32,32]"
+    with pytest.raises(ConfigError, match=r"covered by about [\d,]+ windows .* at most 0.75"):
+        load_config(None, [f"data.dims={dims}", "data.mode=patch", f"data.patch_size={patch}",
+                           f"data.sliding_window.overlap={overlap}"])
+    load_config(None, [f"data.dims={dims}", "data.mode=patch", f"data.patch_size={patch}",
+                       "data.sliding_window.overlap=0.75"])
+
+
+def test_a_patch_batch_of_gigabytes_is_refused_with_its_size():
+    with pytest.raises(ConfigError, match=r"one batch of windows is [\d,]+ MB"):
+        load_config(None, ["data.mode=patch", "data.patch_size=[8192,8192]"])
