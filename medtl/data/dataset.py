@@ -124,8 +124,9 @@ def _prepare(case: Case, manifest: Manifest, config: Config, need_patient: bool 
     image = load_volume(case.image, rgb=config.data.rgb)
     patient_key = case.patient_key or image.metadata.get("patient_key", "")
     if not patient_key and need_patient:
-        raise InputError(f"case {case.case_id}: no patient_id column and no PatientID in the image header; add a "
-                         "patient_id column to the manifest (patient-level folds need it)")
+        raise InputError(f"case {case.case_id}: manifest line {case.line} has no patient_id and the image header "
+                         "no PatientID; add a patient_id column to the manifest (patient-level folds need it)",
+                         Reason.NO_PATIENT_ID.name)
     task = task_of(config)
     mask = load_volume(case.mask, as_label=True) if needs_mask(config) and case.mask is not None else None
     prepared = network_input(image, config, case.case_id, mask)
@@ -187,14 +188,27 @@ def prepare_cases(manifest: Manifest, config: Config, cache_dir: str | Path | No
                 detail = str(exc).split(": ", 1)[-1][:300] if keep_paths else public_detail(exc)
                 skipped.append({"case_id": case.case_id, "reason": exc.reason or Reason.IMAGE_UNREADABLE.name,
                                 "detail": detail})
-                log.warning("case %s skipped: %s", case.case_id, exc.reason or Reason.IMAGE_UNREADABLE.name)
+                log.debug("case %s skipped: %s", case.case_id, exc.reason or Reason.IMAGE_UNREADABLE.name)
             # A reader bug on one odd file must not abort the run; the case is recorded instead.
             except Exception as exc:  # noqa: BLE001
                 skipped.append({"case_id": case.case_id, "reason": Reason.IMAGE_UNREADABLE.name,
                                 "detail": type(exc).__name__})
-                log.warning("case %s skipped: unexpected %s while reading it", case.case_id, type(exc).__name__)
+                log.debug("case %s skipped: unexpected %s while reading it", case.case_id, type(exc).__name__)
             advance(1)
+    for line in skip_summary(skipped):
+        log.warning(line)
     return prepared, skipped
+
+
+def skip_summary(skipped: list[dict]) -> list[str]:
+    """One console line per reason: how many cases, and the first one's detail (its manifest line, what to fix)."""
+    first: dict[str, dict] = {}
+    counts: dict[str, int] = {}
+    for row in skipped:
+        first.setdefault(row["reason"], row)
+        counts[row["reason"]] = counts.get(row["reason"], 0) + 1
+    return [f"{counts[reason]} case(s) skipped: {reason}; first: case {row['case_id']}: {row['detail']}"
+            for reason, row in first.items()]
 
 
 def _cache_path(cache_dir: Path, digest: str) -> Path:

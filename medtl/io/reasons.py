@@ -68,6 +68,7 @@ class Reason(str, Enum):
     COMPANION_FILE = "data file of a header/data pair, counted with its header"
     # manifests and outputs
     FILE_NOT_FOUND = "a file named in the manifest does not exist"
+    NO_PATIENT_ID = "no patient_id in the manifest and no PatientID in the image header (PNG/JPEG carry none)"
     DICOM_SEG_FAILED = "DICOM-SEG could not be written for this series (the NIfTI mask was)"
     LOADER_CRASHED = "reading this series killed the process twice (native decoder crash); skipped on resume"
     ROI_MASK_MISSING = "data.roi: mask, but the case has no mask to crop around"

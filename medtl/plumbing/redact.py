@@ -50,9 +50,13 @@ def redact(text: str) -> str:
     return _UID.sub(_uid, _PATH.sub(path, text))
 
 
-def public_detail(exc: BaseException, limit: int = 200) -> str:
-    """An error message fit for skipped.csv: the part after the case prefix, redacted, at most ``limit`` chars."""
-    return redact(str(exc).split(": ", 1)[-1])[:limit]
+def public_detail(exc: BaseException, limit: int = 240) -> str:
+    """An error message fit for skipped.csv: the part after the case prefix, redacted, at most ``limit`` chars
+    (a longer one is cut at a word, marked with ``[...]``, never mid-word)."""
+    text = redact(str(exc).split(": ", 1)[-1])
+    if len(text) <= limit:
+        return text
+    return text[:limit - 6].rsplit(" ", 1)[0].rstrip(" ;,") + " [...]"
 
 
 class PhiFilter(logging.Filter):
