@@ -7,11 +7,14 @@ overrides, whatever the order of ``compare``: nothing one arm sets leaks into an
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 from .config import ArmConfig, Config
 from .errors import ConfigError, UnknownNameError
+
+log = logging.getLogger("medtl")
 
 STRATEGY_ARMS = ("linear", "full", "gradual", "discriminative")
 SOURCE_ARMS = ("imagenet", "medicalnet", "source")
@@ -76,10 +79,13 @@ def resolve_arms(config: Config, check_paths: bool = True) -> list[Arm]:
         name, overrides = arm_overrides(entry)
         if name in ADAPT_ARMS and config.train.method is not None:
             overrides = {**overrides, "train.method": None}  # the arm's method is its adapt.method alone
+        arm_config = config.derive(overrides, where=f"arm '{name}'", check_paths=check_paths)
+        if name == arms[0].name and arm_config == config:  # e.g. compare: [scratch] once model.pretrained: none
+            log.warning("compare arm '%s' is the main arm itself (the same settings); it runs once", name)
+            continue
         if name in {a.name for a in arms}:
             raise ConfigError(f"arm name '{name}' appears twice (the main arm is '{arms[0].name}'); give extra "
                               "arms distinct names")
-        arm_config = config.derive(overrides, where=f"arm '{name}'", check_paths=check_paths)
         if name == "erm" and config.method_name == "erm":
             raise ConfigError(f"arm 'erm' is plain fine-tuning, which the main arm '{arms[0].name}' already is "
                               "(adapt.method: none); remove it from compare")

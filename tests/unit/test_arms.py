@@ -116,3 +116,18 @@ def test_label_fractions_run_every_arm_again_and_compare_with_scratch_at_each_sh
         resolve_arms(config.derive({"train.label_fraction": 0.5}))
     with pytest.raises(ConfigError, match=r"in \(0, 1\]"):
         load_config(None, ["cv.label_fractions=[0, 0.5]"])
+
+
+def test_the_offline_hint_works_a_compare_arm_equal_to_the_main_arm_runs_once(caplog):
+    """Issue 28.16: following the offline hint model.pretrained=none with the sample's compare: [scratch] gave
+    "arm name 'scratch' appears twice"."""
+    import logging
+
+    from medtl.arms import resolve_arms
+    from medtl.config import load_config
+
+    config = load_config(None, ["model.pretrained=none", "compare=[scratch, linear]"])
+    with caplog.at_level(logging.WARNING, logger="medtl"):
+        arms = resolve_arms(config, check_paths=False)
+    assert [a.name for a in arms] == ["scratch", "linear"]
+    assert "compare arm 'scratch' is the main arm itself" in caplog.text
