@@ -264,6 +264,8 @@ def _cmd_weights(args: argparse.Namespace) -> int:
         for row in weights.cached_status():
             mark = "cached " if row["cached"] else "missing"
             print(f"  {mark}  {row['key']:<26} {row['file']:<32} sha256 {row['sha256']}")
+            if not row["cached"]:  # where to fetch it on another machine (then `medtl weights import FILE` here)
+                print(f"           from {row['url']}\n           licence: {row['licence']}")
     return 0
 
 

@@ -180,10 +180,10 @@ def import_weights(source: str | Path) -> Path:
 
 
 def cached_status() -> list[dict]:
-    """One row per known weight file: key, file name, whether cached."""
+    """One row per known weight file: key, file name, expected hash, whether cached, where it comes from, licence."""
     directory = cache_dir()
     return [{"key": w.key, "file": w.filename, "sha256": w.sha256 or "-", "cached": (directory / w.filename).exists(),
-             "dims": w.dims} for w in WEIGHT_FILES.values()]
+             "dims": w.dims, "url": w.url, "licence": w.licence} for w in WEIGHT_FILES.values()]
 
 
 _UNWRAP_KEYS = ("state_dict", "model_state_dict", "model", "module")

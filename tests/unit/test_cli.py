@@ -56,3 +56,15 @@ def test_evaluate_help_does_not_promise_export_folders_and_an_export_folder_is_r
     (tmp_path / "m.csv").write_text("image,label,patient_id\na.png,0,p\n")
     assert main(["evaluate", str(export), str(tmp_path / "m.csv"), "--out", str(tmp_path / "o"), "--quiet"]) == 2
     assert "is an export folder" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_weights_list_says_where_each_missing_file_comes_from(capsys, tmp_path, monkeypatch):
+    """Issue 28.16: offline, a user must be able to fetch a weight file elsewhere: URL, expected hash, licence."""
+    from medtl.cli import main
+    from medtl.models.weights import WEIGHT_FILES
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty cache: everything missing
+    assert main(["weights", "list"]) == 0
+    out = capsys.readouterr().out
+    first = next(iter(WEIGHT_FILES.values()))
+    assert f"from {first.url}" in out and f"licence: {first.licence}" in out and "sha256" in out
