@@ -78,9 +78,10 @@ def _cmd_cv(args: argparse.Namespace) -> int:
         blocks = {f"{name}: ": result for name, result in run.metrics.get("tasks", {}).items()} or {"": run.metrics}
         for prefix, block in blocks.items():
             main = block["summary"][block["primary_metric"]]
+            spread = (f"folds {main['mean']:.3f} ± {main['std']:.3f}" if main["std"] == main["std"] else
+                      "one scored set, so no spread over folds")  # a fixed split: std is NaN
             print(f"{prefix}{run.metrics['main_arm']}: {block['primary_metric']} {main['pooled']:.3f} "
-                  f"(95% CI {main['ci95'][0]:.3f}-{main['ci95'][1]:.3f}, patient bootstrap), "
-                  f"folds {main['mean']:.3f} ± {main['std']:.3f}")
+                  f"(95% CI {main['ci95'][0]:.3f}-{main['ci95'][1]:.3f}, patient bootstrap), {spread}")
         from .evaluate.summary import plain_reading
 
         comparisons = [c for block in blocks.values() for c in block["comparisons"]]

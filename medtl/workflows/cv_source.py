@@ -63,7 +63,8 @@ def pretrained_for(run, arm: Arm, reporter) -> str:
         what = (f"classes {model.summary['class_names']}" if "method" not in model.summary else
                 f"self-supervised ({model.summary['method']}), labels not used")
         message = f"source model {model.fingerprint} {state}: {model.summary['n_cases']} source cases, {what}"
-        for line in [message, *model.notes]:
+        reporter.line(message)  # a fact of the run (the report's Source pretraining section), not a warning
+        for line in model.notes:
             run.warnings.append(line)
             reporter.line(line)
         run.sources[key] = model

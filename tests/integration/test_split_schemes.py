@@ -52,9 +52,11 @@ def test_a_split_column_runs_train_val_test_once(dataset, tmp_path, capsys):
     assert roles == {r["case_id"]: r["split"] for r in rows}
     predictions = read_csv(run / "predictions.csv")[1]
     assert sorted(r["case_id"] for r in predictions) == sorted(r["case_id"] for r in rows if r["split"] == "test")
-    assert main(["cv", str(config(tmp_path, manifest)), "--out", str(run), "--quiet"]) == 0  # resumes as is
-    assert json.loads((run / "metrics.json").read_text())["summary"] == metrics["summary"]
     capsys.readouterr()
+    assert main(["cv", str(config(tmp_path, manifest)), "--out", str(run)]) == 0  # resumes as is
+    assert json.loads((run / "metrics.json").read_text())["summary"] == metrics["summary"]
+    printed = capsys.readouterr().out
+    assert "one scored set, so no spread over folds" in printed and "nan" not in printed  # issue 28.19
 
 
 def test_a_patient_on_two_sides_of_a_fixed_split_is_refused(dataset, tmp_path, capsys):
