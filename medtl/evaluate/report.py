@@ -90,7 +90,7 @@ def _sections(run) -> list[tuple[str, str]]:
                  *[[k, v] for k, v in counts.items()], ["network input size (as trained)", network_input_size(run)],
                  *[[f"network input size, arm {name} (its own data settings)", network_input_size(run, name)]
                    for name in run.arms if name in run.arm_cases],
-                 ["dims", config.data.dims]]
+                 ["dims", config.data.dims], *[["note", note] for note in metrics.get("notes", [])]]
     sections.append(("Data", html_table(["", "value"], data_rows)))
     split_rows = [[f.repeat, f.fold, len(f.train), len(f.val), len({run.cases[i].patient_key for i in f.val})]
                   for f in run.folds]

@@ -60,6 +60,7 @@ class CVRun:
     arms: dict[str, ArmResult] = field(default_factory=dict)  # the arms that ran, main arm first
     seed_results: dict = field(default_factory=dict)  # cv.seeds: arm -> {seed: ArmResult} before merging
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # facts of the data that are expected (not warnings)
     metrics: dict = field(default_factory=dict)
     sources: dict = field(default_factory=dict)  # source_key -> SourceModel of every source stage the arms use
     verdicts: list[str] = field(default_factory=list)
@@ -127,6 +128,9 @@ class Reporter(Listener):
 
     def arm_finished(self, result) -> None:
         self.run.warnings += result.notes
+
+
+EXPECTED_NOTES = {"NO_PIXEL_SPACING"}  # PNG/JPEG never carry a pixel spacing: 1 mm per pixel is the convention
 
 
 def _make_folds(config: Config, cases: list[PreparedCase], roles: dict[str, str]) -> tuple[list[Fold], str]:
@@ -202,8 +206,13 @@ def _prepare_run(config: Config, rundir: RunDir, checked: Checked, progress: boo
     run.arm_cases = _prepare_arm_cases(arms, manifest, config, rundir, cases, progress, keep_paths)
     run.warnings += task_of(config).preparation_warnings(cases)
     run.warnings += [f"case {s['case_id']} skipped: {s['reason']} ({s['detail']})" for s in skipped]
-    run.warnings += sorted({f"{note} in {sum(note in c.notes for c in cases)} case(s)"
-                            for c in cases for note in c.notes})
+    counted = sorted({f"{note} in {sum(note in c.notes for c in cases)} case(s)" for c in cases for note in c.notes})
+    # what every image of a format lacks by design (PNG has no pixel spacing) is said once, as a note
+    run.notes += [line for line in counted if line.split(" ")[0] in EXPECTED_NOTES]
+    run.warnings += [line for line in counted if line.split(" ")[0] not in EXPECTED_NOTES]
+    for line in run.notes:
+        rundir.log(line)
+        log.info(line)
     twins = cross_patient_duplicates(cases)
     if twins.total:
         shown = ", ".join(f"{a} ~ {b}" for a, b in twins.pairs[:5]) + (f" and {twins.total - 5} more"
@@ -303,7 +312,8 @@ def _summarise(run: CVRun) -> None:
     if run.config.cv.seeds > 1:
         run.metrics["seeds"] = seed_spread(run.config, run.class_names, run.seed_results, run.metrics["comparisons"])
     run.metrics.update({"class_names": run.class_names, "n_cases": len(run.cases),
-                        "n_patients": len({c.patient_key for c in run.cases}), "warnings": run.warnings})
+                        "n_patients": len({c.patient_key for c in run.cases}), "warnings": run.warnings,
+                        "notes": run.notes})
     domain = {name: arm.method_facts for name, arm in run.arms.items() if any(arm.method_facts)}
     if domain:
         run.metrics["domain_adaptation"] = domain
