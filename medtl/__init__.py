@@ -5,7 +5,8 @@ from __future__ import annotations
 from ._version import __version__
 
 __all__ = ["__version__", "MedtlError", "Volume", "load_volume", "load_volumes", "load_config", "scan_export", "create_model",
-           "run_cv", "cross_validate", "RunDir", "get_task"]
+           "run_cv", "cross_validate", "RunDir", "get_task", "predict_run", "evaluate_run", "export_run",
+           "PredictOptions"]
 
 
 def __getattr__(name: str):
@@ -42,6 +43,22 @@ def __getattr__(name: str):
         from .tasks import get_task
 
         return get_task
+    if name == "predict_run":
+        from .workflows.predict import predict_run
+
+        return predict_run
+    if name == "evaluate_run":
+        from .workflows.evaluate import evaluate_run
+
+        return evaluate_run
+    if name == "export_run":
+        from .workflows.export import export_run
+
+        return export_run
+    if name == "PredictOptions":
+        from .predict.engine import PredictOptions
+
+        return PredictOptions
     if name == "scan_export":
         from .io.scan import scan_export
 

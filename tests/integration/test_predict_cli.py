@@ -383,3 +383,19 @@ def test_predictions_from_a_manifest_carry_its_line(cls_run, radiographs, tmp_pa
     manifest = read_csv(radiographs / "manifest.csv")
     rows = read_csv(tmp_path / "e" / "predictions.csv")
     assert rows and all(manifest[int(r["manifest_row"]) - 2]["label"] == r["label"] for r in rows)
+
+
+def test_the_python_api_predicts_and_evaluates_as_the_cli_does(cls_run, radiographs, tmp_path):
+    """Issue 28.20: predict and evaluate from Python, with the CLI's code path and outputs."""
+    import medtl
+
+    options = medtl.PredictOptions(progress=False)
+    outcome, inputs = medtl.predict_run(cls_run, radiographs / "manifest.csv", tmp_path / "api", options)
+    assert main(["predict", str(cls_run), str(radiographs / "manifest.csv"), "--out", str(tmp_path / "cli"),
+                 "--quiet"]) == 0
+    assert read_csv(tmp_path / "api" / "predictions.csv") == read_csv(tmp_path / "cli" / "predictions.csv")
+    assert len(outcome.rows) == len(inputs.items)
+    external = medtl.evaluate_run(cls_run, radiographs / "manifest.csv", tmp_path / "eval", options)
+    assert external.metrics == json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    with pytest.raises(medtl.MedtlError, match="is a `medtl cv` run folder"):
+        medtl.predict_run(cls_run, radiographs / "manifest.csv", cls_run, options)  # the CLI's checks
