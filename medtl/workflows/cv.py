@@ -58,18 +58,18 @@ class CVRun:
     cases: list[PreparedCase]
     folds: list[Fold]
     arms: dict[str, ArmResult] = field(default_factory=dict)  # the arms that ran, main arm first
-    seed_results: dict = field(default_factory=dict)  # cv.seeds: arm -> {seed: ArmResult} before merging
     warnings: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)  # facts of the data that are expected (not warnings)
     metrics: dict = field(default_factory=dict)
     sources: dict = field(default_factory=dict)  # source_key -> SourceModel of every source stage the arms use
     verdicts: list[str] = field(default_factory=list)
     arm_cases: dict[str, list[PreparedCase]] = field(default_factory=dict)  # arms with their own preprocessing
     target_images: dict[str, list[TargetImage]] = field(default_factory=dict)  # arm -> adapt.target_manifest images
     mask_files: dict = field(default_factory=dict)  # case_id -> (image, mask) paths, for the explanation checks
-    manifest_rows: dict = field(default_factory=dict)  # case_id -> manifest line (joins outputs back to its rows)
     explanations: dict = field(default_factory=dict)  # arm -> overlay figures (base64 PNG) for the report
     trackers: Trackers = field(default_factory=lambda: Trackers([], None))  # track: [mlflow, tensorboard]
+    seed_results: dict = field(default_factory=dict)  # cv.seeds: arm -> {seed: ArmResult} before merging
+    notes: list[str] = field(default_factory=list)  # facts of the data that are expected (not warnings)
+    manifest_rows: dict = field(default_factory=dict)  # case_id -> manifest line (joins outputs back to its rows)
 
     def cases_of(self, arm: str) -> list[PreparedCase]:
         """The arm's prepared cases: its own when its data settings differ from the main arm's, in the same order."""
