@@ -9,58 +9,23 @@ __all__ = ["__version__", "MedtlError", "Volume", "load_volume", "load_volumes",
            "PredictOptions"]
 
 
+_LAZY = {  # public name -> (module, attribute), imported on first use so that `import medtl` stays fast
+    "MedtlError": ("medtl.errors", "MedtlError"), "Volume": ("medtl.io", "Volume"),
+    "load_volume": ("medtl.io", "load_volume"), "load_volumes": ("medtl.io", "load_volumes"),
+    "load_config": ("medtl.config", "load_config"), "create_model": ("medtl.models", "create_model"),
+    "run_cv": ("medtl.workflows.cv", "run_cv"), "cross_validate": ("medtl.workflows.engine", "cross_validate"),
+    "RunDir": ("medtl.rundir", "RunDir"), "get_task": ("medtl.tasks", "get_task"),
+    "predict_run": ("medtl.workflows.predict", "predict_run"),
+    "evaluate_run": ("medtl.workflows.evaluate", "evaluate_run"),
+    "export_run": ("medtl.workflows.export", "export_run"),
+    "PredictOptions": ("medtl.predict.engine", "PredictOptions"), "scan_export": ("medtl.io.scan", "scan_export"),
+}
+
+
 def __getattr__(name: str):
-    # Lazy so that `import medtl` (and `medtl --help`) stays fast.
-    if name == "MedtlError":
-        from .errors import MedtlError
+    if name not in _LAZY:
+        raise AttributeError(f"module 'medtl' has no attribute {name!r}")
+    import importlib
 
-        return MedtlError
-    if name in ("Volume", "load_volume", "load_volumes"):
-        from . import io
-
-        return getattr(io, name)
-    if name == "load_config":
-        from .config import load_config
-
-        return load_config
-    if name == "create_model":
-        from .models import create_model
-
-        return create_model
-    if name == "run_cv":
-        from .workflows.cv import run_cv
-
-        return run_cv
-    if name == "cross_validate":
-        from .workflows.engine import cross_validate
-
-        return cross_validate
-    if name == "RunDir":
-        from .rundir import RunDir
-
-        return RunDir
-    if name == "get_task":
-        from .tasks import get_task
-
-        return get_task
-    if name == "predict_run":
-        from .workflows.predict import predict_run
-
-        return predict_run
-    if name == "evaluate_run":
-        from .workflows.evaluate import evaluate_run
-
-        return evaluate_run
-    if name == "export_run":
-        from .workflows.export import export_run
-
-        return export_run
-    if name == "PredictOptions":
-        from .predict.engine import PredictOptions
-
-        return PredictOptions
-    if name == "scan_export":
-        from .io.scan import scan_export
-
-        return scan_export
-    raise AttributeError(f"module 'medtl' has no attribute {name!r}")
+    module, attribute = _LAZY[name]
+    return getattr(importlib.import_module(module), attribute)
