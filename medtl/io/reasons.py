@@ -63,6 +63,7 @@ class Reason(str, Enum):
     NON_FINITE_VALUES = "NaN or infinite values after rescaling (never passed to a model)"
     EMPTY_IMAGE = "image has no voxels (a dimension of size 0)"
     BROKEN_LINK = "symbolic link to nothing, or a link loop"
+    SYMLINKED_FOLDER = "a link to a folder: not followed (links can loop or leave the export); scan its target"
     PERMISSION_DENIED = "file or folder cannot be read (permissions)"
     FILE_VANISHED = "file disappeared while the export was being read"
     COMPANION_FILE = "data file of a header/data pair, counted with its header"

@@ -56,17 +56,22 @@ class ScanResult:
     sources: list[ExportSource] = field(default_factory=list)  # parallel to series_rows
 
 
-def list_files(root: Path, unreadable: list[str] | None = None) -> list[str]:
-    """Every non-directory entry under ``root`` (links included, not followed into).
+def list_files(root: Path, unreadable: list[str] | None = None, linked: list[str] | None = None) -> list[str]:
+    """Every non-directory entry under ``root`` (links to files included, links to folders not followed).
 
-    Folders that cannot be listed are appended to ``unreadable`` (they are counted and
-    reported, never silently missing from the accounting).
+    Folders that cannot be listed are appended to ``unreadable`` and links to folders to
+    ``linked`` (each is one entry of the accounting, never silently missing from it).
     """
     def failed(error: OSError) -> None:
         if unreadable is not None and error.filename and os.path.abspath(error.filename) != os.path.abspath(root):
             unreadable.append(error.filename)
 
-    return sorted(os.path.join(d, name) for d, _, names in os.walk(root, onerror=failed) for name in names)
+    files = []
+    for folder, subfolders, names in os.walk(root, onerror=failed):
+        files += [os.path.join(folder, name) for name in names]
+        if linked is not None:  # os.walk lists a link to a folder among the folders and does not enter it
+            linked += [os.path.join(folder, name) for name in subfolders if os.path.islink(os.path.join(folder, name))]
+    return sorted(files)
 
 
 def _companions(paths: list[str]) -> dict[str, list[str]]:
@@ -121,10 +126,11 @@ def scan_export(root: str | os.PathLike, keep_paths: bool = False, workers: int 
         raise InputError(f"export folder does not exist or is not a folder: {root}")
     started = time.perf_counter()
     unreadable: list[str] = []
-    paths = list_files(root, unreadable)
-    if not paths and not unreadable:
+    linked: list[str] = []
+    paths = list_files(root, unreadable, linked)
+    if not paths and not unreadable and not linked:
         raise InputError(f"export folder {root} holds no files")
-    result = ScanResult(files_found=len(paths) + len(unreadable))
+    result = ScanResult(files_found=len(paths) + len(unreadable) + len(linked))
 
     def file_key(path: str) -> str:
         relative = os.path.relpath(path, root)
@@ -135,6 +141,8 @@ def scan_export(root: str | os.PathLike, keep_paths: bool = False, workers: int 
 
     for folder in unreadable:  # counted as one entry each: its files cannot even be listed
         skip(folder, Finding(Reason.PERMISSION_DENIED, "folder cannot be listed"))
+    for link in linked:  # one entry each: not followed (a loop, or a folder outside the export)
+        skip(link, Finding(Reason.SYMLINKED_FOLDER, "link to a folder, not followed"))
     decoders = decoder_report()
     for syntax, status in decoders.items():
         if status != "ok":

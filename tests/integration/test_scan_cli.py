@@ -141,3 +141,18 @@ def test_verify_pixels_refuses_a_series_with_a_corrupt_codestream(tmp_path):
     result = scan_export(root, progress=False, verify_pixels=True)
     assert result.series_rows == []
     assert [r["reason"] for r in result.skipped_rows] == ["DECODE_FAILED"] * 4
+
+
+def test_links_to_folders_are_one_entry_each_and_never_followed(tmp_path):
+    """Issue 28.3: a symlinked folder was unaccounted (neither listed nor reported); a loop must not hang."""
+    root = tmp_path / "export"
+    elsewhere = tmp_path / "elsewhere"
+    write_series(elsewhere / "series", SeriesSpec(np.zeros((4, 16, 16), np.int16)))
+    (root / "real").mkdir(parents=True)
+    (root / "real" / "notes.txt").write_text("x")
+    (root / "linked_series").symlink_to(elsewhere / "series", target_is_directory=True)
+    (root / "real" / "loop").symlink_to(root, target_is_directory=True)
+    result = scan_export(root, progress=False)
+    assert result.files_found == 3  # notes.txt and the two links
+    assert sum(r["n_files"] for r in result.series_rows) + len(result.skipped_rows) == result.files_found
+    assert sorted(r["reason"] for r in result.skipped_rows) == ["NOT_DICOM", "SYMLINKED_FOLDER", "SYMLINKED_FOLDER"]
