@@ -27,6 +27,8 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         print(f"{summary['files_found']} files: {summary['series']} usable series/volumes "
               f"({summary['files_in_series']} files), {summary['files_skipped']} skipped ({reasons})")
         print(f"{summary['files_per_second']} files/s; inventory written to {out}/series.csv, skipped.csv, scan.json")
+    if summary.get("accounting_error"):
+        raise MedtlError(summary["accounting_error"])
     if not result.series_rows:
         raise MedtlError(f"no usable series among {summary['files_found']} files in {args.export_dir}; "
                          f"see {out}/skipped.csv for the reason of each file")

@@ -156,3 +156,17 @@ def test_links_to_folders_are_one_entry_each_and_never_followed(tmp_path):
     assert result.files_found == 3  # notes.txt and the two links
     assert sum(r["n_files"] for r in result.series_rows) + len(result.skipped_rows) == result.files_found
     assert sorted(r["reason"] for r in result.skipped_rows) == ["NOT_DICOM", "SYMLINKED_FOLDER", "SYMLINKED_FOLDER"]
+
+
+def test_an_accounting_bug_still_writes_the_inventory_and_exits_non_zero_in_one_line(messy_export, tmp_path,
+                                                                                       monkeypatch, capsys):
+    """Issue 28.1: a double count in split volumes cost the user the whole inventory (RuntimeError, traceback)."""
+    from medtl.io import scan
+
+    real = scan.index_dicom_files
+    monkeypatch.setattr(scan, "index_dicom_files", lambda *a, **k: real(*a, **k)[:-1])  # one file lost in a bug
+    code = main(["scan", str(messy_export), "--out", str(tmp_path / "o"), "--quiet"])
+    error = capsys.readouterr().err
+    assert code != 0 and "scan accounting is off" in error and "medtl bug" in error and "Traceback" not in error
+    assert (tmp_path / "o" / "series.csv").exists() and read_csv(tmp_path / "o" / "series.csv")
+    assert json.loads((tmp_path / "o" / "scan.json").read_text())["accounting_error"].startswith("scan accounting")
