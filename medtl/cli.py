@@ -106,8 +106,10 @@ def _launch_torchrun(argv: list[str], processes: int) -> int:
             skip = True
         elif not item.startswith("--gpus="):
             rest.append(item)
+    # one restart of the whole group: a rank lost to a transient fault (a rendezvous or gloo abort under load) costs
+    # a resume from the folds' checkpoints, not the run; a deterministic failure still fails, after one retry
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-               "-m", "medtl", *rest]
+               "--max-restarts=1", "-m", "medtl", *rest]
     return subprocess.run(command).returncode
 
 
