@@ -45,7 +45,8 @@ def card_sections(rundir: RunDir, trained, spec, model_json: dict, weight_licenc
     config, arm = trained.config, trained.arm
     card = config.card
     sections = [Section("Model details", [
-        f"{trained.task_name} model `{trained.model_id}`: arm `{arm}` of a medtl cross-validation run, "
+        f"{trained.task_name} model `{model_json['model_id']}` (the run's `{trained.model_id}` as exported): arm "
+        f"`{arm}` of a medtl cross-validation run, "
         f"{len(trained.members)} fold model(s) ({', '.join(m.name for m in trained.members)}); "
         f"{'their softmax outputs are averaged' if len(trained.members) > 1 else 'one model'}. "
         f"Exported as {model_json['format']} by medtl {model_json['medtl_version']}.",

@@ -8,6 +8,8 @@ ensemble code runs on them as on the PyTorch models.
 from __future__ import annotations
 
 import logging
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -17,9 +19,24 @@ OPSET = 18  # pinned: the exported graphs use this ONNX opset
 FORMATS = {"onnx": ".onnx", "torch-export": ".pt2"}
 
 
+@contextmanager
+def _without_torch_deprecation_notices():
+    """torch.export / torch.onnx warn about their own internals (pytree specs and the like): nothing a user can
+    act on, and printed as WARNING lines they hid the export's real messages."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        yield
+
+
 def write_network(model: nn.Module, path: Path, fmt: str, example: torch.Tensor) -> None:
     """Export ``model`` (eval mode) with a dynamic batch axis; ``example`` fixes the other axes."""
     model.eval()
+    with _without_torch_deprecation_notices():
+        _write_network(model, path, fmt, example)
+
+
+def _write_network(model: nn.Module, path: Path, fmt: str, example: torch.Tensor) -> None:
     batch = torch.export.Dim("batch", min=1, max=4096)
     if fmt == "onnx":
         from .extra import require_onnx
@@ -76,11 +93,13 @@ class ProgramNetwork(nn.Module):
 
     def __init__(self, path: Path, dense_output: bool):
         super().__init__()
-        self.program = torch.export.load(str(path)).module()
+        with _without_torch_deprecation_notices():
+            self.program = torch.export.load(str(path)).module()
         self.dense_output = dense_output
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.program(x)
+        with _without_torch_deprecation_notices():
+            return self.program(x)
 
 
 def load_network(path: Path, dense_output: bool, device: torch.device | None = None,

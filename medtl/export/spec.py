@@ -7,14 +7,14 @@ follows the documented steps (docs/export.md).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
 
 from ..config import Config, DataConfig, load_config
-from ..errors import InputError
+from ..errors import InputError, MedtlError
+from .manifest import one_line, read_json_object
 
 SPEC_VERSION = 1
 
@@ -39,16 +39,36 @@ class PreprocessingSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     schema_name: Literal["medtl-preprocessing"] = "medtl-preprocessing"
-    version: int = SPEC_VERSION
+    version: StrictInt = SPEC_VERSION
     task: Literal["classification", "segmentation"]
-    class_names: list[str]
+    class_names: list[str] = Field(min_length=2)
     data: dict[str, Any]  # medtl's data config (without manifest and augmentation): the steps below, exactly
     steps: list[str]  # the preprocessing in order, in words
     normalisation: dict[str, float]  # subtrahend, divisor after scaling to [0, 1]
     network: NetworkIO
     output_geometry: str  # how outputs map back onto the input image
-    threads: int | None = None
-    batch_size: int = Field(8, ge=1)
+    threads: int | None = Field(None, ge=1)
+    batch_size: int = Field(8, ge=1, le=4096)
+
+    @field_validator("class_names")
+    @classmethod
+    def _distinct(cls, names: list[str]) -> list[str]:
+        if len(set(names)) != len(names):
+            raise ValueError(f"class names repeat: {names}")
+        return names
+
+    @model_validator(mode="after")
+    def _network_fits_the_task(self) -> PreprocessingSpec:
+        from ..tasks import get_task
+
+        expected = "voxel_logits" if get_task(self.task).uses_mask else "class_logits"
+        if self.network.output != expected:
+            raise ValueError(f"a {self.task} export outputs {expected}, not {self.network.output}")
+        shape = self.network.input_shape
+        if shape[:2] != ["batch", 1] or self.network.in_channels != 1 or \
+                not all(isinstance(n, int) and n > 0 for n in shape[2:]) or len(shape) not in (4, 5):
+            raise ValueError(f"network.input_shape {shape} is not [\"batch\", 1, *spatial] with 2 or 3 sizes")
+        return self
 
     def config(self) -> Config:
         """A medtl config that preprocesses exactly like the exported model's training."""
@@ -97,15 +117,24 @@ def write_spec(path: Path, spec: PreprocessingSpec) -> None:
 
 
 def read_spec(path: Path) -> PreprocessingSpec:
-    """Read and validate ``preprocessing.json`` (a newer version than this medtl knows is refused)."""
+    """Read and validate ``preprocessing.json``: the schema, then its data settings as a medtl config, then that
+    the network input it states is what those settings produce (a newer version than this medtl knows is refused).
+    """
+    raw = read_json_object(path, "preprocessing.json")
+    version = raw.get("version")
+    if isinstance(version, int) and not isinstance(version, bool) and version > SPEC_VERSION:
+        raise InputError(f"{path} has preprocessing version {version}; this medtl reads up to {SPEC_VERSION}: "
+                         "upgrade medtl")
     try:
-        raw = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path} is not a readable preprocessing.json ({type(exc).__name__})") from None
-    if raw.get("version", 0) > SPEC_VERSION:
-        raise InputError(f"{path} has preprocessing version {raw.get('version')}; this medtl reads up to "
-                         f"{SPEC_VERSION}: upgrade medtl")
+        spec = PreprocessingSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise InputError(f"{path} does not match the preprocessing schema: {one_line(exc)}; export again") from None
     try:
-        return PreprocessingSpec.model_validate(raw)
-    except Exception as exc:  # noqa: BLE001 - pydantic's message names the field
-        raise InputError(f"{path} does not match the preprocessing schema: {exc}") from None
+        data = spec.config().data
+    except MedtlError as exc:
+        raise InputError(f"{path}: its data settings are not a valid medtl data config ({exc})") from None
+    size = list(data.image_size) if data.mode == "resize" else list(data.patch_size)
+    if spec.network.input_shape[2:] != size or len(size) != data.dims:
+        raise InputError(f"{path}: network.input_shape {spec.network.input_shape} does not match the data settings "
+                         f"(mode {data.mode}, {data.dims}D: {size}); export again")
+    return spec

@@ -24,6 +24,7 @@ from ..data.dataset import prepare_cases
 from ..data.manifest import Manifest, read_config_manifest
 from ..errors import InputError, MedtlError
 from ..export.card import card_sections, render_html, render_markdown
+from ..export.manifest import MANIFEST_VERSION, ExportManifest, export_model_id
 from ..export.networks import FORMATS, OPSET, load_network, write_network
 from ..export.parity import Parity, compare_outputs
 from ..export.spec import NetworkIO, PreprocessingSpec, describe_steps, write_spec
@@ -179,16 +180,20 @@ def export_run(run_dir: str | Path, out: str | Path, fmt: str = "onnx", arm: str
         raise
     metrics = json.loads(rundir.metrics.read_text())
     env = json.loads(rundir.env.read_text()) if rundir.env.exists() else {}
-    model_json = {"medtl_version": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                  "format": fmt, "opset": OPSET if fmt == "onnx" else None, "model_id": trained.model_id,
-                  "arm": trained.arm, "task": trained.task_name, "class_names": trained.class_names,
+    spec_sha256 = sha256_file(ExportDir(staging).spec)
+    model_json = {"version": MANIFEST_VERSION, "medtl_version": __version__,
+                  "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                  "format": fmt, "opset": OPSET if fmt == "onnx" else None,
+                  "model_id": export_model_id(trained.arm, spec_sha256, [m["sha256"] for m in members]),
+                  "run_model_id": trained.model_id, "arm": trained.arm, "task": trained.task_name, "class_names": trained.class_names,
                   "folds": [m["name"] for m in members], "ensemble": len(members) > 1, "members": members,
                   "data_sha256": env.get("data", {}).get("sha256"), "run_config_sha256": trained.config_sha256(),
                   "metrics": metrics["arms"][trained.arm]["summary"], "primary_metric": metrics["primary_metric"],
-                  "parity": parity.summary()}
+                  "preprocessing_sha256": spec_sha256, "parity": parity.summary()}
+    model_json = ExportManifest.model_validate(model_json).model_dump(mode="json")  # what predict will accept
     write_json(ExportDir(staging).model_json, model_json)
     sections = card_sections(rundir, trained, spec, model_json, _starting_weights_licence(trained))
-    title = f"Model card: {trained.task_name} model {trained.model_id}"
+    title = f"Model card: {trained.task_name} model {model_json['model_id']}"
     write_atomic(ExportDir(staging).card_md, render_markdown(title, sections))
     write_atomic(ExportDir(staging).card_html, render_html(title, sections))
     # a re-export replaces the old one whole (no network of it stays behind), and a kill at any moment of the

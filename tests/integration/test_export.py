@@ -78,7 +78,7 @@ def predictions_agree(a, b):
         for key in x:
             if (key.startswith("prob_") or key in ("dice", "iou")) and (x[key] or y[key]):
                 assert float(x[key]) == pytest.approx(float(y[key]), abs=1e-5), key
-            elif key not in ("reasons",):
+            elif key not in ("reasons", "model_id"):
                 assert x[key] == y[key], key
 
 
@@ -88,6 +88,10 @@ def test_predict_from_the_export_equals_predict_from_the_run(name, exports, runs
     assert main(["predict", str(exports[name]), str(manifest), "--out", str(tmp_path / "e"), "--quiet"]) == 0
     assert main(["predict", str(runs[name]), str(manifest), "--out", str(tmp_path / "r"), "--quiet"]) == 0
     predictions_agree(tmp_path / "e", tmp_path / "r")
+    # the export's id covers its preprocessing and ONNX files; model.json links it to the run's id
+    model = json.loads((exports[name] / "model.json").read_text())
+    assert {r["model_id"] for r in read_csv(tmp_path / "e" / "predictions.csv")} == {model["model_id"]}
+    assert {r["model_id"] for r in read_csv(tmp_path / "r" / "predictions.csv")} == {model["run_model_id"]}
     for mask in (tmp_path / "r" / "masks").glob("*.nii.gz"):
         ours, theirs = nib.load(mask), nib.load(tmp_path / "e" / "masks" / mask.name)
         assert np.array_equal(np.asarray(ours.dataobj), np.asarray(theirs.dataobj))
@@ -104,6 +108,18 @@ def test_torch_export_passes_the_gate_but_predict_runs_only_onnx(runs, radiograp
     # torch.export.load unpickles: a .pt2 from a folder is never loaded by predict
     assert main(["predict", str(target), str(radiographs / "manifest.csv"), "--out", str(tmp_path / "e")]) != 0
     assert "runs ONNX exports only" in capsys.readouterr().err and not (tmp_path / "e").exists()
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torch-export"])
+def test_an_export_prints_no_torch_deprecation_notices(fmt, runs, tmp_path):
+    """Issue 28.19: torch's notices about its own internals were printed as WARNING lines during export."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        assert main(["export", str(runs["cls2d"]), "--out", str(tmp_path / "x"), "--format", fmt, "--fold", "0",
+                     "--quiet"]) == 0
+    assert not [w for w in seen if issubclass(w.category, (FutureWarning, DeprecationWarning))], seen
 
 
 def test_a_network_that_differs_after_export_fails_the_gate_and_leaves_nothing(runs, tmp_path, monkeypatch, capsys):
@@ -206,3 +222,90 @@ def test_an_export_killed_while_replacing_the_previous_one_is_recovered_by_the_n
     assert [m["name"] for m in before] == ["repeat0_fold0", "repeat0_fold1"] and [m["name"] for m in after] == [
         "repeat0_fold1"]
     assert sorted(p.name for p in target.glob("*.onnx")) == ["repeat0_fold1.onnx"]
+
+
+def _repin(folder):
+    """A consistent forgery: every hash and the model id recomputed after an edit (what a careful tamperer does)."""
+    from medtl.export.manifest import export_model_id
+    from medtl.plumbing.hashing import sha256_file
+
+    model = json.loads((folder / "model.json").read_text())
+    model["preprocessing_sha256"] = sha256_file(folder / "preprocessing.json")
+    for member in model["members"]:
+        member["sha256"] = sha256_file(folder / member["file"])
+    model["model_id"] = export_model_id(model["arm"], model["preprocessing_sha256"],
+                                        [m["sha256"] for m in model["members"]])
+    (folder / "model.json").write_text(json.dumps(model))
+
+
+def _edit_json(folder, name, change, repin=False):
+    data = json.loads((folder / name).read_text())
+    change(data)
+    (folder / name).write_text(json.dumps(data))
+    if repin:
+        _repin(folder)
+
+
+def _swap_network(folder, other):
+    """The segmentation export's networks (40 px) in the classification export, sizes made to agree."""
+    for file in folder.glob("*.onnx"):
+        file.write_bytes(next(other.glob("*.onnx")).read_bytes())
+    _edit_json(folder, "preprocessing.json", lambda d: (d["data"].update(image_size=[40, 40]),
+                                                        d["network"].update(input_shape=["batch", 1, 40, 40])),
+               repin=True)
+
+
+TAMPERINGS = {  # name: (edit of a copy of the cls2d export, words the one-line refusal must contain)
+    "reversed class names": (lambda f, e: _edit_json(f, "preprocessing.json", lambda d: d["class_names"].reverse()),
+                             "preprocessing.json differs from the one exported"),
+    "other percentiles": (lambda f, e: _edit_json(f, "preprocessing.json",
+                                                  lambda d: d["data"].update(percentiles=[5.0, 95.0])),
+                          "sha256 mismatch"),
+    "patch mode switched on": (lambda f, e: _edit_json(f, "preprocessing.json",
+                                                       lambda d: d["data"].update(mode="patch")), "sha256 mismatch"),
+    "third class, repinned": (lambda f, e: _edit_json(f, "preprocessing.json",
+                                                      lambda d: d["class_names"].append("third"), repin=True),
+                              "model.json says"),
+    "version as a string": (lambda f, e: _edit_json(f, "model.json", lambda d: d.update(version="1")), "version"),
+    "model.json a list": (lambda f, e: (f / "model.json").write_text("[1, 2]"), "JSON list"),
+    "model.json truncated": (lambda f, e: (f / "model.json").write_text((f / "model.json").read_text()[:200]),
+                             "not readable JSON"),
+    "members missing": (lambda f, e: _edit_json(f, "model.json", lambda d: d.pop("members")), "members"),
+    "sha256 missing": (lambda f, e: _edit_json(f, "model.json", lambda d: d["members"][0].pop("sha256")),
+                       "sha256"),
+    "members empty": (lambda f, e: _edit_json(f, "model.json", lambda d: d.update(members=[])), "members"),
+    "member outside the folder": (lambda f, e: _edit_json(
+        f, "model.json", lambda d: d["members"][0].update(file="../x.onnx")), "file"),
+    "model id kept after an edit": (lambda f, e: _edit_json(
+        f, "model.json", lambda d: d.update(preprocessing_sha256="0" * 64)), "model_id"),
+    "garbage network, repinned": (lambda f, e: (next(f.glob("*.onnx")).write_bytes(b"not a network"), _repin(f)),
+                                  "does not run"),
+    "segmentation network, repinned": (lambda f, e: _swap_network(f, e["seg2d"]), "gives outputs of shape"),
+    "image size the network cannot take, repinned": (
+        lambda f, e: _edit_json(f, "preprocessing.json", lambda d: (d["data"].update(image_size=[48, 48]),
+                                                                   d["network"].update(input_shape=["batch", 1, 48, 48])),
+                                repin=True), "does not run"),
+    "input shape unlike the data settings": (
+        lambda f, e: _edit_json(f, "preprocessing.json", lambda d: d["network"].update(
+            input_shape=["batch", 1, 48, 48]), repin=True), "does not match the data settings"),
+    "spacing NaN, repinned": (lambda f, e: _edit_json(f, "preprocessing.json", lambda d: d["data"].update(
+        dims=3, spacing=[float("nan"), 1, 1]), repin=True), "preprocessing.json"),
+}
+
+
+@pytest.mark.parametrize("tampering", list(TAMPERINGS))
+def test_every_tampering_of_an_export_is_one_line_exit_2_and_nothing_written(tampering, exports, radiographs,
+                                                                             tmp_path, capsys):
+    """Issue 28.5: an export is verified whole (hash pins, both schemas, one dry run) before any case is read."""
+    import shutil
+
+    edit, words = TAMPERINGS[tampering]
+    copy = tmp_path / "copy"
+    shutil.copytree(exports["cls2d"], copy)
+    edit(copy, exports)
+    capsys.readouterr()
+    out = tmp_path / "out"
+    assert main(["predict", str(copy), str(radiographs / "manifest.csv"), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and words in err and "Traceback" not in err, err
+    assert not out.exists()

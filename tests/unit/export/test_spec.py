@@ -15,10 +15,12 @@ from medtl.tasks import task_of
 def spec_for(config) -> PreprocessingSpec:
     data = config.data.model_dump(mode="json", exclude={"manifest", "augment", "patches_per_case",
                                                         "foreground_ratio", "resample_mask"})
+    size = config.data.image_size if config.data.mode == "resize" else config.data.patch_size
+    output = "voxel_logits" if task_of(config).uses_mask else "class_logits"
     return PreprocessingSpec(task=config.task, class_names=["0", "1"], data=data,
                              steps=describe_steps(config.data, task_of(config).uses_mask),
                              normalisation={"subtrahend": 0.449, "divisor": 0.226},
-                             network=NetworkIO(input_shape=["batch", 1, 64, 64], output="class_logits",
+                             network=NetworkIO(input_shape=["batch", 1, *size], output=output,
                                                channel_adaptation="sum"),
                              output_geometry="one probability per class", batch_size=4)
 
@@ -51,7 +53,19 @@ def test_a_newer_or_malformed_spec_is_refused(tmp_path):
     with pytest.raises(InputError, match="does not match the preprocessing schema"):
         read_spec(path)
     path.write_text("{not json")
-    with pytest.raises(InputError, match="not a readable preprocessing.json"):
+    with pytest.raises(InputError, match="not readable JSON"):
+        read_spec(path)
+    path.write_text(json.dumps({**raw, "version": "1"}))  # issue 28.5: a string version crashed the comparison
+    with pytest.raises(InputError, match="version: Input should be a valid integer"):
+        read_spec(path)
+    path.write_text(json.dumps([raw]))
+    with pytest.raises(InputError, match="JSON list"):
+        read_spec(path)
+    path.write_text(json.dumps({**raw, "network": {**raw["network"], "input_shape": ["batch", 1, 48, 48]}}))
+    with pytest.raises(InputError, match="does not match the data settings"):
+        read_spec(path)
+    path.write_text(json.dumps({**raw, "class_names": ["0", "0"]}))
+    with pytest.raises(InputError, match="class names repeat"):
         read_spec(path)
 
 
