@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import InputError
 from .dicom_geometry import StackGeometry, plane_geometry, position_keys, stack_geometry
 from .dicom_pixels import pixel_digest
 from .dicom_records import FOURTH_DIMENSION_KEYS, DicomFile, Frame
@@ -84,6 +83,13 @@ def assemble_series(files: list[DicomFile]) -> Assembly:
     for plan in assembly.plans:
         plan.counted_files = [p for p in dict.fromkeys(f.path for f in plan.frames) if p not in counted]
         counted.update(plan.counted_files)
+    # a file counts once: in the first volume holding any of its frames, else in one skipped row (its first reason;
+    # an enhanced copy drops once per frame, and a file can lose some frames and keep others)
+    dropped: dict[str, Finding] = {}
+    for path, finding in assembly.dropped:
+        if path not in counted:
+            dropped.setdefault(path, finding)
+    assembly.dropped = list(dropped.items())
     return assembly
 
 
@@ -207,19 +213,19 @@ def _resolve_duplicates(frames, positions, files, assembly):
     for frame, position in zip(frames, positions):
         by_position[position].append(frame)
     kept: list[Frame] = []
+    drops: list[tuple[str, Finding]] = []
     for position, same in by_position.items():
         kept.append(same[0])
         if len(same) == 1:
             continue
-        try:
-            digests = {pixel_digest(files[f.path]) for f in same}
-        except InputError:
-            digests = {"undecodable"}
+        # an undecodable copy cannot be shown identical: it differs (a conflict), never a silent drop
+        digests = {_safe_digest(files[f.path]) for f in same}
         if len(digests) > 1 or any(f.path == same[0].path for f in same[1:]):
+            # the whole stack is refused, so the copies found identical so far are not dropped either
             return frames, [Finding(Reason.DUPLICATE_POSITION_CONFLICT, f"{len(same)} images at one position")]
-        for copy in same[1:]:
-            assembly.dropped.append((copy.path, Finding(Reason.DUPLICATE_DROPPED, "identical pixels")))
-            findings.append(Finding(Reason.DUPLICATE_DROPPED))
+        drops += [(copy.path, Finding(Reason.DUPLICATE_DROPPED, "identical pixels")) for copy in same[1:]]
+    assembly.dropped += drops
+    findings += [Finding(Reason.DUPLICATE_DROPPED)] * bool(drops)
     return kept, findings
 
 

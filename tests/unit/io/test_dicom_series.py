@@ -1,6 +1,7 @@
 """Series assembly and geometry against the truth the fixtures built, and against SimpleITK."""
 
 import shutil
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -144,6 +145,27 @@ def test_same_position_with_different_pixels_is_a_conflict(tmp_path, ct_spec):
     with pytest.raises(InputError) as error:
         load_volume(tmp_path)
     assert error.value.reason == "DUPLICATE_POSITION_CONFLICT"
+
+
+def test_copies_at_one_position_that_cannot_be_decoded_are_a_conflict_not_a_drop(tmp_path, ct_spec, monkeypatch):
+    """Issue 28.1: two undecodable images at one position were taken as identical and one was dropped silently."""
+    import pydicom
+
+    from medtl.io import dicom_series
+    from medtl.io.scan import scan_export
+
+    paths = write_series(tmp_path, ct_spec)
+    copy = pydicom.dcmread(paths[3])
+    copy.SOPInstanceUID = copy.file_meta.MediaStorageSOPInstanceUID = "1.2.3.4.5.6.8"
+    copy.save_as(tmp_path / "second_copy")
+
+    def no_decoder(info):
+        raise InputError("no decoder for this transfer syntax", "DECODER_MISSING")
+
+    monkeypatch.setattr(dicom_series, "pixel_digest", no_decoder)
+    result = scan_export(tmp_path, progress=False)
+    assert not result.series_rows
+    assert Counter(r["reason"] for r in result.skipped_rows) == {"DUPLICATE_POSITION_CONFLICT": 11}
 
 
 def test_multi_echo_series_is_split_by_echo(tmp_path, ct_spec):
