@@ -158,6 +158,55 @@ def test_links_to_folders_are_one_entry_each_and_never_followed(tmp_path):
     assert sorted(r["reason"] for r in result.skipped_rows) == ["NOT_DICOM", "SYMLINKED_FOLDER", "SYMLINKED_FOLDER"]
 
 
+def _scan_as_nobody(root: Path) -> dict:
+    """``scan_export`` in a forked child that dropped root (root lists every folder, so permissions cannot be
+    tested as root); the parent scanned once already, so every module the scan needs is imported."""
+    scan_export(root, keep_paths=True, progress=False)
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        try:
+            os.close(read_end)
+            os.setgid(65534)
+            os.setuid(65534)
+            result = scan_export(root, keep_paths=True, progress=False)
+            os.write(write_end, json.dumps({"found": result.files_found, "rows": result.series_rows,
+                                            "skipped": result.skipped_rows}).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        text = pipe.read()
+    os.waitpid(child, 0)
+    return json.loads(text)
+
+
+def test_a_folder_that_cannot_be_listed_is_one_permission_denied_entry_as_a_non_root_user(tmp_path):
+    """Issue 28.3: a folder the user cannot list was neither listed nor reported."""
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="medtl-perm-", dir="/tmp")) / "export"
+    try:
+        write_series(root / "readable", SeriesSpec(stored=phantom_volume((4, 8, 8))))
+        write_series(root / "locked", SeriesSpec(stored=phantom_volume((3, 8, 8)), series_number=2))
+        (root / "notes.txt").write_text("x")
+        for folder, _, names in os.walk(root.parent):
+            os.chmod(folder, 0o755)
+            for name in names:
+                os.chmod(os.path.join(folder, name), 0o644)
+        os.chmod(root / "locked", 0o311)  # enterable, not listable: its 3 files cannot even be counted
+        result = _scan_as_nobody(root) if os.geteuid() == 0 else json.loads(json.dumps({
+            "found": (r := scan_export(root, keep_paths=True, progress=False)).files_found,
+            "rows": r.series_rows, "skipped": r.skipped_rows}))
+    finally:
+        os.chmod(root / "locked", 0o755)
+        shutil.rmtree(root.parent)
+    assert result["found"] == 4 + 1 + 1  # the readable series, notes.txt, and the locked folder as one entry
+    assert [(r["file"], r["reason"]) for r in result["skipped"] if r["reason"] == "PERMISSION_DENIED"] == [
+        ("locked", "PERMISSION_DENIED")]
+    assert sum(r["n_files"] for r in result["rows"]) + len(result["skipped"]) == result["found"]
+
+
 def test_an_accounting_bug_still_writes_the_inventory_and_exits_non_zero_in_one_line(messy_export, tmp_path,
                                                                                        monkeypatch, capsys):
     """Issue 28.1: a double count in split volumes cost the user the whole inventory (RuntimeError, traceback)."""
