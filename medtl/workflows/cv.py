@@ -22,12 +22,13 @@ from ..data.overlap import copy_keys, possible_copy_notes
 from ..data.provenance import environment, write_training_images
 from ..data.splits import Fold, fixed_split, folds_from_rows, leave_site_out_folds, make_folds, read_splits_file
 from ..domain.targets import TargetImage
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError, InputError, WeightsUnavailableError
 from ..evaluate.label_efficiency import label_efficiency
 from ..evaluate.multiplicity import adjust_multiplicity
 from ..evaluate.sites_report import weight_warnings
 from ..models.device import resolve_device
 from ..plumbing.atomic import remove_orphan_temps, write_csv, write_json
+from ..plumbing.eta import WorkEstimate
 from ..plumbing.progress import progress_bar
 from ..results import ArmResult
 from ..rundir import RunDir, check_output_folder
@@ -38,11 +39,12 @@ from . import run_state
 from .cv_cases import own_cases
 from .cv_explain import explanation_summary
 from .cv_metrics import arm_metrics, default_pairs, verdicts_of
+from .cv_progress import Reporter, planned_units
 from .cv_seeds import merge_seeds, seed_spread
 from .cv_sites import site_verdicts, sites_summary
-from .cv_source import pretrained_for, source_epochs, source_stages
+from .cv_source import pretrained_for, source_stages
 from .cv_targets import load_target_images, targets_for
-from .engine import Listener, cross_validate
+from .engine import cross_validate
 from .validate import Checked, check_experiment
 
 log = logging.getLogger("medtl")
@@ -79,55 +81,6 @@ class CVRun:
     def out(self) -> Path:
         """The run folder."""
         return self.rundir.root
-
-
-class Reporter(Listener):
-    """Progress of a cv run: a fraction of an epoch per batch on the bar, one plain line per epoch in log.txt,
-    warnings into the run's warnings, epochs and finished folds to the experiment trackers.
-
-    Without a terminal (nohup, Slurm, a redirect) the epoch lines also go to stderr, unless ``--quiet``.
-    """
-
-    def __init__(self, run: "CVRun", advance, talk: bool):
-        super().__init__(run.rundir)
-        self.run, self._advance, self.talk = run, advance, talk
-
-    def line(self, text: str) -> None:
-        """One plain line: log.txt always, stderr when there is no terminal to draw a bar on."""
-        self.run.rundir.log(text)
-        if self.talk:
-            log.info(text)
-
-    def warn(self, text: str) -> None:
-        self.run.warnings.append(text)
-        self.run.rundir.log(text)
-        log.warning(text)
-
-    def advance(self, amount: float, text: str | None = None) -> None:
-        self._advance(amount, text) if text is not None else self._advance(amount)
-
-    def callbacks(self, label: str, epochs: int, metric: str | None = None):
-        """``(on_epoch, on_batch)`` for ``fit``."""
-        def on_batch(step: int, steps: int) -> None:
-            self.advance(1 / steps)
-
-        def on_epoch(record: dict) -> None:
-            inner = f" inner {metric} {record['inner_score']:.3f}" if "inner_score" in record and metric else ""
-            text = (f"{label} epoch {record['epoch'] + 1}/{epochs} loss {record['train_loss']:.3f}{inner} "
-                    f"({record['seconds']:.1f} s)")
-            self.advance(0, text)
-            self.line(text)
-
-        return on_epoch, on_batch
-
-    def epoch(self, unit: str, record: dict) -> None:
-        self.run.trackers.epoch(unit, record)
-
-    def fold_finished(self, unit: str, result) -> None:
-        self.run.trackers.fold(unit, result)
-
-    def arm_finished(self, result) -> None:
-        self.run.warnings += result.notes
 
 
 EXPECTED_NOTES = {"NO_PIXEL_SPACING"}  # PNG/JPEG never carry a pixel spacing: 1 mm per pixel is the convention
@@ -264,11 +217,13 @@ def run_cv(config: Config, out: str | Path, progress: bool = True, keep_paths: b
         run.warnings.append(note)
         rundir.log(note)
     rundir.log(f"cv: {len(run.cases)} cases, {len(run.folds)} folds, arms {[a.name for a in arms]}")
-    total = sum(a.config.train.epochs for a in arms) * len(run.folds)
-    total += source_epochs(arms)
+    for name, why in checked.unavailable.items():
+        rundir.log(f"arm '{name}' will be skipped when its turn comes ({why}); the ETA leaves it out")
+    plan = planned_units([a for a in arms if a.name not in checked.unavailable], run.folds, rundir)
+    estimate = WorkEstimate(plan)
     run.trackers = open_trackers(rundir, config, flatten(config))
     try:
-        _train_arms(run, arms, total, progress, config.run)
+        _train_arms(run, arms, estimate, progress, config.run, checked.unavailable)
         if ddp.active():
             ddp.broadcast(None)  # the other ranks are done
         _summarise(run)
@@ -281,11 +236,17 @@ def run_cv(config: Config, out: str | Path, progress: bool = True, keep_paths: b
     return run
 
 
-def _train_arms(run: CVRun, arms: list[Arm], total: float, progress: bool, engine) -> None:
-    with progress_bar("cross-validation", total, progress) as advance:
-        reporter = Reporter(run, advance, talk=progress and not sys.stderr.isatty())
+def _train_arms(run: CVRun, arms: list[Arm], estimate: WorkEstimate, progress: bool, engine,
+                unavailable: dict[str, str]) -> None:
+    def starting_weights(arm: Arm) -> str:
+        if arm.name in unavailable:  # found at the start; the engine skips the arm visibly, with this reason
+            raise WeightsUnavailableError(unavailable[arm.name])
+        return pretrained_for(run, arm, reporter)
+
+    with progress_bar("cross-validation", estimate.total, progress, eta=estimate.text) as advance:
+        reporter = Reporter(run, advance, talk=progress and not sys.stderr.isatty(), estimate=estimate)
         results = cross_validate(arms, run.cases, run.folds, run.rundir, class_names=run.class_names,
-                                 arm_cases=run.arm_cases, pretrained=lambda arm: pretrained_for(run, arm, reporter),
+                                 arm_cases=run.arm_cases, pretrained=starting_weights,
                                  targets=lambda arm, scored: targets_for(run, arm, scored),
                                  held_out_site=run.config.cv.scheme == "leave_site_out", listener=reporter,
                                  engine=engine)

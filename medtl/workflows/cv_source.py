@@ -14,6 +14,7 @@ import json
 from ..arms import Arm
 from ..errors import InputError
 from ..plumbing.atomic import write_json
+from .cv_progress import source_kind
 
 
 def _recorded(run) -> dict:
@@ -54,11 +55,13 @@ def pretrained_for(run, arm: Arm, reporter) -> str:
         source = arm.config.source
         reporter.line(f"source stage ({source.task}) for arm '{arm.name}': pretraining on {source.manifest.name} "
                       "(or reusing the cached model)")
-        on_epoch, on_batch = reporter.callbacks(f"source stage ({source.task})", source.epochs)
+        on_epoch, on_batch = reporter.callbacks(f"source stage ({source.task})", source.epochs,
+                                                kind=source_kind(key))
         model = train_source_model(arm.config, progress=False, on_epoch=on_epoch, on_batch=on_batch,
                                    target_cases=run.cases)
         if model.reused:
-            reporter.advance(source.epochs, "source stage reused from cache")
+            reporter.skip(source_kind(key))
+            reporter.advance(0, "source stage reused from cache")
         state = "reused from cache" if model.reused else "trained now"
         what = (f"classes {model.summary['class_names']}" if "method" not in model.summary else
                 f"self-supervised ({model.summary['method']}), labels not used")
@@ -70,15 +73,6 @@ def pretrained_for(run, arm: Arm, reporter) -> str:
         run.sources[key] = model
     _record(run, arm, key, run.sources[key])
     return str(run.sources[key].path)
-
-
-def source_epochs(arms: list[Arm]) -> int:
-    """Epochs of the distinct source stages the arms use (for the progress bar)."""
-    from .pretrain import source_key
-
-    stages = {source_key(a.config): a.config.source.epochs for a in arms
-              if a.config.model.pretrained == "source" and a.config.source is not None}
-    return sum(stages.values())
 
 
 def source_stages(run) -> list[dict]:

@@ -59,8 +59,11 @@ class Listener:
     def advance(self, amount: float, text: str | None = None) -> None:
         """Progress: ``amount`` epochs done."""
 
-    def callbacks(self, label: str, epochs: int, metric: str | None = None):
-        """``(on_epoch, on_batch)`` of one (arm, fold)'s training loop."""
+    def skip(self, kind: str, units: float | None = None) -> None:
+        """Planned epochs of ``kind`` (an arm's name) that will not run after all: a skipped arm (all of them)."""
+
+    def callbacks(self, label: str, epochs: int, metric: str | None = None, kind: str | None = None):
+        """``(on_epoch, on_batch)`` of one (arm, fold)'s training loop; ``kind`` groups its epochs for an ETA."""
         def on_epoch(record: dict) -> None:
             self.advance(0)
 
@@ -137,7 +140,7 @@ def cross_validate(arms: Sequence[Arm], cases: Sequence[PreparedCase], folds: Se
             if arm.required:
                 raise
             listener.warn(f"arm '{arm.name}' skipped: {exc}")
-            listener.advance(arm.config.train.epochs * len(folds))
+            listener.skip(arm.name)
     return results
 
 
@@ -158,11 +161,10 @@ def _cross_validate_arm(arm: Arm, cases, own: list[PreparedCase], folds, store: 
         unit = f"{arm.name}/{folder.name}"  # the trackers' name of this (arm, fold)
         if folder.done.exists():
             finished.append(folder.read_result())
-            listener.fold_finished(unit, finished[-1])
-            listener.advance(epochs)
+            listener.fold_finished(unit, finished[-1])  # not progress: a resumed run plans only unfinished folds
             continue
         label = f"{arm.name} r{fold.repeat} fold {fold.fold}"
-        report_epoch, on_batch = listener.callbacks(label, epochs, task.primary_metric)
+        report_epoch, on_batch = listener.callbacks(label, epochs, task.primary_metric, kind=arm.name)
         if ddp.active():  # torchrun: the other ranks train this unit with this process (DDP)
             ddp.broadcast(Unit(arm.name, fold.repeat, fold.fold, start))
 

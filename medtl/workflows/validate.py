@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from ..arms import Arm, resolve_arms
 from ..config import SSL_TASKS, Config
 from ..data.manifest import Manifest, read_config_manifest, read_manifest
-from ..errors import ConfigError, UnknownNameError
+from ..errors import ConfigError, UnknownNameError, WeightsUnavailableError
 from ..models.backbones import get_backbone_spec
 from ..models.weights import WEIGHT_FILES, cache_dir
 from ..tracking import require_trackers
@@ -25,6 +25,7 @@ class Checked:
     arms: list[Arm]
     manifest: Manifest | None
     notes: list[str] = field(default_factory=list)
+    unavailable: dict[str, str] = field(default_factory=dict)  # extra arm -> why its weights cannot be had here
 
 
 def weights_cached(config: Config) -> bool | None:
@@ -67,7 +68,9 @@ def check_experiment(config: Config, need_manifest: bool = True, fetch_main_weig
     """Check arms, backbones, weight names and the manifest; raise the first problem as a one-line error.
 
     ``fetch_main_weights`` also makes sure the main arm's published weights are here
-    (downloading them when possible): without them the run cannot start at all.
+    (downloading them when possible): without them the run cannot start at all. The extra
+    arms' weights are fetched too; an extra arm whose weights cannot be had is listed in
+    ``unavailable`` (the run skips it visibly, and its ETA never counts it).
     """
     arms = resolve_arms(config)
     require_trackers(config)
@@ -89,7 +92,7 @@ def check_experiment(config: Config, need_manifest: bool = True, fetch_main_weig
         if any(a.config.train.sync_bn for a in arms) and not torch.cuda.is_available():
             raise ConfigError("train.sync_bn needs GPUs (PyTorch's SyncBatchNorm is CUDA-only); set "
                               "train.sync_bn: false on CPU processes")
-    notes = []
+    notes, unavailable = [], {}
     for arm in arms:
         spec = get_backbone_spec(arm.config.model.backbone)
         if arm.config.data.dims not in spec.dims:
@@ -100,10 +103,15 @@ def check_experiment(config: Config, need_manifest: bool = True, fetch_main_weig
             cached = weights_cached(arm.config)
         except UnknownNameError as exc:
             raise UnknownNameError(f"arm '{arm.name}': {exc}") from None
-        if cached is False and arm.required and fetch_main_weights:
+        if cached is False and fetch_main_weights:
             from ..models.weights import ensure_weights
 
-            ensure_weights(WEIGHT_FILES[spec.source_for(arm.config.model.pretrained, arm.config.data.dims)])
+            try:
+                ensure_weights(WEIGHT_FILES[spec.source_for(arm.config.model.pretrained, arm.config.data.dims)])
+            except WeightsUnavailableError as exc:
+                if arm.required:
+                    raise
+                unavailable[arm.name] = str(exc)
         elif cached is False:
             notes.append(f"arm '{arm.name}': {arm.config.model.pretrained} weights for {spec.name} are not cached "
                          f"in {cache_dir()}; they will be downloaded"
@@ -126,4 +134,4 @@ def check_experiment(config: Config, need_manifest: bool = True, fetch_main_weig
                           targets=source.task not in SSL_TASKS)
         if arm.config.model.pretrained == "source" and arm.config.ssl.probe_manifest is not None:
             read_manifest(arm.config.ssl.probe_manifest, "classification")
-    return Checked(arms, manifest, notes)
+    return Checked(arms, manifest, notes, unavailable)

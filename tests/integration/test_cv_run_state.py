@@ -181,7 +181,9 @@ def test_without_a_terminal_every_epoch_is_one_plain_line_and_quiet_only_silence
     assert result.returncode == 0, result.stderr
     epochs = [line for line in result.stderr.splitlines() if " epoch " in line]
     assert any(line.startswith("medtl: INFO: source stage (classification) epoch 2/2 loss") for line in epochs)
-    assert any("source-pretrained r0 fold 1 epoch 1/1 loss" in line and line.endswith(" s)") for line in epochs)
+    assert any("source-pretrained r0 fold 1 epoch 1/1 loss" in line and line.endswith(" s); ETA 0 s")
+               for line in epochs)  # the last epoch: nothing left but a moment
+    assert all("; ETA " in line for line in epochs)
     quiet = subprocess.run([sys.executable, "-m", "medtl.cli", "cv", str(config), "--out", str(tmp_path / "b"),
                             "--quiet"], capture_output=True, text=True)
     assert quiet.returncode == 0 and " epoch " not in quiet.stderr
@@ -208,3 +210,30 @@ def test_a_missing_file_names_its_manifest_line_and_only_keep_paths_shows_the_pa
 def read_csv_rows(path):
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
+
+
+def test_the_eta_plans_only_the_epochs_that_will_run(dataset, tmp_path, monkeypatch):
+    """Issue 28.12: the ETA counted an arm skipped later (offline imagenet) and the folds a resume never trains."""
+    from medtl.plumbing import eta
+
+    plans = []
+    real = eta.WorkEstimate.__init__
+
+    def record(self, planned, *args, **kwargs):
+        plans.append(dict(planned))
+        real(self, planned, *args, **kwargs)
+
+    monkeypatch.setattr(eta.WorkEstimate, "__init__", record)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("MEDTL_WEIGHTS_MIRROR", "http://127.0.0.1:9")  # nothing listens: like being offline
+    config = write_config(tmp_path / "c.yaml", dataset / "manifest.csv", compare=["imagenet"],
+                          model={"backbone": "resnet18"}, data={"image_size": 32}, train={"epochs": 2})
+    run = tmp_path / "run"
+    assert main(["cv", str(config), "--out", str(run), "--quiet"]) == 0
+    assert plans[-1] == {"scratch": 2 * 2}  # 2 folds x 2 epochs; the imagenet arm is known to be skipped
+    log = (run / "log.txt").read_text()
+    assert log.index("arm 'imagenet' will be skipped") < log.index("scratch r0 fold 0 epoch 1/2")
+    shutil.rmtree(run / "arms" / "scratch" / "repeat0_fold1")
+    (run / "metrics.json").unlink()
+    assert main(["cv", str(config), "--out", str(run), "--quiet"]) == 0
+    assert plans[-1] == {"scratch": 2}  # only the fold the resume trains
