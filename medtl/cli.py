@@ -37,17 +37,23 @@ def _cmd_scan(args: argparse.Namespace) -> int:
 
 def _cmd_config(args: argparse.Namespace) -> int:
     from .config import dump_config, load_config
-    from .workflows.validate import check_experiment
+    from .workflows.preflight import preflight
 
     config = load_config(args.config, args.set)
+    result = preflight(config)  # errors and warnings first, then the resolved config
+    for problem in result.problems:
+        print(f"medtl: error: {problem}", file=sys.stderr)
+    for warning in result.warnings:
+        print(f"medtl: warning: {warning}", file=sys.stderr)
+    if result.problems:
+        return 2
     print(dump_config(config), end="")
-    checked = check_experiment(config, need_manifest=False)
-    cases = f"; manifest: {len(checked.manifest.cases)} cases, classes {checked.manifest.class_names}" \
-        if checked.manifest else ""
-    print(f"# checked: arms {[a.name for a in checked.arms]}{cases}", file=sys.stderr)
-    for note in checked.notes:
-        print(f"# note: {note}", file=sys.stderr)
-    return 0
+    checked = result.checked
+    classes = f"; classes {checked.manifest.class_names}" if checked.manifest else ""
+    print(f"# checked: arms {[a.name for a in checked.arms]}{classes}", file=sys.stderr)
+    for fact in result.facts:
+        print(f"# {fact}", file=sys.stderr)
+    return 1 if result.warnings else 0
 
 
 def _cmd_cv(args: argparse.Namespace) -> int:
@@ -401,8 +407,13 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     scan.set_defaults(run_command=_cmd_scan)
 
-    config = commands.add_parser("config", help="validate a config and print it resolved",
-                                 description="Load CONFIG, apply --set overrides, validate and print the result.")
+    config = commands.add_parser("config", help="run every check cv makes before training; print the config",
+                                 description="Load CONFIG, apply --set overrides and run every check `medtl cv` "
+                                             "makes before training (manifest columns, every image and mask file "
+                                             "present and readable, patient ids, patients per fold, weights cached "
+                                             "or downloadable here) without training or decoding images. Errors "
+                                             "and warnings come first, then the resolved config. Exit 0: ready; "
+                                             "1: cv would run but skip cases or arms; 2: cv would refuse to start.")
     config.add_argument("config", metavar="CONFIG", nargs="?", help="YAML file (omit for defaults)")
     config.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key")
     config.set_defaults(run_command=_cmd_config)

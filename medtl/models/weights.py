@@ -144,6 +144,31 @@ def ensure_weights(weight: WeightFile, download: bool = True, progress: bool = T
     return path
 
 
+PROBE_TIMEOUT = 5.0  # seconds: `medtl config` asks the server once, it does not download
+
+
+def download_problem(weight: WeightFile) -> str | None:
+    """Why ``weight`` cannot be had here (``None``: cached and verified, or its server answers).
+
+    One short HEAD request to the download address (``MEDTL_WEIGHTS_MIRROR`` when set);
+    nothing is downloaded.
+    """
+    import urllib.error
+    import urllib.request
+
+    path = cache_dir() / weight.filename
+    if path.exists():
+        return None if hash_matches(sha256_file(path), weight.sha256) else f"the cached {path.name} has another hash"
+    url = source_url(weight)
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=PROBE_TIMEOUT):
+            return None
+    except urllib.error.HTTPError as exc:
+        return f"{url.split('?')[0]} answers HTTP {exc.code}; {_fix_hint(weight)}"
+    except (OSError, ValueError) as exc:  # URLError, refused, DNS failure, timeout: offline
+        return f"cannot reach {url.split('?')[0]} ({getattr(exc, 'reason', exc)}); {_fix_hint(weight)}"
+
+
 def download_timeout() -> float:
     """Seconds a download may wait for the connection or the next data (``MEDTL_DOWNLOAD_TIMEOUT``, default 60)."""
     try:

@@ -4,6 +4,7 @@ import csv
 import json
 import shutil
 
+import numpy as np
 import pytest
 import yaml
 
@@ -164,8 +165,9 @@ def test_main_arm_weights_that_cannot_be_had_claim_no_folder(dataset, tmp_path, 
     monkeypatch.setenv("MEDTL_WEIGHTS_MIRROR", "http://127.0.0.1:9")
     config = write_config(tmp_path / "c.yaml", dataset / "manifest.csv", model={"backbone": "resnet18",
                                                                                 "pretrained": "imagenet"})
-    assert main(["config", str(config)]) == 0
-    assert "not cached" in capsys.readouterr().err
+    assert main(["config", str(config)]) == 2  # issue 28.15: config said "will be downloaded" and exited 0
+    out = capsys.readouterr()
+    assert "cannot be had here" in out.err and "medtl weights import" in out.err and not out.out  # no dump first
     assert main(["cv", str(config), "--out", str(tmp_path / "run"), "--quiet"]) == 2
     assert "medtl weights import" in capsys.readouterr().err and not (tmp_path / "run").exists()
 
@@ -237,3 +239,47 @@ def test_the_eta_plans_only_the_epochs_that_will_run(dataset, tmp_path, monkeypa
     (run / "metrics.json").unlink()
     assert main(["cv", str(config), "--out", str(run), "--quiet"]) == 0
     assert plans[-1] == {"scratch": 2}  # only the fold the resume trains
+
+
+def test_config_runs_the_checks_cv_runs_and_says_them_first(dataset, tmp_path, monkeypatch, capsys):
+    """Issue 28.15: `medtl config` passed missing image files and missing patient ids and exited 0."""
+    import csv
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("MEDTL_WEIGHTS_MIRROR", "http://127.0.0.1:9")
+    manifest = copy_dataset(dataset, tmp_path / "data")
+    with open(manifest, newline="") as f:
+        rows = list(csv.DictReader(f))
+    (manifest.parent / rows[2]["image"]).unlink()
+    config = write_config(tmp_path / "c.yaml", manifest)
+    assert main(["config", str(config)]) == 1  # cv would run, skipping one case
+    out = capsys.readouterr()
+    first = out.err.splitlines()[0]
+    assert first.startswith("medtl: warning: 1 case(s) FILE_NOT_FOUND (image): manifest line(s) 4;")
+    assert "task: classification" in out.out and f"{len(rows) - 1} of {len(rows)} cases usable" in out.err
+
+    offline_extra = write_config(tmp_path / "d.yaml", manifest, compare=["imagenet"], model={"backbone": "resnet18"})
+    assert main(["config", str(offline_extra)]) == 1
+    assert "arm 'imagenet' would be skipped" in capsys.readouterr().err
+
+    # without a patient_id column the DICOM headers' PatientID serves (read during cv); PNGs have none
+    headers = tmp_path / "data" / "headers.csv"
+    with open(headers, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["image", "label"], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    assert main(["config", str(write_config(tmp_path / "e.yaml", headers))]) == 1  # only the missing file
+    assert "patients read from the DICOM headers during cv" in capsys.readouterr().err
+    from skimage.io import imsave
+
+    pngs = tmp_path / "data" / "pngs.csv"
+    for k in range(6):
+        imsave(tmp_path / "data" / f"x{k}.png", np.full((8, 8), 40 * k, np.uint8), check_contrast=False)
+    pngs.write_text("image,label\n" + "".join(f"x{k}.png,{k % 2}\n" for k in range(6)))
+    assert main(["config", str(write_config(tmp_path / "g.yaml", pngs))]) == 2
+    out = capsys.readouterr()
+    assert "6 case(s) NO_PATIENT_ID" in out.err and "add a patient_id column" in out.err and not out.out
+
+    few = write_config(tmp_path / "f.yaml", manifest, cv={"folds": 50})
+    assert main(["config", str(few)]) == 2
+    assert "usable patients for cv.folds: 50" in capsys.readouterr().err
