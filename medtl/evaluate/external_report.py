@@ -9,6 +9,7 @@ from ..plumbing.atomic import write_atomic
 from ..plumbing.html import html_page, html_table
 from ..tasks import task_of
 from . import figures
+from .stats import degenerate_interval_note
 
 
 def _headline(metrics: dict, model_id: str, prefix: str = "") -> str:
@@ -17,7 +18,8 @@ def _headline(metrics: dict, model_id: str, prefix: str = "") -> str:
     lo, hi = main["ci95"]
     text = (f"{prefix}{model_id}: {name} {main['pooled']:.3f} (95% CI {lo:.3f}–{hi:.3f}, patient bootstrap) "
             f"on {metrics['n_cases']} cases of {metrics['n_patients']} patients")
-    return f'<p class="verdict">{html.escape(text)}</p>'
+    note = degenerate_interval_note((lo, hi), metrics["n_patients"])
+    return f'<p class="verdict">{html.escape(text)}</p>' + (f"<p>Note: {html.escape(note)}.</p>" if note else "")
 
 
 def _blocks(result, trained) -> dict[str, tuple[dict, tuple[str, ...]]]:

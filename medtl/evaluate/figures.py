@@ -26,42 +26,75 @@ def _figure(width: float = 5.0, height: float = 4.0, ncols: int = 1):
     return plt.subplots(1, ncols, figsize=(width * ncols, height), squeeze=False)
 
 
-def roc_figure(arm_rows: dict[str, list[dict]], positive: str) -> str:
-    """Per-fold ROC curves (thin), mean curve and +/-1 SD band across folds, one panel per arm."""
+ROC_BOOTSTRAP = 200  # patient resamples behind the ROC band (a picture: the table's CIs use 1000)
+
+
+def _roc_band(labels: np.ndarray, scores: np.ndarray, patients: list[str], grid: np.ndarray) -> tuple | None:
+    """Pointwise 95% band of the pooled ROC over patient-bootstrap resamples (``None`` if too few are defined)."""
     from sklearn.metrics import roc_curve
+
+    from .stats import _patient_rows
+
+    groups = _patient_rows(patients)
+    rng = np.random.default_rng(0)
+    curves = []
+    for _ in range(ROC_BOOTSTRAP):
+        rows = np.concatenate([groups[j] for j in rng.integers(0, len(groups), len(groups))])
+        if len(set(labels[rows])) == 2:
+            fpr, tpr, _ = roc_curve(labels[rows], scores[rows])
+            curves.append(np.interp(grid, fpr, tpr))
+    if len(curves) < ROC_BOOTSTRAP // 2:
+        return None
+    return np.percentile(curves, 2.5, axis=0), np.percentile(curves, 97.5, axis=0)
+
+
+def roc_figure(arm_rows: dict[str, list[dict]], positive: str, curve_label: str = "pooled out-of-fold",
+               member_rows: dict[str, list[dict]] | None = None) -> str:
+    """One panel per arm: the ROC of the pooled rows (the curve whose AUC the table reports, labelled with it) with
+    a 95% patient-bootstrap band, and each fold's curve thin (or each of ``member_rows``, e.g. the fold models of an
+    ensemble scored on an external set)."""
+    from sklearn.metrics import auc, roc_curve
 
     fig, axes = _figure(ncols=len(arm_rows))
     grid = np.linspace(0, 1, 101)
     for ax, (arm, rows) in zip(axes[0], arm_rows.items()):
-        curves = []
-        for key in sorted({(r["repeat"], r["fold"]) for r in rows}):
-            fold = [r for r in rows if (r["repeat"], r["fold"]) == key]
-            labels = np.array([r["label_index"] for r in fold])
-            if len(set(labels)) < 2:
-                continue
-            fpr, tpr, _ = roc_curve(labels == 1, [r[f"prob_{positive}"] for r in fold])
-            ax.plot(fpr, tpr, lw=0.8, alpha=0.5)
-            curves.append(np.interp(grid, fpr, tpr))
-        if curves:
-            mean, sd = np.mean(curves, 0), np.std(curves, 0)
-            ax.plot(grid, mean, color="black", lw=2, label="mean of folds")
-            ax.fill_between(grid, np.clip(mean - sd, 0, 1), np.clip(mean + sd, 0, 1), alpha=0.2, color="gray",
-                            label="±1 SD across folds")
-        if not curves:  # never an empty panel without a word
-            ax.text(0.5, 0.5, "no fold holds both classes:\nROC undefined", ha="center", va="center")
+        labels = np.array([r["label_index"] for r in rows]) == 1
+        scores = np.array([r[f"prob_{positive}"] for r in rows], dtype=float)
+        members = member_rows or {f"fold {key[1]}" + (f" (repeat {key[0]})" if key[0] else ""):
+                                  [r for r in rows if (r["repeat"], r["fold"]) == key]
+                                  for key in sorted({(r["repeat"], r["fold"]) for r in rows})}
+        first = True
+        for name, member in (members.items() if len(members) > 1 else ()):
+            truth = np.array([r["label_index"] for r in member]) == 1
+            if len(set(truth)) == 2:
+                fpr, tpr, _ = roc_curve(truth, [r[f"prob_{positive}"] for r in member])
+                ax.plot(fpr, tpr, lw=0.8, alpha=0.5, label="each fold model" if member_rows and first else
+                        "each fold" if first else None)
+                first = False
+        if len(set(labels)) == 2:
+            fpr, tpr, _ = roc_curve(labels, scores)
+            band = _roc_band(labels, scores, [r.get("patient_key") or r.get("case_id") or str(i) for i, r in enumerate(rows)], grid)
+            if band is not None:
+                ax.fill_between(grid, band[0], band[1], alpha=0.2, color="gray",
+                                label="95% patient-bootstrap band")
+            ax.plot(fpr, tpr, color="black", lw=2, label=f"{curve_label}: AUC {auc(fpr, tpr):.3f}")
+            ax.legend(loc="lower right", fontsize=8)
+        else:  # never an empty panel without a word
+            ax.text(0.5, 0.5, "the rows hold one class:\nROC undefined", ha="center", va="center")
         ax.plot([0, 1], [0, 1], "--", color="gray", lw=0.8)
         ax.set(title=f"ROC: {arm}", xlabel="1 - specificity", ylabel="sensitivity")
-        if curves:
-            ax.legend(loc="lower right", fontsize=8)
     return _png(fig)
 
 
 def calibration_figure(arm_rows: dict[str, list[dict]], class_names: list[str]) -> str:
-    """Reliability diagram (10 equal-width bins, pooled out-of-fold) over the number of cases in each bin.
+    """Reliability diagram (10 equal-width bins, pooled out-of-fold) with each bin's 95% Wilson interval of the
+    observed frequency, over the number of cases in each bin.
 
     Binary: P(positive); multi-class: the top-class probability. The legend gives ECE and
     the Brier score, so the picture and the numbers in the tables can be read together.
     """
+    from statsmodels.stats.proportion import proportion_confint
+
     from ..tasks.metrics import brier_score, calibration_bins, expected_calibration_error
 
     fig, axes = _figure(height=5.5)
@@ -74,12 +107,16 @@ def calibration_figure(arm_rows: dict[str, list[dict]], class_names: list[str]) 
         predicted, observed, counts = calibration_bins(labels, probs)
         label = (f"{arm} (ECE {expected_calibration_error(labels, probs):.3f}, "
                  f"Brier {brier_score(labels, probs):.3f})")
-        ax.plot(predicted, observed, marker="o", label=label)
-        centres = (np.minimum((predicted * 10).astype(int), 9) + 0.5) / 10
+        counts = np.asarray(counts)
+        low, high = proportion_confint(np.rint(np.asarray(observed) * counts), np.maximum(counts, 1), method="wilson")
+        errors = np.vstack([np.asarray(observed) - low, high - np.asarray(observed)]).clip(0)
+        ax.errorbar(predicted, observed, yerr=errors, marker="o", capsize=3, label=label)
+        centres = (np.minimum((np.asarray(predicted) * 10).astype(int), 9) + 0.5) / 10
         counts_ax.bar(centres - 0.4 / 10 + k * width, counts, width=width, label=arm)
     ax.plot([0, 1], [0, 1], "--", color="gray")
     what = "P(positive)" if len(class_names) == 2 else "top-class probability"
-    ax.set(title="Calibration (pooled out-of-fold)", ylabel="observed frequency", xlim=(0, 1), ylim=(0, 1))
+    ax.set(title="Calibration (pooled out-of-fold; bars: 95% Wilson interval per bin)", ylabel="observed frequency",
+           xlim=(0, 1), ylim=(0, 1))
     ax.legend(fontsize=8, loc="upper left")
     counts_ax.set(xlim=(0, 1), xlabel=f"predicted {what}", ylabel="cases")
     return _png(fig)
@@ -104,15 +141,25 @@ def confusion_figure(matrix: np.ndarray, class_names: list[str], arm: str) -> st
 
 
 def learning_curves_figure(histories: dict[str, list[list[dict]]]) -> str:
-    """Training loss (and inner score) per epoch of every fold and arm, base64 PNG."""
+    """Per arm: each fold's training loss per epoch (solid, left axis) and, where the fold has an inner selection
+    split, its inner-split score per epoch (the validation curve, dashed, right axis); the legend lists only the
+    lines drawn."""
     fig, axes = _figure(ncols=len(histories))
     for ax, (arm, folds) in zip(axes[0], histories.items()):
+        scores = ax.twinx() if any("inner_score" in h for history in folds for h in history) else None
         for index, history in enumerate(folds):
-            ax.plot([h["epoch"] + 1 for h in history], [h["train_loss"] for h in history], label=f"fold {index}")
-            if any("inner_score" in h for h in history):
-                ax.plot([h["epoch"] + 1 for h in history], [h.get("inner_score", np.nan) for h in history], "--")
-        ax.set(title=f"Training loss: {arm}", xlabel="epoch", ylabel="loss (dashed: inner-split score)")
-        ax.legend(fontsize=7)
+            line, = ax.plot([h["epoch"] + 1 for h in history], [h["train_loss"] for h in history],
+                            label=f"fold {index}: training loss")
+            if scores is not None and any("inner_score" in h for h in history):
+                scores.plot([h["epoch"] + 1 for h in history], [h.get("inner_score", np.nan) for h in history], "--",
+                            color=line.get_color(), label=f"fold {index}: inner-split score")
+        ax.set(title=f"Learning curves: {arm}", xlabel="epoch", ylabel="training loss (solid)")
+        handles, names = ax.get_legend_handles_labels()
+        if scores is not None:
+            scores.set_ylabel("inner-split score (dashed)")
+            more = scores.get_legend_handles_labels()
+            handles, names = handles + more[0], names + more[1]
+        ax.legend(handles, names, fontsize=7)
     return _png(fig)
 
 

@@ -11,16 +11,22 @@ from ..plumbing.atomic import write_atomic
 from ..plumbing.html import format_value, html_image, html_page, html_table
 from ..tasks import task_of
 from . import figures
+from .stats import degenerate_interval_note
 from .summary import plain_reading
 
 
 def _summary_table(metrics: dict, names) -> str:
-    rows = []
+    rows, notes = [], []
     for arm, result in metrics["arms"].items():
         for name in names:
             s = result["summary"][name]
             rows.append([arm, name, s["mean"], s["std"], s["pooled"], s["ci95"][0], s["ci95"][1]])
-    return html_table(["arm", "metric", "mean of folds", "SD of folds", "pooled OOF", "95% CI low", "95% CI high"], rows)
+            note = degenerate_interval_note(tuple(s["ci95"]), metrics.get("n_patients", 0))
+            if note:
+                notes.append(f"{arm} {name}: {note}.")
+    table = html_table(["arm", "metric", "mean of folds", "SD of folds", "pooled OOF", "95% CI low", "95% CI high"],
+                       rows)
+    return table + "".join(f"<p>Note: {html.escape(n)}</p>" for n in notes)
 
 
 def _folds_table(metrics: dict, names) -> str:

@@ -66,6 +66,17 @@ def patient_bootstrap_cis(statistics: Callable[[np.ndarray], dict[str, float]], 
     return out
 
 
+def degenerate_interval_note(ci: tuple[float, float], n_patients: int) -> str | None:
+    """A word where a patient-bootstrap interval has zero width: every resample gave the same value (a perfect
+    separation or a metric at its bound on a small set), which says the set is small, not that the value is
+    certain."""
+    low, high = ci
+    if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)) or high - low > 1e-12:
+        return None
+    return (f"the 95% CI has zero width: every patient resample of these {n_patients} patients gave {low:.3f} (e.g. "
+            "a perfect separation); this reflects a small set, not certainty: a larger set would show the spread")
+
+
 def paired_patient_bootstrap(statistic_a: Statistic, statistic_b: Statistic, patients: list[str], n: int = 1000,
                              seed: int = 0) -> dict:
     """Difference a - b on the same resampled patients: point estimate, 95% CI, two-sided p-value.

@@ -143,12 +143,11 @@ class ClassificationTask(Task):
     def external_sections(self, rows, member_rows, class_names, figures) -> list[tuple[str, str]]:
         counts = [[name, sum(r["label_index"] == i for r in rows)] for i, name in enumerate(class_names)]
         sections = [("Data", html_table(["class", "cases"], counts))]
-        fold_rows = {"fold models": [{**r, "repeat": 0, "fold": k} for k, model_rows in
-                                     enumerate(member_rows.values()) for r in model_rows]}
         if len(class_names) == 2:
-            ensemble = {"ensemble (the reported AUC)": [{**r, "repeat": 0, "fold": 0} for r in rows], **fold_rows}
-            sections.append(("ROC curves: the ensemble and each fold model",
-                             html_image(figures.roc_figure(ensemble, class_names[1]), "ROC")))
+            ensemble = {"ensemble": [{**r, "repeat": 0, "fold": 0} for r in rows]}
+            sections.append(("ROC curves: the ensemble (the table's AUC) and each fold model",
+                             html_image(figures.roc_figure(ensemble, class_names[1], "ensemble",
+                                                           member_rows=dict(member_rows)), "ROC")))
         sections.append(("Calibration", html_image(figures.calibration_figure({"ensemble": rows}, list(class_names)),
                                                    "calibration")))
         matrix = confusion(*_labels_and_probs(rows, class_names))

@@ -43,3 +43,14 @@ def test_all_metrics_at_once_give_the_intervals_of_one_bootstrap_per_metric():
     for name, statistic in statistics.items():
         alone = patient_bootstrap_ci(statistic, patients, 300, 4)
         assert together[name] == alone or (np.isnan(together[name]).all() and np.isnan(alone).all())
+
+
+def test_a_zero_width_interval_gets_a_word_on_what_it_means():
+    """Issue 28.17: an external CI of 1.000-1.000 on 12 patients was shown without a word on its degeneracy."""
+    from medtl.evaluate.stats import degenerate_interval_note
+
+    note = degenerate_interval_note((1.0, 1.0), 12)
+    assert "zero width" in note and "12 patients" in note and "not certainty" in note
+    assert degenerate_interval_note((0.7, 0.9), 12) is None
+    assert degenerate_interval_note((float("nan"), float("nan")), 12) is None
+    assert degenerate_interval_note((None, None), 12) is None
