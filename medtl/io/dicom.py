@@ -18,7 +18,7 @@ from .dicom_records import DicomFile
 from .dicom_series import SeriesPlan, assemble_series
 from .guards import check_finite, check_size
 from .parallel import parallel_map
-from .reasons import format_findings
+from .reasons import Reason, format_findings
 from .volume import Volume
 
 
@@ -72,7 +72,8 @@ def dicom_plan(path: str | os.PathLike, series_key: str | None = None, workers: 
     """The ``SeriesPlan`` of a DICOM file or of the one series in a folder (headers only)."""
     path = Path(path)
     if not path.exists():
-        raise InputError(f"DICOM input does not exist: {path}; check the path or the manifest row")
+        raise InputError(f"DICOM input does not exist: {path}; check the path or the manifest row",
+                         Reason.FILE_NOT_FOUND.name)
     paths = _files_under(path) if path.is_dir() else [str(path)]
     indexed = index_dicom_files(paths, workers)
     usable = [f for f in indexed if f.skip is None]
@@ -98,7 +99,9 @@ def load_dicom_volumes(path: str | os.PathLike, workers: int | None = None) -> d
     """Every loadable volume in a DICOM file or folder (e.g. each b-value/direction of a DTI series), by series key."""
     path = Path(path)
     paths = _files_under(path) if path.is_dir() else [str(path)]
-    usable = [f for f in index_dicom_files(paths, workers) if f.skip is None]
+    indexed = index_dicom_files(paths, workers)
+    usable = [f for f in indexed if f.skip is None]
     if not usable:
-        raise InputError(f"no loadable DICOM image in {path}; run `medtl scan {path} --out DIR` for the reasons")
+        raise InputError(f"no loadable DICOM image in {path}; run `medtl scan {path} --out DIR` for the reasons",
+                         indexed[0].skip.reason.name if indexed and indexed[0].skip else Reason.NOT_DICOM.name)
     return {plan.series_key: plan_to_volume(plan) for plan in assemble_series(usable).plans if plan.refused is None}

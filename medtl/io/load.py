@@ -8,6 +8,7 @@ from pathlib import Path
 from ..errors import InputError
 from .image_files import is_image_path, load_image_file
 from .nifti import is_nifti_path, load_nifti
+from .reasons import Reason
 from .sitk_formats import is_sitk_path, load_sitk
 from .volume import Volume
 
@@ -26,7 +27,7 @@ def load_volume(path: str | os.PathLike, *, as_label: bool = False, series_key: 
     path = Path(path)
     if not path.exists():
         raise InputError(f"input does not exist: {path}; check the path (relative paths in a manifest "
-                         "resolve against the manifest's folder)")
+                         "resolve against the manifest's folder)", Reason.FILE_NOT_FOUND.name)
     if is_volume_file(path):
         if is_image_path(path):
             return load_image_file(path, rgb=rgb, as_label=as_label)

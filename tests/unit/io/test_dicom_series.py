@@ -364,3 +364,20 @@ def test_classic_dti_with_only_vendor_private_tags_splits_too(tmp_path, vendor):
     result = scan_export(tmp_path / "dti", progress=False)
     assert not result.skipped_rows and len(result.series_rows) == 3
     assert all("diffusion=b" in r["reasons"] for r in result.series_rows)
+
+
+def test_every_reason_coded_load_error_carries_its_reason(tmp_path):
+    """Issue 28.20: InputError.reason was unset for some reason-coded errors (callers matched on messages)."""
+    from medtl.io import load_volumes
+
+    with pytest.raises(InputError) as missing:
+        load_volume(tmp_path / "nowhere.dcm")
+    assert missing.value.reason == "FILE_NOT_FOUND"
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("not an image")
+    with pytest.raises(InputError) as nothing:
+        load_volumes(tmp_path / "notes")
+    assert nothing.value.reason == "NOT_DICOM"
+    with pytest.raises(InputError) as folder:
+        load_volume(tmp_path / "notes")
+    assert folder.value.reason == "NOT_DICOM"
