@@ -230,6 +230,15 @@ class TrackingConfig(Section):
     mlflow_uri: str | None = None  # default sqlite:///RUN/mlflow.db; e.g. http://mlflow.example.org:5000
     experiment: str = "medtl"  # MLflow experiment name
 
+    @field_validator("mlflow_uri")
+    @classmethod
+    def _store_form(cls, value: str | None) -> str | None:
+        # file:// stores are deprecated by MLflow (and a plain path is taken as one); other schemes are not tested
+        if value is None or re.fullmatch(r"sqlite:////?[^\s]+\.db|https?://[^\s/:]+(:\d{1,5})?(/[^\s]*)?", value):
+            return value
+        raise ValueError(f"tracking.mlflow_uri {value!r}: use sqlite:///PATH/TO/mlflow.db (a database file; its "
+                         "artifacts go beside it, in mlflow-artifacts/) or http(s)://HOST:PORT of an MLflow server")
+
 
 class ArmConfig(Section):
     """An extra arm: a name plus config overrides, e.g. {name: linear, set: {finetune.strategy: linear}}."""

@@ -21,8 +21,12 @@ log = logging.getLogger("medtl")
 EXTRAS = {"mlflow": ("mlflow", "medtl[mlflow]"), "tensorboard": ("tensorboard", "medtl[tensorboard]")}
 
 
+PROBE_SECONDS = 5.0  # one short request to an MLflow server before a run claims its folder
+
+
 def require_trackers(config) -> None:
-    """Refuse a ``track`` entry whose library is not installed, naming the extra that installs it."""
+    """Refuse a ``track`` entry whose library is not installed (naming the extra that installs it), and an MLflow
+    store that cannot work (``check_mlflow_store``), before a run folder is claimed."""
     for name in config.track:
         module, extra = EXTRAS[name]
         try:
@@ -30,6 +34,39 @@ def require_trackers(config) -> None:
         except ImportError:
             raise ConfigError(f"track: [{name}] needs the optional package '{module}': pip install '{extra}' (or "
                               f"remove {name} from track)") from None
+    if "mlflow" in config.track and config.tracking.mlflow_uri:
+        check_mlflow_store(config.tracking.mlflow_uri)
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (``None`` for a server)."""
+    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+
+def check_mlflow_store(uri: str) -> None:
+    """A database file must be creatable or be SQLite; a server must answer one request within a few seconds
+    (MLflow itself retries for minutes and then prints a traceback)."""
+    path = sqlite_path(uri)
+    if path is not None:
+        if not path.parent.is_dir():
+            raise ConfigError(f"tracking.mlflow_uri {uri}: the folder {path.parent} does not exist; create it first")
+        if path.exists():
+            with open(path, "rb") as f:
+                if not path.is_file() or f.read(16) != b"SQLite format 3\x00":
+                    raise ConfigError(f"tracking.mlflow_uri {uri}: {path} exists and is not an SQLite database; "
+                                      "name a new file or an MLflow database")
+        return
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=PROBE_SECONDS).close()
+    except urllib.error.HTTPError:
+        return  # something answers: MLflow's own errors (a proxy, auth) are reported by MLflow with their text
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"tracking.mlflow_uri {uri}: no server answers within {PROBE_SECONDS:g} s "
+                          f"({getattr(exc, 'reason', exc)}); start it, fix the address, or remove mlflow from "
+                          "track") from None
 
 
 class MlflowTracker:
@@ -52,8 +89,7 @@ class MlflowTracker:
         if "experiment_id" not in ids:
             existing = self.client.get_experiment_by_name(config.tracking.experiment)
             ids["experiment_id"] = existing.experiment_id if existing else self.client.create_experiment(
-                config.tracking.experiment, artifact_location=rundir.mlflow_artifacts.resolve().as_uri()
-                if config.tracking.mlflow_uri is None else None)
+                config.tracking.experiment, artifact_location=_artifact_location(rundir, config.tracking.mlflow_uri))
         if "parent" not in ids:
             run = self.client.create_run(ids["experiment_id"], run_name=f"cv {rundir.root.name}",
                                          tags={"medtl.kind": "cv"})
@@ -94,6 +130,15 @@ class MlflowTracker:
         ids = self.state["ids"]
         for run_id in [*ids.get("children", {}).values(), ids["parent"]]:
             self.client.set_terminated(run_id, "FINISHED" if finished else "KILLED")
+
+
+def _artifact_location(rundir, uri: str | None) -> str | None:
+    """Artifacts live beside the store the user named (MLflow's default is ./mlruns in the working directory);
+    a server keeps its own."""
+    if uri is None:
+        return rundir.mlflow_artifacts.resolve().as_uri()
+    path = sqlite_path(uri)
+    return (path.resolve().parent / "mlflow-artifacts").as_uri() if path is not None else None
 
 
 class TensorboardTracker:

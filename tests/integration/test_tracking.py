@@ -165,3 +165,34 @@ def test_a_missing_tracker_library_names_its_extra(data, tmp_path, monkeypatch, 
     assert main(cv_args(data / "manifest.csv", tmp_path / "x", track="[mlflow]")) != 0
     assert "medtl[mlflow]" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()  # refused before the run folder is claimed
+
+
+def test_a_store_elsewhere_keeps_its_artifacts_beside_it_not_in_the_working_folder(data, tmp_path, monkeypatch):
+    """Issue 28.9: a sqlite store outside the run wrote MLflow's artifacts into ./mlruns of the working folder."""
+    store = tmp_path / "stores"
+    store.mkdir()
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    args = cv_args(data / "manifest.csv", tmp_path / "run", track="[mlflow]")
+    assert main([*args, "--set", f"tracking.mlflow_uri=sqlite:///{store / 'team.db'}"]) == 0
+    assert list(work.iterdir()) == []  # nothing in the working folder
+    assert any((store / "mlflow-artifacts").rglob("metrics.json"))
+
+
+@pytest.mark.parametrize("uri, words", [
+    ("file:///tmp/mlruns", "use sqlite:///"),
+    ("/tmp/some/folder", "use sqlite:///"),
+    ("http://127.0.0.1:9", "no server answers"),
+    ("sqlite:///{tmp}/notes.db", "is not an SQLite database"),
+    ("sqlite:///{tmp}/missing/m.db", "does not exist"),
+])
+def test_a_tracking_store_that_cannot_work_is_one_line_before_the_run_starts(uri, words, data, tmp_path, capsys):
+    """Issue 28.9: a file:// URI or an existing non-database file crashed with MLflow's traceback; an unreachable
+    server cost 254 s of retries."""
+    (tmp_path / "notes.db").write_text("my notes")
+    args = cv_args(data / "manifest.csv", tmp_path / "run", track="[mlflow]")
+    assert main([*args, "--set", f"tracking.mlflow_uri={uri.format(tmp=tmp_path)}"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and words in error and "Traceback" not in error, error
+    assert not (tmp_path / "run").exists()
