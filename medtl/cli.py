@@ -135,6 +135,16 @@ def _predict_options(args: argparse.Namespace):
                           occlusion_overlap=getattr(args, "occlusion_overlap", 0.5))
 
 
+def _predict_counts(summary: dict, export: bool) -> str:
+    """One line whose every count names its unit: inputs (series or cases) and, for a folder, files."""
+    reasons = ", ".join(f"{k} {v}" for k, v in summary["skip_rows_by_reason"].items()) or "none"
+    if not export:
+        return f"{summary['predicted']} case(s) predicted, {summary['skipped_items']} unusable (by reason: {reasons})"
+    return (f"{summary['predicted']} series predicted, {summary['skipped_items']} series unusable; files: "
+            f"{summary['files_predicted']} predicted, {summary['files_skipped']} skipped (by reason: {reasons}) of "
+            f"{summary['files_in_shard']}")
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     from .workflows.predict import predict_run
 
@@ -144,11 +154,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                                   fold=args.fold)
     summary = outcome.summary
     if not args.quiet:
-        reasons = ", ".join(f"{k} {v}" for k, v in summary["skip_rows_by_reason"].items()) or "none"
-        accounted = (f"; files: {summary['files_predicted']} predicted, {summary['files_skipped']} skipped "
-                     f"of {summary['files_in_shard']}" if inputs.kind == "export" else "")
-        print(f"shard {summary['shard']}: {summary['predicted']} predicted, {summary['skipped_items']} unusable "
-              f"({reasons}){accounted}")
+        print(f"shard {summary['shard']}: {_predict_counts(summary, inputs.kind == 'export')}")
         print(f"model {summary['model_id']}; written to {outcome.out}/predictions.csv, skipped.csv, predict.json")
     if not outcome.rows and (summary["items_in_shard"] or summary["shard"] == "1/1"):  # an empty shard is fine
         details: dict[str, str] = {}

@@ -68,3 +68,16 @@ def test_weights_list_says_where_each_missing_file_comes_from(capsys, tmp_path, 
     out = capsys.readouterr().out
     first = next(iter(WEIGHT_FILES.values()))
     assert f"from {first.url}" in out and f"licence: {first.licence}" in out and "sha256" in out
+
+
+def test_the_predict_summary_names_the_unit_of_every_count():
+    """Issue 28.19: "2 unusable (NOT_DICOM 40)" mixed series with the files of skipped.csv."""
+    from medtl.cli import _predict_counts
+
+    summary = {"predicted": 3, "skipped_items": 2, "skip_rows_by_reason": {"NOT_DICOM": 40, "TOO_LARGE": 1},
+               "files_predicted": 300, "files_skipped": 41, "files_in_shard": 341}
+    line = _predict_counts(summary, export=True)
+    assert line == ("3 series predicted, 2 series unusable; files: 300 predicted, 41 skipped (by reason: NOT_DICOM "
+                    "40, TOO_LARGE 1) of 341")
+    assert _predict_counts({**summary, "skip_rows_by_reason": {"FILE_NOT_FOUND": 2}}, export=False) == (
+        "3 case(s) predicted, 2 unusable (by reason: FILE_NOT_FOUND 2)")
