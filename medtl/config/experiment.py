@@ -23,7 +23,9 @@ from .sections import (
     SSL_TASKS,
     AdaptConfig,
     ArmConfig,
+    CalibrateConfig,
     CardConfig,
+    ConformalConfig,
     CVConfig,
     ExplainConfig,
     FinetuneConfig,
@@ -62,6 +64,8 @@ class Config(Section):
     card: CardConfig = Field(default_factory=CardConfig)
     explain: ExplainConfig = Field(default_factory=ExplainConfig)
     multitask: MultitaskConfig = Field(default_factory=MultitaskConfig)
+    calibrate: CalibrateConfig = Field(default_factory=CalibrateConfig)
+    conformal: ConformalConfig = Field(default_factory=ConformalConfig)
     # experiment trackers (none by default: nothing is imported); they record, they never change a result
     track: list[Literal["mlflow", "tensorboard"]] = Field(default_factory=list)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
@@ -93,6 +97,9 @@ class Config(Section):
             raise ValueError(f"source.task: {self.source.task} needs whole-image inputs (data.mode: resize, or a "
                              "data.roi crop); self-supervised pretraining at native extent is not supported")
         _check_multitask(self)
+        if (self.calibrate.method != "none" or self.conformal.alpha is not None) and self.task != "classification":
+            raise ValueError(f"calibrate / conformal apply to task: classification (class probabilities); task: "
+                             f"{self.task} has none to calibrate here: remove the calibrate / conformal sections")
         if self.ssl.patient_pairs and self.source is not None and self.source.task == "restore":
             raise ValueError("ssl.patient_pairs applies to simclr and byol (pairs of views); restore has none: "
                              "remove ssl.patient_pairs")

@@ -224,6 +224,21 @@ def scheduler_address(text: str) -> str:
                      "ray://10.0.0.5:10001 (Ray), or 'auto' for a running Ray cluster")
 
 
+class CalibrateConfig(Section):
+    """``calibrate``: post-hoc calibration of the class probabilities, fitted per fold on the fold's inner selection
+    split (its training patients held out), never on the scored cases (docs/calibration.md)."""
+
+    method: Literal["none", "temperature"] = "none"
+
+
+class ConformalConfig(Section):
+    """``conformal``: split-conformal prediction sets at ``1 - alpha`` coverage, from the same calibration cases."""
+
+    alpha: float | None = Field(None, gt=0, lt=0.5)  # None: no prediction sets; e.g. 0.1 for 90% coverage
+    score: Literal["lac", "aps"] = "lac"  # lac: smallest sets; aps: adaptive sets
+    by: Literal["class", "none", "site"] = "class"  # class (Mondrian): coverage per true class; none: on average
+
+
 class TrackingConfig(Section):
     """``tracking``: where the experiment trackers named in ``track`` write (docs/tracking.md)."""
 

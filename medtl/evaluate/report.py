@@ -120,6 +120,10 @@ def _sections(run) -> list[tuple[str, str]]:
         sections.append(adaptation_section(metrics, {name: arm.histories for name, arm in run.arms.items()}))
     arm_rows = {name: arm.rows for name, arm in run.arms.items()}
     sections += task.report_sections(arm_rows, run.class_names, figures, lambda: _overlays(run))
+    if any("calibration" in result for result in metrics["arms"].values()):
+        from .calibration_report import calibration_section
+
+        sections.append(calibration_section(metrics, arm_rows, run.class_names))
     histories = {name: arm.histories for name, arm in run.arms.items()}
     sections.append(("Learning curves", html_image(figures.learning_curves_figure(histories), "learning curves")))
     if "tasks" in metrics:

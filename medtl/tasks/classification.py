@@ -75,6 +75,15 @@ class ClassificationTask(Task):
     def result_columns(self, class_names: Sequence[str]) -> list[str]:
         return [f"prob_{n}" for n in class_names]
 
+    def case_columns(self, class_names: Sequence[str], rows: Sequence[dict]) -> list[str]:
+        """``prob_*``; with calibration also the model's own ``raw_prob_*``, and the conformal prediction set."""
+        columns = self.result_columns(class_names)
+        if any(f"raw_prob_{class_names[0]}" in r for r in rows):
+            columns += [f"raw_prob_{n}" for n in class_names]
+        if any("prediction_set" in r for r in rows):
+            columns += ["prediction_set", "set_size"]
+        return columns
+
     def prediction_columns(self, class_names, truth: bool, explain: bool, explained: str | None = None) -> list[str]:
         return ([f"prob_{n}" for n in class_names] + ["predicted"] +
                 (["explained_class", "explain_file"] if explain else []) + (["label"] if truth else []))

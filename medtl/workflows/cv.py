@@ -36,6 +36,7 @@ from ..tasks import task_of
 from ..tracking import Trackers, open_trackers
 from ..train import distributed as ddp
 from . import run_state
+from .cv_calibration import calibration_enabled, calibration_notes
 from .cv_cases import own_cases
 from .cv_explain import explanation_summary
 from .cv_metrics import arm_metrics, default_pairs, verdicts_of
@@ -253,6 +254,22 @@ def _train_arms(run: CVRun, arms: list[Arm], estimate: WorkEstimate, progress: b
     run.arms, run.seed_results = merge_seeds(results)  # cv.seeds: each arm's seed arms folded back into it
 
 
+def _calibration(run: CVRun) -> None:
+    """Each calibrated arm's before/after figures, coverage and triage in metrics.json (warnings when coverage
+    falls short)."""
+    from ..evaluate.calibration_summary import calibration_summary
+
+    sites = {c.case_id: c.site for c in run.cases}
+    for name, arm in run.arms.items():
+        if calibration_enabled(arm.config):
+            block = calibration_summary(arm.rows, run.class_names, arm.config.conformal.alpha, sites,
+                                        run.config.train.seed)
+            run.metrics["arms"][name]["calibration"] = block["summary"]
+            for warning in [*block["warnings"], *calibration_notes(name, arm.records, arm.config.conformal.alpha)]:
+                run.warnings.append(f"arm '{name}': {warning}")
+                run.rundir.log(f"arm '{name}': {warning}")
+
+
 def _summarise(run: CVRun) -> None:
     task = task_of(run.config)
     main = next(iter(run.arms))
@@ -270,6 +287,7 @@ def _summarise(run: CVRun) -> None:
         run.warnings.insert(0, warning)
         run.rundir.log(warning)
     run.metrics, run.verdicts = arm_metrics(run.config, run.class_names, run.arms, pairs)
+    _calibration(run)
     if run.config.cv.seeds > 1:
         run.metrics["seeds"] = seed_spread(run.config, run.class_names, run.seed_results, run.metrics["comparisons"])
     run.metrics.update({"class_names": run.class_names, "n_cases": len(run.cases),

@@ -50,9 +50,14 @@ def fold_roles(fold: Fold, groups: list[str], strata: list[int], config, seed: i
     an inner split is drawn (which then comes from labelled patients only), and of a selection
     set given by the fold (fixed split's ``val``, a leave-one-site-out fold's held-out patients)
     when ``best_inner`` chooses the epoch on it. Leave-one-site-out folds also keep the drop's
-    reference apart from the selection cases (``selection_and_reference``).
+    reference apart from the selection cases (``selection_and_reference``). Calibration
+    (``calibrate`` / ``conformal``) is fitted on the selection set, so it draws the inner split
+    too and its labels count as used.
     """
-    fraction, selects = config.train.label_fraction, config.train.selection == "best_inner"
+    from .cv_calibration import calibration_enabled
+
+    fraction = config.train.label_fraction
+    selects = config.train.selection == "best_inner" or calibration_enabled(config)
     train = labelled_subset(groups, strata, fold.train, fraction, seed)
     selection, reference = tuple(fold.inner), ()  # fixed splits: the given val set scores every epoch
     if selects and not fold.inner:

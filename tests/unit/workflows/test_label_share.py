@@ -9,6 +9,8 @@ import pytest
 from medtl.data.splits import fixed_split, leave_site_out_folds, make_folds
 from medtl.workflows.fold_roles import fold_roles
 
+NO_CALIBRATION = {"calibrate": SimpleNamespace(method="none"), "conformal": SimpleNamespace(alpha=None)}
+
 
 def _data(seed=0, patients=120):
     rng = np.random.default_rng(seed)
@@ -37,8 +39,10 @@ def _folds(scheme, groups, strata, sites, roles):
 @pytest.mark.parametrize("fraction", [0.1, 0.25, 0.5])
 def test_the_achieved_share_is_within_one_patient_of_the_requested_share(scheme, selection, fraction):
     groups, strata, sites, roles = _data()
-    config = SimpleNamespace(train=SimpleNamespace(label_fraction=fraction, selection=selection, inner_fraction=0.2))
-    full = SimpleNamespace(train=SimpleNamespace(label_fraction=1.0, selection=selection, inner_fraction=0.2))
+    config = SimpleNamespace(train=SimpleNamespace(label_fraction=fraction, selection=selection, inner_fraction=0.2),
+                             **NO_CALIBRATION)
+    full = SimpleNamespace(train=SimpleNamespace(label_fraction=1.0, selection=selection, inner_fraction=0.2),
+                           **NO_CALIBRATION)
     for fold in _folds(scheme, groups, strata, sites, roles):
         held_out = scheme == "leave_site_out"
         share, whole = fold_roles(fold, groups, strata, config, 0, held_out), fold_roles(fold, groups, strata, full,
@@ -67,6 +71,18 @@ def test_a_share_too_small_for_an_inner_split_is_refused_with_the_fix():
     from medtl.errors import InputError
 
     groups, strata, sites, roles = _data(patients=30)
-    config = SimpleNamespace(train=SimpleNamespace(label_fraction=0.1, selection="best_inner", inner_fraction=0.2))
+    config = SimpleNamespace(train=SimpleNamespace(label_fraction=0.1, selection="best_inner", inner_fraction=0.2), **NO_CALIBRATION)
     with pytest.raises(InputError, match="inner split.*label_fractions"):
         fold_roles(make_folds(groups, strata, 5, seed=0)[0], groups, strata, config, 0, False)
+
+
+def test_calibration_draws_a_selection_split_of_training_patients_and_counts_its_labels():
+    """Issue 29: calibration is fitted on the inner selection split, also under train.selection: last."""
+    groups, strata, sites, roles = _data()
+    config = SimpleNamespace(train=SimpleNamespace(label_fraction=1.0, selection="last", inner_fraction=0.2),
+                             calibrate=SimpleNamespace(method="temperature"), conformal=SimpleNamespace(alpha=None))
+    for fold in _folds("kfold", groups, strata, sites, roles):
+        share = fold_roles(fold, groups, strata, config, 0, False)
+        chosen = {groups[i] for i in share.selection}
+        assert chosen and not chosen & {groups[i] for i in share.train} and not chosen & {groups[i] for i in fold.val}
+        assert share.labelled_patients(groups) == len({groups[i] for i in share.train} | chosen)

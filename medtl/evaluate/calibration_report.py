@@ -1,0 +1,62 @@
+"""The report's "Calibration and prediction sets" section: before/after with CIs, coverage per class and site,
+set sizes, triage and the risk-coverage table, and the reliability diagram before and after."""
+
+from __future__ import annotations
+
+from ..plumbing.html import html_image, html_table
+from . import figures
+
+POOLING = ("Each fold has its own temperature, so a fold's AUC is unchanged, but the pooled out-of-fold AUC "
+           "(cases of all folds ranked together) can move: both are shown.")
+GUARANTEE = ("Prediction sets hold the true class with probability at least 1 - alpha for every class (Mondrian) "
+             "when the scored cases are exchangeable with the calibration cases (the fold's inner selection split: "
+             "training patients held out); a new site, scanner or period breaks that assumption, and the per-site "
+             "coverage below shows whether it held here.")
+
+
+def _ci(figure: dict) -> list:
+    return [figure["value"], *figure["ci95"]]
+
+
+def _coverage_rows(block: dict) -> list[list]:
+    coverage = block["coverage"]
+    rows = [["overall", coverage["n"], coverage["rate"], *coverage["ci95"]]]
+    rows += [[f"class {name}", v["n"], v["rate"], *v["ci95"]] for name, v in coverage["per_class"].items()]
+    rows += [[f"site {name}", v["n"], v["rate"], *v["ci95"]] for name, v in coverage.get("per_site", {}).items()]
+    return rows
+
+
+def calibration_section(metrics: dict, arm_rows: dict[str, list[dict]], class_names) -> tuple[str, str]:
+    """``(title, html)`` for every arm with a ``calibration`` block."""
+    body = ""
+    shown = {}
+    for arm, result in metrics["arms"].items():
+        block = result.get("calibration")
+        if not block:
+            continue
+        names = [n for n in ("ece", "brier", "nll", "pooled_auc") if n in block["before"]]
+        header = [""] + [h for n in names for h in (n.replace("_", " ").upper() if n != "pooled_auc" else
+                                                    "pooled AUC", "95% CI", "")]
+        body += f"<h3>{arm}</h3>" + html_table(header, [[when, *[v for n in names for v in _ci(block[when][n])]]
+                                                        for when in ("before", "after")])
+        if "coverage" in block:
+            body += (f"<p>Target coverage {block['coverage']['target']:.2f}; mean set size "
+                     f"{block['sets']['mean_size']:.2f}, single-class sets {block['sets']['singleton_share']:.1%}, "
+                     f"empty sets {block['sets']['empty_share']:.1%}.</p>")
+            body += html_table(["coverage of", "cases", "covered", "95% CI low", "95% CI high"], _coverage_rows(block))
+            triage = block["triage"]
+            errors = triage["error_among_accepted"]
+            body += (f"<p>Triage ({triage['rule']}): referral rate {triage['referral_rate']:.1%}; error among the "
+                     f"{triage['accepted']} accepted cases {errors['rate'] if errors['rate'] is not None else 'n/a'}"
+                     f" (95% CI {errors['ci95'][0]}–{errors['ci95'][1]}).</p>")
+        body += html_table(["share referred (least confident)", "cases kept", "accuracy of the kept"],
+                           [[p["abstention"], p["kept"], p["accuracy"]] for p in block["risk_coverage"]])
+        rows = arm_rows[arm]
+        shown[f"{arm} before"] = [{**r, **{f"prob_{n}": r.get(f"raw_prob_{n}", r[f"prob_{n}"]) for n in class_names}}
+                                  for r in rows]
+        shown[f"{arm} after"] = rows
+    if any("coverage" in r.get("calibration", {}) for r in metrics["arms"].values()):
+        body = f"<p>{GUARANTEE}</p>" + body
+    body = f"<p>{POOLING}</p>" + body
+    body += html_image(figures.calibration_figure(shown, list(class_names)), "calibration before and after")
+    return "Calibration and prediction sets (fitted per fold on its inner selection split)", body

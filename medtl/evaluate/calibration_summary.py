@@ -1,0 +1,91 @@
+"""What calibration and conformal sets did, from the out-of-fold rows: before/after figures with patient-bootstrap
+CIs, coverage per class and per site with Wilson intervals, set sizes, and the "refer if not a singleton" triage."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..calibration.temperature import negative_log_likelihood
+from ..tasks.metrics import brier_score, expected_calibration_error
+from .stats import patient_bootstrap_cis
+
+BOOTSTRAP = 1000
+ABSTENTION_RATES = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5)
+
+
+def wilson(successes: int, total: int) -> list[float | None]:
+    """95% Wilson interval of a proportion (``[None, None]`` for no cases)."""
+    if total == 0:
+        return [None, None]
+    from statsmodels.stats.proportion import proportion_confint
+
+    low, high = proportion_confint(successes, total, alpha=0.05, method="wilson")
+    return [float(low), float(high)]
+
+
+def _rate(hits: list[bool]) -> dict:
+    return {"n": len(hits), "rate": float(np.mean(hits)) if hits else None, "ci95": wilson(int(sum(hits)), len(hits))}
+
+
+def _scores(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
+    out = {"ece": expected_calibration_error(labels, probs), "brier": brier_score(labels, probs),
+           "nll": negative_log_likelihood(labels, probs)}
+    if probs.shape[1] == 2:  # pooled over folds: each fold's own temperature can move cases across folds
+        from sklearn.metrics import roc_auc_score
+
+        out["pooled_auc"] = float(roc_auc_score(labels, probs[:, 1])) if len(set(labels)) == 2 else float("nan")
+    return out
+
+
+def risk_coverage(labels: np.ndarray, probs: np.ndarray) -> list[dict]:
+    """Accuracy among the cases kept when the least confident (lowest top probability) are referred."""
+    order = np.argsort(-probs.max(1), kind="stable")
+    correct = (probs.argmax(1) == labels)[order]
+    out = []
+    for rate in ABSTENTION_RATES:
+        kept = max(1, int(round(len(labels) * (1 - rate))))
+        out.append({"abstention": rate, "kept": kept, "accuracy": float(correct[:kept].mean())})
+    return out
+
+
+def calibration_summary(rows: list[dict], class_names, alpha: float | None, sites: dict[str, str],
+                        seed: int = 0) -> dict:
+    """The arm's ``metrics.json["arms"][arm]["calibration"]`` block and the warnings it implies."""
+    labels = np.array([r["label_index"] for r in rows], dtype=int)
+    after = np.array([[r[f"prob_{n}"] for n in class_names] for r in rows], dtype=np.float64)
+    before = np.array([[r.get(f"raw_prob_{n}", r[f"prob_{n}"]) for n in class_names] for r in rows], dtype=np.float64)
+    patients = [r["patient_key"] for r in rows]
+    out: dict = {"n_cases": len(rows)}
+    for name, probs in (("before", before), ("after", after)):
+        cis = patient_bootstrap_cis(lambda idx, p=probs: _scores(labels[idx], p[idx]), patients, BOOTSTRAP, seed)
+        out[name] = {metric: {"value": value, "ci95": list(cis[metric])}
+                     for metric, value in _scores(labels, probs).items()}
+    out["risk_coverage"] = risk_coverage(labels, after)
+    warnings = []
+    if alpha is not None and rows and "prediction_set" in rows[0]:
+        members = [set(str(r["prediction_set"]).split("|")) if r["prediction_set"] != "" else set() for r in rows]
+        hits = [class_names[y] in m for y, m in zip(labels, members)]
+        sizes = [len(m) for m in members]
+        out["coverage"] = {"target": 1 - alpha, **_rate(hits),
+                           "per_class": {n: _rate([h for h, y in zip(hits, labels) if y == k])
+                                         for k, n in enumerate(class_names)}}
+        case_sites = [sites.get(r["case_id"], "") for r in rows]
+        if any(case_sites):
+            out["coverage"]["per_site"] = {s: _rate([h for h, c in zip(hits, case_sites) if c == s])
+                                           for s in sorted(set(case_sites))}
+        accepted = [i for i, size in enumerate(sizes) if size == 1]
+        out["sets"] = {"mean_size": float(np.mean(sizes)), "singleton_share": len(accepted) / len(rows),
+                       "empty_share": sum(s == 0 for s in sizes) / len(rows)}
+        errors = [not hits[i] for i in accepted]
+        out["triage"] = {"rule": "refer every case whose prediction set is not a single class",
+                         "referral_rate": 1 - len(accepted) / len(rows), "accepted": len(accepted),
+                         "error_among_accepted": _rate(errors)}
+        groups = [("overall", out["coverage"])] + [(f"class {n}", v) for n, v in out["coverage"]["per_class"].items()]
+        groups += [(f"site {s}", v) for s, v in out["coverage"].get("per_site", {}).items()]
+        for what, figures in groups:
+            high = figures["ci95"][1]
+            if high is not None and high < 1 - alpha:
+                warnings.append(f"conformal coverage {what}: {figures['rate']:.3f} (95% CI up to {high:.3f}) is below "
+                                f"the target {1 - alpha:.2f} beyond its uncertainty: the calibration cases were not "
+                                "exchangeable with the scored ones (another site or period?)")
+    return {"summary": out, "warnings": warnings}

@@ -1,0 +1,94 @@
+"""calibrate / conformal in a cv run (issue 29): fitted on each fold's inner selection split, never on a scored
+case; calibrated and raw probabilities and the prediction set in predictions.csv; before/after and coverage in
+metrics.json and the report."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import yaml
+from sklearn.metrics import roc_auc_score
+
+from medtl.cli import main
+from medtl.samples.sample_sets import write_radiograph_set
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cal")
+    data = write_radiograph_set(root / "data", n_patients=24, images_per_patient=2, size=40, seed=8)
+    raw = {"task": "classification", "data": {"manifest": str(data / "manifest.csv"), "dims": 2, "image_size": 40},
+           "model": {"backbone": "tiny-resnet", "pretrained": "none"},
+           "train": {"epochs": 2, "batch_size": 8, "lr": 0.003}, "cv": {"folds": 3, "bootstrap": 100},
+           "calibrate": {"method": "temperature"}, "conformal": {"alpha": 0.2}}
+    (root / "c.yaml").write_text(yaml.safe_dump(raw))
+    assert main(["cv", str(root / "c.yaml"), "--out", str(root / "run"), "--quiet"]) == 0
+    return root / "run"
+
+
+def rows_of(run):
+    with open(run / "predictions.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_predictions_hold_calibrated_and_raw_probabilities_and_the_prediction_set(run):
+    rows = rows_of(run)
+    assert {"prob_0", "prob_1", "raw_prob_0", "raw_prob_1", "prediction_set", "set_size"} <= set(rows[0])
+    assert [r["prob_1"] for r in rows] != [r["raw_prob_1"] for r in rows]  # a temperature was applied
+    for fold in {r["fold"] for r in rows}:  # within a fold (one temperature) every ranking is kept: AUC unchanged
+        mine = [r for r in rows if r["fold"] == fold]
+        labels = [int(r["label"]) for r in mine]
+        assert roc_auc_score(labels, [float(r["prob_1"]) for r in mine]) == pytest.approx(
+            roc_auc_score(labels, [float(r["raw_prob_1"]) for r in mine]), abs=1e-12)
+    assert all(int(r["set_size"]) == len([c for c in r["prediction_set"].split("|") if c]) for r in rows)
+    metrics = json.loads((run / "metrics.json").read_text())
+    labels = [int(r["label"]) for r in rows]
+    block = metrics["arms"]["scratch"]["calibration"]  # pooled over folds, before and after, both reported
+    assert block["before"]["pooled_auc"]["value"] == pytest.approx(
+        roc_auc_score(labels, [float(r["raw_prob_1"]) for r in rows]), abs=1e-9)
+    assert block["after"]["pooled_auc"]["value"] == pytest.approx(
+        metrics["arms"]["scratch"]["summary"]["auc"]["pooled"], abs=1e-6)
+
+
+def test_no_scored_case_is_ever_in_its_folds_calibration_set(run):
+    """The audit anyone can make from the run folder: the calibration set is the fold's selection role."""
+    folds = sorted((run / "arms" / "scratch").glob("repeat*_fold*"))
+    assert len(folds) == 3
+    for fold in folds:
+        images = json.loads((fold / "fold_images.json").read_text())
+        record = json.loads((fold / "done.json").read_text())["record"]
+        selection, scored = images["selection"], images["scored"]
+        assert record["calibration"]["n_cases"] == len(selection["image_hashes"]) > 0
+        assert not set(selection["patient_keys"]) & set(scored["patient_keys"])
+        assert not set(selection["image_hashes"]) & set(scored["image_hashes"])
+        assert not set(selection["patient_keys"]) & set(images["train"]["patient_keys"])
+
+
+def test_metrics_and_report_show_before_after_and_coverage(run):
+    block = json.loads((run / "metrics.json").read_text())["arms"]["scratch"]["calibration"]
+    for when in ("before", "after"):
+        assert set(block[when]) == {"ece", "brier", "nll", "pooled_auc"}
+        assert all(len(v["ci95"]) == 2 for v in block[when].values())
+    coverage = block["coverage"]
+    rows = rows_of(run)
+    covered = [r["label"] in r["prediction_set"].split("|") for r in rows]
+    assert coverage["rate"] == pytest.approx(np.mean(covered)) and coverage["target"] == pytest.approx(0.8)
+    assert set(coverage["per_class"]) == {"0", "1"}
+    assert block["triage"]["referral_rate"] == pytest.approx(np.mean([r["set_size"] != "1" for r in rows]))
+    report = (run / "report.html").read_text()
+    assert "Calibration and prediction sets" in report and "exchangeable" in report
+
+
+def test_calibration_of_a_task_without_class_probabilities_is_refused(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"task": "segmentation", "calibrate": {"method": "temperature"}}))
+    assert main(["config", str(config)]) == 2
+    assert "calibrate / conformal apply to task: classification" in capsys.readouterr().err
+
+
+def test_what_the_fits_could_not_do_is_one_line_per_arm(run):
+    """A note per fold flooded the warnings (20 lines on the demo); each arm gets one line with the fold counts."""
+    warnings = json.loads((run / "metrics.json").read_text())["warnings"]
+    assert sum("too few calibration cases" in w for w in warnings) <= 1
+    assert not any(w.startswith("scratch repeat") and "conformal" in w for w in warnings)
