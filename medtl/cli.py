@@ -132,7 +132,8 @@ def _predict_options(args: argparse.Namespace):
                           explain_layer=getattr(args, "explain_layer", None),
                           explain_task=getattr(args, "explain_task", None),
                           occlusion_size=getattr(args, "occlusion_size", 16),
-                          occlusion_overlap=getattr(args, "occlusion_overlap", 0.5))
+                          occlusion_overlap=getattr(args, "occlusion_overlap", 0.5),
+                          calibration=getattr(args, "calibration", None))
 
 
 def _predict_counts(summary: dict, export: bool) -> str:
@@ -312,7 +313,24 @@ def _run_arguments(parser: argparse.ArgumentParser, target: str, target_help: st
                         help="segmentation: no DICOM-SEG (it repeats the source's patient data and UIDs)")
     parser.add_argument("--deidentify-seg", action="store_true",
                         help="segmentation: write the DICOM-SEG de-identified (PS3.15 basic profile) for sharing")
+    parser.add_argument("--calibration", metavar="DIR",
+                        help="prediction-set thresholds `medtl calibrate` fitted for this very model (docs/calibration.md)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from .workflows.calibrate import calibrate_run
+
+    result = calibrate_run(args.run, args.manifest, args.out, _predict_options(args), arm=args.arm, fold=args.fold,
+                           alpha=args.alpha, score=args.score, by=args.by)
+    if not args.quiet:
+        sets = result["conformal"]
+        print(f"{result['model_id']}: thresholds for {1 - sets['alpha']:.0%} coverage ({sets['score']}, by "
+              f"{sets['by']}) fitted on {result['n_cases']} cases of {result['n_patients']} patients; written to "
+              f"{args.out}/calibration.json")
+        for note in result["notes"]:
+            print(f"warning: {note}")
+    return 0
 
 
 def _add_predict_commands(commands) -> None:
@@ -359,6 +377,20 @@ def _add_predict_commands(commands) -> None:
                    run_help="output folder of `medtl cv` (not an export folder: the run's record of its training "
                             "images is needed for the leakage check)")
     evaluate.set_defaults(run_command=_cmd_evaluate)
+
+    calibrate = commands.add_parser(
+        "calibrate", help="fit prediction-set thresholds for a run's ensemble on a labelled calibration manifest",
+        description="Predict MANIFEST (labelled cases new to the run) with RUN's ensemble (or --fold K), each fold "
+                    "model's temperature applied, and fit split-conformal thresholds on those outputs. Writes "
+                    "calibration.json beside the predictions; pass it to predict/evaluate/export with "
+                    "--calibration DIR.")
+    _run_arguments(calibrate, "MANIFEST", "manifest .csv with a label column (calibration cases)",
+                   run_help="output folder of `medtl cv`")
+    calibrate.add_argument("--alpha", type=float, default=None, help="1 - coverage (default: the run's conformal.alpha)")
+    calibrate.add_argument("--score", choices=["lac", "aps"], default=None, help="default: the run's conformal.score")
+    calibrate.add_argument("--by", choices=["class", "none", "site"], default=None,
+                           help="default: the run's conformal.by (class: Mondrian)")
+    calibrate.set_defaults(run_command=_cmd_calibrate)
 
     export = commands.add_parser(
         "export", help="export a run's models (ONNX or torch.export) with a parity gate and a model card",

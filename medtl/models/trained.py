@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..calibration.outputs import OutputCalibration, output_calibration
 from ..config import Config
 from ..errors import InputError
 from ..plumbing.hashing import sha256_file, sha256_text
@@ -37,6 +38,7 @@ class TrainedRun:
     class_names: list[str] | dict[str, list[str]]  # multitask: per task
     num_classes: int | dict[str, int]  # multitask: per task
     model_id: str
+    calibration: OutputCalibration | None = None  # temperatures per member, prediction sets (calibrate/conformal)
 
     @property
     def task(self) -> Task:
@@ -135,4 +137,5 @@ def load_trained_run(run_dir: str | Path, arm: str | None = None, fold: int | No
         class_names = _default_names(num_classes)
     digest = sha256_text(*(sha256_file(m.path) for m in members))[:12]
     which = members[0].name if fold is not None else f"ensemble{len(members)}"
-    return TrainedRun(rundir.root, config, arm, members, class_names, num_classes, f"{arm}:{which}:{digest}")
+    return TrainedRun(rundir.root, config, arm, members, class_names, num_classes, f"{arm}:{which}:{digest}",
+                      output_calibration(members))

@@ -113,7 +113,9 @@ def evaluate_run(run_dir: str | Path, manifest: str | Path, out: str | Path, opt
         raise InputError(f"{run_dir} is an export folder (`medtl export`); `medtl evaluate` needs the cv run folder "
                          "it came from (its record of the training images is what tells an external set from a "
                          "copy of the training data). Give the run folder, or use `medtl predict` with the export")
-    trained = load_trained_run(run_dir, arm=arm, fold=fold)
+    from .calibrate import with_calibration
+
+    trained = with_calibration(load_trained_run(run_dir, arm=arm, fold=fold), options.calibration)
     task = task_of(trained.config)
     manifest = Path(manifest)
     inputs = read_inputs(manifest, trained.task_name, targets=True, progress=options.progress,

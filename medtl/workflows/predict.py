@@ -29,6 +29,9 @@ def predict_run(run_dir: str | Path, source: str | Path, out: str | Path, option
         trained = load_export_dir(run_dir)
     else:
         trained = load_trained_run(run_dir, arm=arm, fold=fold)
+    from .calibrate import with_calibration
+
+    trained = with_calibration(trained, options.calibration)
     if trained.config.data.roi == "mask" and Path(source).is_dir():
         raise InputError(f"run {trained.path} classifies a region around each case's mask (data.roi: mask), and "
                          f"{source} is a folder without masks; predict from a manifest CSV with a mask column")

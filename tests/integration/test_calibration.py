@@ -15,6 +15,13 @@ from medtl.samples.sample_sets import write_radiograph_set
 
 
 @pytest.fixture(scope="module")
+def new_cases(tmp_path_factory):
+    """Labelled cases the run never saw (another seed: other patients, other images)."""
+    return write_radiograph_set(tmp_path_factory.mktemp("new"), n_patients=16, images_per_patient=2, size=40,
+                                seed=31) / "manifest.csv"
+
+
+@pytest.fixture(scope="module")
 def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("cal")
     data = write_radiograph_set(root / "data", n_patients=24, images_per_patient=2, size=40, seed=8)
@@ -92,3 +99,45 @@ def test_what_the_fits_could_not_do_is_one_line_per_arm(run):
     warnings = json.loads((run / "metrics.json").read_text())["warnings"]
     assert sum("too few calibration cases" in w for w in warnings) <= 1
     assert not any(w.startswith("scratch repeat") and "conformal" in w for w in warnings)
+
+
+def test_predict_with_one_fold_gives_that_folds_calibrated_probabilities_and_sets(run, tmp_path):
+    """The same fold model, the same temperature and thresholds: predict --fold K equals the cv rows of fold K."""
+    manifest = yaml.safe_load((run / "config.yaml").read_text())["data"]["manifest"]
+    assert main(["predict", str(run), manifest, "--out", str(tmp_path / "p"), "--fold", "1", "--quiet"]) == 0
+    predicted = {r["case_id"]: r for r in rows_of(tmp_path / "p")}
+    scored = [r for r in rows_of(run) if r["fold"] == "1"]
+    assert scored
+    for row in scored:
+        mine = predicted[row["case_id"]]
+        assert float(mine["prob_1"]) == pytest.approx(float(row["prob_1"]), abs=1e-5)
+        assert mine["prediction_set"] == row["prediction_set"]
+    summary = json.loads((tmp_path / "p" / "predict.json").read_text())["calibration"]
+    assert "fold model repeat0_fold1" in summary["sets_from"]
+
+
+def test_an_ensemble_has_no_sets_until_calibrated_on_new_cases(run, new_cases, tmp_path, capsys):
+    manifest = yaml.safe_load((run / "config.yaml").read_text())["data"]["manifest"]
+    assert main(["predict", str(run), manifest, "--out", str(tmp_path / "a"), "--quiet"]) == 0
+    assert "prediction_set" not in rows_of(tmp_path / "a")[0]
+    assert "medtl calibrate" in json.loads((tmp_path / "a" / "predict.json").read_text())["calibration"]["note"]
+
+    # thresholds fitted on the training images would be too small: refused, nothing to use
+    assert main(["calibrate", str(run), manifest, "--out", str(tmp_path / "bad"), "--quiet"]) == 2
+    assert "images this run trained or validated on" in capsys.readouterr().err
+    assert not (tmp_path / "bad" / "calibration.json").exists()
+
+    assert main(["calibrate", str(run), str(new_cases), "--out", str(tmp_path / "cal"), "--quiet"]) == 0
+    fitted = json.loads((tmp_path / "cal" / "calibration.json").read_text())
+    assert fitted["n_cases"] == 32 and fitted["conformal"]["by"] == "class" and fitted["conformal"]["alpha"] == 0.2
+    assert main(["predict", str(run), manifest, "--out", str(tmp_path / "b"), "--calibration", str(tmp_path / "cal"),
+                 "--quiet"]) == 0
+    thresholds = {k: (float("inf") if v is None else v) for k, v in fitted["conformal"]["thresholds"].items()}
+    for row in rows_of(tmp_path / "b"):  # LAC, per class: class k is in the set iff 1 - p_k <= its threshold
+        expected = [k for k in ("0", "1") if 1 - float(row[f"prob_{k}"]) <= thresholds[k] + 1e-6]
+        assert [c for c in row["prediction_set"].split("|") if c] == expected and int(row["set_size"]) == len(expected)
+
+    # the thresholds hold only for the model they were fitted on
+    assert main(["predict", str(run), manifest, "--out", str(tmp_path / "c"), "--fold", "0", "--calibration",
+                 str(tmp_path / "cal"), "--quiet"]) == 2
+    assert "fitted for model" in capsys.readouterr().err
