@@ -186,7 +186,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from .workflows.export import export_run
 
     result = export_run(args.run, args.out, fmt=args.format, arm=args.arm, fold=args.fold, atol=args.atol,
-                        rtol=args.rtol, max_cases=args.max_parity_cases, progress=not args.quiet)
+                        rtol=args.rtol, max_cases=args.max_parity_cases, progress=not args.quiet,
+                        calibration=args.calibration)
     parity = result.model["parity"]
     print(f"exported {len(result.model['members'])} {result.model['format']} network(s) of arm "
           f"'{result.model['arm']}' to {result.out}")
@@ -410,6 +411,8 @@ def _add_predict_commands(commands) -> None:
     export.add_argument("--rtol", type=float, default=1e-3, help="parity: relative tolerance (default 1e-3)")
     export.add_argument("--max-parity-cases", type=int, metavar="N",
                         help="check at most N validation cases per fold (default: all)")
+    export.add_argument("--calibration", metavar="DIR",
+                        help="an ensemble's prediction-set thresholds from `medtl calibrate` (into model.json)")
     export.add_argument("--quiet", action="store_true", help="no progress bar")
     export.set_defaults(run_command=_cmd_export)
 

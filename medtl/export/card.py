@@ -118,6 +118,8 @@ def card_sections(rundir: RunDir, trained, spec, model_json: dict, weight_licenc
             f"Calibration: Brier {_number(result['summary']['brier']['pooled'])}, expected calibration error "
             f"{_number(result['summary']['ece']['pooled'])} (10 bins); see the run's report for the reliability plot.")
     sections.append(performance)
+    if model_json.get("calibration"):
+        sections.append(_calibration_section(model_json["calibration"], result.get("calibration")))
 
     caveats = [w for w in metrics.get("warnings", [])]
     sections.append(Section("Known failure modes and caveats", [f"- {w}" for w in caveats] or
@@ -132,6 +134,41 @@ def card_sections(rundir: RunDir, trained, spec, model_json: dict, weight_licenc
         f"{', '.join(f'{k} {v}' for k, v in packages.items())}; device {env.get('device', '–')}, seed "
         f"{env.get('seed', '–')}, data sha256 {env.get('data', {}).get('sha256', '–')[:16]}."]))
     return sections
+
+
+def _calibration_section(entry: dict, measured: dict | None) -> Section:
+    """What the exported probabilities and prediction sets are, the guarantee, its assumptions, and the coverage
+    the run measured (out-of-fold, per class and per site)."""
+    temperatures = ", ".join(f"{t:.3f}" for t in entry["temperatures_in_network"])
+    paragraphs = [f"The networks' logits are divided by their calibration temperatures ({temperatures}; fitted on "
+                  "each fold's inner selection split, never on scored cases), so a softmax gives calibrated "
+                  "probabilities."]
+    sets = entry.get("sets")
+    if sets:
+        paragraphs.append(
+            f"Prediction sets (model.json calibration.sets, score {sets['score']}, by {sets['by']}) hold the true class "
+            f"with probability at least {1 - sets['alpha']:.2f}"
+            + (" for every class (class-conditional)" if sets["by"] == "class" else "")
+            + f", thresholds from {entry['sets_from']}. The guarantee assumes the cases are exchangeable with the "
+            "calibration cases: a new site, scanner, protocol or period breaks it; check the coverage on your own "
+            "labelled cases (`medtl evaluate`).")
+    elif entry.get("note"):
+        paragraphs.append(entry["note"])
+    section = Section("Calibration and prediction sets", paragraphs)
+    if measured:
+        section.tables.append((["", "ECE", "Brier", "NLL"], [[when, measured[when]["ece"]["value"],
+                                                              measured[when]["brier"]["value"],
+                                                              measured[when]["nll"]["value"]]
+                                                             for when in ("before", "after")]))
+        coverage = measured.get("coverage")
+        if coverage:
+            rows = [["overall", coverage["n"], coverage["rate"], *coverage["ci95"]]]
+            rows += [[f"class {k}", v["n"], v["rate"], *v["ci95"]] for k, v in coverage["per_class"].items()]
+            rows += [[f"site {k}", v["n"], v["rate"], *v["ci95"]] for k, v in coverage.get("per_site", {}).items()]
+            section.paragraphs.append(f"Coverage measured out-of-fold in the run (each fold's own sets; target "
+                                      f"{coverage['target']:.2f}):")
+            section.tables.append((["coverage of", "cases", "covered", "CI low", "CI high"], rows))
+    return section
 
 
 def render_markdown(title: str, sections: list[Section]) -> str:

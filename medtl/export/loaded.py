@@ -94,4 +94,19 @@ def load_export_dir(path: str | Path) -> ExportedRun:
         _dry_run(file, spec)
         members.append(Member(entry.name, entry.repeat, entry.fold, file, {}, {}))
     return ExportedRun(path, spec.config(), manifest.arm, members, spec.class_names, len(spec.class_names),
-                       manifest.model_id)
+                       manifest.model_id, _calibration(manifest))
+
+
+def _calibration(manifest: ExportManifest):
+    """The export's prediction sets; its temperatures are inside the networks already (so 1.0 here)."""
+    from ..calibration.conformal import ConformalSets
+    from ..calibration.outputs import OutputCalibration
+
+    entry = manifest.calibration
+    if entry is None:
+        return None
+    try:
+        sets = None if entry.get("sets") is None else ConformalSets.from_dict(entry["sets"])
+    except (KeyError, TypeError, ValueError):
+        raise InputError("model.json: its calibration.sets are not readable; export again") from None
+    return OutputCalibration([1.0] * len(manifest.members), sets, entry.get("sets_from", ""), entry.get("note"))

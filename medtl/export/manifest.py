@@ -58,6 +58,7 @@ class ExportManifest(BaseModel):
     metrics: dict[str, Any]
     primary_metric: str
     parity: dict[str, Any]
+    calibration: dict[str, Any] | None = None  # temperatures already in the networks; prediction-set thresholds
 
     @field_validator("class_names")
     @classmethod
@@ -72,15 +73,20 @@ class ExportManifest(BaseModel):
             raise ValueError("two members name the same file")
         if self.ensemble != (len(self.members) > 1):
             raise ValueError(f"ensemble is {self.ensemble} but there are {len(self.members)} member(s)")
-        if self.model_id != export_model_id(self.arm, self.preprocessing_sha256, [m.sha256 for m in self.members]):
-            raise ValueError("model_id does not match the pinned hashes of preprocessing.json and the networks")
+        if self.model_id != export_model_id(self.arm, self.preprocessing_sha256, [m.sha256 for m in self.members],
+                                            self.calibration):
+            raise ValueError("model_id does not match the pinned hashes of preprocessing.json and the networks (and "
+                             "the calibration)")
         return self
 
 
-def export_model_id(arm: str, preprocessing_sha256: str, network_sha256s: list[str]) -> str:
-    """The id of an export: its arm, member count and a digest of every file that decides its answers."""
+def export_model_id(arm: str, preprocessing_sha256: str, network_sha256s: list[str],
+                    calibration: dict | None = None) -> str:
+    """The id of an export: its arm, member count and a digest of every file that decides its answers (and of its
+    prediction-set thresholds, which decide the sets)."""
     which = f"ensemble{len(network_sha256s)}" if len(network_sha256s) > 1 else "single"
-    return f"{arm}:export-{which}:{sha256_text(preprocessing_sha256, *network_sha256s)[:12]}"
+    extra = [json.dumps(calibration, sort_keys=True)] if calibration is not None else []
+    return f"{arm}:export-{which}:{sha256_text(preprocessing_sha256, *network_sha256s, *extra)[:12]}"
 
 
 def one_line(error: ValidationError) -> str:

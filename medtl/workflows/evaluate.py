@@ -96,6 +96,22 @@ def _task_summaries(trained, fold_records: list[dict], rows: list[dict]) -> dict
     return out
 
 
+def _external_calibration(metrics: dict, trained, records: list[dict], rows: list[dict], site_of: dict,
+                          warnings: list[str]) -> None:
+    """The calibrated model on the external set: ECE/Brier/NLL, and with prediction sets their coverage per class
+    and per site (the check of whether the guarantee transfers to this set)."""
+    from ..evaluate.calibration_summary import calibration_summary
+
+    sets = {r["key"]: "|".join(r["prediction_set"]) for r in records if "prediction_set" in r}
+    scored = [{**row, **({"prediction_set": sets[row["case_id"]]} if row["case_id"] in sets else {})}
+              for row in rows]
+    alpha = trained.calibration.sets.alpha if trained.calibration.sets is not None else None
+    block = calibration_summary(scored, trained.class_names, alpha, site_of, trained.config.train.seed)
+    block["summary"].pop("before")  # the outputs here are calibrated already; the run's report has the before
+    metrics["calibration"] = {**block["summary"], "source": trained.calibration.to_dict()}
+    warnings += block["warnings"]
+
+
 def evaluate_run(run_dir: str | Path, manifest: str | Path, out: str | Path, options, arm: str | None = None,
                  fold: int | None = None) -> ExternalResult:
     """Predict ``manifest`` with the run's models into ``out`` and write metrics.json and report.html."""
@@ -184,6 +200,8 @@ def evaluate_run(run_dir: str | Path, manifest: str | Path, out: str | Path, opt
                                                                    config.cv.bootstrap, config.train.seed)},
                             "comparisons": [], "shift_check": [],
                             "shift_check_note": "not computed for external validation"}
+    if trained.calibration is not None and not task.is_composite:
+        _external_calibration(metrics, trained, records, rows, site_of, warnings)
     out = Path(out)
     write_json(PredictDir(out).metrics, metrics)
     result = ExternalResult(out, metrics, rows, member_rows, trained.class_names, warnings)

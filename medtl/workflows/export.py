@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from .._version import __version__
+from ..calibration.scaled import TemperatureScaled
 from ..data.dataset import prepare_cases
 from ..data.manifest import Manifest, read_config_manifest
 from ..errors import InputError, MedtlError
@@ -68,6 +69,13 @@ def build_spec(trained: TrainedRun) -> PreprocessingSpec:
                 "through the two index-to-world affines, as medtl predict writes masks." if dense else
                 "Classification: softmax over classes, mean over members; one probability per class in "
                 "class_names order.")
+    if trained.calibration is not None:
+        geometry += (" The logits are already divided by each member's calibration temperature (model.json "
+                     "calibration.temperatures_in_network)." + (
+                         " A prediction set (model.json calibration.sets) holds class k when its score (lac: "
+                         "1 - p_k; aps: the summed probability of the classes ranked at or above k) is at most the "
+                         "threshold of class k (by: class) or the one threshold (by: none)."
+                         if trained.calibration.sets is not None else ""))
     return PreprocessingSpec(task=trained.task_name, class_names=trained.class_names, data=data,
                              steps=describe_steps(config.data, dense),
                              normalisation={"subtrahend": 0.449, "divisor": 0.226},
@@ -108,6 +116,15 @@ def _starting_weights_licence(trained: TrainedRun) -> str:
 
 
 
+def _calibration_entry(trained: TrainedRun) -> dict | None:
+    """``model.json["calibration"]``: the temperatures already inside the networks, and the prediction sets."""
+    if trained.calibration is None:
+        return None
+    entry = trained.calibration.to_dict()
+    entry["temperatures_in_network"] = entry.pop("temperatures")
+    return entry
+
+
 def _previous_export(out: Path) -> list[str]:
     """The files of an earlier export in ``out`` (to be replaced); any other content is refused."""
     if not out.exists():
@@ -127,12 +144,18 @@ def _previous_export(out: Path) -> list[str]:
 
 def export_run(run_dir: str | Path, out: str | Path, fmt: str = "onnx", arm: str | None = None,
                fold: int | None = None, atol: float = 1e-4, rtol: float = 1e-3, max_cases: int | None = None,
-               progress: bool = True) -> ExportResult:
-    """Export ``arm``'s fold models (all: an ensemble, or one ``fold``) of a finished run into ``out``."""
+               progress: bool = True, calibration: str | Path | None = None) -> ExportResult:
+    """Export ``arm``'s fold models (all: an ensemble, or one ``fold``) of a finished run into ``out``.
+
+    A calibrated run's temperatures are written into the networks (logits divided by them), and its
+    prediction-set thresholds (one fold's, or an ensemble's from ``medtl calibrate``: ``calibration``)
+    into ``model.json``."""
+    from .calibrate import with_calibration
+
     check_output_folder(out, "export")
     if fmt not in FORMATS:
         raise InputError(f"--format {fmt}: use one of {', '.join(FORMATS)}")
-    trained = load_trained_run(run_dir, arm=arm, fold=fold)
+    trained = with_calibration(load_trained_run(run_dir, arm=arm, fold=fold), calibration)
     if trained.task.is_composite:
         raise InputError(f"arm '{trained.arm}' is a task: multitask model (its heads return one output per task); "
                          "export handles task: classification and segmentation runs so far: predict with the run "
@@ -150,6 +173,8 @@ def export_run(run_dir: str | Path, out: str | Path, fmt: str = "onnx", arm: str
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     models = trained.build_models(torch.device("cpu"))
+    if trained.calibration is not None:  # calibrated logits out of the network itself: nothing for a runner to forget
+        models = [TemperatureScaled(m, t) for m, t in zip(models, trained.calibration.temperatures)]
     example = torch.randn(2, 1, *_input_shape(trained))
     members, parity = [], Parity(atol, rtol)
     try:
@@ -184,12 +209,14 @@ def export_run(run_dir: str | Path, out: str | Path, fmt: str = "onnx", arm: str
     model_json = {"version": MANIFEST_VERSION, "medtl_version": __version__,
                   "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                   "format": fmt, "opset": OPSET if fmt == "onnx" else None,
-                  "model_id": export_model_id(trained.arm, spec_sha256, [m["sha256"] for m in members]),
+                  "model_id": export_model_id(trained.arm, spec_sha256, [m["sha256"] for m in members],
+                                              _calibration_entry(trained)),
                   "run_model_id": trained.model_id, "arm": trained.arm, "task": trained.task_name, "class_names": trained.class_names,
                   "folds": [m["name"] for m in members], "ensemble": len(members) > 1, "members": members,
                   "data_sha256": env.get("data", {}).get("sha256"), "run_config_sha256": trained.config_sha256(),
                   "metrics": metrics["arms"][trained.arm]["summary"], "primary_metric": metrics["primary_metric"],
-                  "preprocessing_sha256": spec_sha256, "parity": parity.summary()}
+                  "preprocessing_sha256": spec_sha256, "parity": parity.summary(),
+                  "calibration": _calibration_entry(trained)}
     model_json = ExportManifest.model_validate(model_json).model_dump(mode="json")  # what predict will accept
     write_json(ExportDir(staging).model_json, model_json)
     sections = card_sections(rundir, trained, spec, model_json, _starting_weights_licence(trained))

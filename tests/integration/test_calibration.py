@@ -137,7 +137,47 @@ def test_an_ensemble_has_no_sets_until_calibrated_on_new_cases(run, new_cases, t
         expected = [k for k in ("0", "1") if 1 - float(row[f"prob_{k}"]) <= thresholds[k] + 1e-6]
         assert [c for c in row["prediction_set"].split("|") if c] == expected and int(row["set_size"]) == len(expected)
 
+    # external validation of the calibrated ensemble: the coverage on cases the sets were not fitted on
+    other = write_radiograph_set(tmp_path / "other", n_patients=10, images_per_patient=2, size=40, seed=57)
+    assert main(["evaluate", str(run), str(other / "manifest.csv"), "--out", str(tmp_path / "ev"), "--calibration",
+                 str(tmp_path / "cal"), "--quiet"]) == 0
+    external = json.loads((tmp_path / "ev" / "metrics.json").read_text())["calibration"]
+    evaluated = rows_of(tmp_path / "ev")
+    assert external["coverage"]["n"] == len(evaluated) == 20 and "before" not in external
+    assert external["coverage"]["rate"] == pytest.approx(np.mean([r["label"] in r["prediction_set"].split("|")
+                                                                  for r in evaluated]))
+
     # the thresholds hold only for the model they were fitted on
     assert main(["predict", str(run), manifest, "--out", str(tmp_path / "c"), "--fold", "0", "--calibration",
                  str(tmp_path / "cal"), "--quiet"]) == 2
     assert "fitted for model" in capsys.readouterr().err
+
+
+def test_an_export_carries_the_calibration_and_predicts_as_the_run_does(run, new_cases, tmp_path):
+    """Temperatures inside the ONNX networks (the parity gate covers them), thresholds in model.json; predict on
+    the export equals predict on the run with the same calibration; the card states the guarantee."""
+    manifest = yaml.safe_load((run / "config.yaml").read_text())["data"]["manifest"]
+    assert main(["calibrate", str(run), str(new_cases), "--out", str(tmp_path / "cal"), "--quiet"]) == 0
+    assert main(["export", str(run), "--out", str(tmp_path / "x"), "--calibration", str(tmp_path / "cal"),
+                 "--quiet"]) == 0
+    model = json.loads((tmp_path / "x" / "model.json").read_text())
+    assert model["parity"]["passed"] and len(model["calibration"]["temperatures_in_network"]) == 3
+    assert model["calibration"]["sets"]["alpha"] == 0.2
+    assert main(["predict", str(tmp_path / "x"), manifest, "--out", str(tmp_path / "e"), "--quiet"]) == 0
+    assert main(["predict", str(run), manifest, "--out", str(tmp_path / "r"), "--calibration", str(tmp_path / "cal"),
+                 "--quiet"]) == 0
+    exported, direct = rows_of(tmp_path / "e"), rows_of(tmp_path / "r")
+    assert [r["case_id"] for r in exported] == [r["case_id"] for r in direct]
+    for a, b in zip(exported, direct):
+        assert float(a["prob_1"]) == pytest.approx(float(b["prob_1"]), abs=1e-5)
+        assert a["prediction_set"] == b["prediction_set"]
+    card = (tmp_path / "x" / "model_card.md").read_text()
+    assert "Calibration and prediction sets" in card and "exchangeable" in card and "a new site" in card
+    assert "Coverage measured out-of-fold" in card
+    spec = json.loads((tmp_path / "x" / "preprocessing.json").read_text())
+    assert "calibration temperature" in spec["output_geometry"]
+    # the thresholds decide the sets: the model id covers them, so an edit is refused
+    model["calibration"]["sets"]["thresholds"]["1"] = 0.99
+    (tmp_path / "x" / "model.json").write_text(json.dumps(model))
+    assert main(["predict", str(tmp_path / "x"), manifest, "--out", str(tmp_path / "t"), "--quiet"]) == 2
+    assert not (tmp_path / "t").exists()

@@ -234,7 +234,7 @@ def _repin(folder):
     for member in model["members"]:
         member["sha256"] = sha256_file(folder / member["file"])
     model["model_id"] = export_model_id(model["arm"], model["preprocessing_sha256"],
-                                        [m["sha256"] for m in model["members"]])
+                                        [m["sha256"] for m in model["members"]], model.get("calibration"))
     (folder / "model.json").write_text(json.dumps(model))
 
 
