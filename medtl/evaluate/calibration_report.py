@@ -45,10 +45,11 @@ def calibration_section(metrics: dict, arm_rows: dict[str, list[dict]], class_na
                      f"empty sets {block['sets']['empty_share']:.1%}.</p>")
             body += html_table(["coverage of", "cases", "covered", "95% CI low", "95% CI high"], _coverage_rows(block))
             triage = block["triage"]
-            errors = triage["error_among_accepted"]
-            body += (f"<p>Triage ({triage['rule']}): referral rate {triage['referral_rate']:.1%}; error among the "
-                     f"{triage['accepted']} accepted cases {errors['rate'] if errors['rate'] is not None else 'n/a'}"
-                     f" (95% CI {errors['ci95'][0]}–{errors['ci95'][1]}).</p>")
+            groups = [("all", triage), *((f"site {s}", t) for s, t in triage.get("per_site", {}).items())]
+            body += f"<p>Triage: {triage['rule']}.</p>" + html_table(
+                ["cases", "n", "referred", "accepted", "error among accepted", "95% CI low", "95% CI high"],
+                [[name, t["cases"], t["referral_rate"], t["accepted"], t["error_among_accepted"]["rate"],
+                  *t["error_among_accepted"]["ci95"]] for name, t in groups])
         body += html_table(["share referred (least confident)", "cases kept", "accuracy of the kept"],
                            [[p["abstention"], p["kept"], p["accuracy"]] for p in block["risk_coverage"]])
         rows = arm_rows[arm]
@@ -59,4 +60,6 @@ def calibration_section(metrics: dict, arm_rows: dict[str, list[dict]], class_na
         body = f"<p>{GUARANTEE}</p>" + body
     body = f"<p>{POOLING}</p>" + body
     body += html_image(figures.calibration_figure(shown, list(class_names)), "calibration before and after")
+    curves = {arm: r["calibration"]["risk_coverage"] for arm, r in metrics["arms"].items() if r.get("calibration")}
+    body += html_image(figures.risk_coverage_figure(curves), "risk-coverage")
     return "Calibration and prediction sets (fitted per fold on its inner selection split)", body

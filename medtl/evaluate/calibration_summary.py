@@ -10,7 +10,7 @@ from ..tasks.metrics import brier_score, expected_calibration_error
 from .stats import patient_bootstrap_cis
 
 BOOTSTRAP = 1000
-ABSTENTION_RATES = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5)
+ABSTENTION_RATES = tuple(round(0.05 * k, 2) for k in range(11))  # 0, 5, ..., 50% of the cases referred
 
 
 def wilson(successes: int, total: int) -> list[float | None]:
@@ -48,6 +48,14 @@ def risk_coverage(labels: np.ndarray, probs: np.ndarray) -> list[dict]:
     return out
 
 
+def _triage(hits: list[bool], sizes: list[int], cases: list[int]) -> dict:
+    """"Refer every case whose set is not a single class" on ``cases``: referral rate, error among the accepted."""
+    accepted = [i for i in cases if sizes[i] == 1]
+    return {"rule": "refer every case whose prediction set is not a single class", "cases": len(cases),
+            "referral_rate": 1 - len(accepted) / len(cases) if cases else None, "accepted": len(accepted),
+            "error_among_accepted": _rate([not hits[i] for i in accepted])}
+
+
 def calibration_summary(rows: list[dict], class_names, alpha: float | None, sites: dict[str, str],
                         seed: int = 0) -> dict:
     """The arm's ``metrics.json["arms"][arm]["calibration"]`` block and the warnings it implies."""
@@ -76,10 +84,10 @@ def calibration_summary(rows: list[dict], class_names, alpha: float | None, site
         accepted = [i for i, size in enumerate(sizes) if size == 1]
         out["sets"] = {"mean_size": float(np.mean(sizes)), "singleton_share": len(accepted) / len(rows),
                        "empty_share": sum(s == 0 for s in sizes) / len(rows)}
-        errors = [not hits[i] for i in accepted]
-        out["triage"] = {"rule": "refer every case whose prediction set is not a single class",
-                         "referral_rate": 1 - len(accepted) / len(rows), "accepted": len(accepted),
-                         "error_among_accepted": _rate(errors)}
+        out["triage"] = _triage(hits, sizes, list(range(len(rows))))
+        if any(case_sites):
+            out["triage"]["per_site"] = {s: _triage(hits, sizes, [i for i, c in enumerate(case_sites) if c == s])
+                                         for s in sorted(set(case_sites))}
         groups = [("overall", out["coverage"])] + [(f"class {n}", v) for n, v in out["coverage"]["per_class"].items()]
         groups += [(f"site {s}", v) for s, v in out["coverage"].get("per_site", {}).items()]
         for what, figures in groups:

@@ -122,6 +122,18 @@ def calibration_figure(arm_rows: dict[str, list[dict]], class_names: list[str]) 
     return _png(fig)
 
 
+def risk_coverage_figure(curves: dict[str, list[dict]]) -> str:
+    """Accuracy of the cases kept against the share referred (least confident first), one line per arm."""
+    fig, axes = _figure()
+    ax = axes[0][0]
+    for arm, points in curves.items():
+        ax.plot([p["abstention"] for p in points], [p["accuracy"] for p in points], marker="o", label=arm)
+    ax.set(title="Selective prediction: refer the least confident", xlabel="share of cases referred",
+           ylabel="accuracy of the cases kept")
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
 def confusion_figure(matrix: np.ndarray, class_names: list[str], arm: str) -> str:
     """Confusion matrix heat map (rows truth, columns prediction) as base64 PNG."""
     size = 3.5 + 0.5 * len(class_names)

@@ -83,8 +83,12 @@ def test_metrics_and_report_show_before_after_and_coverage(run):
     assert coverage["rate"] == pytest.approx(np.mean(covered)) and coverage["target"] == pytest.approx(0.8)
     assert set(coverage["per_class"]) == {"0", "1"}
     assert block["triage"]["referral_rate"] == pytest.approx(np.mean([r["set_size"] != "1" for r in rows]))
+    accepted = [r for r in rows if r["set_size"] == "1"]
+    assert block["triage"]["error_among_accepted"]["rate"] == (
+        pytest.approx(np.mean([r["label"] != r["prediction_set"] for r in accepted])) if accepted else None)
+    assert [p["abstention"] for p in block["risk_coverage"]] == pytest.approx([0.05 * k for k in range(11)])
     report = (run / "report.html").read_text()
-    assert "Calibration and prediction sets" in report and "exchangeable" in report
+    assert "Calibration and prediction sets" in report and "exchangeable" in report and "risk-coverage" in report
 
 
 def test_calibration_of_a_task_without_class_probabilities_is_refused(tmp_path, capsys):
