@@ -5,7 +5,7 @@ from __future__ import annotations
 from ._version import __version__
 
 __all__ = ["__version__", "MedtlError", "Volume", "load_volume", "load_volumes", "load_config", "scan_export", "create_model",
-           "run_cv", "cross_validate", "RunDir", "get_task", "predict_run", "evaluate_run", "export_run",
+           "run_cv", "cross_validate", "RunDir", "get_task", "predict_run", "evaluate_run", "export_run", "calibrate_run",
            "PredictOptions"]
 
 
@@ -18,6 +18,7 @@ _LAZY = {  # public name -> (module, attribute), imported on first use so that `
     "predict_run": ("medtl.workflows.predict", "predict_run"),
     "evaluate_run": ("medtl.workflows.evaluate", "evaluate_run"),
     "export_run": ("medtl.workflows.export", "export_run"),
+    "calibrate_run": ("medtl.workflows.calibrate", "calibrate_run"),
     "PredictOptions": ("medtl.predict.engine", "PredictOptions"), "scan_export": ("medtl.io.scan", "scan_export"),
 }
 

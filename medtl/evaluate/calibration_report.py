@@ -6,6 +6,8 @@ from __future__ import annotations
 from ..plumbing.html import html_image, html_table
 from . import figures
 
+LABELS = {"ece": "ECE (10 equal-width bins)", "ece_equal_mass": "ECE (10 equal-mass bins)", "brier": "Brier",
+          "nll": "NLL", "pooled_auc": "pooled AUC"}
 POOLING = ("Each fold has its own temperature, so a fold's AUC is unchanged, but the pooled out-of-fold AUC "
            "(cases of all folds ranked together) can move: both are shown.")
 GUARANTEE = ("Prediction sets hold the true class with probability at least 1 - alpha for every class (Mondrian) "
@@ -34,11 +36,15 @@ def calibration_section(metrics: dict, arm_rows: dict[str, list[dict]], class_na
         block = result.get("calibration")
         if not block:
             continue
-        names = [n for n in ("ece", "brier", "nll", "pooled_auc") if n in block["before"]]
-        header = [""] + [h for n in names for h in (n.replace("_", " ").upper() if n != "pooled_auc" else
-                                                    "pooled AUC", "95% CI", "")]
+        names = [n for n in ("ece", "ece_equal_mass", "brier", "nll", "pooled_auc") if n in block["before"]]
+        header = [""] + [h for n in names for h in (LABELS[n], "95% CI", "")]
         body += f"<h3>{arm}</h3>" + html_table(header, [[when, *[v for n in names for v in _ci(block[when][n])]]
                                                         for when in ("before", "after")])
+        if block.get("per_site"):
+            body += "<p>Per site (patients resampled within the site):</p>" + html_table(
+                ["site", "cases", "", "ECE (equal mass)", "95% CI", "", "Brier", "95% CI", "", "NLL", "95% CI", ""],
+                [[site, v["n_cases"], when, *_ci(v[when]["ece_equal_mass"]), *_ci(v[when]["brier"]),
+                  *_ci(v[when]["nll"])] for site, v in block["per_site"].items() for when in ("before", "after")])
         if "coverage" in block:
             body += (f"<p>Target coverage {block['coverage']['target']:.2f}; mean set size "
                      f"{block['sets']['mean_size']:.2f}, single-class sets {block['sets']['singleton_share']:.1%}, "

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..calibration.temperature import negative_log_likelihood
-from ..tasks.metrics import brier_score, expected_calibration_error
+from ..tasks.metrics import brier_score, equal_mass_calibration_error, expected_calibration_error
 from .stats import patient_bootstrap_cis
 
 BOOTSTRAP = 1000
@@ -28,8 +28,8 @@ def _rate(hits: list[bool]) -> dict:
 
 
 def _scores(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
-    out = {"ece": expected_calibration_error(labels, probs), "brier": brier_score(labels, probs),
-           "nll": negative_log_likelihood(labels, probs)}
+    out = {"ece": expected_calibration_error(labels, probs), "ece_equal_mass": equal_mass_calibration_error(labels, probs),
+           "brier": brier_score(labels, probs), "nll": negative_log_likelihood(labels, probs)}
     if probs.shape[1] == 2:  # pooled over folds: each fold's own temperature can move cases across folds
         from sklearn.metrics import roc_auc_score
 
@@ -69,6 +69,17 @@ def calibration_summary(rows: list[dict], class_names, alpha: float | None, site
         out[name] = {metric: {"value": value, "ci95": list(cis[metric])}
                      for metric, value in _scores(labels, probs).items()}
     out["risk_coverage"] = risk_coverage(labels, after)
+    case_sites = [sites.get(r["case_id"], "") for r in rows]
+    if any(case_sites):  # each site's before and after, patients resampled within the site
+        out["per_site"] = {}
+        for site in sorted(set(case_sites)):
+            idx = np.array([i for i, c in enumerate(case_sites) if c == site])
+            out["per_site"][site] = {"n_cases": int(len(idx))}
+            for name, probs in (("before", before), ("after", after)):
+                cis = patient_bootstrap_cis(lambda sub, p=probs[idx], y=labels[idx]: _scores(y[sub], p[sub]),
+                                            [patients[i] for i in idx], BOOTSTRAP, seed)
+                out["per_site"][site][name] = {metric: {"value": value, "ci95": list(cis[metric])}
+                                               for metric, value in _scores(labels[idx], probs[idx]).items()}
     warnings = []
     if alpha is not None and rows and "prediction_set" in rows[0]:
         members = [set(str(r["prediction_set"]).split("|")) if r["prediction_set"] != "" else set() for r in rows]
@@ -77,7 +88,6 @@ def calibration_summary(rows: list[dict], class_names, alpha: float | None, site
         out["coverage"] = {"target": 1 - alpha, **_rate(hits),
                            "per_class": {n: _rate([h for h, y in zip(hits, labels) if y == k])
                                          for k, n in enumerate(class_names)}}
-        case_sites = [sites.get(r["case_id"], "") for r in rows]
         if any(case_sites):
             out["coverage"]["per_site"] = {s: _rate([h for h, c in zip(hits, case_sites) if c == s])
                                            for s in sorted(set(case_sites))}

@@ -94,6 +94,19 @@ def calibration_bins(labels: np.ndarray, probabilities: np.ndarray, bins: int = 
     return tuple(np.array(column) for column in zip(*rows)) if rows else (np.array([]),) * 3
 
 
+def equal_mass_calibration_error(labels: np.ndarray, probabilities: np.ndarray, bins: int = ECE_BINS) -> float:
+    """ECE over ``bins`` bins holding (nearly) equal numbers of cases, sorted by the score ``calibration_bins``
+    uses: unlike equal-width bins, no bin is nearly empty when the scores crowd at one end."""
+    labels, probabilities = np.asarray(labels), np.asarray(probabilities, dtype=float)
+    if probabilities.shape[1] == 2:
+        score, hit = probabilities[:, 1], labels == 1
+    else:
+        score, hit = probabilities.max(1), probabilities.argmax(1) == labels
+    order = np.argsort(score, kind="stable")
+    groups = [g for g in np.array_split(order, min(bins, len(order))) if len(g)]
+    return float(sum(len(g) * abs(hit[g].mean() - score[g].mean()) for g in groups) / max(1, len(order)))
+
+
 def expected_calibration_error(labels: np.ndarray, probabilities: np.ndarray, bins: int = ECE_BINS) -> float:
     """Count-weighted mean |observed - predicted| over the equal-width bins."""
     predicted, observed, counts = calibration_bins(labels, probabilities, bins)

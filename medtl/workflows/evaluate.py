@@ -108,6 +108,8 @@ def _external_calibration(metrics: dict, trained, records: list[dict], rows: lis
     alpha = trained.calibration.sets.alpha if trained.calibration.sets is not None else None
     block = calibration_summary(scored, trained.class_names, alpha, site_of, trained.config.train.seed)
     block["summary"].pop("before")  # the outputs here are calibrated already; the run's report has the before
+    for site in block["summary"].get("per_site", {}).values():
+        site.pop("before")
     metrics["calibration"] = {**block["summary"], "source": trained.calibration.to_dict()}
     warnings += block["warnings"]
 

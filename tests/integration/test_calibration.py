@@ -75,7 +75,7 @@ def test_no_scored_case_is_ever_in_its_folds_calibration_set(run):
 def test_metrics_and_report_show_before_after_and_coverage(run):
     block = json.loads((run / "metrics.json").read_text())["arms"]["scratch"]["calibration"]
     for when in ("before", "after"):
-        assert set(block[when]) == {"ece", "brier", "nll", "pooled_auc"}
+        assert set(block[when]) == {"ece", "ece_equal_mass", "brier", "nll", "pooled_auc"}
         assert all(len(v["ci95"]) == 2 for v in block[when].values())
     coverage = block["coverage"]
     rows = rows_of(run)

@@ -26,3 +26,26 @@ def test_a_site_covered_below_the_target_beyond_its_interval_is_warned_and_triag
     assert not any("site a" in w for w in block["warnings"])
     triage = block["summary"]["triage"]["per_site"]
     assert triage["b"]["error_among_accepted"]["rate"] == pytest.approx(0.4) and triage["a"]["referral_rate"] == 0
+
+
+def test_equal_mass_ece_bins_hold_equal_numbers_of_cases():
+    """Issue 29 asks for ECE over equal-mass bins: scores crowded near 0.9 leave most equal-width bins empty."""
+    import numpy as np
+
+    from medtl.tasks.metrics import equal_mass_calibration_error
+
+    rng = np.random.default_rng(0)
+    p = np.clip(rng.normal(0.9, 0.03, 1000), 0, 1)
+    labels = (rng.random(1000) < p).astype(int)  # calibrated by construction
+    probs = np.stack([1 - p, p], 1)
+    assert equal_mass_calibration_error(labels, probs) < 0.03
+    shifted = np.stack([1 - p * 0.8, p * 0.8], 1)  # every probability 20% too low
+    assert equal_mass_calibration_error(labels, shifted) == pytest.approx(np.mean(labels) - np.mean(p * 0.8), abs=0.02)
+
+
+def test_each_site_has_its_own_before_and_after():
+    data = rows("a", 20, 18) + rows("b", 20, 12)
+    sites = {r["case_id"]: r["case_id"][0] for r in data}
+    per_site = calibration_summary(data, ["0", "1"], 0.1, sites)["summary"]["per_site"]
+    assert set(per_site) == {"a", "b"} and per_site["a"]["n_cases"] == 20
+    assert set(per_site["b"]["after"]) >= {"ece_equal_mass", "brier", "nll"}
