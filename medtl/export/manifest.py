@@ -10,15 +10,24 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
 
 from ..errors import InputError
 from ..plumbing.hashing import sha256_text
 
 MANIFEST_VERSION = 1
 SHA256 = r"^[0-9a-f]{64}$"
+
+
+def _distinct(names: list[str]) -> list[str]:
+    if len(set(names)) != len(names):
+        raise ValueError(f"class names repeat: {names}")
+    return names
+
+
+ClassNames = Annotated[list[str], Field(min_length=2), AfterValidator(_distinct)]  # in the network's output order
 
 
 class ExportMember(BaseModel):
@@ -48,7 +57,7 @@ class ExportManifest(BaseModel):
     run_model_id: str
     arm: str
     task: Literal["classification", "segmentation"]
-    class_names: list[str] = Field(min_length=2)
+    class_names: ClassNames
     folds: list[str]
     ensemble: bool
     members: list[ExportMember] = Field(min_length=1)
@@ -59,13 +68,6 @@ class ExportManifest(BaseModel):
     primary_metric: str
     parity: dict[str, Any]
     calibration: dict[str, Any] | None = None  # temperatures already in the networks; prediction-set thresholds
-
-    @field_validator("class_names")
-    @classmethod
-    def _distinct(cls, names: list[str]) -> list[str]:
-        if len(set(names)) != len(names):
-            raise ValueError(f"class names repeat: {names}")
-        return names
 
     @model_validator(mode="after")
     def _consistent(self) -> ExportManifest:

@@ -10,11 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
 
 from ..config import Config, DataConfig, load_config
 from ..errors import InputError, MedtlError
-from .manifest import one_line, read_json_object
+from .manifest import ClassNames, one_line, read_json_object
 
 SPEC_VERSION = 1
 
@@ -41,7 +41,7 @@ class PreprocessingSpec(BaseModel):
     schema_name: Literal["medtl-preprocessing"] = "medtl-preprocessing"
     version: StrictInt = SPEC_VERSION
     task: Literal["classification", "segmentation"]
-    class_names: list[str] = Field(min_length=2)
+    class_names: ClassNames
     data: dict[str, Any]  # medtl's data config (without manifest and augmentation): the steps below, exactly
     steps: list[str]  # the preprocessing in order, in words
     normalisation: dict[str, float]  # subtrahend, divisor after scaling to [0, 1]
@@ -49,13 +49,6 @@ class PreprocessingSpec(BaseModel):
     output_geometry: str  # how outputs map back onto the input image
     threads: int | None = Field(None, ge=1)
     batch_size: int = Field(8, ge=1, le=4096)
-
-    @field_validator("class_names")
-    @classmethod
-    def _distinct(cls, names: list[str]) -> list[str]:
-        if len(set(names)) != len(names):
-            raise ValueError(f"class names repeat: {names}")
-        return names
 
     @model_validator(mode="after")
     def _network_fits_the_task(self) -> PreprocessingSpec:
