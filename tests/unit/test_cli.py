@@ -72,7 +72,7 @@ def test_weights_list_says_where_each_missing_file_comes_from(capsys, tmp_path, 
 
 def test_the_predict_summary_names_the_unit_of_every_count():
     """Issue 28.19: "2 unusable (NOT_DICOM 40)" mixed series with the files of skipped.csv."""
-    from medtl.cli import _predict_counts
+    from medtl.cli_predict import _predict_counts
 
     summary = {"predicted": 3, "skipped_items": 2, "skip_rows_by_reason": {"NOT_DICOM": 40, "TOO_LARGE": 1},
                "files_predicted": 300, "files_skipped": 41, "files_in_shard": 341}
