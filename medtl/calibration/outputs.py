@@ -37,10 +37,20 @@ class OutputCalibration:
                    data.get("sets_from", ""), data.get("note"))
 
 
-def output_calibration(members: list, ensemble_sets: dict | None = None) -> OutputCalibration | None:
-    """From the members' fold records (``record["calibration"]``) and, for an ensemble, the thresholds of ``medtl
-    calibrate`` (``{"conformal": ..., "n_cases": ...}``); ``None`` when the run calibrates nothing."""
-    fits = [m.record.get("calibration") for m in members]
+def fold_fits(record: dict) -> dict[str, dict]:
+    """``{head: fitted calibrator}`` of a fold record (``""`` for a classification run; each task of a multitask
+    run, whose record keeps ``{"tasks": {...}}``)."""
+    fit = record.get("calibration")
+    if not fit:
+        return {}
+    return dict(fit["tasks"]) if "tasks" in fit else {"": fit}
+
+
+def output_calibration(members: list, ensemble_sets: dict | None = None, head: str = "") -> OutputCalibration | None:
+    """From the members' fold records (``record["calibration"]``; ``head``: a multitask run's task) and, for an
+    ensemble, the thresholds of ``medtl calibrate`` (``{"conformal": ..., "n_cases": ...}``); ``None`` when the
+    run calibrates nothing."""
+    fits = [fold_fits(m.record).get(head) for m in members]
     if not any(fits) and ensemble_sets is None:
         return None
     calibrators = [Calibrator.from_dict(f) if f else Calibrator() for f in fits]

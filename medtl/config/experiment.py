@@ -97,9 +97,10 @@ class Config(Section):
             raise ValueError(f"source.task: {self.source.task} needs whole-image inputs (data.mode: resize, or a "
                              "data.roi crop); self-supervised pretraining at native extent is not supported")
         _check_multitask(self)
-        if (self.calibrate.method != "none" or self.conformal.alpha is not None) and self.task != "classification":
-            raise ValueError(f"calibrate / conformal apply to task: classification (class probabilities); task: "
-                             f"{self.task} has none to calibrate here: remove the calibrate / conformal sections")
+        if (self.calibrate.method != "none" or self.conformal.alpha is not None) and self.task == "segmentation":
+            raise ValueError("calibrate / conformal apply to class probabilities (task: classification, or a "
+                             "multitask run's classification tasks); task: segmentation has none: remove the "
+                             "calibrate / conformal sections")
         if self.ssl.patient_pairs and self.source is not None and self.source.task == "restore":
             raise ValueError("ssl.patient_pairs applies to simclr and byol (pairs of views); restore has none: "
                              "remove ssl.patient_pairs")

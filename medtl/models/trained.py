@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..calibration.outputs import OutputCalibration, output_calibration
@@ -39,6 +39,7 @@ class TrainedRun:
     num_classes: int | dict[str, int]  # multitask: per task
     model_id: str
     calibration: OutputCalibration | None = None  # temperatures per member, prediction sets (calibrate/conformal)
+    task_calibration: dict[str, OutputCalibration] = field(default_factory=dict)  # multitask: per classification task
 
     @property
     def task(self) -> Task:
@@ -58,6 +59,10 @@ class TrainedRun:
     def heads(self) -> dict[str, tuple[Task, object, object]]:
         """``{head: (task, class names, classes)}`` of the models (a single task's one head is ``""``)."""
         return self.task.heads(self.class_names, self.num_classes)
+
+    def head_calibrations(self) -> dict[str, OutputCalibration]:
+        """``{head: calibration}`` of every calibrated head (``""``: a classification run's one head)."""
+        return {"": self.calibration} if self.calibration is not None else dict(self.task_calibration)
 
     has_layers = True  # the members are PyTorch models whose layers Grad-CAM can hook (not so for an export)
 
@@ -137,5 +142,10 @@ def load_trained_run(run_dir: str | Path, arm: str | None = None, fold: int | No
         class_names = _default_names(num_classes)
     digest = sha256_text(*(sha256_file(m.path) for m in members))[:12]
     which = members[0].name if fold is not None else f"ensemble{len(members)}"
-    return TrainedRun(rundir.root, config, arm, members, class_names, num_classes, f"{arm}:{which}:{digest}",
+    model_id = f"{arm}:{which}:{digest}"
+    if task.is_composite:
+        per_task = {name: output_calibration(members, head=name) for name in task.tasks}
+        return TrainedRun(rundir.root, config, arm, members, class_names, num_classes, model_id, None,
+                          {name: c for name, c in per_task.items() if c is not None})
+    return TrainedRun(rundir.root, config, arm, members, class_names, num_classes, model_id,
                       output_calibration(members))

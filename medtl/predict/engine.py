@@ -97,7 +97,7 @@ def _job_identity(trained: TrainedRun, inputs: PredictInputs, options: PredictOp
             "input_kind": inputs.kind, "shard": f"{options.shard[0]}/{options.shard[1]}",
             "probability_maps": options.probability_maps, "dicom_seg": options.dicom_seg,
             "deidentify_seg": options.deidentify_seg, "with_truth": truth,
-            "calibration": trained.calibration.to_dict() if trained.calibration else None,
+            "calibration": {head: c.to_dict() for head, c in trained.head_calibrations().items()} or None,
             "explain": [options.explain, options.explain_class, options.explain_layer, options.occlusion_size,
                         options.occlusion_overlap] + ([options.explain_task] if options.explain_task else [])
             if options.explain else None}
@@ -138,12 +138,12 @@ class HeadOutputs:
 @torch.no_grad()
 def _member_probabilities(models: list, images: torch.Tensor, device: torch.device, config: Config,
                           keep_members: Callable[[str], bool] = lambda name: True,
-                          temperatures: list[float] | None = None) -> dict[str, HeadOutputs]:
+                          temperatures: dict[str, list[float]] | None = None) -> dict[str, HeadOutputs]:
     """``{head: HeadOutputs}`` (whole images, or by sliding window in patch mode; a single-task run's one head is
     named ``""``). The ensemble is accumulated in place, member by member, and a head's members are kept only
     when ``keep_members(head)`` (classification: their probabilities are written; segmentation: only to score
     each fold model against a truth mask), so a whole volume's probabilities are held once, not per member.
-    ``temperatures``: each member's calibration temperature (its logits are divided by it)."""
+    ``temperatures``: per head, each member's calibration temperature (its logits are divided by it)."""
     if config.data.fixed_size:
         images = images.to(device, non_blocking=True)
     totals: dict[str, torch.Tensor] = {}
@@ -152,7 +152,7 @@ def _member_probabilities(models: list, images: torch.Tensor, device: torch.devi
         with _autocast(device, config.train.amp):
             logits = network_logits(model, images, config.data, device)
         for name, value in (logits.items() if isinstance(logits, dict) else [("", logits)]):
-            scale = temperatures[index] if temperatures else 1.0
+            scale = temperatures[name][index] if temperatures and name in temperatures else 1.0
             probabilities = torch.softmax(value.float() / scale, dim=1).cpu()
             del value
             if keep_members(name):
@@ -202,11 +202,11 @@ def _process_batch(batch: list[dict], todo: list[PredictItem], models: list, tra
             return records + [_failure_record(todo[ready[0]["index"]], Reason.TOO_LARGE.name, problem)]
     images = torch.stack([r["image"] for r in ready])
     heads = trained.heads()
-    calibration = trained.calibration
+    calibrations = trained.head_calibrations()
     outputs = _member_probabilities(models, images, device, trained.config,
                                     keep_members=lambda name: truth or not heads[name][0].uses_mask,
-                                    temperatures=calibration.temperatures if calibration else None)
-    sets = calibration.sets.sets(outputs[""].mean, [""] * len(ready)) if calibration and calibration.sets else None
+                                    temperatures={head: c.temperatures for head, c in calibrations.items()})
+    sets = {head: c.sets.sets(outputs[head].mean, [""] * len(ready)) for head, c in calibrations.items() if c.sets}
     explained, maps, classes = _explained(trained, options, outputs, models, images, device)
     for i, loaded in enumerate(ready):
         item = todo[loaded["index"]]
@@ -220,8 +220,8 @@ def _process_batch(batch: list[dict], todo: list[PredictItem], models: list, tra
             members = head.members[:, i] if head.members is not None else None
             if not task.uses_mask:
                 entry = {"probs": head.mean[i].tolist(), "member_probs": members.tolist()}
-                if sets is not None:
-                    entry["prediction_set"] = [names[k] for k in sets[i]]
+                if name in sets:
+                    entry["prediction_set"] = [names[k] for k in sets[name][i]]
                 if maps is not None and name == explained:
                     entry.update(explain_file=write_explanation(item.key, loaded, maps[i], out, options.explain),
                                  explained_class=names[classes[i]])
@@ -272,8 +272,12 @@ def _prediction_row(record: dict, trained: TrainedRun, key_column: str, with_fil
     else:  # a manifest's line: how a row joins back to the user's table (no patient data)
         row["manifest_row"] = record.get("manifest_row", "")
     row.update(trained.task.prediction_values(record, trained.class_names, truth))
-    if "prediction_set" in record:
-        row.update(prediction_set="|".join(record["prediction_set"]), set_size=len(record["prediction_set"]))
+    for head in trained.head_calibrations():
+        entry = record["tasks"][head] if head else record
+        if "prediction_set" in entry:
+            prefix = f"{head}." if head else ""
+            row.update({f"{prefix}prediction_set": "|".join(entry["prediction_set"]),
+                        f"{prefix}set_size": len(entry["prediction_set"])})
     row.update(model_id=trained.model_id, status=record["status"], reasons=record["reasons"])
     return row
 
@@ -284,8 +288,10 @@ def prediction_columns(trained: TrainedRun, key_column: str, with_files: bool, t
     whose explanation maps were written)."""
     columns = [key_column, "patient_key"] + (["n_files"] if with_files else ["manifest_row"])
     columns += trained.task.prediction_columns(trained.class_names, truth, explain, explained)
-    if trained.calibration is not None and trained.calibration.sets is not None:
-        columns += ["prediction_set", "set_size"]
+    for head, calibration in trained.head_calibrations().items():
+        if calibration.sets is not None:
+            prefix = f"{head}." if head else ""
+            columns += [f"{prefix}prediction_set", f"{prefix}set_size"]
     return columns + ["model_id", "status", "reasons"]
 
 
@@ -313,10 +319,11 @@ def predict_items(trained: TrainedRun, inputs: PredictInputs, out: str | Path, o
     started = time.perf_counter()
     log.info("%d item(s) in shard %d/%d, %d already done; model %s (%d fold model(s)) on %s", len(items), shard,
              count, len(items) - len(todo), trained.model_id, len(trained.members), device)
-    if trained.calibration is not None:
-        log.info("calibrated outputs: temperatures %s; %s", [round(t, 3) for t in trained.calibration.temperatures],
-                 trained.calibration.note or f"prediction sets from {trained.calibration.sets_from}"
-                 if trained.calibration.sets or trained.calibration.note else "no prediction sets")
+    for head, calibration in trained.head_calibrations().items():
+        log.info("calibrated outputs%s: temperatures %s; %s", f" of task {head}" if head else "",
+                 [round(t, 3) for t in calibration.temperatures],
+                 calibration.note or f"prediction sets from {calibration.sets_from}"
+                 if calibration.sets or calibration.note else "no prediction sets")
     if todo:
         models = trained.build_models(device)
         # suspects of an earlier crash go first, one at a time, so that a second crash names one series
@@ -375,7 +382,8 @@ def _summary(trained: TrainedRun, inputs: PredictInputs, options: PredictOptions
     shard, count = options.shard
     unfinished = len(items) - len(records)
     summary = {"medtl_version": __version__, "model_id": trained.model_id, "arm": trained.arm,
-               "calibration": trained.calibration.to_dict() if trained.calibration else None,
+               "calibration": (trained.calibration.to_dict() if trained.calibration else
+                               {head: c.to_dict() for head, c in trained.task_calibration.items()} or None),
                "fold_models": [m.name for m in trained.members], "task": trained.task_name,
                "input_kind": inputs.kind, "shard": f"{shard}/{count}", "items_in_shard": len(items),
                "predicted": len(rows), "skipped_items": len(records) - len(rows), "unfinished": unfinished,

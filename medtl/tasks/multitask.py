@@ -182,6 +182,13 @@ class MultiTask(Task):
     def case_row(self, case: Any, output: dict, class_names: dict, num_classes: dict) -> dict:
         raise TypeError("a multitask case has one row per task: use case_rows")
 
+    def case_columns(self, class_names: dict, rows: Sequence[dict]) -> list[str]:
+        """Each task's own columns (a calibrated classification task adds ``raw_prob_*`` and the prediction set)."""
+        columns: list[str] = []
+        for name, task in self.tasks.items():
+            columns += [c for c in task.case_columns(class_names[name], task_rows(rows, name)) if c not in columns]
+        return columns
+
     def result_columns(self, class_names: dict) -> list[str]:
         columns: list[str] = []
         for name, task in self.tasks.items():

@@ -40,8 +40,9 @@ def calibrate_run(run_dir: str | Path, manifest: str | Path, out: str | Path, op
     check_output_folder(out, "predict")
     trained = load_trained_run(run_dir, arm=arm, fold=fold)
     if not trained.task.uses_label or trained.task.is_composite:
-        raise InputError(f"arm '{trained.arm}' is a {trained.task_name} model: prediction sets are for "
-                         "classification runs")
+        raise InputError(f"arm '{trained.arm}' is a {trained.task_name} model: `medtl calibrate` fits the sets of "
+                         "a classification run's ensemble (a multitask run's tasks: predict with --fold K, which uses "
+                         "that fold's sets)")
     conformal = trained.config.conformal
     alpha = alpha if alpha is not None else conformal.alpha
     if alpha is None:

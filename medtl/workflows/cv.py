@@ -36,7 +36,7 @@ from ..tasks import task_of
 from ..tracking import Trackers, open_trackers
 from ..train import distributed as ddp
 from . import run_state
-from .cv_calibration import calibration_enabled, calibration_notes
+from .cv_calibration import calibrated_heads, calibration_enabled, calibration_notes
 from .cv_cases import own_cases
 from .cv_explain import explanation_summary
 from .cv_metrics import arm_metrics, default_pairs, verdicts_of
@@ -262,12 +262,17 @@ def _calibration(run: CVRun) -> None:
     sites = {c.case_id: c.site for c in run.cases}
     for name, arm in run.arms.items():
         if calibration_enabled(arm.config):
-            block = calibration_summary(arm.rows, run.class_names, arm.config.conformal.alpha, sites,
-                                        run.config.train.seed)
-            run.metrics["arms"][name]["calibration"] = block["summary"]
-            for warning in [*block["warnings"], *calibration_notes(name, arm.records, arm.config.conformal.alpha)]:
-                run.warnings.append(f"arm '{name}': {warning}")
-                run.rundir.log(f"arm '{name}': {warning}")
+            heads = calibrated_heads(arm.config, run.class_names)
+            blocks = {head: calibration_summary([r for r in arm.rows if r.get("task", "") == head], names,
+                                                arm.config.conformal.alpha, sites, run.config.train.seed)
+                      for head, names in heads.items()}
+            run.metrics["arms"][name]["calibration"] = blocks[""]["summary"] if list(blocks) == [""] else {
+                "tasks": {head: block["summary"] for head, block in blocks.items()}}
+            found = [f"task {head}: {w}" if head else w for head, block in blocks.items() for w in block["warnings"]]
+            for warning in [*(f"arm '{name}': {w}" for w in found),
+                            *calibration_notes(name, arm.records, arm.config.conformal.alpha)]:
+                run.warnings.append(warning)
+                run.rundir.log(warning)
 
 
 def _summarise(run: CVRun) -> None:

@@ -12,11 +12,24 @@ from __future__ import annotations
 import numpy as np
 
 from ..calibration import Calibrator, fit_calibrator
+from ..calibration.outputs import fold_fits
 
 
 def calibration_enabled(config) -> bool:
-    """Whether the arm calibrates its probabilities or builds prediction sets."""
-    return config.calibrate.method != "none" or config.conformal.alpha is not None
+    """Whether the arm calibrates its probabilities or builds prediction sets (a multitask arm: when it has a
+    classification task; its segmentation task is left as it is)."""
+    asked = config.calibrate.method != "none" or config.conformal.alpha is not None
+    return asked and (config.task == "classification" or any(s.kind == "classification" for s in config.tasks))
+
+
+def calibrated_heads(config, class_names) -> dict[str, list[str]]:
+    """``{head: class names}`` of the heads calibration applies to (``""``: a classification run's one head)."""
+    from ..tasks import task_of
+
+    task = task_of(config)
+    if task.is_composite:
+        return {name: list(class_names[name]) for name, sub in task.tasks.items() if sub.uses_label}
+    return {"": list(class_names)} if task.uses_label else {}
 
 
 def _probabilities(rows: list[dict], class_names, prefix: str = "prob_") -> np.ndarray:
@@ -38,14 +51,23 @@ def apply_calibrator(calibrator: Calibrator, rows: list[dict], class_names, site
 
 
 def calibrate_fold(config, rows: list[dict], calibration_rows: list[dict], class_names,
-                   sites: list[str], calibration_sites: list[str]) -> Calibrator:
-    """Fit on ``calibration_rows`` (the inner selection split's predictions), apply to ``rows``."""
-    labels = np.array([r["label_index"] for r in calibration_rows], dtype=int)
-    calibrator = fit_calibrator(labels, _probabilities(calibration_rows, class_names),
-                                temperature=config.calibrate.method == "temperature", alpha=config.conformal.alpha,
-                                score=config.conformal.score, by=config.conformal.by, sites=calibration_sites)
-    apply_calibrator(calibrator, rows, class_names, sites)
-    return calibrator
+                   sites: dict[str, str]) -> dict:
+    """Fit each calibrated head on ``calibration_rows`` (the inner selection split's predictions), apply it to
+    ``rows``; returns the fold record's ``calibration`` (one calibrator, or ``{"tasks": {task: calibrator}}``)."""
+    fits = {}
+    for head, names in calibrated_heads(config, class_names).items():
+        mine = [r for r in rows if r.get("task", "") == head]
+        theirs = [r for r in calibration_rows if r.get("task", "") == head]
+        if not theirs:  # a multitask fold whose selection cases carry none of this task's labels
+            continue
+        labels = np.array([r["label_index"] for r in theirs], dtype=int)
+        calibrator = fit_calibrator(labels, _probabilities(theirs, names),
+                                    temperature=config.calibrate.method == "temperature",
+                                    alpha=config.conformal.alpha, score=config.conformal.score, by=config.conformal.by,
+                                    sites=[sites.get(r["case_id"], "") for r in theirs])
+        apply_calibrator(calibrator, mine, names, [sites.get(r["case_id"], "") for r in mine])
+        fits[head] = calibrator.to_dict()
+    return fits[""] if list(fits) == [""] else {"tasks": fits}
 
 
 def calibration_notes(arm: str, records: list[dict], alpha: float | None) -> list[str]:
@@ -54,24 +76,29 @@ def calibration_notes(arm: str, records: list[dict], alpha: float | None) -> lis
     from ..calibration import ConformalSets
     from ..calibration.temperature import BOUNDS
 
-    fits = [r["calibration"] for r in records if "calibration" in r]
+    per_head: dict[str, list[dict]] = {}
+    for record in records:
+        for head, fit in fold_fits(record).items():
+            per_head.setdefault(head, []).append(fit)
     notes = []
-    short: dict[str, list[int]] = {}
-    for fit in fits:
-        if fit.get("conformal"):
-            sets = ConformalSets.from_dict(fit["conformal"])
-            for group, threshold in sets.thresholds.items():
-                if threshold == float("inf"):
-                    short.setdefault(group, []).append(sets.counts.get(group, 0))
-    if short and alpha is not None:
-        need = int(np.ceil(1 / alpha)) - 1
-        listed = "; ".join(f"{'class' if fits[0]['conformal']['by'] == 'class' else 'group'} {g}: {len(c)} of "
-                           f"{len(fits)} folds ({min(c)}-{max(c)} cases)" for g, c in sorted(short.items()))
-        notes.append(f"arm '{arm}': conformal sets had too few calibration cases ({need} needed at alpha {alpha}) "
-                     f"for {listed}; such a class is in every prediction set of that fold: use more patients, a "
-                     "larger train.inner_fraction or a larger alpha")
-    at_bound = [f["temperature"] for f in fits if min(abs(f["temperature"] - b) / b for b in BOUNDS) < 1e-3]
-    if at_bound:
-        notes.append(f"arm '{arm}': the temperature reached its search bound in {len(at_bound)} of {len(fits)} "
-                     "folds: on those folds' calibration cases the outputs were barely informative")
+    for head, fits in per_head.items():
+        who = f"arm '{arm}'" + (f", task {head}" if head else "")
+        short: dict[str, list[int]] = {}
+        for fit in fits:
+            if fit.get("conformal"):
+                sets = ConformalSets.from_dict(fit["conformal"])
+                for group, threshold in sets.thresholds.items():
+                    if threshold == float("inf"):
+                        short.setdefault(group, []).append(sets.counts.get(group, 0))
+        if short and alpha is not None:
+            need = int(np.ceil(1 / alpha)) - 1
+            listed = "; ".join(f"{'class' if fits[0]['conformal']['by'] == 'class' else 'group'} {g}: {len(c)} of "
+                               f"{len(fits)} folds ({min(c)}-{max(c)} cases)" for g, c in sorted(short.items()))
+            notes.append(f"{who}: conformal sets had too few calibration cases ({need} needed at alpha {alpha}) "
+                         f"for {listed}; such a class is in every prediction set of that fold: use more patients, a "
+                         "larger train.inner_fraction or a larger alpha")
+        at_bound = [f["temperature"] for f in fits if min(abs(f["temperature"] - b) / b for b in BOUNDS) < 1e-3]
+        if at_bound:
+            notes.append(f"{who}: the temperature reached its search bound in {len(at_bound)} of {len(fits)} "
+                         "folds: on those folds' calibration cases the outputs were barely informative")
     return notes

@@ -174,15 +174,15 @@ def run_fold(arm: Arm, fold: Fold, folder: FoldDir, cases: list[PreparedCase], c
         calibration_rows = case_rows(arm.name, fold, inner_cases, predict_each(model, inner_cases, config, device,
                                                                                distributed),
                                      task, class_names, num_classes)
-        calibration = calibrate_fold(config, rows, calibration_rows, class_names, [c.site for c in val_cases],
-                                     [c.site for c in inner_cases])
+        calibration = calibrate_fold(config, rows, calibration_rows, class_names,
+                                     {c.case_id: c.site for c in [*val_cases, *inner_cases]})
     record = {"fold": fold.fold, "repeat": fold.repeat, "n_train": len(train_cases), "n_inner": len(inner_cases),
               "label_fraction": config.train.label_fraction,
               "n_labelled_patients": roles.labelled_patients(groups), "labelled_share": roles.labelled_share(groups),
               "n_val": len(val_cases), "n_val_patients": len({c.patient_key for c in val_cases}),
               "selected_epoch": result.selected_epoch, **task.fold_metrics(rows, class_names)}
     if calibration is not None:
-        record["calibration"] = calibration.to_dict()
+        record["calibration"] = calibration
     if held_out_site:
         record.update(test_site=val_cases[0].site, n_reference=len(reference_cases),
                       reference_is_selection=reference_index == inner_index)

@@ -95,7 +95,7 @@ def test_calibration_of_a_task_without_class_probabilities_is_refused(tmp_path, 
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({"task": "segmentation", "calibrate": {"method": "temperature"}}))
     assert main(["config", str(config)]) == 2
-    assert "calibrate / conformal apply to task: classification" in capsys.readouterr().err
+    assert "calibrate / conformal apply to class probabilities" in capsys.readouterr().err
 
 
 def test_what_the_fits_could_not_do_is_one_line_per_arm(run):
@@ -185,3 +185,40 @@ def test_an_export_carries_the_calibration_and_predicts_as_the_run_does(run, new
     (tmp_path / "x" / "model.json").write_text(json.dumps(model))
     assert main(["predict", str(tmp_path / "x"), manifest, "--out", str(tmp_path / "t"), "--quiet"]) == 2
     assert not (tmp_path / "t").exists()
+
+
+def test_a_multitask_run_calibrates_each_classification_task_and_leaves_the_segmentation_task(tmp_path):
+    from medtl.samples.sample_sets import write_multitask_manifest
+
+    root = write_radiograph_set(tmp_path / "xr", n_patients=12, images_per_patient=2, size=40, seed=4)
+    manifest = write_multitask_manifest(root)
+    raw = {"task": "multitask", "data": {"manifest": str(manifest), "dims": 2, "image_size": [32, 32]},
+           "tasks": [{"name": "nodule", "kind": "classification", "column": "label"},
+                     {"name": "lesion", "kind": "segmentation", "column": "mask"}],
+           "model": {"backbone": "tiny-resnet", "pretrained": "none"},
+           "train": {"epochs": 1, "batch_size": 4}, "cv": {"folds": 2, "bootstrap": 100},
+           "calibrate": {"method": "temperature"}, "conformal": {"alpha": 0.2}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
+    run = tmp_path / "run"
+    assert main(["cv", str(tmp_path / "c.yaml"), "--out", str(run), "--quiet"]) == 0
+    rows = rows_of(run)
+    nodule = [r for r in rows if r["task"] == "nodule"]
+    lesion = [r for r in rows if r["task"] == "lesion"]
+    assert nodule and all(r["raw_prob_1"] and r["prediction_set"] for r in nodule)
+    assert lesion and not any(r["raw_prob_1"] or r["prediction_set"] for r in lesion)
+    arms = json.loads((run / "metrics.json").read_text())["arms"]
+    assert set(arms["multitask"]["calibration"]["tasks"]) == {"nodule"}
+    assert "coverage" in arms["nodule-only"]["calibration"]["tasks"]["nodule"]
+    control = json.loads((run / "arms" / "lesion-only" / "repeat0_fold0" / "done.json").read_text())["record"]
+    assert "calibration" not in control  # the segmentation control has no class probabilities to calibrate
+    warnings = json.loads((run / "metrics.json").read_text())["warnings"]
+    assert not any("arm 'multitask': arm 'multitask'" in w for w in warnings)
+    assert "multitask, task nodule" in (run / "report.html").read_text()
+    fold = json.loads((run / "arms" / "multitask" / "repeat0_fold0" / "done.json").read_text())["record"]
+    assert set(fold["calibration"]["tasks"]) == {"nodule"}
+
+    assert main(["predict", str(run), str(manifest), "--out", str(tmp_path / "p"), "--fold", "0", "--quiet"]) == 0
+    predicted = {r["case_id"]: r for r in rows_of(tmp_path / "p")}
+    for row in [r for r in nodule if r["fold"] == "0" and r["arm"] == "multitask"]:
+        assert predicted[row["case_id"]]["nodule.prediction_set"] == row["prediction_set"]
+        assert float(predicted[row["case_id"]]["nodule.prob_1"]) == pytest.approx(float(row["prob_1"]), abs=1e-5)
