@@ -18,8 +18,12 @@ from ..calibration.outputs import fold_fits
 def calibration_enabled(config) -> bool:
     """Whether the arm calibrates its probabilities or builds prediction sets (a multitask arm: when it has a
     classification task; its segmentation task is left as it is)."""
-    asked = config.calibrate.method != "none" or config.conformal.alpha is not None
-    return asked and (config.task == "classification" or any(s.kind == "classification" for s in config.tasks))
+    if config.calibrate.method == "none" and config.conformal.alpha is None:
+        return False
+    from ..tasks import task_of
+
+    task = task_of(config)
+    return any(sub.uses_label for sub in (task.tasks.values() if task.is_composite else [task]))
 
 
 def calibrated_heads(config, class_names) -> dict[str, list[str]]:

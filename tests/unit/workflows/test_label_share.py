@@ -80,7 +80,8 @@ def test_calibration_draws_a_selection_split_of_training_patients_and_counts_its
     """Issue 29: calibration is fitted on the inner selection split, also under train.selection: last."""
     groups, strata, sites, roles = _data()
     config = SimpleNamespace(train=SimpleNamespace(label_fraction=1.0, selection="last", inner_fraction=0.2),
-                             calibrate=SimpleNamespace(method="temperature"), conformal=SimpleNamespace(alpha=None))
+                             calibrate=SimpleNamespace(method="temperature"), conformal=SimpleNamespace(alpha=None),
+                             task="classification")
     for fold in _folds("kfold", groups, strata, sites, roles):
         share = fold_roles(fold, groups, strata, config, 0, False)
         chosen = {groups[i] for i in share.selection}
