@@ -106,3 +106,41 @@ def test_too_few_calibration_cases_put_the_class_in_every_set_and_say_so():
     assert "too few calibration cases for class 1 (3; at least 9" in calibrator.conformal.notes[0]
     again = type(calibrator).from_dict(calibrator.to_dict())
     assert again.temperature == calibrator.temperature and again.conformal.thresholds == calibrator.conformal.thresholds
+
+
+def test_lac_sets_equal_mapies_marginal_and_per_class():
+    """MAPIE (a maintained conformal library) as the reference: the same LAC sets, marginal and class by class."""
+    mapie = pytest.importorskip("mapie.classification")
+    from sklearn.base import BaseEstimator, ClassifierMixin
+
+    class Given(ClassifierMixin, BaseEstimator):  # a "model" whose probabilities are its input
+        def fit(self, x, y):
+            self.classes_ = np.arange(3)
+            return self
+
+        def predict_proba(self, x):
+            return np.asarray(x)
+
+        def predict(self, x):
+            return np.asarray(x).argmax(1)
+
+    rng = np.random.default_rng(0)
+    cal_labels, cal_probs = _draw(rng, 500, [0.6, 0.3, 0.1], 1.5)
+    _, test_probs = _draw(rng, 300, [0.6, 0.3, 0.1], 1.5)
+
+    def reference(probs, labels):
+        model = mapie.SplitConformalClassifier(estimator=Given().fit(probs, labels), confidence_level=0.9,
+                                               conformity_score="lac", prefit=True)
+        model.conformalize(probs, labels)
+        return model.predict_set(test_probs)[1][:, :, 0]
+
+    def ours(by):
+        table = np.zeros((len(test_probs), 3), bool)
+        for i, members in enumerate(fit_conformal(cal_labels, cal_probs, 0.1, "lac", by).sets(test_probs)):
+            table[i, members] = True
+        return table
+
+    assert (ours("none") == reference(cal_probs, cal_labels)).all()
+    per_class = np.stack([reference(cal_probs[cal_labels == k], cal_labels[cal_labels == k])[:, k]
+                          for k in range(3)], 1)
+    assert (ours("class") == per_class).all()
