@@ -141,10 +141,12 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     result = calibrate_run(args.run, args.manifest, args.out, _predict_options(args), arm=args.arm, fold=args.fold,
                            alpha=args.alpha, score=args.score, by=args.by)
     if not args.quiet:
-        sets = result["conformal"]
-        print(f"{result['model_id']}: thresholds for {1 - sets['alpha']:.0%} coverage ({sets['score']}, by "
-              f"{sets['by']}) fitted on {result['n_cases']} cases of {result['n_patients']} patients; written to "
-              f"{args.out}/calibration.json")
+        for head, fitted in (result["tasks"].items() if "tasks" in result else [("", result)]):
+            sets = fitted["conformal"]
+            print(f"{result['model_id']}{f' task {head}' if head else ''}: thresholds for {1 - sets['alpha']:.0%} "
+                  f"coverage ({sets['score']}, by {sets['by']}) fitted on {fitted['n_cases']} cases of "
+                  f"{fitted['n_patients']} patients")
+        print(f"written to {args.out}/calibration.json")
         for note in result["notes"]:
             print(f"warning: {note}")
     return 0

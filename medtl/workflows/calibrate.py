@@ -28,10 +28,18 @@ from ..rundir import RunDir
 CALIBRATION_FILE = "calibration.json"
 
 
+def _heads(trained) -> dict[str, list[str]]:
+    """``{head: class names}`` of the classification heads (``""``: a classification run's one head)."""
+    if trained.task.is_composite:
+        return {name: list(names) for name, (task, names, _) in trained.heads().items() if task.uses_label}
+    return {"": list(trained.class_names)} if trained.task.uses_label else {}
+
+
 def calibrate_run(run_dir: str | Path, manifest: str | Path, out: str | Path, options, arm: str | None = None,
                   fold: int | None = None, alpha: float | None = None, score: str | None = None,
                   by: str | None = None) -> dict:
-    """Fit the thresholds of ``arm``'s ensemble (or one ``fold``) on ``manifest``; returns calibration.json."""
+    """Fit the thresholds of ``arm``'s ensemble (or one ``fold``) on ``manifest``, for each classification head
+    (a multitask run: each classification task, on the cases with its label); returns calibration.json."""
     from ..models.trained import load_trained_run
     from ..predict.engine import predict_items
     from ..predict.items import read_inputs
@@ -39,33 +47,43 @@ def calibrate_run(run_dir: str | Path, manifest: str | Path, out: str | Path, op
 
     check_output_folder(out, "predict")
     trained = load_trained_run(run_dir, arm=arm, fold=fold)
-    if not trained.task.uses_label or trained.task.is_composite:
-        raise InputError(f"arm '{trained.arm}' is a {trained.task_name} model: `medtl calibrate` fits the sets of "
-                         "a classification run's ensemble (a multitask run's tasks: predict with --fold K, which uses "
-                         "that fold's sets)")
+    heads = _heads(trained)
+    if not heads:
+        raise InputError(f"arm '{trained.arm}' is a {trained.task_name} model: it has no class probabilities to "
+                         "build prediction sets from")
     conformal = trained.config.conformal
     alpha = alpha if alpha is not None else conformal.alpha
     if alpha is None:
         raise InputError("no coverage target: the run's config has no conformal.alpha; give --alpha (e.g. 0.1)")
-    trained.calibration = output_calibration(trained.members)  # the members' temperatures, no sets of its own
-    inputs = read_inputs(Path(manifest), trained.task_name, targets=True, progress=options.progress)
+    # the members' temperatures, no sets of their own
+    trained.calibration = output_calibration(trained.members) if "" in heads else None
+    trained.task_calibration = {h: c for h in heads if h and (c := output_calibration(trained.members, head=h))}
+    inputs = read_inputs(Path(manifest), trained.task_name, targets=True, progress=options.progress,
+                         tasks=trained.config.tasks)
     outcome = predict_items(trained, inputs, out, options, truth=True)
-    records = [r for r in outcome.records if r.get("label") in trained.class_names]
-    if not records:
-        raise InputError(f"no labelled case of {manifest} could be predicted; see {outcome.out}/skipped.csv")
-    overlap = training_overlap(RunDir(trained.path).training_images, records)
+    overlap = training_overlap(RunDir(trained.path).training_images, outcome.records)
     if overlap is not None and overlap.copies:
-        raise InputError(f"{overlap.copies} of {len(records)} calibration case(s) are images this run trained or "
-                         f"validated on ({overlap.describe()}): thresholds fitted on them would be too small; use "
+        raise InputError(f"{overlap.copies} of {len(outcome.records)} calibration case(s) are images this run trained "
+                         f"or validated on ({overlap.describe()}): thresholds fitted on them would be too small; use "
                          "cases new to the run (no calibration.json was written)")
-    labels = np.array([trained.class_names.index(r["label"]) for r in records])
-    probabilities = np.array([r["probs"] for r in records], dtype=np.float64)
-    sites = [next((i.site for i in inputs.items if i.key == r["key"]), "") for r in records]
-    sets = fit_conformal(labels, probabilities, alpha, score or conformal.score, by or conformal.by, sites)
+    site_of = {i.key: i.site for i in inputs.items}
+    fitted = {}
+    for head, names in heads.items():
+        entries = [(r, r["tasks"][head] if head else r) for r in outcome.records]
+        labelled = [(r, e) for r, e in entries if e.get("label") in names]
+        if not labelled:
+            raise InputError(f"no case of {manifest} has a label" + (f" for task {head}" if head else "") +
+                             f" that the model knows ({names}); see {outcome.out}/skipped.csv")
+        sets = fit_conformal(np.array([names.index(e["label"]) for _, e in labelled]),
+                             np.array([e["probs"] for _, e in labelled], dtype=np.float64), alpha,
+                             score or conformal.score, by or conformal.by, [site_of.get(r["key"], "") for r, _ in labelled])
+        fitted[head] = {"n_cases": len(labelled), "n_patients": len({r["patient_key"] for r, _ in labelled}),
+                        "conformal": sets.to_dict(), "notes": sets.notes}
     result = {"medtl_version": __version__, "model_id": trained.model_id, "arm": trained.arm,
-              "members": [m.name for m in trained.members], "n_cases": len(records),
-              "n_patients": len({r["patient_key"] for r in records}), "conformal": sets.to_dict(),
-              "notes": sets.notes, "training_overlap_near": overlap.near if overlap is not None else None}
+              "members": [m.name for m in trained.members],
+              **(fitted[""] if list(fitted) == [""] else {"tasks": fitted,
+                                                         "notes": [n for f in fitted.values() for n in f["notes"]]}),
+              "training_overlap_near": overlap.near if overlap is not None else None}
     write_json(Path(out) / CALIBRATION_FILE, result)
     return result
 
@@ -82,5 +100,9 @@ def with_calibration(trained, folder: str | Path | None):
     if data.get("model_id") != trained.model_id:
         raise InputError(f"--calibration {folder} was fitted for model {data.get('model_id')}, not {trained.model_id} "
                          "(another arm, fold or run): thresholds hold only for the model they were fitted on")
-    trained.calibration = output_calibration(trained.members, data)
+    if "tasks" in data:  # a multitask run: each classification task's thresholds
+        trained.task_calibration = {name: output_calibration(trained.members, fitted, head=name)
+                                    for name, fitted in data["tasks"].items()}
+    else:
+        trained.calibration = output_calibration(trained.members, data)
     return trained

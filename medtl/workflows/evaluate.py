@@ -98,20 +98,28 @@ def _task_summaries(trained, fold_records: list[dict], rows: list[dict]) -> dict
 
 def _external_calibration(metrics: dict, trained, records: list[dict], rows: list[dict], site_of: dict,
                           warnings: list[str]) -> None:
-    """The calibrated model on the external set: ECE/Brier/NLL, and with prediction sets their coverage per class
-    and per site (the check of whether the guarantee transfers to this set)."""
+    """The calibrated model on the external set, per calibrated head: ECE/Brier/NLL, and with prediction sets their
+    coverage per class and per site (the check of whether the guarantee transfers to this set)."""
     from ..evaluate.calibration_summary import calibration_summary
 
-    sets = {r["key"]: "|".join(r["prediction_set"]) for r in records if "prediction_set" in r}
-    scored = [{**row, **({"prediction_set": sets[row["case_id"]]} if row["case_id"] in sets else {})}
-              for row in rows]
-    alpha = trained.calibration.sets.alpha if trained.calibration.sets is not None else None
-    block = calibration_summary(scored, trained.class_names, alpha, site_of, trained.config.train.seed)
-    block["summary"].pop("before")  # the outputs here are calibrated already; the run's report has the before
-    for site in block["summary"].get("per_site", {}).values():
-        site.pop("before")
-    metrics["calibration"] = {**block["summary"], "source": trained.calibration.to_dict()}
-    warnings += block["warnings"]
+    blocks = {}
+    for head, calibration in trained.head_calibrations().items():
+        names = trained.class_names[head] if head else trained.class_names
+        sets = {r["key"]: "|".join(e["prediction_set"]) for r in records
+                for e in [r["tasks"][head] if head else r] if "prediction_set" in e}
+        scored = [{**row, **({"prediction_set": sets[row["case_id"]]} if row["case_id"] in sets else {})}
+                  for row in rows if row.get("task", "") == head]
+        if not scored:
+            continue
+        alpha = calibration.sets.alpha if calibration.sets is not None else None
+        block = calibration_summary(scored, names, alpha, site_of, trained.config.train.seed)
+        block["summary"].pop("before")  # the outputs here are calibrated already; the run's report has the before
+        for site in block["summary"].get("per_site", {}).values():
+            site.pop("before")
+        blocks[head] = {**block["summary"], "source": calibration.to_dict()}
+        warnings += [f"task {head}: {w}" if head else w for w in block["warnings"]]
+    if blocks:
+        metrics["calibration"] = blocks[""] if list(blocks) == [""] else {"tasks": blocks}
 
 
 def evaluate_run(run_dir: str | Path, manifest: str | Path, out: str | Path, options, arm: str | None = None,
@@ -202,7 +210,7 @@ def evaluate_run(run_dir: str | Path, manifest: str | Path, out: str | Path, opt
                                                                    config.cv.bootstrap, config.train.seed)},
                             "comparisons": [], "shift_check": [],
                             "shift_check_note": "not computed for external validation"}
-    if trained.calibration is not None and not task.is_composite:
+    if trained.head_calibrations():
         _external_calibration(metrics, trained, records, rows, site_of, warnings)
     out = Path(out)
     write_json(PredictDir(out).metrics, metrics)

@@ -222,3 +222,18 @@ def test_a_multitask_run_calibrates_each_classification_task_and_leaves_the_segm
     for row in [r for r in nodule if r["fold"] == "0" and r["arm"] == "multitask"]:
         assert predicted[row["case_id"]]["nodule.prediction_set"] == row["prediction_set"]
         assert float(predicted[row["case_id"]]["nodule.prob_1"]) == pytest.approx(float(row["prob_1"]), abs=1e-5)
+
+    # the ensemble's sets per classification task, from new labelled cases; then external coverage per task
+    new = write_multitask_manifest(write_radiograph_set(tmp_path / "new", n_patients=10, images_per_patient=2,
+                                                        size=40, seed=41))
+    assert main(["calibrate", str(run), str(new), "--out", str(tmp_path / "cal"), "--quiet"]) == 0
+    fitted = json.loads((tmp_path / "cal" / "calibration.json").read_text())
+    assert set(fitted["tasks"]) == {"nodule"} and fitted["tasks"]["nodule"]["n_cases"] > 0
+    other = write_multitask_manifest(write_radiograph_set(tmp_path / "other", n_patients=8, images_per_patient=2,
+                                                          size=40, seed=43))
+    assert main(["evaluate", str(run), str(other), "--out", str(tmp_path / "ev"), "--calibration",
+                 str(tmp_path / "cal"), "--quiet"]) == 0
+    evaluated = [r for r in rows_of(tmp_path / "ev") if r["nodule.label"]]
+    coverage = json.loads((tmp_path / "ev" / "metrics.json").read_text())["calibration"]["tasks"]["nodule"]["coverage"]
+    assert coverage["n"] == len(evaluated) and coverage["rate"] == pytest.approx(
+        np.mean([r["nodule.label"] in r["nodule.prediction_set"].split("|") for r in evaluated]))
