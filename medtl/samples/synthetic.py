@@ -164,6 +164,32 @@ def write_enhanced_ct(path: str | os.PathLike, spec: SeriesSpec, frame_order: li
     return path
 
 
+def write_enhanced_4d(path: str | os.PathLike, spec: SeriesSpec, seed: int = 0) -> Path:
+    """An enhanced multi-frame file holding two volumes of ``spec``'s positions (the stack, then its slices reversed),
+    told apart only by DimensionIndexValues (InversionTimes, read by no other key, then InStackPositionNumber)."""
+    import pydicom
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    n = spec.stored.shape[0]
+    both = SeriesSpec(stored=np.concatenate([spec.stored, spec.stored[::-1]]), spacing=spec.spacing, seed=seed)
+    path = write_enhanced_ct(path, both)
+    ds = pydicom.dcmread(path)
+    dimensions = []
+    for pointer in (0x00189079, 0x00209057):
+        item = Dataset()
+        item.DimensionIndexPointer = pointer
+        dimensions.append(item)
+    ds.DimensionIndexSequence = Sequence(dimensions)
+    for index, group in enumerate(ds.PerFrameFunctionalGroupsSequence):
+        volume, slice_index = divmod(index, n)
+        group.PlanePositionSequence[0].ImagePositionPatient = [round(float(v), 4) for v in spec.position(slice_index)]
+        group.FrameContentSequence[0].InStackPositionNumber = slice_index + 1
+        group.FrameContentSequence[0].DimensionIndexValues = [volume + 1, slice_index + 1]
+    ds.save_as(path)
+    return Path(path)
+
+
 def write_radiograph(path: str | os.PathLike, stored: np.ndarray, *, pixel_spacing=(0.2, 0.2),
                      modality: str = "DX", photometric: str = "MONOCHROME2", slope: float = 1.0,
                      intercept: float = 0.0, bits_stored: int | None = None, patient_id: str = "SYNTH0001",

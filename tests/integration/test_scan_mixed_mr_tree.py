@@ -11,15 +11,12 @@ file must be accounted exactly once: in one series row or in one skipped row.
 import json
 from collections import Counter
 
-import numpy as np
 import pydicom
 import pytest
-from pydicom.dataset import Dataset
-from pydicom.sequence import Sequence
 
 from medtl.cli import main
 from medtl.io.scan import list_files, scan_export
-from medtl.samples.synthetic import SeriesSpec, phantom_volume, write_enhanced_ct, write_series
+from medtl.samples.synthetic import SeriesSpec, phantom_volume, write_enhanced_4d, write_enhanced_ct, write_series
 from tests.integration.test_scan_cli import read_csv
 from tests.unit.io.test_dicom_mosaic import real_mosaic
 
@@ -52,25 +49,6 @@ def _fmri(folder):
 
         write_series(folder, SeriesSpec(stored=phantom_volume((5, 10, 10), seed=30 + volume), seed=9, modality="MR"),
                      edit=edit)
-
-
-def _enhanced_4d(path, spec):
-    n = spec.stored.shape[0]
-    both = SeriesSpec(stored=np.concatenate([spec.stored, spec.stored[::-1]]), spacing=spec.spacing, seed=21)
-    write_enhanced_ct(path, both)
-    ds = pydicom.dcmread(path)
-    dimensions = []
-    for pointer in (0x00189079, 0x00209057):
-        item = Dataset()
-        item.DimensionIndexPointer = pointer
-        dimensions.append(item)
-    ds.DimensionIndexSequence = Sequence(dimensions)
-    for index, group in enumerate(ds.PerFrameFunctionalGroupsSequence):
-        volume, slice_index = divmod(index, n)
-        group.PlanePositionSequence[0].ImagePositionPatient = [round(float(v), 4) for v in spec.position(slice_index)]
-        group.FrameContentSequence[0].InStackPositionNumber = slice_index + 1
-        group.FrameContentSequence[0].DimensionIndexValues = [volume + 1, slice_index + 1]
-    ds.save_as(path)
 
 
 def _classic_and_enhanced(folder, spec):
@@ -110,7 +88,7 @@ def mixed_tree(tmp_path_factory):
     _dti(root / "dti")
     _fmri(root / "fmri")
     ct = SeriesSpec(stored=phantom_volume((6, 12, 14), seed=3), spacing=(2.5, 0.7, 0.8), seed=20)
-    _enhanced_4d(root / "enhanced4d" / "4d.dcm", ct)
+    write_enhanced_4d(root / "enhanced4d" / "4d.dcm", ct, seed=21)
     _classic_and_enhanced(root / "copies", SeriesSpec(stored=phantom_volume((6, 12, 14), seed=4), seed=22))
     _two_enhanced_copies(root / "enhanced_twice", SeriesSpec(stored=phantom_volume((6, 12, 14), seed=5), seed=23))
     _repeats_then_differs(root / "repeats")

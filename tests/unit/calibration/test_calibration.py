@@ -144,3 +144,14 @@ def test_lac_sets_equal_mapies_marginal_and_per_class():
     per_class = np.stack([reference(cal_probs[cal_labels == k], cal_labels[cal_labels == k])[:, k]
                           for k in range(3)], 1)
     assert (ours("class") == per_class).all()
+
+
+def test_the_scores_are_what_their_names_say():
+    from medtl.calibration.conformal import class_scores
+    from medtl.calibration.fitted import Calibrator
+
+    probs = np.array([[0.6, 0.3, 0.1], [0.2, 0.2, 0.6]])
+    assert np.allclose(class_scores(probs, "lac"), 1 - probs)
+    # aps: the probability of the classes ranked at or above the class (ties keep their order)
+    assert np.allclose(class_scores(probs, "aps"), [[0.6, 0.9, 1.0], [0.8, 1.0, 0.6]])
+    assert np.allclose(Calibrator().probabilities(probs), probs) and Calibrator().sets(probs) is None

@@ -311,26 +311,9 @@ def test_a_stack_with_gaps_or_unequal_steps_puts_every_voxel_where_the_header_sa
 
 
 def test_an_enhanced_4d_file_splits_by_its_dimension_index_values(tmp_path, ct_spec):
-    import pydicom
-    from pydicom.dataset import Dataset
-    from pydicom.sequence import Sequence
+    from medtl.samples.synthetic import write_enhanced_4d
 
-    n = ct_spec.stored.shape[0]
-    spec = SeriesSpec(stored=np.concatenate([ct_spec.stored, ct_spec.stored[::-1]]), spacing=ct_spec.spacing)
-    path = write_enhanced_ct(tmp_path / "mf" / "4d.dcm", spec)
-    ds = pydicom.dcmread(path)
-    dimensions = []
-    for pointer in (0x00189079, 0x00209057):  # InversionTimes (read by no other key), InStackPositionNumber
-        item = Dataset()
-        item.DimensionIndexPointer = pointer
-        dimensions.append(item)
-    ds.DimensionIndexSequence = Sequence(dimensions)
-    for index, group in enumerate(ds.PerFrameFunctionalGroupsSequence):
-        volume, slice_index = divmod(index, n)
-        group.PlanePositionSequence[0].ImagePositionPatient = [round(float(v), 4) for v in spec.position(slice_index)]
-        group.FrameContentSequence[0].InStackPositionNumber = slice_index + 1
-        group.FrameContentSequence[0].DimensionIndexValues = [volume + 1, slice_index + 1]
-    ds.save_as(path)
+    path = write_enhanced_4d(tmp_path / "mf" / "4d.dcm", SeriesSpec(stored=ct_spec.stored, spacing=ct_spec.spacing))
     volumes = load_volumes(path)
     assert len(volumes) == 2 and all(v.array.shape == ct_spec.stored.shape for v in volumes.values())
     expected = expected_physical(ct_spec)  # volume 1: the stack as written; volume 2: its slices reversed
