@@ -45,17 +45,20 @@ def make_folds(groups: list[str], strata: list[int], folds: int, seed: int, repe
     return result
 
 
+INNER_SPLIT_HINT = "use train.selection=last (or, for label-efficiency arms, larger cv.label_fractions)"
+
+
 def inner_split(groups: list[str], strata: list[int], train: tuple[int, ...], fraction: float,
-                seed: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Split a fold's training cases by patient into (fit, inner validation) for model selection."""
+                seed: int, hint: str = INNER_SPLIT_HINT) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Split a fold's training cases by patient into (fit, inner validation) for model selection; ``hint`` says
+    how to do without one when there are too few patients."""
     from sklearn.model_selection import StratifiedGroupKFold
 
     train_array = np.asarray(train)
     n_splits = max(2, round(1 / fraction))
     sub_groups = np.asarray(groups)[train_array]
     if len(set(sub_groups)) < n_splits:
-        raise InputError(f"only {len(set(sub_groups))} training patients: too few for an inner split; use "
-                         "train.selection=last (or, for label-efficiency arms, larger cv.label_fractions)")
+        raise InputError(f"only {len(set(sub_groups))} training patients: too few for an inner split; {hint}")
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     try:
         fit, inner = next(splitter.split(np.zeros(len(train_array)), np.asarray(strata)[train_array], sub_groups))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..data.splits import Fold, inner_split, labelled_subset, selection_and_reference
+from ..data.splits import INNER_SPLIT_HINT, Fold, inner_split, labelled_subset, selection_and_reference
 
 
 @dataclass(frozen=True)
@@ -57,11 +57,14 @@ def fold_roles(fold: Fold, groups: list[str], strata: list[int], config, seed: i
     from .cv_calibration import calibration_enabled
 
     fraction = config.train.label_fraction
-    selects = config.train.selection == "best_inner" or calibration_enabled(config)
+    calibrates = calibration_enabled(config)
+    selects = config.train.selection == "best_inner" or calibrates
     train = labelled_subset(groups, strata, fold.train, fraction, seed)
     selection, reference = tuple(fold.inner), ()  # fixed splits: the given val set scores every epoch
     if selects and not fold.inner:
-        train, selection = inner_split(groups, strata, train, config.train.inner_fraction, seed)
+        hint = ("calibrate / conformal are fitted on that split: add patients, lower cv.folds, or remove the "
+                "calibrate / conformal sections" if calibrates else INNER_SPLIT_HINT)
+        train, selection = inner_split(groups, strata, train, config.train.inner_fraction, seed, hint)
     if held_out_site and selection:  # the drop's reference: never the cases the epoch was chosen on
         selection, reference = selection_and_reference(groups, strata, selection, config.train.selection, seed)
     pool = tuple(fold.train)

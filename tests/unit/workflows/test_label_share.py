@@ -87,3 +87,16 @@ def test_calibration_draws_a_selection_split_of_training_patients_and_counts_its
         chosen = {groups[i] for i in share.selection}
         assert chosen and not chosen & {groups[i] for i in share.train} and not chosen & {groups[i] for i in fold.val}
         assert share.labelled_patients(groups) == len({groups[i] for i in share.train} | chosen)
+
+
+def test_too_few_patients_for_the_calibration_split_say_how_to_fix_it():
+    """The old hint (train.selection=last) does not help a run whose calibration needs the split."""
+    from medtl.data.splits import Fold
+    from medtl.errors import InputError
+
+    groups, strata = ["a", "a", "b", "b", "c", "c"], [0, 1, 0, 1, 0, 1]
+    config = SimpleNamespace(train=SimpleNamespace(label_fraction=1.0, selection="last", inner_fraction=0.2),
+                             calibrate=SimpleNamespace(method="temperature"), conformal=SimpleNamespace(alpha=None),
+                             task="classification")
+    with pytest.raises(InputError, match="calibrate / conformal are fitted on that split"):
+        fold_roles(Fold(0, 0, (0, 1, 2, 3), (4, 5)), groups, strata, config, 0, False)
