@@ -218,8 +218,10 @@ def run_cv(config: Config, out: str | Path, progress: bool = True, keep_paths: b
         run.warnings.append(note)
         rundir.log(note)
     rundir.log(f"cv: {len(run.cases)} cases, {len(run.folds)} folds, arms {[a.name for a in arms]}")
-    for name, why in checked.unavailable.items():
+    for name, why in checked.unavailable.items():  # said at once, not after the other arms have trained
         rundir.log(f"arm '{name}' will be skipped when its turn comes ({why}); the ETA leaves it out")
+        log.info("arm '%s' will be skipped: its weights cannot be had here (the end of the run says how to import "
+                 "them); the ETA leaves it out", name)
     plan = planned_units([a for a in arms if a.name not in checked.unavailable], run.folds, rundir)
     estimate = WorkEstimate(plan)
     run.trackers = open_trackers(rundir, config, flatten(config))

@@ -73,10 +73,12 @@ class Reporter(Listener):
     def callbacks(self, label: str, epochs: int, metric: str | None = None, kind: str | None = None):
         """``(on_epoch, on_batch)`` for ``fit``; ``kind`` names the units for the ETA (an arm, a source stage)."""
         kind = kind or label
-        self.estimate.start(kind)
-        progress = {"batch": 0.0}
+        progress = {"batch": 0.0, "timed": False}
 
         def on_batch(step: int, steps: int) -> None:
+            if not progress["timed"]:  # the clock starts at the first batch: a fold's set-up is not an epoch
+                self.estimate.start(kind)
+                progress["timed"] = True
             progress["batch"] += 1 / steps
             self.advance(1 / steps)
 

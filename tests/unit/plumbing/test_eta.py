@@ -64,3 +64,22 @@ def test_a_slow_first_epoch_stops_counting_once_three_are_timed():
         clock.now += seconds
         estimate.finished("a")
     assert estimate.rate("a") == 10 and estimate.text() == "ETA 70 s"
+
+
+def test_a_folds_set_up_is_not_timed_as_an_epoch():
+    """The demo's first ETA was 2x too long: model building and fold set-up were counted as its first epoch."""
+    from types import SimpleNamespace
+
+    from medtl.workflows.cv_progress import Reporter
+
+    clock = Clock()
+    estimate = WorkEstimate({"arm": 4}, clock)
+    run = SimpleNamespace(rundir=SimpleNamespace(log=lambda text: None), warnings=[])
+    reporter = Reporter(run, lambda *args, **kwargs: None, talk=False, estimate=estimate)
+    on_epoch, on_batch = reporter.callbacks("arm r0 fold 0", 4, kind="arm")
+    clock.now = 10  # building the model, loading weights, writing the fold's records
+    for step in (1, 2):
+        on_batch(step, 2)
+        clock.now += 1
+    on_epoch({"epoch": 0, "train_loss": 0.5, "seconds": 2.0})
+    assert estimate.rate("arm") == pytest.approx(2.0) and estimate.seconds_left() == pytest.approx(6.0)
