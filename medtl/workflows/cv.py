@@ -265,9 +265,14 @@ def _calibration(run: CVRun) -> None:
     for name, arm in run.arms.items():
         if calibration_enabled(arm.config):
             heads = calibrated_heads(arm.config, run.class_names)
-            blocks = {head: calibration_summary([r for r in arm.rows if r.get("task", "") == head], names,
+            # one prediction per case: CV repeats and training seeds repeat every case, which would shrink the CIs
+            first = [r for r in arm.rows if int(r.get("repeat", 0)) == 0 and int(r.get("seed", 0)) == 0]
+            blocks = {head: calibration_summary([r for r in first if r.get("task", "") == head], names,
                                                 arm.config.conformal.alpha, sites, run.config.train.seed)
                       for head, names in heads.items()}
+            if len(first) < len(arm.rows):
+                for block in blocks.values():
+                    block["summary"]["scope"] = "repeat 0 and training seed 0 (each case once)"
             run.metrics["arms"][name]["calibration"] = blocks[""]["summary"] if list(blocks) == [""] else {
                 "tasks": {head: block["summary"] for head, block in blocks.items()}}
             found = [f"task {head}: {w}" if head else w for head, block in blocks.items() for w in block["warnings"]]

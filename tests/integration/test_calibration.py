@@ -185,3 +185,15 @@ def test_an_export_carries_the_calibration_and_predicts_as_the_run_does(run, new
     (tmp_path / "x" / "model.json").write_text(json.dumps(model))
     assert main(["predict", str(tmp_path / "x"), manifest, "--out", str(tmp_path / "t"), "--quiet"]) == 2
     assert not (tmp_path / "t").exists()
+
+
+def test_with_training_seeds_each_case_counts_once_in_the_coverage(tmp_path):
+    """cv.seeds repeats every case once per seed: counted N times, the coverage CI would be too narrow."""
+    data = write_radiograph_set(tmp_path / "data", n_patients=12, images_per_patient=2, size=32, seed=3)
+    raw = {"task": "classification", "data": {"manifest": str(data / "manifest.csv"), "dims": 2, "image_size": 32},
+           "model": {"backbone": "tiny-resnet", "pretrained": "none"}, "train": {"epochs": 1, "batch_size": 8},
+           "cv": {"folds": 2, "bootstrap": 100, "seeds": 2}, "conformal": {"alpha": 0.2}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
+    assert main(["cv", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    block = json.loads((tmp_path / "run" / "metrics.json").read_text())["arms"]["scratch"]["calibration"]
+    assert block["coverage"]["n"] == block["n_cases"] == 24 and "seed 0" in block["scope"]
