@@ -206,7 +206,8 @@ def _process_batch(batch: list[dict], todo: list[PredictItem], models: list, tra
     outputs = _member_probabilities(models, images, device, trained.config,
                                     keep_members=lambda name: truth or not heads[name][0].uses_mask,
                                     temperatures={head: c.temperatures for head, c in calibrations.items()})
-    sets = {head: c.sets.sets(outputs[head].mean, [""] * len(ready)) for head, c in calibrations.items() if c.sets}
+    sites = [todo[r["index"]].site for r in ready]  # the manifest's site column (conformal.by: site)
+    sets = {head: c.sets.sets(outputs[head].mean, sites) for head, c in calibrations.items() if c.sets}
     explained, maps, classes = _explained(trained, options, outputs, models, images, device)
     for i, loaded in enumerate(ready):
         item = todo[loaded["index"]]

@@ -197,3 +197,30 @@ def test_with_training_seeds_each_case_counts_once_in_the_coverage(tmp_path):
     assert main(["cv", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run"), "--quiet"]) == 0
     block = json.loads((tmp_path / "run" / "metrics.json").read_text())["arms"]["scratch"]["calibration"]
     assert block["coverage"]["n"] == block["n_cases"] == 24 and "seed 0" in block["scope"]
+
+
+def test_site_conditional_sets_use_the_manifests_site_column(run, new_cases, tmp_path):
+    """by: site thresholds are per site: predict reads the site of each case from the manifest."""
+    with open(new_cases, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for i, row in enumerate(rows):
+        row["site"] = "north" if i % 2 else "south"
+        row["image"] = str((new_cases.parent / row["image"]).resolve())
+        if row.get("mask"):
+            row["mask"] = str((new_cases.parent / row["mask"]).resolve())
+    sited = tmp_path / "sited.csv"
+    with open(sited, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    assert main(["calibrate", str(run), str(sited), "--out", str(tmp_path / "cal"), "--by", "site", "--quiet"]) == 0
+    fitted = json.loads((tmp_path / "cal" / "calibration.json").read_text())["conformal"]
+    assert set(fitted["thresholds"]) == {"north", "south"}
+    assert main(["predict", str(run), str(sited), "--out", str(tmp_path / "p"), "--calibration", str(tmp_path / "cal"),
+                 "--quiet"]) == 0
+    limits = {k: (float("inf") if v is None else v) for k, v in fitted["thresholds"].items()}
+    site_of = {str(i + 2): r["site"] for i, r in enumerate(rows)}  # manifest line -> site
+    for row in rows_of(tmp_path / "p"):  # LAC by site: class k is in the set iff 1 - p_k <= the case's site threshold
+        limit = limits[site_of[row["manifest_row"]]]
+        expected = [k for k in ("0", "1") if 1 - float(row[f"prob_{k}"]) <= limit + 1e-6]
+        assert [c for c in row["prediction_set"].split("|") if c] == expected
