@@ -224,3 +224,35 @@ def test_site_conditional_sets_use_the_manifests_site_column(run, new_cases, tmp
         limit = limits[site_of[row["manifest_row"]]]
         expected = [k for k in ("0", "1") if 1 - float(row[f"prob_{k}"]) <= limit + 1e-6]
         assert [c for c in row["prediction_set"].split("|") if c] == expected
+
+
+@pytest.mark.parametrize("scheme", ["fixed", "label_fractions"])
+def test_calibration_never_uses_a_scored_case_under_other_schemes(scheme, tmp_path):
+    """Fixed splits calibrate on the given val set; label-efficiency arms on their labelled selection patients."""
+    data = write_radiograph_set(tmp_path / "data", n_patients=16 if scheme == "fixed" else 24, images_per_patient=2,
+                                size=32, seed=9)
+    manifest = data / "manifest.csv"
+    if scheme == "fixed":  # patients 0-9 train, 10-12 val (model selection), 13-15 test
+        with open(manifest, newline="") as f:
+            rows = list(csv.DictReader(f))
+        patients = sorted({r["patient_id"] for r in rows})
+        role = {p: "train" if i < 10 else "val" if i < 13 else "test" for i, p in enumerate(patients)}
+        with open(manifest, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=[*rows[0], "split"])
+            writer.writeheader()
+            writer.writerows({**r, "split": role[r["patient_id"]]} for r in rows)
+    raw = {"task": "classification", "data": {"manifest": str(manifest), "dims": 2, "image_size": 32},
+           "model": {"backbone": "tiny-resnet", "pretrained": "none"}, "train": {"epochs": 1, "batch_size": 8},
+           "cv": {"folds": 2, "bootstrap": 100, **({"label_fractions": [0.5]} if scheme != "fixed" else {})},
+           "calibrate": {"method": "temperature"}, "conformal": {"alpha": 0.2}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
+    run = tmp_path / "run"
+    assert main(["cv", str(tmp_path / "c.yaml"), "--out", str(run), "--quiet"]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert all("coverage" in arm["calibration"] for arm in metrics["arms"].values())
+    for done in run.glob("arms/*/repeat*_fold*/done.json"):
+        images = json.loads((done.parent / "fold_images.json").read_text())
+        record = json.loads(done.read_text())["record"]
+        assert record["calibration"]["n_cases"] == len(images["selection"]["image_hashes"]) > 0
+        assert not set(images["selection"]["patient_keys"]) & set(images["scored"]["patient_keys"])
+        assert not set(images["selection"]["patient_keys"]) & set(images["train"]["patient_keys"])
