@@ -11,13 +11,14 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import ArmConfig, Config
+from .config import PUBLISHED_WEIGHTS, ArmConfig, Config
 from .errors import ConfigError, UnknownNameError
 
 log = logging.getLogger("medtl")
 
-STRATEGY_ARMS = ("linear", "full", "gradual", "discriminative")
-SOURCE_ARMS = ("imagenet", "medicalnet", "source")
+PEFT_ARMS = ("lora", "bitfit", "norm-only")  # parameter-efficient strategies: the main arm is named by them
+STRATEGY_ARMS = ("linear", "full", "gradual", "discriminative", *PEFT_ARMS)
+SOURCE_ARMS = (*PUBLISHED_WEIGHTS, "source")
 ADAPT_ARMS = ("erm", "dann", "reweight")  # erm: plain fine-tuning, the control of every adaptation method
 NAMED_ARMS = ("scratch", *SOURCE_ARMS, *STRATEGY_ARMS, *ADAPT_ARMS)
 
@@ -34,7 +35,8 @@ class Arm:
 
 def main_arm_name(config: Config) -> str:
     """A name that says where the main model starts: ``scratch``, ``imagenet-pretrained``,
-    ``medicalnet-pretrained``, ``source-pretrained`` or ``checkpoint-pretrained``; its
+    ``medicalnet-pretrained``, ``source-pretrained`` or ``checkpoint-pretrained`` (``lora``, ``bitfit`` or
+    ``norm-only`` when it fine-tunes with that parameter-efficient strategy); its
     adaptation method (``dann``, ``reweight``) when it uses one, ``erm`` when it is the
     plain fine-tuning control of adaptation arms, and ``multitask`` for a model of several
     tasks (compared with each task's ``<task>-only`` control)."""
@@ -44,6 +46,8 @@ def main_arm_name(config: Config) -> str:
         return config.train.method  # a training method of its own (registered): named by it
     if len(config.tasks) > 1:  # task: multitask (the config allows tasks: only there)
         return "multitask"
+    if config.finetune.strategy in PEFT_ARMS:
+        return config.finetune.strategy
     if any(arm_overrides(entry)[1].get("adapt.method", "none") != "none" for entry in config.compare):
         return "erm"  # the plain fine-tuning control of the adaptation arms
     source = config.model.pretrained

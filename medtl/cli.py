@@ -170,7 +170,7 @@ def _cmd_weights(args: argparse.Namespace) -> int:
     elif args.action == "import":
         if not args.file:
             raise MedtlError("`medtl weights import` needs a FILE: the downloaded checkpoint to verify and install")
-        installed = weights.import_weights(args.file)
+        installed = weights.import_weights(args.file, args.key)
         if weights.is_verified(installed):
             print(f"verified (sha256 matches the published hash) and installed {installed}")
         else:
@@ -182,7 +182,8 @@ def _cmd_weights(args: argparse.Namespace) -> int:
             mark = "cached " if row["cached"] else "missing"
             print(f"  {mark}  {row['key']:<26} {row['file']:<32} sha256 {row['sha256']}")
             if not row["cached"]:  # where to fetch it on another machine (then `medtl weights import FILE` here)
-                print(f"           from {row['url']}\n           licence: {row['licence']}")
+                print(f"           from {row['url']} (revision {row['revision']})\n"
+                      f"           licence: {row['licence']}")
     return 0
 
 
@@ -279,6 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
                                               "where: print the cache folder (TORCH_HOME/hub/checkpoints).")
     weights.add_argument("action", choices=["list", "import", "where"])
     weights.add_argument("file", nargs="?", metavar="FILE", help="checkpoint to import")
+    weights.add_argument("--as", dest="key", metavar="KEY", help="import: the weight file this is (a key from "
+                         "`medtl weights list`), when its name is not unique, e.g. model.safetensors")
     weights.set_defaults(run_command=_cmd_weights)
     return parser
 

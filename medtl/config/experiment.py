@@ -39,7 +39,9 @@ from .sections import (
     TrainConfig,
 )
 
-PRETRAINED_KEYWORDS = ("imagenet", "medicalnet", "none", "source")
+# published weights a backbone may list in its sources (docs/backbones.md says which has which)
+PUBLISHED_WEIGHTS = ("imagenet", "medicalnet", "dinov2", "rad-dino", "swin-ssl", "swin-dae", "ct-fm")
+PRETRAINED_KEYWORDS = (*PUBLISHED_WEIGHTS, "none", "source")
 
 
 class Config(Section):

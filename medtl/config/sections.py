@@ -24,10 +24,22 @@ class ModelConfig(Section):
     dropout: float = Field(0.0, ge=0, lt=1)
 
 
+class LoraConfig(Section):
+    """``finetune.lora``: the low-rank adapters of ``finetune.strategy: lora`` (docs/peft.md)."""
+
+    rank: int = Field(8, ge=1)
+    alpha: float = Field(16.0, gt=0)  # the update is scaled by alpha / rank
+    dropout: float = Field(0.0, ge=0, lt=1)
+    # fnmatch patterns over backbone layer names (e.g. "blocks.*.attn.qkv", "layer*.conv2"); "auto": attention
+    # qkv and output projections of a transformer, every convolution but the first of a CNN
+    targets: list[str] = Field(default_factory=lambda: ["auto"], min_length=1)
+
+
 class FinetuneConfig(Section):
     """``finetune``: which layers train, and how strongly they are held to the pretrained weights."""
 
-    strategy: Literal["linear", "full", "gradual", "discriminative"] = "full"
+    strategy: Literal["linear", "full", "gradual", "discriminative", "lora", "bitfit", "norm-only"] = "full"
+    lora: LoraConfig = Field(default_factory=LoraConfig)
     l2sp: float = Field(0.0, ge=0)
     unfreeze_every: int = Field(1, ge=1)  # gradual: epochs between unfreezing stages
     lr_decay: float = Field(0.5, gt=0, le=1)  # discriminative: factor per stage below the head

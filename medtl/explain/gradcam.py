@@ -26,7 +26,11 @@ MIN_EXTENT = 3  # voxels per axis the target layer's output must keep: a 1x1 map
 def default_layer(model: nn.Module, spatial_shape: tuple[int, ...] | None = None) -> str:
     """The deepest encoder stage (from the backbone's stage list and strides) whose output keeps at least
     ``MIN_EXTENT`` voxels along every axis of ``spatial_shape``: ``layer4`` of a ResNet at 224 px (7x7),
-    ``layer3`` at 64 px (``layer4`` would be 2x2)."""
+    ``layer3`` at 64 px (``layer4`` would be 2x2). A backbone whose stages do not output maps (a ViT's
+    tokens) names its own layer (``cam_layer``)."""
+    own = getattr(getattr(model, "backbone", None), "cam_layer", None)
+    if own:  # a transformer: its token grid (input / patch), the only spatial map it has
+        return f"backbone.{own}"
     names = {id(module): name for name, module in model.named_modules()}
     stages = model.stages()
     chosen = stages[-1]

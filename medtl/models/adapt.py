@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import MedtlError
+from ..errors import MedtlError, WeightsError
 from ..plumbing.atomic import write_json
 
 INPUT_ADAPT = ("sum", "mean", "first", "random")
@@ -32,6 +32,8 @@ class AdaptationReport:
     source: str
     file: str | None = None
     sha256: str | None = None
+    licence: str | None = None  # published weights: the terms the loaded file carries at its revision
+    revision: str | None = None
     loaded: list[str] = field(default_factory=list)
     adapted: dict[str, str] = field(default_factory=dict)
     new: dict[str, str] = field(default_factory=dict)
@@ -94,15 +96,22 @@ _HARMLESS_MISSING = ("num_batches_tracked",)
 
 def transfer_state(module: torch.nn.Module, source: dict, report: AdaptationReport, *, first_conv: str | None,
                    in_channels: int, input_adapt: str, inflate: str, drop_prefixes: tuple[str, ...] = (),
-                   prefix: str = "", allow_new: dict[str, str] | None = None) -> None:
+                   prefix: str = "", allow_new: dict[str, str] | None = None, strict_unexpected: bool = False) -> None:
     """Load ``source`` into ``module``, adapting what must be adapted and recording everything.
 
     ``allow_new`` maps target key prefixes to the reason they may be freshly initialised.
+    A tensor the model needs and the file lacks, a tensor of the wrong shape, a non-finite
+    value, or (``strict_unexpected``: published files, whose layout is known) a tensor the
+    model does not have is a ``WeightsError`` naming the keys; nothing is loaded then.
+    A module may adapt its own tensors (``adapt_pretrained(key, tensor, wanted_shape)``,
+    e.g. a ViT's 2D position table under a 3D model).
     """
     target = module.state_dict()
     allow_new = allow_new or {}
+    adapt_own = getattr(module, "adapt_pretrained", None)
     result: dict[str, torch.Tensor] = {}
     missing = []
+    where = report.file or report.source
     for key, wanted in target.items():
         name = prefix + key
         if key not in source:
@@ -116,6 +125,9 @@ def transfer_state(module: torch.nn.Module, source: dict, report: AdaptationRepo
                 missing.append(name)
             continue
         tensor = source[key].to(wanted.dtype)
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise WeightsError(f"checkpoint {where}: tensor '{name}' holds NaN or infinite values; the file is "
+                               "damaged or the training that wrote it diverged; nothing was loaded")
         notes = []
         if key == first_conv and tensor.shape[1] != wanted.shape[1]:
             tensor, note = adapt_input_channels(tensor, in_channels, input_adapt)
@@ -123,10 +135,14 @@ def transfer_state(module: torch.nn.Module, source: dict, report: AdaptationRepo
         if tensor.dim() == wanted.dim() - 1 and tensor.dim() >= 4:
             tensor = inflate_kernel(tensor, wanted.shape[2], inflate)
             notes.append(f"inflated 2D->3D ({inflate}, depth {wanted.shape[2]})")
+        own = adapt_own(key, tensor, wanted.shape) if adapt_own is not None else None
+        if own is not None:
+            tensor, note = own
+            notes.append(note)
         if tensor.shape != wanted.shape:
-            raise MedtlError(f"checkpoint tensor '{name}' has shape {tuple(source[key].shape)} but the model needs "
-                             f"{tuple(wanted.shape)}; the checkpoint was made for a different architecture "
-                             "(check model.backbone and the checkpoint's metadata)")
+            raise WeightsError(f"checkpoint {where}: tensor '{name}' has shape {tuple(source[key].shape)} but the "
+                               f"model needs {tuple(wanted.shape)}; the checkpoint was made for a different "
+                               "architecture (check model.backbone and the checkpoint's metadata); nothing was loaded")
         result[key] = tensor
         if notes:
             report.adapted[name] = "; ".join(notes)
@@ -134,8 +150,9 @@ def transfer_state(module: torch.nn.Module, source: dict, report: AdaptationRepo
             report.loaded.append(name)
     if missing:
         shown = ", ".join(missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
-        raise MedtlError(f"checkpoint {report.file or report.source} lacks {len(missing)} tensors the model needs: "
-                         f"{shown}; it does not match backbone architecture (wrong backbone or depth?)")
+        raise WeightsError(f"checkpoint {where} lacks {len(missing)} tensors the model needs: {shown}; it does not "
+                           "match the backbone architecture (wrong backbone, depth or file layout?); nothing was "
+                           "loaded")
     for key in source:
         if key in target:
             continue
@@ -144,5 +161,11 @@ def transfer_state(module: torch.nn.Module, source: dict, report: AdaptationRepo
             report.dropped[prefix + key] = "source classifier/head, replaced by the task head"
         else:
             report.unexpected.append(prefix + key)
+    if strict_unexpected and report.unexpected:
+        shown = ", ".join(report.unexpected[:6]) + (f" and {len(report.unexpected) - 6} more"
+                                                    if len(report.unexpected) > 6 else "")
+        raise WeightsError(f"checkpoint {where} holds {len(report.unexpected)} tensors this backbone does not have: "
+                           f"{shown}; the file is not the one its name says (renamed keys or another model); "
+                           "nothing was loaded")
     # strict=False only because fresh tensors (allow_new) are absent; every other key is checked above.
     module.load_state_dict(result, strict=False)

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..config import PUBLISHED_WEIGHTS
 from ..errors import ConfigError, MedtlError
 from ..plumbing.hashing import sha256_file
 from .adapt import AdaptationReport, transfer_state
@@ -137,7 +138,8 @@ def create_model(backbone: str, *, dims: int, num_classes: int | dict[str, int],
                  class_names: list[str] | None = None, task_kinds: dict[str, str] | None = None) -> MedtlModel:
     """Build a backbone + head and put pretrained weights under it.
 
-    ``pretrained``: ``None``/``"none"`` (random init), ``"imagenet"``, ``"medicalnet"``, or a path to a
+    ``pretrained``: ``None``/``"none"`` (random init), a published source the backbone lists (``"imagenet"``,
+    ``"medicalnet"``, ``"dinov2"``, ``"rad-dino"``, ``"swin-ssl"``, ``"swin-dae"``, ``"ct-fm"``), or a path to a
     ``.pt`` state dict / ``.safetensors`` checkpoint (e.g. from ``medtl pretrain``). The model's
     ``adaptation`` attribute reports what happened to every tensor. With ``class_names``, a
     checkpoint's head is reused only if it was trained for the same classes.
@@ -151,7 +153,7 @@ def create_model(backbone: str, *, dims: int, num_classes: int | dict[str, int],
     if min(counts, default=0) < 1 or in_channels < 1:
         raise ConfigError(f"num_classes and in_channels must be >= 1 (got {num_classes}, {in_channels})")
     source = "none" if pretrained in (None, "none", "") else str(pretrained)
-    weight = WEIGHT_FILES[spec.source_for(source, dims)] if source in ("imagenet", "medicalnet") else None
+    weight = WEIGHT_FILES[spec.source_for(source, dims)] if source in PUBLISHED_WEIGHTS else None
     net = spec.builder(dims, in_channels, **dict(weight.arch if weight else ()))
     if task_kinds:  # several heads (task: multitask)
         if not task_kinds or set(task_kinds) != set(num_classes):
@@ -169,10 +171,13 @@ def create_model(backbone: str, *, dims: int, num_classes: int | dict[str, int],
         report.new = {"backbone.*": "random init (model.pretrained=none)", "head.*": "random init"}
     elif weight is not None:
         path = ensure_weights(weight, download=download)
-        report = AdaptationReport(source=f"{source} ({weight.key})", file=weight.filename, sha256=sha256_file(path))
+        report = AdaptationReport(source=f"{source} ({weight.key})", file=weight.filename, sha256=sha256_file(path),
+                                  licence=weight.licence, revision=weight.revision)
         state, _ = load_state_dict_file(path)
-        transfer_state(net, to_backbone_keys(state, weight.layout), report,
-                       drop_prefixes=spec.classifier_prefixes + ("conv_seg.",), **options)
+        renamed = to_backbone_keys(state, weight.layout)
+        report.dropped.update({f"backbone.{k}": why for k, why in renamed.dropped.items()})
+        transfer_state(net, renamed.state, report, drop_prefixes=spec.classifier_prefixes + ("conv_seg.",),
+                       strict_unexpected=True, **options)
         report.new["head.*"] = f"{task} head, freshly initialised"
     else:
         report = _load_own_checkpoint(model, Path(source), options, class_names)
@@ -191,7 +196,7 @@ def _load_own_checkpoint(model: MedtlModel, path: Path, options: dict, class_nam
         raise ConfigError(f"checkpoint {path} was trained with backbone '{expected}', but model.backbone is "
                           f"'{model.spec.name}'; set model.backbone={expected}")
     report = AdaptationReport(source="checkpoint", file=path.name, sha256=sha256_file(path))
-    transfer_state(model.backbone, to_backbone_keys(state, "medtl"), report,
+    transfer_state(model.backbone, to_backbone_keys(state, "medtl").state, report,
                    drop_prefixes=model.spec.classifier_prefixes, **options)
     report.unexpected = [k for k in report.unexpected if not k.startswith("backbone.head.")]
     source_head = head_keys(state)

@@ -48,15 +48,18 @@ class WeightFile:
     in_channels: int = 3
     arch: tuple[tuple[str, object], ...] = ()  # architecture settings the weights need
     note: str = ""
+    revision: str = ""  # the publisher's revision the URL points at ("" = the file name is the version)
+    terms: str = ""  # the licence of this file at this revision, where the layout's default does not say it
+    cache_name: str = ""  # file name in the cache when the URL's own name is not unique (model.safetensors)
 
     @property
     def licence(self) -> str:
-        """The licence of the weights as published (for model cards); ImageNet terms apply on top."""
-        return WEIGHT_LICENCES.get(self.layout, "see the publisher")
+        """The licence the file carries at its pinned revision (for model cards)."""
+        return self.terms or WEIGHT_LICENCES.get(self.layout, "see the publisher")
 
     @property
     def filename(self) -> str:
-        return self.url.rsplit("/", 1)[-1]
+        return self.cache_name or self.url.rsplit("/", 1)[-1]
 
 
 _TV = "https://download.pytorch.org/models/"
@@ -84,6 +87,48 @@ for _depth in (18, 34, 50):
         f"resnet{_depth}-medicalnet", _MEDNET.format(d=_depth), None, "medicalnet", dims=3, in_channels=1,
         arch=(("shortcut_type", "A" if _depth in (18, 34) else "B"), ("bias_downsample", _depth in (18, 34))),
         note=_NO_HASH))
+
+
+_HF = "https://huggingface.co/{repo}/resolve/{revision}/{file}"
+_UNPINNED = ("the publisher gives no file hash; the SHA-256 of the file used is recorded in the adaptation report "
+             "and the model card")
+
+
+def _hugging_face(key: str, repo: str, revision: str, layout: str, terms: str, arch: tuple = (),
+                  file: str = "model.safetensors", dims: int = 2, in_channels: int = 3) -> WeightFile:
+    return register_weight_file(WeightFile(
+        key, _HF.format(repo=repo, revision=revision, file=file), None, layout, dims=dims, in_channels=in_channels,
+        arch=arch, note=_UNPINNED, revision=revision, terms=terms, cache_name=f"{key}-{file}"))
+
+
+_IMAGENET21K = "trained on ImageNet-21k and ImageNet-1k, whose terms allow non-commercial research use"
+_hugging_face("vit-s16-imagenet", "timm/vit_small_patch16_224.augreg_in21k_ft_in1k", "main", "timm-vit",
+              f"Apache-2.0 (timm); {_IMAGENET21K}")
+_hugging_face("vit-b16-imagenet", "google/vit-base-patch16-224", "main", "hf-vit",
+              f"Apache-2.0 (Google Research); {_IMAGENET21K}", arch=(("eps", 1e-12),))
+_hugging_face("dinov2-vits14", "facebook/dinov2-small", "main", "hf-vit",
+              "Apache-2.0 (Meta DINOv2); self-supervised on LVD-142M (curated web images)")
+_hugging_face("dinov2-vitb14", "facebook/dinov2-base", "main", "hf-vit",
+              "Apache-2.0 (Meta DINOv2); self-supervised on LVD-142M (curated web images)")
+# RAD-DINO was published under MIT and relicensed to the Microsoft Research License Agreement (research only,
+# no commercial use) at commit d5647c0 (2024-08-19); the weights did not change, the terms did.
+_hugging_face("rad-dino", "microsoft/rad-dino", "d5647c0bba6d304c8f73c39422096ce88affd074", "hf-vit",
+              "MSRLA (Microsoft Research License Agreement: non-commercial research only) at the pinned revision "
+              "d5647c0; earlier revisions carried MIT; trained on chest X-rays (MIMIC-CXR, CheXpert, NIH, PadChest, "
+              "BRAX) with their own data terms")
+_MONAI_SSL = "https://github.com/Project-MONAI/MONAI-extra-test-data/releases/download/0.8.1/"
+register_weight_file(WeightFile(
+    "swin-unetr-ssl", _MONAI_SSL + "model_swinvit.pt", None, "swinvit-ssl", dims=3, in_channels=1,
+    note=_UNPINNED, revision="release 0.8.1",
+    terms="Apache-2.0 (MONAI research contributions); self-supervised on 5,050 public CT volumes"))
+register_weight_file(WeightFile(
+    "swin-unetr-dae", _MONAI_SSL + "ssl_pretrained_weights.pth", None, "swin-dae", dims=3, in_channels=1,
+    note=_UNPINNED, revision="release 0.8.1",
+    terms="Apache-2.0 (MONAI); disruptive-autoencoder pretraining (Valanarasu et al. 2023) on public CT and MRI"))
+_hugging_face("ct-fm-segresnet", "project-lighter/ct_fm_feature_extractor",
+              "23e05e9c3398ed305339d144e3642bbcf9ccc46f", "ct-fm",
+              "Apache-2.0 (project-lighter CT-FM); contrastive pretraining on 148k CTs of the Imaging Data Commons",
+              dims=3, in_channels=1)
 
 
 def cache_dir() -> Path:
@@ -177,26 +222,38 @@ def download_timeout() -> float:
         return 60.0
 
 
-def import_weights(source: str | Path) -> Path:
+def import_weights(source: str | Path, key: str | None = None) -> Path:
     """Check a file obtained elsewhere against the registry and install it in the cache.
 
-    Files with a published hash are verified; files without one (MedicalNet) can only be
-    matched by name: ``is_verified`` tells which.
+    Files with a published hash are verified; files without one (MedicalNet, the Hugging Face
+    files) are matched by name, or by ``key`` (``medtl weights import FILE --as KEY``) when
+    the name is not unique (``model.safetensors``): ``is_verified`` tells which.
     """
     source = Path(source)
     if not source.is_file():
         raise UnknownNameError(f"weights file not found: {source}; give the path of the downloaded file")
     digest = sha256_file(source)
-    by_name = [w for w in WEIGHT_FILES.values() if w.filename == source.name]
-    by_hash = [w for w in WEIGHT_FILES.values() if w.sha256 and digest.startswith(w.sha256)]
-    candidates = by_hash or by_name
+    if key is not None:
+        if key not in WEIGHT_FILES:
+            raise UnknownNameError(f"unknown weight file key '{key}'; `medtl weights list` shows the keys "
+                                   f"({', '.join(sorted(WEIGHT_FILES))})")
+        candidates = [WEIGHT_FILES[key]]
+    else:
+        by_name = [w for w in WEIGHT_FILES.values() if source.name in (w.filename, w.url.rsplit("/", 1)[-1])]
+        by_hash = [w for w in WEIGHT_FILES.values() if w.sha256 and digest.startswith(w.sha256)]
+        candidates = by_hash or by_name
+        if len(candidates) > 1:
+            raise WeightsError(f"{source.name} is the name of several weight files "
+                               f"({', '.join(w.key for w in candidates)}); say which with --as KEY")
     if not candidates:
         known = ", ".join(sorted(w.filename for w in WEIGHT_FILES.values()))
-        raise WeightsError(f"{source.name} (sha256 {digest[:16]}...) matches no known weight file; known: {known}")
+        raise WeightsError(f"{source.name} (sha256 {digest[:16]}...) matches no known weight file; known: {known}; "
+                           "or say which with --as KEY")
     weight = candidates[0]
     if not hash_matches(digest, weight.sha256):
         raise WeightsError(f"{source} has sha256 {digest[:16]}..., but {weight.filename} must start with "
                            f"{weight.sha256}; the file is corrupt or a different version")
+    load_state_dict_file(source)  # a truncated or non-weights file is refused before it is cached
     target = cache_dir() / weight.filename
     target.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(target) as tmp:
@@ -208,7 +265,8 @@ def cached_status() -> list[dict]:
     """One row per known weight file: key, file name, expected hash, whether cached, where it comes from, licence."""
     directory = cache_dir()
     return [{"key": w.key, "file": w.filename, "sha256": w.sha256 or "-", "cached": (directory / w.filename).exists(),
-             "dims": w.dims, "url": w.url, "licence": w.licence} for w in WEIGHT_FILES.values()]
+             "dims": w.dims, "url": w.url, "licence": w.licence, "revision": w.revision or "-"}
+            for w in WEIGHT_FILES.values()]
 
 
 _UNWRAP_KEYS = ("state_dict", "model_state_dict", "model", "module")
@@ -230,9 +288,14 @@ def load_state_dict_file(path: str | Path) -> tuple[dict, dict]:
         from safetensors import safe_open
         from safetensors.torch import load_file
 
-        with safe_open(str(path), framework="pt") as f:
-            metadata = dict(f.metadata() or {})
-        state = load_file(str(path))
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                metadata = dict(f.metadata() or {})
+            state = load_file(str(path))
+        except Exception as exc:  # noqa: BLE001 - SafetensorError, OSError: a truncated or damaged file
+            raise WeightsError(f"cannot read {path} as safetensors ({type(exc).__name__}: "
+                               f"{str(exc).splitlines()[0][:200]}); the file is truncated or damaged: download "
+                               "it again") from exc
     else:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)

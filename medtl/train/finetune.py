@@ -6,6 +6,8 @@
   ``unfreeze_every`` epochs (ULMFiT-style gradual unfreezing).
 * ``discriminative``: everything trains; the head at ``lr``, each backbone stage
   below it at ``lr * lr_decay**depth`` (layer-wise learning-rate decay).
+* ``lora``, ``bitfit``, ``norm-only`` (``peft.py``): the backbone frozen like ``linear``,
+  plus low-rank adapters, the biases, or the normalisation layers' affine parameters.
 * L2-SP (``finetune.l2sp`` > 0) composes with any strategy: a penalty
   ``alpha/2 * ||w - w_pretrained||^2`` over backbone weights, head excluded.
 """
@@ -16,8 +18,9 @@ import torch
 
 from ..errors import ConfigError
 from ..models.build import MedtlModel
+from .peft import PEFT_STRATEGIES, enable_tuned
 
-STRATEGIES = ("linear", "full", "gradual", "discriminative")
+STRATEGIES = ("linear", "full", "gradual", "discriminative", *PEFT_STRATEGIES)
 
 
 def frozen_stages(model: MedtlModel, strategy: str, epoch: int = 0, unfreeze_every: int = 1) -> set[str]:
@@ -25,7 +28,7 @@ def frozen_stages(model: MedtlModel, strategy: str, epoch: int = 0, unfreeze_eve
     if strategy not in STRATEGIES:
         raise ConfigError(f"unknown finetune.strategy '{strategy}'; choose from {', '.join(STRATEGIES)}")
     names = [name for name, _ in model.stages()]
-    if strategy == "linear":
+    if strategy == "linear" or strategy in PEFT_STRATEGIES:
         return set(names)
     if strategy == "gradual":
         unfrozen = epoch // max(1, unfreeze_every)
@@ -38,6 +41,8 @@ def apply_strategy(model: MedtlModel, strategy: str, epoch: int = 0, unfreeze_ev
     frozen = frozen_stages(model, strategy, epoch, unfreeze_every)
     if frozen != model.frozen_stages:
         model.set_frozen(frozen)
+        if strategy in PEFT_STRATEGIES:
+            enable_tuned(model, strategy)
     return frozen
 
 

@@ -26,6 +26,7 @@ from ..models.device import compute_threads, resolve_device
 from ..models.sliding import network_logits
 from ..tasks import task_of
 from . import distributed as ddp
+from . import peft
 from .finetune import L2SP, apply_strategy, parameter_groups
 from .methods.base import Batch, TrainingMethod
 from .trainer import Trainer, epoch_seed, raise_non_finite_loss, warmup_cosine  # noqa: F401  (re-exported)
@@ -40,6 +41,7 @@ class FitResult:
     history: list[dict] = field(default_factory=list)
     selected_epoch: int = -1
     notes: list[str] = field(default_factory=list)  # fallbacks that must be reported
+    tuned: "peft.TunedState | None" = None  # PEFT strategies: what trained (its best.safetensors holds only that)
 
 
 def make_loader(cases: list[PreparedCase], config: Config, seed: int, augment=None, train: bool = True,
@@ -152,6 +154,7 @@ def fit(model: MedtlModel, train_cases: list[PreparedCase], config: Config, stat
     device = ddp.local_device(device) if distributed else device
     torch.set_num_threads(compute_threads(train_cfg.threads, train_cfg.workers, ddp.local_world() if distributed
                                           else 1))
+    tuned = peft.prepare(model, config.finetune)  # lora: adapters added before the optimiser sees the parameters
     if distributed and ddp.sync_batchnorm(config, device):
         torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # BatchNorm statistics over the global batch
     model.to(device)
@@ -179,11 +182,12 @@ def fit(model: MedtlModel, train_cases: list[PreparedCase], config: Config, stat
         optimizer, warmup_cosine(steps * train_cfg.epochs, steps * train_cfg.warmup_epochs))
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and train_cfg.amp)
     augment = augment_pipeline(config.data, task.uses_mask)
-    parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "method": method,
+    parts = {"model": tuned or model, "optimizer": optimizer, "scheduler": scheduler, "method": method,
              "loss": loss_fn if learned_loss else _NoState()}
     trainer = Trainer(state_path, parts, optimizer, scheduler, scaler, writes=ddp.is_main())
     trainer.resume()
-    result = FitResult(history=trainer.history, selected_epoch=int(trainer.extra.get("selected_epoch", -1)))
+    result = FitResult(history=trainer.history, selected_epoch=int(trainer.extra.get("selected_epoch", -1)),
+                       tuned=tuned)
     best = max((h.get("inner_score", -math.inf) for h in trainer.history), default=-math.inf)
     state = {"net": model}  # what the batches go through: the model, or its DDP wrapper
 
@@ -219,8 +223,9 @@ def fit(model: MedtlModel, train_cases: list[PreparedCase], config: Config, stat
             if on_batch:
                 on_batch(math.ceil(count / train_cfg.batch_size), steps)
         mean_loss = total / max(1, count)
+        trainable, total = peft.trainable_counts(model)
         record = {"epoch": epoch, "train_loss": ddp.average_scalar(mean_loss) if distributed else mean_loss,
-                  "lr": scheduler.get_last_lr()[0]}
+                  "lr": scheduler.get_last_lr()[0], "trainable_params": trainable, "total_params": total}
         record.update(method.epoch_facts(facts))  # DANN: domain loss, discriminator accuracy, lambda
         record.update(task.loss_facts(loss_fn))  # multitask: each task's loss and weight
         if inner_cases:
@@ -228,7 +233,9 @@ def fit(model: MedtlModel, train_cases: list[PreparedCase], config: Config, stat
                                                 inner_cases)
             if train_cfg.selection == "best_inner" and record["inner_score"] > best:
                 best, result.selected_epoch = record["inner_score"], epoch
-                if ddp.is_main():
+                if ddp.is_main() and tuned is not None:
+                    tuned.save(state_path.with_name("best.safetensors"), {"epoch": epoch})
+                elif ddp.is_main():
                     save_weights(state_path.with_name("best.safetensors"), model, {"epoch": epoch})
         trainer.extra["selected_epoch"] = result.selected_epoch
         return record

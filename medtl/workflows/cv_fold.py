@@ -16,6 +16,7 @@ from ..data.splits import Fold
 from ..domain.targets import TargetImage
 from ..models import create_model
 from ..models.checkpoint import load_weights, save_weights
+from ..models.lora import merge_lora
 from ..models.device import resolve_device
 from ..models.heads import order_classes
 from ..plumbing.atomic import write_json
@@ -156,7 +157,11 @@ def run_fold(arm: Arm, fold: Fold, folder: FoldDir, cases: list[PreparedCase], c
                  inner_score if inner_cases else None, on_epoch, on_batch, method, distributed=distributed)
     ddp.barrier()  # rank 0's best.safetensors is on disk before anyone reads it
     if config.train.selection == "best_inner" and folder.best.exists():
-        load_weights(folder.best, model)
+        if result.tuned is not None:  # PEFT: the file holds the tuned tensors, bound to this base
+            result.tuned.load(folder.best)
+        else:
+            load_weights(folder.best, model)
+    merge_lora(model)  # lora: adapters folded into the weights; the saved model is a plain network
     if writes:
         save_weights(folder.model, model, {**model.describe(), "class_names": json.dumps(class_names),
                                            "selected_epoch": result.selected_epoch})

@@ -23,6 +23,7 @@ from .._version import __version__
 from ..calibration.scaled import TemperatureScaled
 from ..data.dataset import prepare_cases
 from ..data.manifest import Manifest, read_config_manifest
+from ..config import PUBLISHED_WEIGHTS
 from ..errors import InputError, MedtlError
 from ..export.card import card_sections, render_html, render_markdown
 from ..export.manifest import MANIFEST_VERSION, ExportManifest, export_model_id
@@ -106,9 +107,11 @@ def _validation_images(trained: TrainedRun, rundir: RunDir, max_cases: int | Non
 
 def _starting_weights_licence(trained: TrainedRun) -> str:
     source = trained.config.model.pretrained
-    if source in ("imagenet", "medicalnet"):
+    if source in PUBLISHED_WEIGHTS:
         spec = get_backbone_spec(trained.config.model.backbone)
-        return WEIGHT_FILES[spec.source_for(source, trained.config.data.dims)].licence
+        weight = WEIGHT_FILES[spec.source_for(source, trained.config.data.dims)]
+        revision = f" (file {weight.filename}, revision {weight.revision})" if weight.revision else ""
+        return weight.licence + revision
     if source == "none":
         return "none (random initialisation)"
     return "the researcher's own source model (see the source stage below): the licence of its data applies"

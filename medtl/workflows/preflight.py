@@ -13,7 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import Config
+from ..config import PUBLISHED_WEIGHTS, Config
 from ..data.manifest import Case
 from ..io.image_files import IMAGE_SUFFIXES
 from ..io.nifti import is_nifti_path
@@ -102,7 +102,7 @@ def _check_cases(config: Config, result: Preflight) -> None:
 def _check_weights(result: Preflight) -> None:
     for arm in result.checked.arms:
         source = arm.config.model.pretrained
-        if source not in ("imagenet", "medicalnet"):
+        if source not in PUBLISHED_WEIGHTS:
             continue
         spec = get_backbone_spec(arm.config.model.backbone)
         weight = WEIGHT_FILES[spec.source_for(source, arm.config.data.dims)]

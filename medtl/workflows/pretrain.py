@@ -24,6 +24,7 @@ from ..errors import ConfigError, InputError
 from ..io.pseudonym import medtl_home
 from ..models import create_model
 from ..models.checkpoint import save_weights
+from ..models.lora import merge_lora
 from ..plumbing.atomic import atomic_path
 from ..plumbing.hashing import sha256_text
 from ..plumbing.progress import progress_bar
@@ -118,6 +119,7 @@ def train_source_model(config: Config, progress: bool = True, on_epoch=None, on_
                          on_batch=lambda step, steps: advance(1 / steps))
     else:
         result = fit(model, cases, stage, folder.state, stage.train.seed, on_epoch=on_epoch, on_batch=on_batch)
+    merge_lora(model)  # a source stage fine-tuned with lora is saved as a plain network
     metadata = {**model.describe(), "class_names": json.dumps(manifest.class_names), "data_sha256": data_sha,
                 "fingerprint": fingerprint, "source_task": stage.task, "epochs": stage.train.epochs}
     summary = {"fingerprint": fingerprint, "n_cases": len(cases), "n_skipped": len(skipped),

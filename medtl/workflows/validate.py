@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..arms import Arm, resolve_arms
-from ..config import SSL_TASKS, Config
+from ..config import PUBLISHED_WEIGHTS, SSL_TASKS, Config
 from ..data.manifest import Manifest, read_config_manifest, read_manifest
 from ..errors import ConfigError, UnknownNameError, WeightsUnavailableError
 from ..models.backbones import get_backbone_spec
@@ -31,7 +31,7 @@ class Checked:
 def weights_cached(config: Config) -> bool | None:
     """Whether the published weights ``model.pretrained`` names are in the cache (``None``: it names none)."""
     source = config.model.pretrained
-    if source not in ("imagenet", "medicalnet"):
+    if source not in PUBLISHED_WEIGHTS:
         return None
     weight = WEIGHT_FILES[get_backbone_spec(config.model.backbone).source_for(source, config.data.dims)]
     return (cache_dir() / weight.filename).exists()

@@ -27,10 +27,11 @@ def cases(n=16):
                          None, "") for i in range(n)]
 
 
-def config(epochs):
+def config(epochs, strategy="full"):
     return load_config(None, [f"data.image_size={SIZE}", f"train.epochs={epochs}", "train.batch_size=8",
                               "train.device=cpu", "train.threads=1", "data.augment.enabled=false",
-                              "train.warmup_epochs=0", "train.optimizer=sgd", "train.lr=0.05"])
+                              "train.warmup_epochs=0", "train.optimizer=sgd", "train.lr=0.05",
+                              f"finetune.strategy={strategy}"])
 
 
 def model_without_batchnorm():
@@ -45,12 +46,12 @@ def model_without_batchnorm():
     return model
 
 
-def _rank(rank, world, init, folder, epochs):
+def _rank(rank, world, init, folder, epochs, strategy):
     dist.init_process_group("gloo", init_method=f"file://{init}", rank=rank, world_size=world)
     try:
         torch.set_num_threads(1)
         model = model_without_batchnorm()
-        fit(model, cases(), config(epochs), folder / "state.pt", seed=5, distributed=True)
+        fit(model, cases(), config(epochs, strategy), folder / "state.pt", seed=5, distributed=True)
         if rank == 0:
             torch.save(model.state_dict(), folder / "ddp.pt")
         dist.barrier()  # no rank tears the group down while another still uses it
@@ -60,18 +61,23 @@ def _rank(rank, world, init, folder, epochs):
 
 # 3 epochs of 16 cases = 6 optimiser steps, each of which must equal the single-process step for the final weights
 # to agree (a 1-epoch case was dropped: equality after 6 steps covers it)
+# lora: LoRA adapters on the convolutions (frozen base, only adapters and head synchronised)
 @pytest.mark.parametrize("epochs", [3])
-def test_ddp_training_equals_the_single_process_training(tmp_path, epochs):
+@pytest.mark.parametrize("strategy", ["full", "lora"])
+def test_ddp_training_equals_the_single_process_training(tmp_path, epochs, strategy):
     single = model_without_batchnorm()
-    fit(single, cases(), config(epochs), tmp_path / "single" / "state.pt", seed=5)
+    fit(single, cases(), config(epochs, strategy), tmp_path / "single" / "state.pt", seed=5)
     (tmp_path / "ddp").mkdir()
-    mp.spawn(_rank, args=(2, tmp_path / "init", tmp_path / "ddp", epochs), nprocs=2, join=True)
+    mp.spawn(_rank, args=(2, tmp_path / "init", tmp_path / "ddp", epochs, strategy), nprocs=2, join=True)
     distributed = torch.load(tmp_path / "ddp" / "ddp.pt", weights_only=True)
     worst = max(float((distributed[k] - v).abs().max()) for k, v in single.state_dict().items()
                 if v.is_floating_point())
     assert worst <= 1e-6, f"DDP weights differ from single-process weights by {worst}"
+    assert set(distributed) == set(single.state_dict())
     assert any(float((distributed[k] - v).abs().max()) > 0 for k, v in model_without_batchnorm().state_dict().items()
-               if v.is_floating_point()), "the weights did train"
+               if v.is_floating_point() and k in distributed), "the weights did train"
+    if strategy == "lora":
+        assert any(float(v.abs().max()) > 0 for k, v in distributed.items() if ".lora_b." in k), "the adapters trained"
 
 
 def manifest_of(root, count):

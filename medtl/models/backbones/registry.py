@@ -7,9 +7,9 @@ from .spec import BackboneSpec
 
 
 def _load_families() -> None:
-    from . import densenet, efficientnet, resnet  # a new family: one module with SPECS, named here
+    from . import densenet, efficientnet, resnet, segresnet, swin, vit  # a new family: one module with SPECS
 
-    for family in (densenet, efficientnet, resnet):
+    for family in (densenet, efficientnet, resnet, segresnet, swin, vit):
         for spec in family.SPECS:
             register_backbone(spec)
 
