@@ -16,9 +16,9 @@ from ..data.splits import Fold
 from ..domain.targets import TargetImage
 from ..models import create_model
 from ..models.checkpoint import load_weights, save_weights
-from ..models.lora import merge_lora
 from ..models.device import resolve_device
 from ..models.heads import order_classes
+from ..models.lora import merge_lora
 from ..plumbing.atomic import write_json
 from ..results import FoldResult
 from ..rundir import FoldDir

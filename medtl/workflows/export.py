@@ -21,9 +21,9 @@ import torch
 
 from .._version import __version__
 from ..calibration.scaled import TemperatureScaled
+from ..config import PUBLISHED_WEIGHTS
 from ..data.dataset import prepare_cases
 from ..data.manifest import Manifest, read_config_manifest
-from ..config import PUBLISHED_WEIGHTS
 from ..errors import InputError, MedtlError
 from ..export.card import card_sections, render_html, render_markdown
 from ..export.manifest import MANIFEST_VERSION, ExportManifest, export_model_id
