@@ -125,6 +125,7 @@ def _sections(run) -> list[tuple[str, str]]:
 
         sections.append(calibration_section(metrics, arm_rows, run.class_names))
     histories = {name: arm.histories for name, arm in run.arms.items()}
+    sections.append(_training_cost_section(run))
     sections.append(("Learning curves", html_image(figures.learning_curves_figure(histories), "learning curves")))
     if "tasks" in metrics:
         sections.append(_task_weights_section(run))
@@ -152,6 +153,26 @@ def _sections(run) -> list[tuple[str, str]]:
 
     sections.append(("Resolved config", f"<pre>{html.escape(dump_config(config))}</pre>"))
     return sections
+
+
+def _training_cost_section(run) -> tuple[str, str]:
+    """Per arm: its fine-tuning strategy, parameters trained of all, seconds per epoch and (GPU) peak memory."""
+    rows = []
+    for name, arm in run.arms.items():
+        last = next((h[-1] for h in arm.histories if h), {})
+        folds = arm.records
+        seconds = [f["seconds_per_epoch"] for f in folds if "seconds_per_epoch" in f]
+        peaks = [f["peak_gpu_mib"] for f in folds if "peak_gpu_mib" in f]
+        trained, total = last.get("trainable_params"), last.get("total_params")
+        rows.append([name, arm.config.finetune.strategy, f"{trained / 1e6:.3f}M" if trained else "–", f"{total / 1e6:.2f}M" if total else "–",
+                     f"{100 * trained / total:.2f}%" if trained and total else "–",
+                     f"{np.mean(seconds):.2f}" if seconds else "–", f"{max(peaks):.0f}" if peaks else "–"])
+    note = ("<p>Parameters trained in the last epoch (a parameter-efficient arm: adapters or tuned tensors and the "
+            "head). Seconds per epoch: mean over the folds' epochs trained in this run (same machine, same threads "
+            "for every arm). Peak memory is measured on a GPU only; on CPU see <code>benchmarks/peft_epoch.py</code>, "
+            "which runs each strategy in its own process.</p>")
+    return ("Training cost per arm", note + html_table(["arm", "strategy", "trained", "of", "share", "s/epoch",
+                                                        "peak GPU MiB"], rows))
 
 
 def _task_weights_section(run) -> tuple[str, str]:

@@ -153,8 +153,17 @@ def run_fold(arm: Arm, fold: Fold, folder: FoldDir, cases: list[PreparedCase], c
         rows = case_rows(arm.name, fold, scored, outputs, task, class_names, num_classes)
         return task.fold_metrics(rows, class_names)[task.primary_metric]
 
+    seconds: list[float] = []  # of the epochs trained in this process (a resumed fold: the rest only)
+
+    def timed(report: dict) -> None:
+        seconds.append(report["seconds"])
+        if on_epoch:
+            on_epoch(report)
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     result = fit(model, train_cases, config, folder.state, train_seed, inner_cases or None,
-                 inner_score if inner_cases else None, on_epoch, on_batch, method, distributed=distributed)
+                 inner_score if inner_cases else None, timed, on_batch, method, distributed=distributed)
     ddp.barrier()  # rank 0's best.safetensors is on disk before anyone reads it
     if config.train.selection == "best_inner" and folder.best.exists():
         if result.tuned is not None:  # PEFT: the file holds the tuned tensors, bound to this base
@@ -186,6 +195,10 @@ def run_fold(arm: Arm, fold: Fold, folder: FoldDir, cases: list[PreparedCase], c
               "n_labelled_patients": roles.labelled_patients(groups), "labelled_share": roles.labelled_share(groups),
               "n_val": len(val_cases), "n_val_patients": len({c.patient_key for c in val_cases}),
               "selected_epoch": result.selected_epoch, **task.fold_metrics(rows, class_names)}
+    if seconds:
+        record["seconds_per_epoch"] = round(float(np.mean(seconds)), 3)
+    if device.type == "cuda":
+        record["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
     if calibration is not None:
         record["calibration"] = calibration
     if held_out_site:

@@ -23,7 +23,8 @@ def published(path, spec_name: str, source: str, layout: str, arch=(), dims: int
     """``path`` registered and installed as the ``source`` weights of ``spec_name`` (restored afterwards)."""
     key = f"fixture-{spec_name}-{source}"
     weights.register_weight_file(weights.WeightFile(key, f"https://origin.invalid/{path.name}", None, layout,
-                                                    dims=dims, arch=tuple(arch), cache_name=f"{key}-{path.name}"))
+                                                    dims=dims, arch=tuple(arch), cache_name=f"{key}-{path.name}",
+                                                    revision="abc1234", terms=f"terms of {key}"))
     weights.import_weights(path, key)
     spec = get_backbone_spec(spec_name)
     saved = spec.sources
@@ -62,6 +63,7 @@ def test_hugging_face_dinov2_file_loads_strictly_and_matches_the_reference(tmp_p
         model = medtl.create_model("tiny-vit", dims=2, num_classes=2, in_channels=3, pretrained="dinov2",
                                    download=False).eval()
     report = model.adaptation
+    assert (report.licence, report.revision) == ("terms of fixture-tiny-vit-dinov2", "abc1234")
     assert not report.unexpected and not report.new.get("backbone.*")
     assert len(report.loaded) == len(model.backbone.state_dict())
     assert list(report.dropped) == ["backbone.embeddings.mask_token"]
@@ -294,3 +296,16 @@ def test_an_ambiguous_file_name_needs_the_key(tmp_path):
     save_file({"x": torch.zeros(1)}, str(path))
     with pytest.raises(WeightsError, match="--as KEY"):
         weights.import_weights(path)
+
+
+def test_every_published_file_states_its_licence_and_rad_dino_its_revision_and_terms():
+    for weight in weights.WEIGHT_FILES.values():
+        assert weight.licence and weight.licence != "see the publisher", weight.key
+    rad_dino = weights.WEIGHT_FILES["rad-dino"]
+    assert "d5647c0" in rad_dino.url and rad_dino.revision.startswith("d5647c0")
+    assert "MSRLA" in rad_dino.licence and "MIT" in rad_dino.licence  # today's terms, and what came before
+    names = [w.filename for w in weights.WEIGHT_FILES.values()]
+    assert len(names) == len(set(names)), "every file has its own name in the cache"
+    for spec in get_backbone_spec("vit-s16"), get_backbone_spec("dinov2-vitb14"), get_backbone_spec("swin-unetr"):
+        for files in spec.sources.values():
+            assert all(key in weights.WEIGHT_FILES for key in files.values())
