@@ -21,7 +21,8 @@ class FoldResult:
     one dict per epoch; ``inner_rows``: rows of the drop's reference cases (leave-one-site-out
     only: training sites' held-out patients, disjoint from the selection cases under ``best_inner``); ``method``: facts of the training method (e.g. DANN's target-image count, importance
     weights); ``adaptation``: what happened to every pretrained tensor; ``notes``: fallbacks the
-    report must show.
+    report must show; ``cost``: what the fold's training cost on this machine (``seconds_per_epoch``,
+    ``peak_gpu_mib`` on a GPU): machine-dependent, so kept out of ``record`` and the metrics.
     """
 
     record: dict[str, Any]
@@ -31,6 +32,7 @@ class FoldResult:
     method: dict[str, Any] = field(default_factory=dict)
     adaptation: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    cost: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """The ``done.json`` layout (``method`` is stored as ``domain`` there, as older runs wrote it)."""
@@ -44,7 +46,8 @@ class FoldResult:
         return cls(record=dict(data["record"]), rows=list(data.get("rows", [])),
                    history=list(data.get("history", [])), inner_rows=list(data.get("inner_rows", [])),
                    method=dict(data.get("domain", data.get("method", {}))),
-                   adaptation=dict(data.get("adaptation", {})), notes=list(data.get("notes", [])))
+                   adaptation=dict(data.get("adaptation", {})), notes=list(data.get("notes", [])),
+                   cost=dict(data.get("cost", {})))
 
 
 @dataclass(frozen=True)

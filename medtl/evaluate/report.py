@@ -146,7 +146,7 @@ def _sections(run) -> list[tuple[str, str]]:
                        f"<p>file {format_value(report['file'])}, sha256 {format_value((report['sha256'] or '–')[:16])}; "
                        f"{len(report['loaded'])} tensors loaded as is, {len(report['adapted'])} adapted, "
                        f"{len(report['new'])} new, {len(report['dropped'])} dropped, "
-                       f"{len(report['unexpected'])} unexpected</p>"
+                       f"{len(report['unexpected'])} unexpected</p>{_licence_line(report)}"
                        f"<details><summary>adapted and new tensors</summary><ul>{adapted}{new}</ul></details>")
     sections.append(("Pretrained weights and adaptation", adaptation))
     from ..config import dump_config
@@ -155,14 +155,22 @@ def _sections(run) -> list[tuple[str, str]]:
     return sections
 
 
+def _licence_line(report: dict) -> str:
+    """The terms the loaded published file carries at its revision (empty for own checkpoints)."""
+    if not report.get("licence"):
+        return ""
+    revision = f" (revision {html.escape(report['revision'])})" if report.get("revision") else ""
+    return f"<p>licence of the file: {html.escape(report['licence'])}{revision}</p>"
+
+
 def _training_cost_section(run) -> tuple[str, str]:
     """Per arm: its fine-tuning strategy, parameters trained of all, seconds per epoch and (GPU) peak memory."""
     rows = []
     for name, arm in run.arms.items():
         last = next((h[-1] for h in arm.histories if h), {})
-        folds = arm.records
-        seconds = [f["seconds_per_epoch"] for f in folds if "seconds_per_epoch" in f]
-        peaks = [f["peak_gpu_mib"] for f in folds if "peak_gpu_mib" in f]
+        costs = [f.cost for f in arm.folds]
+        seconds = [c["seconds_per_epoch"] for c in costs if "seconds_per_epoch" in c]
+        peaks = [c["peak_gpu_mib"] for c in costs if "peak_gpu_mib" in c]
         trained, total = last.get("trainable_params"), last.get("total_params")
         rows.append([name, arm.config.finetune.strategy, f"{trained / 1e6:.3f}M" if trained else "–", f"{total / 1e6:.2f}M" if total else "–",
                      f"{100 * trained / total:.2f}%" if trained and total else "–",

@@ -195,10 +195,9 @@ def run_fold(arm: Arm, fold: Fold, folder: FoldDir, cases: list[PreparedCase], c
               "n_labelled_patients": roles.labelled_patients(groups), "labelled_share": roles.labelled_share(groups),
               "n_val": len(val_cases), "n_val_patients": len({c.patient_key for c in val_cases}),
               "selected_epoch": result.selected_epoch, **task.fold_metrics(rows, class_names)}
-    if seconds:
-        record["seconds_per_epoch"] = round(float(np.mean(seconds)), 3)
+    cost = {"seconds_per_epoch": round(float(np.mean(seconds)), 3)} if seconds else {}
     if device.type == "cuda":
-        record["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+        cost["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
     if calibration is not None:
         record["calibration"] = calibration
     if held_out_site:
@@ -212,7 +211,7 @@ def run_fold(arm: Arm, fold: Fold, folder: FoldDir, cases: list[PreparedCase], c
     share_note = roles.share_note(groups, config.train.label_fraction)
     finished = FoldResult(record, rows, result.history, inner_rows, method_facts, model.adaptation.to_dict(),
                           [f"{arm.name} repeat {fold.repeat} fold {fold.fold}: {n}"
-                           for n in [*result.notes, *([share_note] if share_note else [])]])
+                           for n in [*result.notes, *([share_note] if share_note else [])]], cost)
     if writes:
         folder.write_result(finished)
         if not config.train.keep_state:

@@ -309,3 +309,13 @@ def test_every_published_file_states_its_licence_and_rad_dino_its_revision_and_t
     for spec in get_backbone_spec("vit-s16"), get_backbone_spec("dinov2-vitb14"), get_backbone_spec("swin-unetr"):
         for files in spec.sources.values():
             assert all(key in weights.WEIGHT_FILES for key in files.values())
+
+
+def test_cli_imports_a_hugging_face_file_under_the_key_it_is_given(tmp_path, capsys):
+    from medtl.cli import main
+
+    _, path = _dinov2_reference(tmp_path)
+    assert main(["weights", "import", str(path), "--as", "dinov2-vits14"]) == 0
+    assert "UNVERIFIED" in capsys.readouterr().out  # Hugging Face publishes no hash: never called verified
+    assert (weights.cache_dir() / "dinov2-vits14-model.safetensors").exists()
+    assert main(["weights", "import", str(path), "--as", "dinov2-vits41"]) != 0
