@@ -81,3 +81,16 @@ def test_the_predict_summary_names_the_unit_of_every_count():
                     "40, TOO_LARGE 1) of 341")
     assert _predict_counts({**summary, "skip_rows_by_reason": {"FILE_NOT_FOUND": 2}}, export=False) == (
         "3 case(s) predicted, 2 unusable (by reason: FILE_NOT_FOUND 2)")
+
+
+def test_a_torchrun_rank_exits_with_its_code_and_its_output_flushed(tmp_path):
+    """Under torchrun (WORLD_SIZE > 1) `python -m medtl` leaves by os._exit after its work (the interpreter's teardown
+    can abort a rank and make torchrun restart a finished run): the exit code and every printed line survive."""
+    import os
+
+    env = {**os.environ, "WORLD_SIZE": "2"}
+    listed = subprocess.run([sys.executable, "-m", "medtl", "models"], capture_output=True, text=True, env=env)
+    assert listed.returncode == 0 and listed.stdout.rstrip().endswith("2D weights inflate to 3D")
+    failed = subprocess.run([sys.executable, "-m", "medtl", "config", str(tmp_path / "missing.yaml")],
+                            capture_output=True, text=True, env=env)
+    assert failed.returncode == 2 and "missing.yaml" in failed.stderr + failed.stdout
