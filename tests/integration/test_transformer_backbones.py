@@ -1,5 +1,5 @@
-"""ViT, Swin and SegResNet backbones end to end (cv, predict with Grad-CAM, evaluate, export with its parity gate),
-2D and 3D, classification and segmentation, with LoRA arms: the merged LoRA model is what predict and export use."""
+"""ViT and Swin backbones end to end (cv, predict with Grad-CAM, evaluate; export with its parity gate for the LoRA
+runs), 2D and 3D, classification and segmentation: the merged LoRA model is what predict and export use."""
 
 import json
 
@@ -25,12 +25,15 @@ def ct(tmp_path_factory):
 
 
 _3D = {"data.dims": 3, "data.image_size": [16, 32, 32], "train.batch_size": 4}
-RUNS = {
+RUNS = {  # ViT and Swin, 2D and 3D, classification and segmentation; LoRA on half of them
     "vit2d_lora": ("classification", {"model.backbone": "tiny-vit", "finetune.strategy": "lora"}),
     "vit2d_seg": ("segmentation", {"model.backbone": "tiny-vit"}),
     "vit3d_lora": ("classification", {"model.backbone": "tiny-vit", "finetune.strategy": "lora", **_3D}),
-    "swin3d_lora_seg": ("segmentation", {"model.backbone": "tiny-swin", "finetune.strategy": "lora", **_3D}),
+    "vit3d_seg": ("segmentation", {"model.backbone": "tiny-vit", **_3D}),
     "swin2d": ("classification", {"model.backbone": "tiny-swin"}),
+    "swin2d_lora_seg": ("segmentation", {"model.backbone": "tiny-swin", "finetune.strategy": "lora"}),
+    "swin3d": ("classification", {"model.backbone": "tiny-swin", **_3D}),
+    "swin3d_lora_seg": ("segmentation", {"model.backbone": "tiny-swin", "finetune.strategy": "lora", **_3D}),
 }  # SegResNet: its layout, LoRA merge and features are unit-tested; it shares the CNN paths end to end
 
 
@@ -67,6 +70,7 @@ def test_cv_predict_evaluate_and_export_work_and_lora_is_merged(name, runs, radi
         maps = [np.asarray(nib.load(tmp_path / "p" / r["explain_file"]).dataobj) for r in rows]
         assert any(float(np.ptp(m)) > 0 for m in maps), "Grad-CAM maps say where"
     assert main(["evaluate", str(run), str(data), "--out", str(tmp_path / "e"), "--quiet"]) == 0
-    assert main(["export", str(run), "--out", str(tmp_path / "x"), "--quiet"]) == 0  # the parity gate passed
-    model_json = json.loads((tmp_path / "x" / "model.json").read_text())
-    assert len(model_json["members"]) == 2
+    if "lora" in name:  # the merged LoRA arm passes the export's parity gate (every backbone exports: unit-tested)
+        assert main(["export", str(run), "--out", str(tmp_path / "x"), "--quiet"]) == 0
+        model_json = json.loads((tmp_path / "x" / "model.json").read_text())
+        assert len(model_json["members"]) == 2

@@ -24,8 +24,9 @@ class SegResNetBackbone(SegResEncoder):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         levels = self._forward(x)
-        pool = F.adaptive_avg_pool2d if x.dim() == 4 else F.adaptive_avg_pool3d
-        return [*levels[1:], pool(levels[-1], [max(1, (s + 1) // 2) for s in levels[-1].shape[2:]])]
+        pool = F.avg_pool2d if x.dim() == 4 else F.avg_pool3d
+        kernel = tuple(2 if s > 1 else 1 for s in levels[-1].shape[2:])  # a 1-voxel axis stays (small inputs)
+        return [*levels[1:], pool(levels[-1], kernel, kernel, ceil_mode=True)]
 
     def stages(self):
         # a level's stage: the downsampling into it and its blocks (the blocks' output is the level's map)

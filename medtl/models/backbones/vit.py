@@ -10,7 +10,7 @@ it by repeating their table along depth.
 Neck (so the U-Net decoder and the pooled classification head work unchanged): the token
 grids after blocks ``depth/4``, ``depth/2``, ``3*depth/4`` and ``depth`` (the last after the
 final LayerNorm) are resized to strides 2 and 4 (first tap), 8, 16 and 32: average pooling
-where the map shrinks, (bi/tri)linear interpolation where it grows. The neck has no
+where the map shrinks by whole factors, (bi/tri)linear interpolation otherwise. The neck has no
 parameters, so a ``linear`` arm trains exactly the head. The classification head pools the
 stride-32 map, which is the mean of the final patch tokens when the grid divides evenly.
 """
@@ -176,11 +176,14 @@ class VisionTransformerBackbone(nn.Module):
 
 
 def _resized(feature: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
-    if tuple(feature.shape[2:]) == size:
+    """Average pooling when the map shrinks by whole factors, else (bi/tri)linear interpolation (both export to
+    ONNX in 2D and 3D; adaptive pooling to sizes other than 1 does not in 3D)."""
+    grid = tuple(feature.shape[2:])
+    if grid == size:
         return feature
-    if all(s <= f for s, f in zip(size, feature.shape[2:])):
-        pool = F.adaptive_avg_pool2d if feature.dim() == 4 else F.adaptive_avg_pool3d
-        return pool(feature, size)
+    if all(s <= g and g % s == 0 for s, g in zip(size, grid)):
+        factors = tuple(g // s for s, g in zip(size, grid))
+        return (F.avg_pool2d if feature.dim() == 4 else F.avg_pool3d)(feature, factors, factors)
     return F.interpolate(feature, size=size, mode="bilinear" if feature.dim() == 4 else "trilinear",
                          align_corners=False)
 
