@@ -1,4 +1,4 @@
-"""ViT and Swin backbones end to end (cv, predict with Grad-CAM, evaluate; export with its parity gate for the LoRA
+"""ViT and Swin backbones end to end (cv, predict with Grad-CAM, evaluate; export with its parity gate for the ViT LoRA
 runs), 2D and 3D, classification and segmentation: the merged LoRA model is what predict and export use."""
 
 import json
@@ -70,7 +70,8 @@ def test_cv_predict_evaluate_and_export_work_and_lora_is_merged(name, runs, radi
         maps = [np.asarray(nib.load(tmp_path / "p" / r["explain_file"]).dataobj) for r in rows]
         assert any(float(np.ptp(m)) > 0 for m in maps), "Grad-CAM maps say where"
     assert main(["evaluate", str(run), str(data), "--out", str(tmp_path / "e"), "--quiet"]) == 0
-    if "lora" in name:  # the merged LoRA arm passes the export's parity gate (every backbone exports: unit-tested)
+    if name in ("vit2d_lora", "vit3d_lora"):  # a merged LoRA arm passes the export's parity gate (the ONNX export
+        # of every new backbone, Swin included, is unit-tested: a 3D Swin export takes a minute on 2 cores)
         assert main(["export", str(run), "--out", str(tmp_path / "x"), "--quiet"]) == 0
         model_json = json.loads((tmp_path / "x" / "model.json").read_text())
         assert len(model_json["members"]) == 2
