@@ -223,9 +223,9 @@ def fit(model: MedtlModel, train_cases: list[PreparedCase], config: Config, stat
             if on_batch:
                 on_batch(math.ceil(count / train_cfg.batch_size), steps)
         mean_loss = total / max(1, count)
-        trainable, total = peft.trainable_counts(model)
+        trainable, parameters = peft.trainable_counts(model)
         record = {"epoch": epoch, "train_loss": ddp.average_scalar(mean_loss) if distributed else mean_loss,
-                  "lr": scheduler.get_last_lr()[0], "trainable_params": trainable, "total_params": total}
+                  "lr": scheduler.get_last_lr()[0], "trainable_params": trainable, "total_params": parameters}
         record.update(method.epoch_facts(facts))  # DANN: domain loss, discriminator accuracy, lambda
         record.update(task.loss_facts(loss_fn))  # multitask: each task's loss and weight
         if inner_cases:
@@ -233,10 +233,11 @@ def fit(model: MedtlModel, train_cases: list[PreparedCase], config: Config, stat
                                                 inner_cases)
             if train_cfg.selection == "best_inner" and record["inner_score"] > best:
                 best, result.selected_epoch = record["inner_score"], epoch
-                if ddp.is_main() and tuned is not None:
-                    tuned.save(state_path.with_name("best.safetensors"), {"epoch": epoch})
+                best_path = state_path.with_name("best.safetensors")
+                if ddp.is_main() and tuned is not None:  # PEFT: the tuned tensors and head, bound to the base
+                    tuned.save(best_path, {"epoch": epoch})
                 elif ddp.is_main():
-                    save_weights(state_path.with_name("best.safetensors"), model, {"epoch": epoch})
+                    save_weights(best_path, model, {"epoch": epoch})
         trainer.extra["selected_epoch"] = result.selected_epoch
         return record
 
