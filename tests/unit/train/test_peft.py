@@ -120,3 +120,43 @@ def test_bitfit_on_a_cnn_keeps_batchnorm_statistics_frozen(tmp_path):
     fit(m, cases(), config("bitfit", "tiny-resnet"), tmp_path / "state.pt", seed=3)
     after = snapshot(m)
     assert all(torch.equal(after[k], v) for k, v in base.items() if "running_" in k and k.startswith("backbone."))
+
+
+@pytest.mark.parametrize("case_type", ["patch", "multitask"])
+def test_lora_in_patch_mode_and_multitask_resumes_exactly_and_keeps_the_base(tmp_path, case_type):
+    """The PEFT contract holds for every case type: patch-mode segmentation (patches, sliding-window scoring) and a
+    multi-task model (two heads, learned loss weights) train only adapters and heads, and resume bit for bit."""
+    from tests.unit.train import test_loop, test_multitask_step
+
+    if case_type == "patch":
+        data, cfg = test_loop.segmentation_cases(), test_loop.patch_config(**{"finetune.strategy": "lora"})
+
+        def build():
+            torch.manual_seed(0)
+            return medtl.create_model("tiny-resnet", dims=2, num_classes=2, task="segmentation")
+    else:
+        data, cfg = test_multitask_step.cases(), test_multitask_step.config(**{"finetune.strategy": "lora"})
+
+        def build():
+            return test_multitask_step.multitask_model()
+
+    reference = build()
+    base = snapshot(reference)
+    fit(reference, data, cfg, tmp_path / "ref" / "state.pt", seed=3)
+    after = snapshot(reference)
+    frozen = [k for k in base if k.startswith("backbone.") and "running_" not in k and "num_batches" not in k]
+    assert all(torch.equal(after.get(k, after.get(k.rsplit(".", 1)[0] + ".base." + k.rsplit(".", 1)[1])), base[k])
+               for k in frozen), "the pretrained backbone stays frozen"
+    assert any(bool(v.abs().sum() > 0) for k, v in after.items() if ".lora_b." in k)
+    interrupted_state = tmp_path / "run" / "state.pt"
+
+    def stop(record):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(build(), data, cfg, interrupted_state, seed=3, on_epoch=stop)
+    resumed = build()
+    fit(resumed, data, cfg, interrupted_state, seed=3)
+    assert all(torch.equal(v, snapshot(resumed)[k]) for k, v in after.items())
+    merge_lora(resumed)
+    assert set(snapshot(resumed)) == set(base)
