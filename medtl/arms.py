@@ -20,6 +20,7 @@ PEFT_ARMS = ("lora", "bitfit", "norm-only")  # parameter-efficient strategies: t
 STRATEGY_ARMS = ("linear", "full", "gradual", "discriminative", *PEFT_ARMS)
 SOURCE_ARMS = (*PUBLISHED_WEIGHTS, "source")
 ADAPT_ARMS = ("erm", "dann", "reweight")  # erm: plain fine-tuning, the control of every adaptation method
+TUNED_ARM = "tuned"  # medtl tune: each outer fold's best parameters, retrained on its training set
 NAMED_ARMS = ("scratch", *SOURCE_ARMS, *STRATEGY_ARMS, *ADAPT_ARMS)
 
 
@@ -87,6 +88,9 @@ def resolve_arms(config: Config, check_paths: bool = True) -> list[Arm]:
         if name == arms[0].name and arm_config == config:  # e.g. compare: [scratch] once model.pretrained: none
             log.warning("compare arm '%s' is the main arm itself (the same settings); it runs once", name)
             continue
+        if name == TUNED_ARM and config.tune is not None:
+            raise ConfigError(f"arm name '{TUNED_ARM}' is the arm medtl tune adds (the searched main arm); give "
+                              "this compare arm another name")
         if name in {a.name for a in arms}:
             raise ConfigError(f"arm name '{name}' appears twice (the main arm is '{arms[0].name}'); give extra "
                               "arms distinct names")

@@ -65,10 +65,23 @@ def _cmd_cv(args: argparse.Namespace) -> int:
 
     engine = [f"run.{key}={value}" for key, value in (("executor", args.executor), ("scheduler", args.scheduler),
                                                        ("workers", args.cluster_workers)) if value is not None]
-    if args.gpus:
-        return _launch_torchrun(args.argv, args.gpus)
     config = load_config(args.config, [*args.set, *engine])
+    if getattr(args, "gpus", None):
+        if config.tune is not None:
+            from .errors import ConfigError
+
+            raise ConfigError("--gpus does not combine with a tune: section (the search runs its trials through "
+                              "run.executor); drop --gpus, or run the final config with medtl cv --gpus")
+        return _launch_torchrun(args.argv, args.gpus)
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
+    if args.command == "tune" or config.tune is not None:  # medtl cv with a tune: section searches it (nested)
+        from .workflows.tune import run_tune
+
+        run = run_tune(config, out, progress=not args.quiet, keep_paths=args.keep_paths)
+        if not args.quiet:
+            _print_run(run, out)
+            _print_search(run.metrics["tune"], out)
+        return 0
     from .train import distributed as ddp
 
     ddp.init_from_environment()
@@ -81,24 +94,40 @@ def _cmd_cv(args: argparse.Namespace) -> int:
     run = run_cv(config, out, progress=not args.quiet, keep_paths=args.keep_paths)
     ddp.finish()
     if not args.quiet:
-        for warning in run.warnings:
-            print(f"warning: {warning}")
-        # a multitask run: each task's main result and comparisons
-        blocks = {f"{name}: ": result for name, result in run.metrics.get("tasks", {}).items()} or {"": run.metrics}
-        for prefix, block in blocks.items():
-            main = block["summary"][block["primary_metric"]]
-            spread = (f"folds {main['mean']:.3f} ± {main['std']:.3f}" if main["std"] == main["std"] else
-                      "one scored set, so no spread over folds")  # a fixed split: std is NaN
-            print(f"{prefix}{run.metrics['main_arm']}: {block['primary_metric']} {main['pooled']:.3f} "
-                  f"(95% CI {main['ci95'][0]:.3f}-{main['ci95'][1]:.3f}, patient bootstrap), {spread}")
-        from .evaluate.summary import plain_reading
-
-        comparisons = [c for block in blocks.values() for c in block["comparisons"]]
-        for verdict, comparison in zip(run.verdicts, comparisons):
-            print(verdict)
-            print(f"  {plain_reading(comparison)}")
-        print(f"report: {out / 'report.html'}")
+        _print_run(run, out)
     return 0
+
+
+def _print_run(run, out) -> None:
+    """The warnings, each task's main result, the verdicts in words, and where the report is."""
+    for warning in run.warnings:
+        print(f"warning: {warning}")
+    # a multitask run: each task's main result and comparisons
+    blocks = {f"{name}: ": result for name, result in run.metrics.get("tasks", {}).items()} or {"": run.metrics}
+    for prefix, block in blocks.items():
+        main = block["summary"][block["primary_metric"]]
+        spread = (f"folds {main['mean']:.3f} ± {main['std']:.3f}" if main["std"] == main["std"] else
+                  "one scored set, so no spread over folds")  # a fixed split: std is NaN
+        print(f"{prefix}{run.metrics['main_arm']}: {block['primary_metric']} {main['pooled']:.3f} "
+              f"(95% CI {main['ci95'][0]:.3f}-{main['ci95'][1]:.3f}, patient bootstrap), {spread}")
+    from .evaluate.summary import plain_reading
+
+    comparisons = [c for block in blocks.values() for c in block["comparisons"]]
+    for verdict, comparison in zip(run.verdicts, comparisons):
+        print(verdict)
+        print(f"  {plain_reading(comparison)}")
+    print(f"report: {out / 'report.html'}")
+
+
+def _print_search(block: dict, out) -> None:
+    """What the nested search chose and how much tuning on the reported folds would have flattered the model."""
+    gap = block["optimism"]["gap"]
+    print(f"search: {block['metric']} {block['optimism']['naive_inner_best']:.3f} on the inner folds of the chosen "
+          f"trials (what tuning on the reported folds would say); optimism gap {gap['difference']:+.3f} "
+          f"[{gap['ci95'][0]:+.3f}, {gap['ci95'][1]:+.3f}]")
+    if block["chosen_differ"]:
+        print(f"the outer folds chose different values of {', '.join(block['chosen_differ'])}")
+    print(f"final model config: {out / block['final']['config']}")
 
 
 def _launch_torchrun(argv: list[str], processes: int) -> int:
@@ -246,6 +275,23 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("--keep-paths", action="store_true",
                     help="show file paths in skip details and logs (they may hold patient names: local use only)")
     cv.set_defaults(run_command=_cmd_cv)
+
+    tune = commands.add_parser("tune", help="hyper-parameter search by nested cross-validation (Optuna)",
+                               description="Search tune.space on inner patient-grouped folds of each outer fold's "
+                                           "training patients only, retrain the best parameters on the outer "
+                                           "training set and score them once on the outer fold (arm 'tuned'), "
+                                           "beside the untuned main arm and the compare arms. Needs medtl[tune]. "
+                                           "Re-running on the same --out resumes (finished trials are kept). "
+                                           "See docs/tune.md.")
+    _config_arguments(tune)
+    tune.add_argument("--out", metavar="RUN", help="run folder (default: runs/<config name>)")
+    tune.add_argument("--executor", choices=["local", "dask", "ray"],
+                      help="where the trials run (run.executor), tune.parallel of them side by side")
+    tune.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler or Ray address (run.scheduler)")
+    tune.add_argument("--cluster-workers", type=int, metavar="N", help="size of the local cluster (run.workers)")
+    tune.add_argument("--keep-paths", action="store_true",
+                      help="show file paths in skip details and logs (they may hold patient names: local use only)")
+    tune.set_defaults(run_command=_cmd_cv)
 
     pretrain = commands.add_parser("pretrain", help="train the config's source stage (supervised or "
                                                     "self-supervised pretraining)",

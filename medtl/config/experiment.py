@@ -38,6 +38,7 @@ from .sections import (
     TrackingConfig,
     TrainConfig,
 )
+from .tune import TuneConfig
 
 # published weights a backbone may list in its sources (docs/backbones.md says which has which)
 PUBLISHED_WEIGHTS = ("imagenet", "medicalnet", "dinov2", "rad-dino", "swin-ssl", "swin-dae", "ct-fm")
@@ -72,6 +73,7 @@ class Config(Section):
     track: list[Literal["mlflow", "tensorboard"]] = Field(default_factory=list)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     run: RunConfig = Field(default_factory=RunConfig)
+    tune: TuneConfig | None = None  # medtl tune: the search space and how it is searched (nested cv)
 
     _base: Path = PrivateAttr(default_factory=Path.cwd)
 
@@ -234,7 +236,31 @@ def _validated(raw: dict, source: str, base: Path, check_paths: bool) -> Config:
         config.source.manifest = _resolve(base, config.source.manifest) or config.source.manifest
         config.source.pretrained = _check_pretrained(config.source.pretrained, base, "source.pretrained",
                                                      check_paths)
+    if config.tune is not None:
+        check_search_space(config, raw, source, check_paths)
     return config
+
+
+def check_search_space(config: Config, raw: dict, source: str, check_paths: bool) -> None:
+    """Every value ``tune.space`` can give is one the config takes: the key exists, its type accepts the range's
+    ends and middle (or every choice); grid search only over discrete dimensions. A ``ConfigError`` naming the key.
+    (``tune.metric`` is checked against the task's metrics by ``medtl.tune.objective``.)"""
+    base = {k: v for k, v in raw.items() if k != "tune"}
+    for key, distribution in config.tune.space.items():
+        for value in distribution.probes():
+            trial = copy.deepcopy(base)
+            try:
+                set_dotted(trial, key, copy.deepcopy(value), f"tune.space.{key}")
+                _validated(trial, source, config.base, check_paths)
+            except ConfigError as exc:
+                reason = str(exc).removeprefix(f"invalid config {source}: ")
+                raise ConfigError(f"invalid config {source}: tune.space key '{key}' with value {value!r} cannot run: "
+                                  f"{reason}") from None
+    if config.tune.sampler == "grid":
+        continuous = [k for k, d in config.tune.space.items() if d.grid is None]
+        if continuous:
+            raise ConfigError(f"invalid config {source}: tune.sampler: grid needs discrete dimensions (choice, int); "
+                              f"{', '.join(continuous)} are continuous: give them as {{choice: [...]}} or use tpe")
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),

@@ -175,6 +175,28 @@ def learning_curves_figure(histories: dict[str, list[list[dict]]]) -> str:
     return _png(fig)
 
 
+def search_history_figure(outer: list[dict], metric: str, direction: str) -> str:
+    """Per outer fold: each trial's mean inner-fold score (dots; pruned trials hollow) and the best so far (line)."""
+    fig, axes = _figure(width=4.0, height=3.2, ncols=len(outer))
+    for ax, fold in zip(axes[0], outer):
+        history = [(n, v, state) for n, v, state in fold["history"] if v is not None]
+        complete = [(n, v) for n, v, state in history if state == "COMPLETE"]
+        pruned = [(n, v) for n, v, state in history if state == "PRUNED"]
+        if complete:
+            ax.plot(*zip(*complete), "o", ms=4, label="trial (mean of inner folds)")
+            best, running = [], None
+            for n, v in complete:
+                running = v if running is None or (v > running if direction == "maximize" else v < running) else running
+                best.append((n, running))
+            ax.step(*zip(*best), where="post", label="best so far")
+        if pruned:
+            ax.plot(*zip(*pruned), "o", ms=4, mfc="none", label="pruned (running mean)")
+        ax.axvline(fold["best_trial"], color="grey", lw=0.8, ls=":")
+        ax.set(title=f"{fold['outer']}: chosen trial {fold['best_trial']}", xlabel="trial", ylabel=f"inner {metric}")
+        ax.legend(fontsize=7)
+    return _png(fig)
+
+
 def task_losses_figure(histories: dict[str, list[dict]]) -> str:
     """Multi-task arms: each task's loss (solid) and loss weight (dashed, right axis) per epoch, base64 PNG."""
     fig, axes = _figure(width=5.5, ncols=len(histories))

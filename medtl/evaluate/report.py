@@ -109,6 +109,10 @@ def _sections(run) -> list[tuple[str, str]]:
                              _comparison_table(block["comparisons"])))
     from .sites_report import adaptation_section, sites_section
 
+    if "tune" in metrics:
+        from .tune_report import search_section
+
+        sections.append(search_section(metrics["tune"]))
     if "seeds" in metrics:
         sections.append(_seeds_section(metrics["seeds"]))
     if "label_efficiency" in metrics:

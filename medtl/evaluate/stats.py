@@ -102,14 +102,26 @@ def paired_patient_bootstrap(statistic_a: Statistic, statistic_b: Statistic, pat
 def unpaired_patient_bootstrap(statistic_a: Statistic, patients_a: list[str], statistic_b: Statistic,
                                patients_b: list[str], n: int = 1000, seed: int = 0) -> dict:
     """Difference a - b between two disjoint sets of patients, each resampled on its own: estimate and 95% CI."""
-    groups_a, groups_b = _patient_rows(patients_a), _patient_rows(patients_b)
-    difference = float(statistic_a(np.arange(len(patients_a))) - statistic_b(np.arange(len(patients_b))))
+    return mean_unpaired_difference([(statistic_a, patients_a, statistic_b, patients_b)], n, seed)
+
+
+def mean_unpaired_difference(pairs: list[tuple[Statistic, list[str], Statistic, list[str]]], n: int = 1000,
+                             seed: int = 0) -> dict:
+    """The mean over ``pairs`` of each pair's difference a - b, where a and b are scored on sets of patients
+    resampled each on its own (e.g. per outer fold: the inner-fold estimate of the chosen trial minus the outer
+    fold's). Estimate and 95% percentile CI; a resample in which any difference is undefined is dropped."""
+    groups = [(_patient_rows(pa), _patient_rows(pb)) for _, pa, _, pb in pairs]
+    differences = [float(a(np.arange(len(pa))) - b(np.arange(len(pb)))) for a, pa, b, pb in pairs]
+    difference = float(np.mean(differences)) if differences else math.nan
     rng = np.random.default_rng(seed)
     diffs = np.empty(n)
     for i in range(n):
-        rows_a = np.concatenate([groups_a[j] for j in rng.integers(0, len(groups_a), len(groups_a))])
-        rows_b = np.concatenate([groups_b[j] for j in rng.integers(0, len(groups_b), len(groups_b))])
-        diffs[i] = statistic_a(rows_a) - statistic_b(rows_b)
+        values = []
+        for (a, _, b, _), (groups_a, groups_b) in zip(pairs, groups):
+            rows_a = np.concatenate([groups_a[j] for j in rng.integers(0, len(groups_a), len(groups_a))])
+            rows_b = np.concatenate([groups_b[j] for j in rng.integers(0, len(groups_b), len(groups_b))])
+            values.append(a(rows_a) - b(rows_b))
+        diffs[i] = float(np.mean(values)) if values else math.nan
     diffs = diffs[np.isfinite(diffs)]
     if len(diffs) < n // 2:
         return {"difference": difference, "ci95": [math.nan, math.nan]}

@@ -121,6 +121,8 @@ def card_sections(rundir: RunDir, trained, spec, model_json: dict, weight_licenc
     if model_json.get("calibration"):
         sections.append(_calibration_section(model_json["calibration"], result.get("calibration")))
 
+    if "tune" in metrics:
+        sections.append(_search_section(metrics["tune"], arm))
     caveats = [w for w in metrics.get("warnings", [])]
     sections.append(Section("Known failure modes and caveats", [f"- {w}" for w in caveats] or
                             ["The run recorded no warning, skip or fallback."]))
@@ -134,6 +136,21 @@ def card_sections(rundir: RunDir, trained, spec, model_json: dict, weight_licenc
         f"{', '.join(f'{k} {v}' for k, v in packages.items())}; device {env.get('device', '–')}, seed "
         f"{env.get('seed', '–')}, data sha256 {env.get('data', {}).get('sha256', '–')[:16]}."]))
     return sections
+
+
+def _search_section(search: dict, arm: str) -> Section:
+    """The run's nested hyper-parameter search (medtl tune): the space, each outer fold's choice, the final values."""
+    space = [[key, ", ".join(f"{kind} {value}" for kind, value in dim.items())] for key, dim in search["space"].items()]
+    chosen = [[o["outer"], *[o["params"][key] for key in search["space"]]] for o in search["outer"]]
+    final = search["final"]
+    return Section("Hyper-parameter search", [
+        f"The run searched {len(search['space'])} setting(s) by nested cross-validation ({search['sampler']} "
+        f"sampler, {search['trials']} trials per outer fold, {search['inner_folds']} inner folds, "
+        f"{search['direction']} {search['metric']}); this export is arm `{arm}`"
+        + (" (the untuned settings)" if arm != "tuned" else "") + ".",
+        "Final values (" + "; ".join(f"{k}: {final['rules'][k]}" for k in final["params"]) + "): " +
+        ", ".join(f"{k}={v}" for k, v in final["params"].items()) + "."],
+        [(["setting", "searched"], space), (["outer fold", *search["space"]], chosen)])
 
 
 def _calibration_section(entry: dict, measured: dict | None) -> Section:

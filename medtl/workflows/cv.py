@@ -134,8 +134,10 @@ def _folds(rundir: RunDir, config: Config, cases: list[PreparedCase], roles: dic
     return run_state.folds_from_splits(rundir, cases)
 
 
-def _prepare_run(config: Config, rundir: RunDir, checked: Checked, progress: bool,
+def prepare_run(config: Config, rundir: RunDir, checked: Checked, progress: bool,
                  keep_paths: bool = False) -> tuple[CVRun, list[dict]]:
+    """Check the run folder against the config, prepare (or read back) the cases, check the data against the
+    run's record and make (or read back) the folds; ``(run, skipped cases)``."""
     arms, manifest = checked.arms, checked.manifest
     run_state.check_config(rundir, config)
     rundir.root.mkdir(parents=True, exist_ok=True)
@@ -207,10 +209,26 @@ def run_cv(config: Config, out: str | Path, progress: bool = True, keep_paths: b
     # before anything is written: a config that cannot run claims no folder
     check_output_folder(out, "run")
     checked = check_experiment(config, fetch_main_weights=True)
-    arms = checked.arms
     rundir = RunDir(out)
-    run, skipped = _prepare_run(config, rundir, checked, progress, keep_paths)
-    load_target_images(run, arms, progress)
+    run, skipped = prepare_run(config, rundir, checked, progress, keep_paths)
+    load_target_images(run, checked.arms, progress)
+    run.trackers = open_trackers(rundir, config, flatten(config))
+    try:
+        train_fixed_arms(run, checked, progress)
+        summarise(run)
+        write_outputs(run, skipped)
+    except BaseException:
+        run.trackers.close(finished=False)
+        raise
+    run.trackers.finish(run.metrics, [rundir.metrics, rundir.report])
+    rundir.log("cv finished: " + "; ".join(run.verdicts or [f"{run.metrics['main_arm']} only"]))
+    return run
+
+
+def train_fixed_arms(run: CVRun, checked: Checked, progress: bool) -> None:
+    """Train (or resume) every arm of the config on the run's folds, with progress and ETA; ``run.arms`` holds
+    the results (training seeds merged back into their arm)."""
+    arms, rundir, config = checked.arms, run.rundir, run.config
     if config.cv.scheme == "leave_site_out" and any(a.config.adapt.method != "none" and a.name not in
                                                     run.target_images for a in arms):
         note = ("adaptation arms see each held-out site's images, never its labels, while training (unsupervised "
@@ -224,19 +242,9 @@ def run_cv(config: Config, out: str | Path, progress: bool = True, keep_paths: b
                  "them); the ETA leaves it out", name)
     plan = planned_units([a for a in arms if a.name not in checked.unavailable], run.folds, rundir)
     estimate = WorkEstimate(plan)
-    run.trackers = open_trackers(rundir, config, flatten(config))
-    try:
-        _train_arms(run, arms, estimate, progress, config.run, checked.unavailable)
-        if ddp.active():
-            ddp.broadcast(None)  # the other ranks are done
-        _summarise(run)
-        _write_outputs(run, skipped)
-    except BaseException:
-        run.trackers.close(finished=False)
-        raise
-    run.trackers.finish(run.metrics, [rundir.metrics, rundir.report])
-    rundir.log("cv finished: " + "; ".join(run.verdicts or [f"{run.metrics['main_arm']} only"]))
-    return run
+    _train_arms(run, arms, estimate, progress, config.run, checked.unavailable)
+    if ddp.active():
+        ddp.broadcast(None)  # the other ranks are done
 
 
 def _train_arms(run: CVRun, arms: list[Arm], estimate: WorkEstimate, progress: bool, engine,
@@ -282,10 +290,12 @@ def _calibration(run: CVRun) -> None:
                 run.rundir.log(warning)
 
 
-def _summarise(run: CVRun) -> None:
+def summarise(run: CVRun, pairs: list[tuple[str, str]] | None = None) -> None:
+    """Metrics, comparisons (``pairs``, default: the config's; the first is the primary one), verdicts and every
+    run-level summary into ``run.metrics``."""
     task = task_of(run.config)
     main = next(iter(run.arms))
-    pairs = default_pairs(run.config, run.arms)
+    pairs = default_pairs(run.config, run.arms) if pairs is None else pairs
     for name, arm in run.arms.items():
         for warning in task_of(arm.config).arm_warnings(name, arm.rows):
             run.warnings.insert(0, warning)
@@ -367,7 +377,8 @@ def _write_predictions(run: CVRun) -> None:
     write_csv(run.rundir.predictions, columns, rows)
 
 
-def _write_outputs(run: CVRun, skipped: list[dict]) -> None:
+def write_outputs(run: CVRun, skipped: list[dict]) -> None:
+    """predictions.csv, metrics.json, skipped_cases.csv, env.json, training_images.json and report.html."""
     from ..evaluate.report import write_report
 
     rundir = run.rundir

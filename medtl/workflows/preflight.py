@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..config import PUBLISHED_WEIGHTS, Config
 from ..data.manifest import Case
+from ..errors import ConfigError
 from ..io.image_files import IMAGE_SUFFIXES
 from ..io.nifti import is_nifti_path
 from ..io.sitk_formats import is_sitk_path
@@ -126,4 +127,12 @@ def preflight(config: Config) -> Preflight:
     result = Preflight(check_experiment(config, need_manifest=False))
     _check_weights(result)
     _check_cases(config, result)
+    if config.tune is not None:
+        from .tune import check_tunable, search_plan
+
+        try:
+            check_tunable(config)
+            result.facts.append(search_plan(config))
+        except ConfigError as exc:
+            result.problems.append(str(exc))
     return result

@@ -122,3 +122,24 @@ def test_cv_on_a_local_ray_equals_the_sequential_run(data, sequential, tmp_path)
     out = tmp_path / "ray"
     assert main(cv_args(data, out, "--executor", "ray", "--cluster-workers", "2")) == 0
     assert (out / "metrics.json").read_text() == (sequential / "metrics.json").read_text()
+
+
+def test_a_search_with_trials_side_by_side_on_dask_equals_the_same_search_run_here(data, tmp_path):
+    pytest.importorskip("optuna")
+    config = tmp_path / "tune.yaml"
+    config.write_text("task: classification\ntune:\n  space:\n    train.lr: {log_uniform: [0.0003, 0.03]}\n"
+                      "    finetune.strategy: {choice: [linear, full]}\n  trials: 2\n  inner_folds: 2\n"
+                      "  parallel: 2\n  startup_trials: 2\n")
+    overrides = [f"data.manifest={data}", "model.backbone=tiny-resnet", "model.pretrained=none", "train.epochs=1",
+                 "train.batch_size=4", "cv.folds=2", "cv.bootstrap=100", "data.image_size=[32,32]", "train.threads=1"]
+    sets = [x for o in overrides for x in ("--set", o)]
+    assert main(["tune", str(config), "--out", str(tmp_path / "here"), "--quiet", *sets]) == 0
+    assert main(["tune", str(config), "--out", str(tmp_path / "dask"), "--quiet", *sets, "--executor", "dask",
+                 "--cluster-workers", "2"]) == 0
+
+    def trials(out):
+        with open(out / "tune" / "trials.csv", newline="") as f:
+            return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(f)]
+
+    assert trials(tmp_path / "dask") == trials(tmp_path / "here") and len(trials(tmp_path / "here")) == 4
+    assert rows(tmp_path / "dask" / "predictions.csv") == rows(tmp_path / "here" / "predictions.csv")

@@ -54,6 +54,8 @@ def tiny_overrides(config: Path, data: Path) -> list[str]:
         overrides += [f"source.manifest={data / 'cls2d_source' / 'manifest.csv'}", "source.epochs=1"]
     # tiny backbones have no published weights: naming them is an error, so those arms are left out here
     # (test_cv_cli covers the visible skip of a weight arm whose weights are not available offline)
+    if "\ntune:" in text:  # a nested search: two trials of two inner folds per outer fold
+        overrides += ["tune.trials=2", "tune.inner_folds=2"]
     arms = [a for a in yaml.safe_load(text).get("compare", []) if a not in ("imagenet", "medicalnet")]
     overrides.append("compare=" + yaml.safe_dump(arms, default_flow_style=True, width=10**6).strip())
     return [item for pair in (("--set", o) for o in overrides) for item in pair]

@@ -1,0 +1,66 @@
+"""The tune: section: every search-space mistake is one ConfigError naming the key, before anything runs."""
+
+import sys
+
+import pytest
+import yaml
+
+from medtl.config import load_config
+from medtl.errors import ConfigError, UnknownNameError
+from medtl.tune import objective_of, require_optuna
+
+GOOD = {"train.lr": {"log_uniform": [1e-5, 1e-2]}, "finetune.strategy": {"choice": ["linear", "full"]},
+        "train.epochs": {"int": [1, 30]}, "finetune.l2sp": {"uniform": [0, 0.1]},
+        "data.image_size": {"choice": [[32, 32], [64, 64]]}}
+
+
+def _load(tmp_path, tune, **top):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"tune": tune, **top}))
+    return load_config(path, check_paths=False)
+
+
+def test_a_typed_search_space_loads_and_keeps_its_types(tmp_path):
+    config = _load(tmp_path, {"space": GOOD, "trials": 5})
+    space = config.tune.space
+    assert space["train.epochs"].int == (1, 30) and space["data.image_size"].choice == [[32, 32], [64, 64]]
+    assert objective_of(config).metric == "auc" and objective_of(config).direction == "maximize"
+
+
+@pytest.mark.parametrize("space, extra, words", [
+    ({"train.lrr": {"log_uniform": [1e-5, 1e-2]}}, {}, ["train.lrr", "did you mean 'train.lr'"]),
+    ({"train.epochs": {"int": [0, 3]}}, {}, ["train.epochs", "greater than or equal to 1"]),
+    ({"finetune.strategy": {"choice": ["linear", "fulll"]}}, {}, ["finetune.strategy", "'fulll'"]),
+    ({"model.dropout": {"uniform": [0.0, 1.5]}}, {}, ["model.dropout", "1.5"]),
+    ({"train.lr": {"uniform": [0.1, 0.1]}}, {}, ["empty"]),
+    ({"train.lr": {"log_uniform": [0, 0.1]}}, {}, ["above 0"]),
+    ({"train.epochs": {"int": [5, 2]}}, {}, ["empty"]),
+    ({"finetune.strategy": {"choice": ["full"]}}, {}, ["fewer than two"]),
+    ({"train.lr": {"uniform": [0.1, 0.2], "int": [1, 2]}}, {}, ["exactly one of"]),
+    ({"cv.folds": {"int": [2, 5]}}, {}, ["cv.folds", "cannot be searched"]),
+    ({"data.manifest": {"choice": ["a.csv", "b.csv"]}}, {}, ["data.manifest", "cannot be searched"]),
+    ({"train.lr": {"uniform": [0.1, 0.2]}}, {"sampler": "grid"}, ["grid", "train.lr"]),
+    ({"train.lr": {"uniform": [0.1, 0.2]}}, {"trialz": 3}, ["tune.trialz", "did you mean 'tune.trials'"]),
+    ({}, {}, ["tune.space"]),
+])
+def test_a_space_that_cannot_run_is_one_config_error_naming_the_key(tmp_path, space, extra, words):
+    with pytest.raises(ConfigError) as error:
+        _load(tmp_path, {"space": space, **extra})
+    message = str(error.value)
+    assert all(w in message for w in words), message
+    assert "\n" not in message
+
+
+def test_an_unknown_metric_is_refused_with_the_task_metrics(tmp_path):
+    config = _load(tmp_path, {"space": GOOD, "metric": "aucc"})
+    with pytest.raises(UnknownNameError, match="did you mean 'auc'"):
+        objective_of(config)
+    seg = _load(tmp_path, {"space": {"train.lr": {"uniform": [0.001, 0.01]}}}, task="segmentation")
+    assert objective_of(seg).metric == "dice"
+    assert objective_of(seg.derive({"tune.metric": "hd95"}, check_paths=False)).direction == "minimize"
+
+
+def test_without_optuna_the_error_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "optuna", None)
+    with pytest.raises(ConfigError, match=r"medtl\[tune\]"):
+        require_optuna()
