@@ -11,6 +11,8 @@ RUN/arms/<arm>/config.yaml      each arm's resolved config
 RUN/arms/<arm>/repeat<R>_fold<K>/  model.safetensors, adaptation.json, done.json, state.pt, ...
 RUN/tracking.json               experiment trackers: MLflow run ids, what each tracker has logged
 RUN/mlflow.db, RUN/mlartifacts/ MLflow's default store (track: [mlflow]); RUN/tb/ TensorBoard event files
+RUN/tune/<outer>/study.db       medtl tune: one outer fold's Optuna study; trial<NNNN>/ and final/ are child run
+                                folders (``RunDir.child``); RUN/tune/trials.csv, audit.json, final_config.yaml
 ```
 
 Other code asks a ``RunDir`` for paths and never builds or parses them itself.

@@ -24,7 +24,8 @@ def search_section(search: dict) -> tuple[str, str]:
              f"were retrained on the whole outer training set and scored once on the outer fold (arm "
              f"<code>tuned</code>). The primary comparison is <code>tuned</code> against the untuned main arm on the "
              f"same outer folds. Objective: {search['direction']} {html.escape(metric)}"
-             f"{', median pruning' if search['pruning'] else ''}.</p>")
+             f"{', median pruning' if search['pruning'] else ''}. Arms run <b>fixed</b> (untuned, the settings "
+             f"their config gives): {', '.join(map(html.escape, search.get('fixed_arms', []))) or 'none'}.</p>")
     space = html_table(["setting", "distribution"], [[k, ", ".join(f"{kind} {v}" for kind, v in dim.items())]
                                                      for k, dim in search["space"].items()])
     rows = [[o["outer"], o["best_trial"], *[_value(o["params"][k]) for k in keys], o["inner_best"], o["outer_score"],

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..errors import UnknownNameError
 from ..tasks import task_of
+from ..tasks.multitask import task_rows
 
 # metrics where lower is better: a search over them minimises
 LOWER_IS_BETTER = ("hd95", "brier", "ece", "loss", "nll", "log_loss")
@@ -28,7 +29,7 @@ class Objective:
 
     def score(self, record: dict) -> float:
         """The metric in one fold's record."""
-        return float((record["tasks"][self.head] if self.head else record)[self.metric])
+        return float(record[f"{self.head}.{self.metric}" if self.head else self.metric])
 
     def statistic(self, config, rows: list[dict], class_names):
         """``(statistic, patient keys)`` of the out-of-fold rows this objective scores: ``statistic(indices)`` is the
@@ -37,7 +38,7 @@ class Objective:
         task = task_of(config)
         names = class_names
         if self.head:
-            rows = [r for r in rows if r.get("task", "") == self.head]
+            rows = task_rows(rows, self.head)
             names = class_names[self.head]
             task = task.tasks[self.head]
         rows = task.average_rows(rows, names)

@@ -71,6 +71,7 @@ def tune_block(run, ctx: SearchContext, searches) -> dict:
             "metric": objective.metric, "direction": objective.direction, "pruning": tune.pruning,
             "seed": tune.seed if tune.seed is not None else ctx.config.train.seed, "timeout": tune.timeout,
             "outer": outer,
+            "fixed_arms": [name for name in run.arms if name != TUNED_ARM],
             "optimism": {"naive_inner_best": naive, "gap": overall,
                          "note": ("naive_inner_best is the mean over outer folds of the best trial's inner-fold "
                                   "score: what tuning and reporting on the same folds would have said; gap is that "

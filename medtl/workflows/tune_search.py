@@ -84,6 +84,10 @@ def search_outer_fold(ctx: SearchContext, fold: Fold, index: int, start_of: Call
                                 [(str(ctx.rundir.root), unit, executor.threads_per_unit) for unit in units],
                                 [f"{key} trial {unit.number}" for unit in units])
         for unit, outcome in zip(units, outcomes):
+            undefined = [k for k, score in enumerate(outcome["scores"]) if not math.isfinite(score)]
+            if outcome["state"] == "COMPLETE" and undefined:
+                outcome.update(state="FAIL", error=f"{objective.metric} is undefined on inner fold(s) {undefined} (e.g. "
+                                                   "one class only there): use fewer inner folds or more patients")
             if outcome["error"]:
                 study.note_error(unit.number, outcome["error"])
             study.tell(unit.number, outcome["scores"], outcome["state"], outcome["seconds"])

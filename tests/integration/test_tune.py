@@ -170,3 +170,48 @@ def test_a_search_killed_during_a_trial_resumes_to_the_same_trials_and_choice(tm
     resumed = json.loads((killed / "metrics.json").read_text())
     assert [o["params"] for o in resumed["tune"]["outer"]] == [o["params"] for o in straight["tune"]["outer"]]
     assert resumed["arms"]["tuned"]["summary"] == straight["arms"]["tuned"]["summary"]
+
+
+def _fixed_split_config(root):
+    """A manifest with a split column (train / val / test by patient): one outer fold, the test set."""
+    manifest = _dataset(root, 24, random_labels=False)
+    rows = list(csv.DictReader(open(manifest)))
+    for index, row in enumerate(rows):
+        row["split"] = ("test", "val", "train", "train")[index % 4]
+    with open(manifest, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return _config(root, manifest, trials=2), "auc"
+
+
+def _segmentation_config(root):
+    from medtl.samples.sample_data import write_sample_data
+
+    data = write_sample_data(root / "sample", seed=0, size="tiny") / "cls2d_target" / "manifest.csv"
+    config = {"task": "segmentation", "data": {"manifest": str(data), "dims": 2, "image_size": [32, 32]},
+              "model": {"backbone": "tiny-resnet", "pretrained": "none"}, "train": {"epochs": 1, "batch_size": 4},
+              "cv": {"folds": 2, "bootstrap": 100},
+              "tune": {"space": {"train.lr": {"log_uniform": [1e-3, 1e-2]}}, "trials": 2, "inner_folds": 2}}
+    path = root / "seg.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path, "dice"
+
+
+@pytest.mark.parametrize("make", [_fixed_split_config, _segmentation_config], ids=["fixed-split", "segmentation"])
+def test_the_search_runs_for_each_scheme_and_task_with_its_primary_metric(tmp_path, make):
+    path, metric = make(tmp_path)
+    out = tmp_path / "run"
+    assert main(["tune", str(path), "--out", str(out), "--quiet"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    block = metrics["tune"]
+    assert block["metric"] == metric and block["audit"]["passed"] and metrics["main_arm"] == "tuned"
+    folds = folds_from_splits(RunDir(out), prepare_cases(read_config_manifest(load_config(path)),
+                                                         load_config(path), out / "cache", progress=False)[0])
+    assert [o["outer"] for o in block["outer"]] == [f"outer{f.fold}" for f in folds]
+    predicted = [r for r in csv.DictReader(open(out / "predictions.csv")) if r["arm"] == "tuned"]
+    for fold in folds:  # no trial of an outer fold saw a patient that fold's tuned model was scored on
+        scored = {r["patient_key"] for r in predicted if int(r["fold"]) == fold.fold}
+        seen = {k for images in (out / "tune" / f"outer{fold.fold}").glob("trial*/arms/*/*/fold_images.json")
+                for role, members in json.loads(images.read_text()).items() for k in members.get("patient_keys", [])}
+        assert scored and seen and not seen & scored

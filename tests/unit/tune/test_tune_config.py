@@ -64,3 +64,23 @@ def test_without_optuna_the_error_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "optuna", None)
     with pytest.raises(ConfigError, match=r"medtl\[tune\]"):
         require_optuna()
+
+
+def test_a_multitask_objective_reads_its_primary_task_from_records_and_rows(tmp_path):
+    import numpy as np
+
+    config = _load(tmp_path, {"space": {"train.lr": {"uniform": [0.001, 0.01]}}}, task="multitask",
+                   tasks=[{"name": "nodule", "kind": "classification", "column": "label"},
+                          {"name": "lesion", "kind": "segmentation", "column": "mask"}])
+    objective = objective_of(config)
+    assert (objective.head, objective.metric) == ("nodule", "auc")
+    assert objective.score({"nodule.auc": 0.75, "lesion.dice": 0.1}) == 0.75
+    rows = [{"case_id": f"c{i}", "patient_key": f"p{i}", "task": "nodule", "fold": (i // 2) % 2, "repeat": 0,
+             "label": str(i % 2), "label_index": i % 2, "prob_0": 1 - p, "prob_1": p}
+            for i, p in enumerate([0.2, 0.9, 0.4, 0.6, 0.1, 0.8, 0.7, 0.3])]
+    rows.append({"case_id": "c0", "patient_key": "p0", "task": "lesion", "fold": 0, "repeat": 0, "dice": 0.5})
+    statistic, patients = objective.statistic(config, rows, {"nodule": ["0", "1"], "lesion": ["bg", "lesion"]})
+    assert len(patients) == 8
+    # the mean of the folds' AUCs, as a search ranks trials: fold 0 separates perfectly (1.0), fold 1 ranks one
+    # positive above one negative of four pairs (0.25); the pooled AUC of all eight would be another number
+    assert statistic(np.arange(8)) == pytest.approx(0.625)
