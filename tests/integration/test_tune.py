@@ -185,10 +185,26 @@ def _fixed_split_config(root):
     return _config(root, manifest, trials=2), "auc"
 
 
-def _segmentation_config(root):
+def _tiny_sample(root, name):
     from medtl.samples.sample_data import write_sample_data
 
-    data = write_sample_data(root / "sample", seed=0, size="tiny") / "cls2d_target" / "manifest.csv"
+    return write_sample_data(root / "sample", seed=0, size="tiny") / name / "manifest.csv"
+
+
+def _leave_site_out_config(root):
+    """Outer folds are the sites; the trials' inner folds split the training sites' patients."""
+    config = {"task": "classification", "data": {"manifest": str(_tiny_sample(root, "sites2d")), "dims": 2,
+                                                 "image_size": [32, 32]},
+              "model": {"backbone": "tiny-resnet", "pretrained": "none"}, "train": {"epochs": 1, "batch_size": 4},
+              "cv": {"scheme": "leave_site_out", "bootstrap": 100},
+              "tune": {"space": {"train.lr": {"log_uniform": [1e-3, 1e-2]}}, "trials": 2, "inner_folds": 2}}
+    path = root / "sites.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path, "auc"
+
+
+def _segmentation_config(root):
+    data = _tiny_sample(root, "cls2d_target")
     config = {"task": "segmentation", "data": {"manifest": str(data), "dims": 2, "image_size": [32, 32]},
               "model": {"backbone": "tiny-resnet", "pretrained": "none"}, "train": {"epochs": 1, "batch_size": 4},
               "cv": {"folds": 2, "bootstrap": 100},
@@ -198,7 +214,8 @@ def _segmentation_config(root):
     return path, "dice"
 
 
-@pytest.mark.parametrize("make", [_fixed_split_config, _segmentation_config], ids=["fixed-split", "segmentation"])
+@pytest.mark.parametrize("make", [_fixed_split_config, _segmentation_config, _leave_site_out_config],
+                         ids=["fixed-split", "segmentation", "leave-site-out"])
 def test_the_search_runs_for_each_scheme_and_task_with_its_primary_metric(tmp_path, make):
     path, metric = make(tmp_path)
     out = tmp_path / "run"

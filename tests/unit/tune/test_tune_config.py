@@ -84,3 +84,22 @@ def test_a_multitask_objective_reads_its_primary_task_from_records_and_rows(tmp_
     # the mean of the folds' AUCs, as a search ranks trials: fold 0 separates perfectly (1.0), fold 1 ranks one
     # positive above one negative of four pairs (0.25); the pooled AUC of all eight would be another number
     assert statistic(np.arange(8)) == pytest.approx(0.625)
+
+
+@pytest.mark.parametrize("top, words", [
+    ({"cv": {"seeds": 2}}, "cv.seeds"),
+    ({"cv": {"label_fractions": [0.5, 1.0]}}, "cv.label_fractions"),
+])
+def test_what_a_search_does_not_combine_with_is_refused_before_anything_runs(tmp_path, top, words):
+    from medtl.workflows.tune import check_tunable
+
+    config = _load(tmp_path, {"space": GOOD}, **top)
+    with pytest.raises(ConfigError, match=words):
+        check_tunable(config)
+
+
+def test_medtl_tune_without_a_tune_section_says_what_to_add(tmp_path):
+    from medtl.workflows.tune import check_tunable
+
+    with pytest.raises(ConfigError, match="tune.space"):
+        check_tunable(load_config(None))
