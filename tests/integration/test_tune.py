@@ -72,22 +72,24 @@ def test_on_noise_the_nested_estimate_stays_at_chance_where_selecting_on_the_out
     assert metrics["main_arm"] == "tuned"
     nested = metrics["arms"]["tuned"]["summary"]["auc"]["pooled"]
     assert abs(nested - 0.5) <= 0.1, nested
-    # anti-control (test only): the same trials, each scored on the outer folds, the best one kept
+    # anti-control (test only): the same trials, each scored on the outer folds, and in each outer fold the trial
+    # that scored best on that fold kept: a search that selects on the folds it reports
     config = load_config(path)
     manifest = read_config_manifest(config)
     cases, _ = prepare_cases(manifest, config, out / "cache", progress=False)
     folds = folds_from_splits(RunDir(out), cases)
     trials = [r for r in csv.DictReader(open(out / "tune" / "trials.csv")) if r["outer"] == "outer0"]
     assert len(trials) == 20
-    leaky = []
-    for row in trials:
+    per_fold = np.zeros((len(trials), len(folds)))
+    for index, row in enumerate(trials):
         params = {"train.lr": float(row["train.lr"]), "finetune.strategy": row["finetune.strategy"],
                   "train.epochs": int(row["train.epochs"])}
         arm = Arm("leaky", config.derive(params, check_paths=False), True)
         result = cross_validate([arm], cases, folds, RunDir(out.parent / f"leaky{row['trial']}"),
                                 class_names=manifest.class_names)["leaky"]
-        leaky.append(np.mean([r["auc"] for r in result.records]))
-    assert max(leaky) >= 0.6 and max(leaky) - nested >= 0.08, (max(leaky), nested)
+        per_fold[index] = [r["auc"] for r in result.records]
+    leaky = float(np.mean(per_fold.max(axis=0)))
+    assert leaky >= 0.62 and leaky - nested >= 0.1, (leaky, nested)
     # medtl's own statement of the naive number shows the same inflation
     assert metrics["tune"]["optimism"]["naive_inner_best"] - nested >= 0.05
 
