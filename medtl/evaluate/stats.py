@@ -102,31 +102,36 @@ def paired_patient_bootstrap(statistic_a: Statistic, statistic_b: Statistic, pat
 def unpaired_patient_bootstrap(statistic_a: Statistic, patients_a: list[str], statistic_b: Statistic,
                                patients_b: list[str], n: int = 1000, seed: int = 0) -> dict:
     """Difference a - b between two disjoint sets of patients, each resampled on its own: estimate and 95% CI."""
-    return mean_unpaired_difference([(statistic_a, patients_a, statistic_b, patients_b)], n, seed)
+    result = mean_unpaired_difference([(statistic_a, patients_a, statistic_b, patients_b)], n, seed)
+    return {"difference": result["difference"], "ci95": result["ci95"]}
 
 
 def mean_unpaired_difference(pairs: list[tuple[Statistic, list[str], Statistic, list[str]]], n: int = 1000,
                              seed: int = 0) -> dict:
     """The mean over ``pairs`` of each pair's difference a - b, where a and b are scored on sets of patients
     resampled each on its own (e.g. per outer fold: the inner-fold estimate of the chosen trial minus the outer
-    fold's). Estimate and 95% percentile CI; a resample in which any difference is undefined is dropped."""
+    fold's). Estimate and 95% percentile CI, and under ``parts`` each pair's own estimate and CI from the same
+    resamples; a resample in which a difference is undefined is dropped (from the mean's and that pair's)."""
     groups = [(_patient_rows(pa), _patient_rows(pb)) for _, pa, _, pb in pairs]
     differences = [float(a(np.arange(len(pa))) - b(np.arange(len(pb)))) for a, pa, b, pb in pairs]
-    difference = float(np.mean(differences)) if differences else math.nan
     rng = np.random.default_rng(seed)
-    diffs = np.empty(n)
+    draws = np.empty((n, len(pairs)))
     for i in range(n):
-        values = []
-        for (a, _, b, _), (groups_a, groups_b) in zip(pairs, groups):
-            rows_a = np.concatenate([groups_a[j] for j in rng.integers(0, len(groups_a), len(groups_a))])
-            rows_b = np.concatenate([groups_b[j] for j in rng.integers(0, len(groups_b), len(groups_b))])
-            values.append(a(rows_a) - b(rows_b))
-        diffs[i] = float(np.mean(values)) if values else math.nan
-    diffs = diffs[np.isfinite(diffs)]
-    if len(diffs) < n // 2:
-        return {"difference": difference, "ci95": [math.nan, math.nan]}
-    lo, hi = np.percentile(diffs, [2.5, 97.5])
-    return {"difference": difference, "ci95": [float(lo), float(hi)]}
+        for j, ((a, _, b, _), (groups_a, groups_b)) in enumerate(zip(pairs, groups)):
+            rows_a = np.concatenate([groups_a[k] for k in rng.integers(0, len(groups_a), len(groups_a))])
+            rows_b = np.concatenate([groups_b[k] for k in rng.integers(0, len(groups_b), len(groups_b))])
+            draws[i, j] = a(rows_a) - b(rows_b)
+
+    def interval(values: np.ndarray) -> list[float]:
+        values = values[np.isfinite(values)]
+        if len(values) < n // 2:
+            return [math.nan, math.nan]
+        lo, hi = np.percentile(values, [2.5, 97.5])
+        return [float(lo), float(hi)]
+
+    means = draws.mean(axis=1) if len(pairs) else np.full(n, math.nan)
+    return {"difference": float(np.mean(differences)) if differences else math.nan, "ci95": interval(means),
+            "parts": [{"difference": d, "ci95": interval(draws[:, j])} for j, d in enumerate(differences)]}
 
 
 def site_stratified_paired_bootstrap(per_site: list[tuple[Statistic, Statistic, list[str]]], n: int = 1000,

@@ -126,7 +126,7 @@ class ClassificationTask(Task):
 
     def pooled_statistic(self, metric: str, rows: Sequence[dict], class_names: Sequence[str]):
         labels, probs = _labels_and_probs(rows, class_names)
-        return lambda idx: classification_metrics(labels[idx], probs[idx])[metric]
+        return lambda idx: classification_metrics(labels[idx], probs[idx], (metric,))[metric]
 
     def pooled_statistics(self, rows: Sequence[dict], class_names: Sequence[str]):
         labels, probs = _labels_and_probs(rows, class_names)

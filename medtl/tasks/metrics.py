@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -32,39 +33,41 @@ SEGMENTATION_METRICS = ("dice", "iou", "hd95")
 SEGMENTATION_CASE_COLUMNS = ("dice", "iou", "hd95", "truth_empty", "pred_empty")
 
 
-def classification_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
-    """Metrics for integer ``labels`` (n,) and class ``probabilities`` (n, C)."""
+def classification_metrics(labels: np.ndarray, probabilities: np.ndarray,
+                           names: Sequence[str] | None = None) -> dict[str, float]:
+    """Metrics for integer ``labels`` (n,) and class ``probabilities`` (n, C): all of them, or only ``names``
+    (a bootstrap of one metric need not compute the others)."""
     from torchmetrics import functional as F
 
     target = torch.as_tensor(np.asarray(labels), dtype=torch.long)
     probs = torch.as_tensor(np.asarray(probabilities), dtype=torch.float32)
     classes = probs.shape[1]
     both_present = len(torch.unique(target)) == classes
+    C = F.classification
     if classes == 2:
         score = probs[:, 1]
-        out = {
-            "auc": F.classification.binary_auroc(score, target).item() if both_present else math.nan,
-            "pr_auc": F.classification.binary_average_precision(score, target).item() if both_present else math.nan,
-            "accuracy": F.classification.binary_accuracy(score, target).item(),
-            "sensitivity": F.classification.binary_recall(score, target).item(),
-            "specificity": F.classification.binary_specificity(score, target).item(),
-            "f1": F.classification.binary_f1_score(score, target).item(),
+        compute = {
+            "auc": lambda: C.binary_auroc(score, target).item() if both_present else math.nan,
+            "pr_auc": lambda: C.binary_average_precision(score, target).item() if both_present else math.nan,
+            "accuracy": lambda: C.binary_accuracy(score, target).item(),
+            "sensitivity": lambda: C.binary_recall(score, target).item(),
+            "specificity": lambda: C.binary_specificity(score, target).item(),
+            "f1": lambda: C.binary_f1_score(score, target).item(),
         }
     else:
         kw = {"num_classes": classes, "average": "macro"}
-        out = {
-            "auc": F.classification.multiclass_auroc(probs, target, **kw).item() if both_present else math.nan,
-            "pr_auc": (F.classification.multiclass_average_precision(probs, target, **kw).item()
-                       if both_present else math.nan),
-            "accuracy": F.classification.multiclass_accuracy(probs, target, num_classes=classes,
-                                                             average="micro").item(),
-            "sensitivity": F.classification.multiclass_recall(probs, target, **kw).item(),
-            "specificity": F.classification.multiclass_specificity(probs, target, **kw).item(),
-            "f1": F.classification.multiclass_f1_score(probs, target, **kw).item(),
+        compute = {
+            "auc": lambda: C.multiclass_auroc(probs, target, **kw).item() if both_present else math.nan,
+            "pr_auc": lambda: (C.multiclass_average_precision(probs, target, **kw).item()
+                               if both_present else math.nan),
+            "accuracy": lambda: C.multiclass_accuracy(probs, target, num_classes=classes, average="micro").item(),
+            "sensitivity": lambda: C.multiclass_recall(probs, target, **kw).item(),
+            "specificity": lambda: C.multiclass_specificity(probs, target, **kw).item(),
+            "f1": lambda: C.multiclass_f1_score(probs, target, **kw).item(),
         }
-    out["brier"], out["ece"] = brier_score(target.numpy(), probs.numpy()), expected_calibration_error(
-        target.numpy(), probs.numpy())
-    return {k: float(v) for k, v in out.items()}
+    compute["brier"] = lambda: brier_score(target.numpy(), probs.numpy())
+    compute["ece"] = lambda: expected_calibration_error(target.numpy(), probs.numpy())
+    return {name: float(compute[name]()) for name in (compute if names is None else names)}
 
 
 def brier_score(labels: np.ndarray, probabilities: np.ndarray) -> float:

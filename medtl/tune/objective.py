@@ -42,18 +42,23 @@ class Objective:
             names = class_names[self.head]
             task = task.tasks[self.head]
         rows = task.average_rows(rows, names)
-        folds = np.asarray([(int(r.get("repeat", 0)), int(r.get("fold", 0))) for r in rows]).reshape(len(rows), 2)
-        keys = sorted({tuple(f) for f in folds})
+        keys = [(int(r.get("repeat", 0)), int(r.get("fold", 0))) for r in rows]
+        order = sorted(set(keys))
+        fold_of = np.asarray([order.index(k) for k in keys], dtype=int)
+        members = [np.flatnonzero(fold_of == f) for f in range(len(order))]
+        local = np.zeros(len(rows), dtype=int)  # a row's position among its fold's rows
+        for rows_of_fold in members:
+            local[rows_of_fold] = np.arange(len(rows_of_fold))
+        per_fold = [task.pooled_statistic(self.metric, [rows[i] for i in m], names) for m in members]
 
         def statistic(indices):
             chosen = np.asarray(indices, dtype=int)
             values = []
-            for key in keys:
-                picked = chosen[np.all(folds[chosen] == key, axis=1)]
+            for fold, fold_statistic in enumerate(per_fold):
+                picked = chosen[fold_of[chosen] == fold]
                 if len(picked) == 0:
                     return float("nan")
-                values.append(task.pooled_statistic(self.metric, [rows[i] for i in picked], names)(
-                    np.arange(len(picked))))
+                values.append(fold_statistic(local[picked]))
             return float(np.mean(values))
 
         return statistic, [r["patient_key"] for r in rows]

@@ -33,12 +33,12 @@ def _gaps(run, ctx: SearchContext, searches) -> tuple[list[dict], dict]:
     for found, result in zip(searches, tuned.folds):
         inner_stat, inner_patients = objective.statistic(ctx.config, _inner_rows(ctx, found), run.class_names)
         outer_stat, outer_patients = objective.statistic(ctx.config, result.rows, run.class_names)
-        pair = (inner_stat, inner_patients, outer_stat, outer_patients)
-        pairs.append(pair)
-        gap = mean_unpaired_difference([pair], boot, seed)
+        pairs.append((inner_stat, inner_patients, outer_stat, outer_patients))
         per_fold.append({"inner": inner_stat(np.arange(len(inner_patients))),
-                         "outer": outer_stat(np.arange(len(outer_patients))), "gap": gap})
-    overall = mean_unpaired_difference(pairs, boot, seed)
+                         "outer": outer_stat(np.arange(len(outer_patients)))})
+    overall = mean_unpaired_difference(pairs, boot, seed)  # one set of resamples: each fold's CI and the mean's
+    for fold, part in zip(per_fold, overall.pop("parts")):
+        fold["gap"] = part
     return per_fold, overall
 
 

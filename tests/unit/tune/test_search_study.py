@@ -102,10 +102,13 @@ def test_the_optimism_interval_of_one_pair_is_the_unpaired_bootstrap_and_average
         return float(np.mean(b[rows]))
 
     one = mean_unpaired_difference([(mean_a, pa, mean_b, pb)], 300, 3)
-    assert one == unpaired_patient_bootstrap(mean_a, pa, mean_b, pb, 300, 3)
+    assert {k: one[k] for k in ("difference", "ci95")} == unpaired_patient_bootstrap(mean_a, pa, mean_b, pb, 300, 3)
+    assert one["parts"] == [{"difference": one["difference"], "ci95": one["ci95"]}]
     two = mean_unpaired_difference([(mean_a, pa, mean_b, pb), (mean_b, pb, mean_b, pb)], 300, 3)
     assert two["difference"] == pytest.approx(one["difference"] / 2)
     assert two["ci95"][0] < two["difference"] < two["ci95"][1]
+    assert two["parts"][0]["difference"] == one["difference"]
+    assert two["parts"][1]["difference"] == 0
 
 
 def test_a_trial_the_process_died_asking_gets_the_parameters_it_would_have_had(tmp_path):
@@ -115,3 +118,16 @@ def test_a_trial_the_process_died_asking_gets_the_parameters_it_would_have_had(t
     killed = SearchStudy(tmp_path / "b.db", tune, 3, 0, "maximize")
     killed.study.ask()  # created in the study, killed before any parameter was sampled
     assert SearchStudy(tmp_path / "b.db", tune, 3, 0, "maximize").interrupted() == [expected]
+
+
+def test_one_metric_of_the_classification_metrics_is_the_same_number_computed_alone():
+    from medtl.tasks.metrics import classification_metrics
+
+    rng = np.random.default_rng(1)
+    labels = np.arange(30) % 3
+    probs = rng.dirichlet(np.ones(3), 30)
+    full = classification_metrics(labels, probs)
+    assert {name: classification_metrics(labels, probs, (name,))[name] for name in full} == full
+    binary = classification_metrics(labels % 2, probs[:, :2] / probs[:, :2].sum(1, keepdims=True))
+    assert classification_metrics(labels % 2, probs[:, :2] / probs[:, :2].sum(1, keepdims=True), ("auc",)) == \
+        {"auc": binary["auc"]}
