@@ -21,6 +21,19 @@ STRATEGY_ARMS = ("linear", "full", "gradual", "discriminative", *PEFT_ARMS)
 SOURCE_ARMS = (*PUBLISHED_WEIGHTS, "source")
 ADAPT_ARMS = ("erm", "dann", "reweight")  # erm: plain fine-tuning, the control of every adaptation method
 TUNED_ARM = "tuned"  # medtl tune: each outer fold's best parameters, retrained on its training set
+
+
+def tuned_arm_name(arm: str, main: bool) -> str:
+    """The arm of a searched arm's outer-fold models: ``tuned`` for the main arm, ``<arm>-tuned`` for a compare arm
+    listed in ``tune.arms``."""
+    return TUNED_ARM if main else f"{arm}-{TUNED_ARM}"
+
+
+def is_tuned_arm(name: str) -> bool:
+    """Whether ``name`` is an arm of outer-fold models of a search (one model per outer fold, own settings each)."""
+    return name == TUNED_ARM or name.endswith(f"-{TUNED_ARM}")
+
+
 NAMED_ARMS = ("scratch", *SOURCE_ARMS, *STRATEGY_ARMS, *ADAPT_ARMS)
 
 

@@ -95,6 +95,7 @@ class TuneConfig(Section):
     seed: int | None = None  # default: train.seed
     timeout: float | None = Field(None, gt=0)  # seconds per outer fold: no new trial starts after it
     parallel: int = Field(1, ge=1, le=256)  # trials asked together; run.executor runs them side by side
+    arms: list[str] = Field(default_factory=list)  # compare arms searched the same way (each as <arm>-tuned)
 
     @field_validator("space")
     @classmethod

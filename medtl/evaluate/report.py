@@ -112,7 +112,8 @@ def _sections(run) -> list[tuple[str, str]]:
     if "tune" in metrics:
         from .tune_report import search_section
 
-        sections.append(search_section(metrics["tune"]))
+        for block in [metrics["tune"], *metrics["tune"].get("also_tuned", {}).values()]:
+            sections.append(search_section(block))
     if "seeds" in metrics:
         sections.append(_seeds_section(metrics["seeds"]))
     if "label_efficiency" in metrics:

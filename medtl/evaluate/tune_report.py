@@ -18,12 +18,15 @@ def search_section(search: dict) -> tuple[str, str]:
     """``(title, html)`` of the ``tune`` block of metrics.json."""
     keys = list(search["space"])
     metric = search["metric"]
-    intro = (f"<p>{len(keys)} setting(s) searched with the {html.escape(search['sampler'])} sampler, "
+    tuned, base = html.escape(search.get("tuned_arm", "tuned")), html.escape(search.get("arm", "the main arm"))
+    intro = (f"<p>{len(keys)} setting(s) of arm <code>{base}</code> searched with the "
+             f"{html.escape(search['sampler'])} sampler, "
              f"{search['trials']} trial(s) per outer fold, each cross-validated on {search['inner_folds']} "
              f"patient-grouped inner folds of that outer fold's <b>training patients only</b>; the chosen parameters "
              f"were retrained on the whole outer training set and scored once on the outer fold (arm "
-             f"<code>tuned</code>). The primary comparison is <code>tuned</code> against the untuned main arm on the "
-             f"same outer folds. Objective: {search['direction']} {html.escape(metric)}"
+             f"<code>{tuned}</code>), compared with the untuned <code>{base}</code> on the same outer folds"
+             f"{' (the primary comparison)' if tuned == 'tuned' else ''}. Objective: {search['direction']} "
+             f"{html.escape(metric)}"
              f"{', median pruning' if search['pruning'] else ''}. Arms run <b>fixed</b> (untuned, the settings "
              f"their config gives): {', '.join(map(html.escape, search.get('fixed_arms', []))) or 'none'}.</p>")
     space = html_table(["setting", "distribution"], [[k, ", ".join(f"{kind} {v}" for kind, v in dim.items())]
@@ -61,4 +64,5 @@ def search_section(search: dict) -> tuple[str, str]:
     parts.append(f"<p><b>Audit.</b> {audit['trial_folds_checked']} trial fold(s) of {audit['outer_folds']} outer "
                  "fold(s) checked: every patient a trial trained, selected or was scored on belongs to its outer "
                  "fold's training patients (tune/audit.json).</p>")
-    return "Hyper-parameter search (nested cross-validation)", "".join(parts)
+    title = "Hyper-parameter search (nested cross-validation)" + ("" if tuned == "tuned" else f" of arm {base}")
+    return title, "".join(parts)

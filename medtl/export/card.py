@@ -147,7 +147,9 @@ def _search_section(search: dict, arm: str) -> Section:
         f"The run searched {len(search['space'])} setting(s) by nested cross-validation ({search['sampler']} "
         f"sampler, {search['trials']} trials per outer fold, {search['inner_folds']} inner folds, "
         f"{search['direction']} {search['metric']}); this export is arm `{arm}`"
-        + (" (the untuned settings)" if arm != "tuned" else "") + ".",
+        + (" (the untuned settings)" if arm != "tuned" else "") + "."
+        + (f" Compare arms searched the same way: {', '.join(search['also_tuned'])}." if search.get("also_tuned")
+           else ""),
         "Final values (" + "; ".join(f"{k}: {final['rules'][k]}" for k in final["params"]) + "): " +
         ", ".join(f"{k}={v}" for k, v in final["params"].items()) + "."],
         [(["setting", "searched"], space), (["outer fold", *search["space"]], chosen)])

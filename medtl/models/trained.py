@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..arms import TUNED_ARM
+from ..arms import is_tuned_arm
 from ..calibration.outputs import OutputCalibration, output_calibration
 from ..config import Config
 from ..errors import InputError
@@ -103,8 +103,8 @@ def load_trained_run(run_dir: str | Path, arm: str | None = None, fold: int | No
     """Open RUN (a ``medtl cv`` output folder); all finished folds of ``arm``, or just ``fold``."""
     rundir = RunDir(run_dir)
     arm = arm or rundir.main_arm()
-    if arm == TUNED_ARM and not rundir.arm_config_path(arm).is_file():
-        raise InputError(f"run {rundir.root}: arm '{TUNED_ARM}' holds one model per outer fold, each trained with "
+    if is_tuned_arm(arm) and not rundir.arm_config_path(arm).is_file():
+        raise InputError(f"run {rundir.root}: arm '{arm}' holds one model per outer fold, each trained with "
                          "that fold's own search result (its parameters may differ from fold to fold), so it is "
                          "not one model to predict with or export; train the final model from "
                          f"{rundir.root / 'tune' / 'final_config.yaml'} (medtl cv), or use the untuned main arm")

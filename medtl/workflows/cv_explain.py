@@ -15,7 +15,7 @@ import math
 import numpy as np
 import torch
 
-from ..arms import TUNED_ARM
+from ..arms import is_tuned_arm
 from ..evaluate import figures
 from ..explain.gradcam import default_layer, gradcam_maps
 from ..explain.sanity import pointing_game, randomised_top, rank_correlations
@@ -121,7 +121,7 @@ def explanation_summary(run) -> dict | None:
         arm_config = run.arms[arm].config
         if not arm_config.data.fixed_size or not run.rundir.folds(arm):
             continue
-        if arm == TUNED_ARM:  # one model per outer fold, each with its own parameters: its untuned arm is explained
+        if is_tuned_arm(arm):  # one model per outer fold, each with its own parameters: its untuned arm is explained
             out["arms"][arm] = {"note": "not computed: the tuned arm's folds were trained with different parameters"}
             continue
         if task_of(arm_config).is_composite and explained_head(arm_config) is None:

@@ -21,7 +21,7 @@ def audit_search(ctx: SearchContext, searches) -> dict:
     for found in searches:
         allowed = {ctx.cases[i].patient_key for i in outer_training(found.fold)}
         scored = {ctx.cases[i].patient_key for i in found.fold.val}
-        folder = ctx.rundir.child(f"tune/{found.key}").root
+        folder = ctx.rundir.child(f"{ctx.folder}/{found.key}").root
         for images in sorted(folder.glob("trial*/arms/*/*/fold_images.json")):
             roles = json.loads(images.read_text())
             seen = {key for role in ("train", "selection", "scored", "reference")

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from ..arms import TUNED_ARM
+from ..arms import is_tuned_arm
 from ..config import dump_config
 from ..evaluate.stats import mean_unpaired_difference
 from ..plumbing.atomic import write_atomic, write_csv, write_json
@@ -20,14 +20,14 @@ FINAL_CONFIG = "final_config.yaml"
 
 def _inner_rows(ctx: SearchContext, found) -> list[dict]:
     """The chosen trial's out-of-fold rows on its inner folds (each outer training case once)."""
-    store = trial_store(ctx.rundir, found.fold, found.best_number)
+    store = trial_store(ctx, found.fold, found.best_number)
     return [row for folder in store.folds(ctx.main.name) for row in folder.read_result().rows]
 
 
 def _gaps(run, ctx: SearchContext, searches) -> tuple[list[dict], dict]:
     """Per outer fold and over all of them: the chosen trial's inner score (mean of its inner folds) minus the
     tuned model's outer score, with patient-bootstrap CIs (each set resampled on its own)."""
-    objective, tuned = ctx.objective, run.arms[TUNED_ARM]
+    objective, tuned = ctx.objective, run.arms[ctx.tuned_name]
     boot, seed = ctx.config.cv.bootstrap, ctx.config.train.seed
     pairs, per_fold = [], []
     for found, result in zip(searches, tuned.folds):
@@ -71,7 +71,8 @@ def tune_block(run, ctx: SearchContext, searches) -> dict:
             "metric": objective.metric, "direction": objective.direction, "pruning": tune.pruning,
             "seed": tune.seed if tune.seed is not None else ctx.config.train.seed, "timeout": tune.timeout,
             "outer": outer,
-            "fixed_arms": [name for name in run.arms if name != TUNED_ARM],
+            "arm": ctx.main.name, "tuned_arm": ctx.tuned_name,
+            "fixed_arms": [name for name in run.arms if not is_tuned_arm(name)],
             "optimism": {"naive_inner_best": naive, "gap": overall,
                          "note": ("naive_inner_best is the mean over outer folds of the best trial's inner-fold "
                                   "score: what tuning and reporting on the same folds would have said; gap is that "
@@ -80,7 +81,7 @@ def tune_block(run, ctx: SearchContext, searches) -> dict:
             "chosen_differ": differ,
             "importance": importance,
             "importance_method": "fANOVA (Optuna), mean over outer folds",
-            "final": {"params": final, "rules": rules, "config": f"tune/{FINAL_CONFIG}"},
+            "final": {"params": final, "rules": rules, "config": f"{ctx.folder}/{FINAL_CONFIG}"},
             "audit": audit_search(ctx, searches)}
 
 
@@ -89,33 +90,47 @@ def _finite(value) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def write_tune_files(run, ctx: SearchContext, searches) -> None:
-    """``tune/trials.csv`` (every trial of every outer fold), ``tune/audit.json`` and ``tune/final_config.yaml``
-    (the main config with the final parameters and without ``tune``: a config to train the final model)."""
+def write_tune_files(run, searched: list, blocks: list[dict]) -> None:
+    """``tune/trials.csv`` (every trial of every outer fold of every searched arm), ``tune/audit.json`` and each
+    searched arm's ``final_config.yaml`` (its config with the final parameters and without ``tune``: a config to
+    train the final model). ``searched``: ``(context, outer searches)`` per searched arm, main arm first."""
     folder = run.rundir.child("tune").root
-    keys = list(ctx.config.tune.space)
-    inner = [f"inner_{k}" for k in range(ctx.config.tune.inner_folds)]
+    config = run.config
+    keys = list(config.tune.space)
+    inner = [f"inner_{k}" for k in range(config.tune.inner_folds)]
+    rows = []
+    for ctx, searches in searched:
+        rows += _trial_rows(run, ctx, searches, keys, inner)
+    write_csv(folder / "trials.csv", ["arm", "outer", "trial", "state", *keys, *inner, "inner_mean", "chosen",
+                                      "seconds", "error", "folder"], rows)
+    write_json(folder / "audit.json", {block["arm"]: block["audit"] for block in blocks})
+    for (ctx, _), block in zip(searched, blocks):
+        _write_final_config(run, ctx, block)
+
+
+def _trial_rows(run, ctx: SearchContext, searches, keys: list[str], inner: list[str]) -> list[dict]:
     rows = []
     for found in searches:
         for trial in found.study.trials():
             scores = trial.user_attrs.get("inner_scores", [])
             params = {key: trial.params.get(key, "") for key in keys}
-            rows.append({"outer": found.key, "trial": trial.number, "state": trial.state.name, **params,
+            rows.append({"arm": ctx.main.name, "outer": found.key, "trial": trial.number, "state": trial.state.name,
+                         **params,
                          **{name: scores[i] if i < len(scores) else "" for i, name in enumerate(inner)},
                          "inner_mean": trial.value if trial.value is not None else "",
                          "chosen": trial.number == found.best_number,
                          "seconds": round(trial.user_attrs.get("seconds", 0.0), 2),
                          "error": trial.user_attrs.get("error", ""),
-                         "folder": str(trial_store(run.rundir, found.fold, trial.number).root.relative_to(
-                             run.rundir.root))})
-    write_csv(folder / "trials.csv", ["outer", "trial", "state", *keys, *inner, "inner_mean", "chosen", "seconds",
-                                      "error", "folder"], rows)
-    block = run.metrics["tune"]
-    write_json(folder / "audit.json", block["audit"])
-    final = ctx.config.derive({**block["final"]["params"], "tune": None}, where="tune final", check_paths=False)
-    searched = "".join(f"#   {key}: {value!r} ({block['final']['rules'][key]})\n"
-                       for key, value in block["final"]["params"].items())
-    header = ("# medtl tune: the config of the final model, with the searched keys set to:\n" + searched +
+                         "folder": str(trial_store(ctx, found.fold, trial.number).root.relative_to(run.rundir.root))})
+    return rows
+
+
+def _write_final_config(run, ctx: SearchContext, block: dict) -> None:
+    final = ctx.main.config.derive({**block["final"]["params"], "tune": None}, where="tune final", check_paths=False)
+    values = "".join(f"#   {key}: {value!r} ({block['final']['rules'][key]})\n"
+                     for key, value in block["final"]["params"].items())
+    header = (f"# medtl tune: the config of the final model of arm '{ctx.main.name}', with the searched keys set to:\n"
+              + values +
               "# Its honest performance estimate is the nested one of the run that wrote it; a cv of this config on "
               "the same data would be optimistic (the values were chosen on these patients).\n")
-    write_atomic(folder / FINAL_CONFIG, header + dump_config(final))
+    write_atomic(run.rundir.root / block["final"]["config"], header + dump_config(final))

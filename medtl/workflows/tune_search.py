@@ -60,12 +60,13 @@ def search_outer_fold(ctx: SearchContext, fold: Fold, index: int, start_of: Call
     tune, objective = ctx.config.tune, ctx.objective
     seed = tune.seed if tune.seed is not None else ctx.config.train.seed
     key = outer_key(fold)
-    study = SearchStudy(ctx.rundir.child(f"tune/{key}").root / "study.db", tune, seed, index, objective.direction)
+    study = SearchStudy(ctx.rundir.child(f"{ctx.folder}/{key}").root / "study.db", tune, seed, index,
+                        objective.direction)
     budget = trials_per_fold(ctx.config)
     began, timed_out = time.monotonic(), False
     pending = study.interrupted()
     if pending:
-        ctx.rundir.log(f"{key}: running again {len(pending)} trial(s) a stopped search left unfinished")
+        ctx.rundir.log(f"{ctx.label}{key}: running again {len(pending)} trial(s) a stopped search left unfinished")
     while True:
         if pending:
             batch, pending = pending, []
@@ -75,14 +76,15 @@ def search_outer_fold(ctx: SearchContext, fold: Fold, index: int, start_of: Call
                 break
             if tune.timeout is not None and time.monotonic() - began > tune.timeout:
                 timed_out = True
-                ctx.rundir.log(f"{key}: tune.timeout ({tune.timeout:g} s) reached after {asked} trial(s)")
+                ctx.rundir.log(f"{ctx.label}{key}: tune.timeout ({tune.timeout:g} s) reached after {asked} trial(s)")
                 break
             batch = [study.ask() for _ in range(min(tune.parallel, budget - asked))]
         rule = MedianRule.from_finished(objective.direction, study.finished_curves())
-        units = [TrialUnit(fold.repeat, fold.fold, t.number, t.params, start_of(t.params), rule) for t in batch]
+        units = [TrialUnit(ctx.main.name, fold.repeat, fold.fold, t.number, t.params, start_of(t.params), rule)
+                 for t in batch]
         outcomes = executor.map(evaluate_trial_in_worker,
                                 [(str(ctx.rundir.root), unit, executor.threads_per_unit) for unit in units],
-                                [f"{key} trial {unit.number}" for unit in units])
+                                [f"{ctx.label}{key} trial {unit.number}" for unit in units])
         for unit, outcome in zip(units, outcomes):
             undefined = [k for k, score in enumerate(outcome["scores"]) if not math.isfinite(score)]
             if outcome["state"] == "COMPLETE" and undefined:
@@ -96,8 +98,8 @@ def search_outer_fold(ctx: SearchContext, fold: Fold, index: int, start_of: Call
     if best is None:
         failed = study.trials("FAIL")
         why = failed[0].user_attrs.get("error", "an undefined inner score") if failed else "no trial ran"
-        raise InputError(f"outer fold {key}: no trial of the search completed ({len(failed)} failed; first: {why}); "
-                         f"see {ctx.rundir.child(f'tune/{key}').root}")
+        raise InputError(f"{ctx.label}outer fold {key}: no trial of the search completed ({len(failed)} failed; "
+                         f"first: {why}); see {ctx.rundir.child(f'{ctx.folder}/{key}').root}")
     return OuterSearch(fold, key, study, best.number, decode_params(tune.space, best.params), float(best.value),
                        time.monotonic() - began, timed_out)
 
@@ -110,7 +112,7 @@ def _say_trial(ctx: SearchContext, key: str, unit: TrialUnit, outcome: dict, stu
     best_text = f"best {best.value:.4f} (trial {best.number})" if best is not None else "no complete trial yet"
     params = ", ".join(f"{k}={_short(v)}" for k, v in unit.params.items())
     state = outcome["state"].lower() + (f" ({outcome['error'][:120]})" if outcome["error"] else "")
-    line = (f"{key} trial {unit.number}: {params} -> inner {metric} {mean:.4f} over {len(scores)} fold(s), {state}; "
+    line = (f"{ctx.label}{key} trial {unit.number}: {params} -> inner {metric} {mean:.4f} over {len(scores)} fold(s), {state}; "
             f"{best_text}; {eta}")
     ctx.rundir.log(line)
     log.info(line)

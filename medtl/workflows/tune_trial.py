@@ -11,10 +11,10 @@ outside the outer fold's training patients (``medtl.workflows.tune_audit`` check
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
-from ..arms import Arm
+from ..arms import Arm, tuned_arm_name
 from ..config import Config
 from ..data.dataset import PreparedCase
 from ..data.splits import Fold, make_folds
@@ -38,12 +38,29 @@ class SearchContext:
     class_names: Any
     objective: Objective
     folds: list[Fold] | None = None  # the outer folds (read from splits.csv when not given)
+    is_main: bool = True  # False: a compare arm of tune.arms, searched the same way
+
+    @property
+    def folder(self) -> str:
+        """Where this arm's search lives in the run folder: ``tune`` (main arm), ``tune/<arm>`` (a compare arm)."""
+        return "tune" if self.is_main else f"tune/{self.main.name}"
+
+    @property
+    def tuned_name(self) -> str:
+        """The arm of the outer-fold models: ``tuned`` or ``<arm>-tuned``."""
+        return tuned_arm_name(self.main.name, self.is_main)
+
+    @property
+    def label(self) -> str:
+        """Prefix of log lines: empty for the main arm, ``<arm> `` for a compare arm."""
+        return "" if self.is_main else f"{self.main.name} "
 
 
 @dataclass(frozen=True)
 class TrialUnit:
     """One trial to run: its outer fold, number, parameters, starting weights and pruning thresholds."""
 
+    arm: str  # the searched arm (its context is rebuilt by name on a worker)
     repeat: int
     fold: int
     number: int
@@ -73,9 +90,9 @@ def inner_folds(ctx: SearchContext, fold: Fold) -> tuple[list[PreparedCase], lis
     return cases, folds
 
 
-def trial_store(rundir: RunDir, fold: Fold, number: int) -> RunDir:
+def trial_store(ctx: SearchContext, fold: Fold, number: int) -> RunDir:
     """The nested run folder of one trial."""
-    return rundir.child(f"tune/{outer_key(fold)}/trial{number:04d}")
+    return ctx.rundir.child(f"{ctx.folder}/{outer_key(fold)}/trial{number:04d}")
 
 
 def trial_arm(ctx: SearchContext, params: dict, threads: int | None = None) -> Arm:
@@ -84,7 +101,7 @@ def trial_arm(ctx: SearchContext, params: dict, threads: int | None = None) -> A
     if threads and ctx.config.train.threads is None:
         overrides["train.threads"] = threads
     # a trial searches nothing itself: its config has no tune section (and derives without re-checking the space)
-    config = ctx.config.derive({**overrides, "tune": None}, where="tune trial", check_paths=False)
+    config = ctx.main.config.derive({**overrides, "tune": None}, where="tune trial", check_paths=False)
     return Arm(ctx.main.name, config, True, overrides)
 
 
@@ -117,7 +134,7 @@ def evaluate_trial(ctx: SearchContext, unit: TrialUnit, threads: int | None = No
     began = time.monotonic()
     fold = _outer_fold(ctx, unit)
     cases, folds = inner_folds(ctx, fold)
-    store = trial_store(ctx.rundir, fold, unit.number)
+    store = trial_store(ctx, fold, unit.number)
     listener = _TrialListener(store, ctx.objective, unit.rule if ctx.config.tune.pruning else None, len(folds))
     outcome = {"number": unit.number, "state": "COMPLETE", "error": ""}
     try:
@@ -142,24 +159,24 @@ def _outer_fold(ctx: SearchContext, unit: TrialUnit) -> Fold:
     return next(f for f in ctx.folds if (f.repeat, f.fold) == (unit.repeat, unit.fold))
 
 
-_CONTEXTS: dict[str, SearchContext] = {}  # a worker's context per run folder, built once per process
+_CONTEXTS: dict[tuple[str, str], SearchContext] = {}  # a worker's context per (run folder, arm), built once
 
 
 def remember_context(ctx: SearchContext) -> None:
     """Let trials of this run that run in this process use ``ctx`` instead of rebuilding it."""
-    _CONTEXTS[str(ctx.rundir.root)] = ctx
+    _CONTEXTS[(str(ctx.rundir.root), ctx.main.name)] = ctx
 
 
 def evaluate_trial_in_worker(out: str, unit: TrialUnit, threads: int | None) -> dict:
     """``evaluate_trial`` in any process: the context is rebuilt from the run folder (cases from its cache) the
     first time a process meets the run."""
-    ctx = _CONTEXTS.get(out)
+    ctx = _CONTEXTS.get((out, unit.arm))
     if ctx is None:
-        ctx = _CONTEXTS[out] = context_from_folder(out)
-    return evaluate_trial(ctx, replace(unit), threads)
+        ctx = _CONTEXTS[(out, unit.arm)] = context_from_folder(out, unit.arm)
+    return evaluate_trial(ctx, unit, threads)
 
 
-def context_from_folder(out: str) -> SearchContext:
+def context_from_folder(out: str, arm: str | None = None) -> SearchContext:
     """The search context of the run in ``out`` (config, manifest, prepared cases), as the main process had it."""
     from ..arms import resolve_arms
     from ..data.dataset import prepare_cases
@@ -169,5 +186,7 @@ def context_from_folder(out: str) -> SearchContext:
     config = rundir.read_config()
     manifest = read_config_manifest(config)
     cases, _ = prepare_cases(manifest, config, rundir.cache, progress=False)
-    main = resolve_arms(config, check_paths=False)[0]
-    return SearchContext(config, main, manifest, rundir, cases, manifest.class_names, objective_of(config))
+    arms = resolve_arms(config, check_paths=False)
+    base = next(a for a in arms if a.name == (arm or arms[0].name))
+    return SearchContext(config, base, manifest, rundir, cases, manifest.class_names, objective_of(config),
+                         is_main=base.name == arms[0].name)

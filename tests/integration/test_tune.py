@@ -234,3 +234,29 @@ def test_the_search_runs_for_each_scheme_and_task_with_its_primary_metric(tmp_pa
         seen = {k for images in (out / "tune" / f"outer{fold.fold}").glob("trial*/arms/*/*/fold_images.json")
                 for role, members in json.loads(images.read_text()).items() for k in members.get("patient_keys", [])}
         assert scored and seen and not seen & scored
+
+
+def test_a_compare_arm_listed_in_tune_arms_is_searched_the_same_way_and_compared_tuned_to_tuned(tmp_path):
+    manifest = _dataset(tmp_path, 24, random_labels=False)
+    config = yaml.safe_load(_config(tmp_path, manifest, outer_folds=2, trials=2).read_text())
+    config["tune"] = {"space": {"train.lr": {"log_uniform": [1e-3, 3e-2]}}, "trials": 2, "inner_folds": 2,
+                      "arms": ["linear"]}
+    config["compare"] = ["linear"]
+    path = tmp_path / "arms.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = tmp_path / "run"
+    assert main(["tune", str(path), "--out", str(out), "--quiet"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert list(metrics["arms"]) == ["tuned", "linear-tuned", "scratch", "linear"]
+    pairs = [(c["a"], c["b"], c["role"]) for c in metrics["comparisons"]]
+    assert pairs[:3] == [("tuned", "scratch", "primary"), ("linear-tuned", "linear", "secondary"),
+                         ("tuned", "linear-tuned", "secondary")]
+    also = metrics["tune"]["also_tuned"]["linear-tuned"]
+    assert also["arm"] == "linear" and also["audit"]["passed"] and also["fixed_arms"] == ["scratch", "linear"]
+    trials = list(csv.DictReader(open(out / "tune" / "trials.csv")))
+    assert {r["arm"] for r in trials} == {"scratch", "linear"} and len(trials) == 2 * 2 * 2
+    # the compare arm's trials start from its own settings (its strategy), with the searched value on top
+    trial_config = load_config(out / "tune" / "linear" / "outer0" / "trial0000" / "arms" / "linear" / "config.yaml",
+                               check_paths=False)
+    assert trial_config.finetune.strategy == "linear"
+    assert load_config(out / "tune" / "linear" / "final_config.yaml").finetune.strategy == "linear"

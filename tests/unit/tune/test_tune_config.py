@@ -98,6 +98,18 @@ def test_what_a_search_does_not_combine_with_is_refused_before_anything_runs(tmp
         check_tunable(config)
 
 
+def test_tune_arms_must_name_compare_arms(tmp_path):
+    from medtl.workflows.tune import check_tunable
+
+    config = _load(tmp_path, {"space": GOOD, "arms": ["linaer"]}, compare=["linear"])
+    with pytest.raises(ConfigError, match="did you mean 'linear'"):
+        check_tunable(config)
+    taken = _load(tmp_path, {"space": GOOD, "arms": ["linear"]},
+                  compare=["linear", {"name": "linear-tuned", "set": {"train.lr": 0.01}}])
+    with pytest.raises(ConfigError, match="'linear-tuned' is the searched 'linear' arm"):
+        check_tunable(taken)
+
+
 def test_medtl_tune_without_a_tune_section_says_what_to_add(tmp_path):
     from medtl.workflows.tune import check_tunable
 
