@@ -39,6 +39,12 @@ class SearchClock:
     def __init__(self, total: int, advance: Callable[..., None]):
         self.total, self.done, self.seconds, self.advance = total, 0, 0.0, advance
 
+    def finished_before(self, trials: int) -> None:
+        """``trials`` were finished by an earlier, interrupted run: they are not work left (nor timed here)."""
+        if trials:
+            self.total -= trials
+            self.advance(0, total=self.total)
+
     def trial_done(self, seconds: float) -> str:
         """Count one finished trial; the time-left text."""
         self.done += 1
@@ -65,6 +71,7 @@ def search_outer_fold(ctx: SearchContext, fold: Fold, index: int, start_of: Call
     budget = trials_per_fold(ctx.config)
     began, timed_out = time.monotonic(), False
     pending = study.interrupted()
+    clock.finished_before(min(len(study.trials()), budget) - len(pending))
     if pending:
         ctx.rundir.log(f"{ctx.label}{key}: running again {len(pending)} trial(s) a stopped search left unfinished")
     while True:

@@ -131,3 +131,14 @@ def test_one_metric_of_the_classification_metrics_is_the_same_number_computed_al
     binary = classification_metrics(labels % 2, probs[:, :2] / probs[:, :2].sum(1, keepdims=True))
     assert classification_metrics(labels % 2, probs[:, :2] / probs[:, :2].sum(1, keepdims=True), ("auc",)) == \
         {"auc": binary["auc"]}
+
+
+def test_the_eta_counts_only_trials_left_and_the_time_of_trials_run_now():
+    from medtl.workflows.tune_search import SearchClock
+
+    totals = []
+    clock = SearchClock(10, lambda n=1, description=None, total=None: totals.append(total))
+    clock.finished_before(6)  # a resumed search: 6 trials were done before the interruption
+    assert totals == [4]
+    assert clock.trial_done(3.0) == "ETA 9 s"  # 3 left at 3 s each
+    assert clock.trial_done(31.0) == "ETA 34 s"  # 2 left at a mean of 17 s
