@@ -90,6 +90,32 @@ def write_atomic(path: str | Path, data: str | bytes) -> Path:
     return path
 
 
+def link_or_copy(source: str | Path, target: str | Path) -> None:
+    """Hard-link ``source`` as ``target`` (no second copy of a large file); copy it on another file system."""
+    import shutil
+
+    try:
+        os.link(source, target)
+    except OSError:  # another file system (or one without hard links): copy instead
+        shutil.copy2(source, target)
+
+
+def publish_folder(source: str | Path, target: str | Path) -> Path:
+    """Make ``target`` a copy of the folder ``source`` (files hard-linked where possible), all at once: built under
+    a temporary name beside ``target``, then renamed, so a reader never sees half of it. An existing ``target`` is
+    replaced."""
+    import shutil
+
+    target = Path(target)
+    staging = target.with_name(f".tmp-{os.getpid()}-{target.name}")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(source, staging, copy_function=link_or_copy)
+    if target.exists():
+        shutil.rmtree(target)
+    staging.rename(target)
+    return target
+
+
 def strict_json(obj: Any) -> Any:
     """NaN/inf are not JSON: they become ``null`` (a missing number, never a fake one)."""
     if isinstance(obj, float) and not math.isfinite(obj):

@@ -7,15 +7,13 @@ different jobs, a missing or repeated shard, an unfinished shard, a key twice.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 from collections import Counter
 from pathlib import Path
 
 from .._version import __version__
 from ..errors import InputError
-from ..plumbing.atomic import read_csv, write_csv, write_json
+from ..plumbing.atomic import link_or_copy, read_csv, write_csv, write_json
 from ..plumbing.paths import contained
 from ..rundir import PredictDir
 from .items import SKIPPED_COLUMNS
@@ -75,10 +73,7 @@ def _link_or_copy(shard: Path, out: Path, name: str) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.is_symlink() or target.exists():
         target.unlink()
-    try:
-        os.link(source, target)
-    except OSError:  # another filesystem: copy instead
-        shutil.copy2(source, target)
+    link_or_copy(source, target)
 
 
 def merge_shards(folders: list[str | Path], out: str | Path) -> dict:

@@ -14,7 +14,6 @@ run folder per trial) and the ``tune`` block of metrics.json (docs/tune.md).
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from ..arms import Arm, resolve_arms, tuned_arm_name
 from ..config import Config, flatten
 from ..errors import ConfigError
 from ..executors import open_executor
+from ..plumbing.atomic import publish_folder
 from ..plumbing.progress import progress_bar
 from ..results import ArmResult
 from ..rundir import RunDir, check_output_folder
@@ -173,36 +173,14 @@ def _final_models(run: CVRun, ctx: SearchContext, searches: list[OuterSearch]) -
                                 targets=lambda a, scored: targets_for(run, a, scored),
                                 held_out_site=ctx.config.cv.scheme == "leave_site_out", listener=helper)
         folds.append(result[name].folds[0])
-        _publish(store.fold(name, found.fold.repeat, found.fold.fold).path,
-                 run.rundir.fold(name, found.fold.repeat, found.fold.fold).path)
+        published = run.rundir.fold(name, found.fold.repeat, found.fold.fold)
+        if not published.done.exists():
+            publish_folder(store.fold(name, found.fold.repeat, found.fold.fold).path, published.path)
         score = ctx.objective.score(folds[-1].record)
         line = f"{ctx.label}{found.key}: tuned model scored once on the outer fold: {ctx.objective.metric} {score:.4f}"
         run.rundir.log(line)
         log.info(line)
     return ArmResult(name, ctx.main.config, tuple(folds))
-
-
-def _publish(source: Path, target: Path) -> None:
-    """Hard-link (or copy) a finished fold folder to ``target``, atomically (a temporary name, then a rename)."""
-    import shutil
-
-    if (target / "done.json").exists():
-        return
-    staging = target.with_name(f".tmp-{os.getpid()}-{target.name}")
-    shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(source, staging, copy_function=_link_or_copy)
-    if target.exists():
-        shutil.rmtree(target)
-    staging.rename(target)
-
-
-def _link_or_copy(source: str, target: str) -> None:
-    import shutil
-
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)
 
 
 __all__ = ["check_tunable", "outer_key", "run_tune"]

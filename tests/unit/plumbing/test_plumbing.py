@@ -96,3 +96,21 @@ def test_outputs_follow_the_umask_and_private_files_stay_private(tmp_path):
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "report.html").stat().st_mode) == 0o640
     assert stat.S_IMODE((tmp_path / "salt").stat().st_mode) == 0o600
+
+
+def test_a_published_folder_appears_whole_with_its_files_linked_not_copied(tmp_path):
+    from medtl.plumbing.atomic import publish_folder
+
+    source = tmp_path / "src"
+    (source / "sub").mkdir(parents=True)
+    (source / "model.safetensors").write_bytes(b"x" * 1000)
+    (source / "sub" / "done.json").write_text("{}")
+    target = tmp_path / "arms" / "tuned" / "repeat0_fold1"
+    target.parent.mkdir(parents=True)
+    target.mkdir()
+    (target / "stale.txt").write_text("old")  # an earlier, partial publication is replaced, not merged
+    publish_folder(source, target)
+    assert sorted(p.relative_to(target).as_posix() for p in target.rglob("*")) == \
+        ["model.safetensors", "sub", "sub/done.json"]
+    assert (target / "model.safetensors").stat().st_ino == (source / "model.safetensors").stat().st_ino
+    assert not list(target.parent.glob(".tmp-*"))
