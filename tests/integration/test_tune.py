@@ -142,6 +142,8 @@ def test_the_run_compares_tuned_with_the_untuned_arm_and_writes_a_runnable_final
     assert "Hyper-parameter search (nested cross-validation)" in report and "What the naive way" in report
     with pytest.raises(InputError, match="final_config.yaml"):
         load_trained_run(out, "tuned")
+    # Grad-CAM explains the untuned arms; the tuned arm (one model per outer fold) is skipped with a note
+    assert "not computed" in metrics["explanations"]["arms"]["tuned"]["note"]
     assert resolve_arms(load_config(out / "config.yaml", check_paths=False))[0].name == "scratch"
 
 

@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from medtl.config import load_config
+from medtl.config.tune import TuneConfig
 from medtl.errors import ConfigError, UnknownNameError
 from medtl.tune import objective_of, require_optuna
 
@@ -115,3 +116,29 @@ def test_medtl_tune_without_a_tune_section_says_what_to_add(tmp_path):
 
     with pytest.raises(ConfigError, match="tune.space"):
         check_tunable(load_config(None))
+
+
+def test_choices_that_are_lists_round_trip_through_optuna_and_grids_are_counted():
+    from medtl.tune.space import decode_params, grid_of, grid_size, optuna_distributions
+
+    config = TuneConfig(space={"data.image_size": {"choice": [[32, 32], [64, 64]]},
+                               "train.epochs": {"int": [2, 4]}, "train.lr": {"log_uniform": [1e-4, 1e-2]}})
+    dists = optuna_distributions(config.space)
+    assert dists["train.lr"].log and (dists["train.epochs"].low, dists["train.epochs"].high) == (2, 4)
+    encoded = dists["data.image_size"].choices[1]
+    assert decode_params(config.space, {"data.image_size": encoded, "train.epochs": 3, "train.lr": 0.001}) == \
+        {"data.image_size": [64, 64], "train.epochs": 3, "train.lr": 0.001}
+    discrete = TuneConfig(space={k: v for k, v in config.space.items() if k != "train.lr"})
+    assert grid_size(discrete.space) == 6 and grid_of(discrete.space)["train.epochs"] == [2, 3, 4]
+
+
+def test_medtl_config_states_the_search_plan_and_reports_a_bad_metric_as_a_problem(tmp_path):
+    from medtl.workflows.preflight import preflight
+
+    (tmp_path / "m.csv").write_text("image,label,patient_id\na.png,0,p1\nb.png,1,p2\n")
+    config = _load(tmp_path, {"space": GOOD, "trials": 7, "inner_folds": 4},
+                   data={"manifest": str(tmp_path / "m.csv")}, model={"pretrained": "none"})
+    result = preflight(config)
+    assert "tune: each outer fold x 7 trial(s) x 4 inner folds, tpe sampler, maximize auc" in result.facts
+    bad = preflight(config.derive({"tune.metric": "aucc"}, check_paths=False))
+    assert any("tune.metric 'aucc'" in p for p in bad.problems)
