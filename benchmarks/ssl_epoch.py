@@ -19,14 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from timing import best_in_subprocesses
 
 METHODS = ("supervised", "simclr", "byol", "restore")
 
@@ -87,15 +86,8 @@ def main() -> None:
     if args.child:
         print(json.dumps(run_one(args.child, args)))
         return
-    best = {m: {"seconds": float("inf"), "peak_mib": 0.0} for m in METHODS}
     passed = [f"--{k}={v}" for k, v in vars(args).items() if k != "child"]
-    for _ in range(args.repeats):
-        for method in METHODS:
-            out = subprocess.run([sys.executable, __file__, *passed, f"--child={method}"], capture_output=True,
-                                 text=True, check=True).stdout
-            result = json.loads(out.strip().splitlines()[-1])
-            best[method] = {"seconds": min(best[method]["seconds"], result["seconds"]),
-                            "peak_mib": max(best[method]["peak_mib"], result["peak_mib"])}
+    best = best_in_subprocesses(__file__, passed, METHODS, args.repeats, "seconds")
     reference = best["supervised"]["seconds"]
     where = args.device if args.device != "cpu" else f"CPU, {torch.get_num_threads()} threads"
     print(f"{args.backbone} 2D {args.size}px, {args.n} images, batch {args.batch}, {where}")

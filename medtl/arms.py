@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import PUBLISHED_WEIGHTS, ArmConfig, Config
+from .config import META_TASKS, PUBLISHED_WEIGHTS, SSL_TASKS, ArmConfig, Config
 from .errors import ConfigError, UnknownNameError
 
 log = logging.getLogger("medtl")
@@ -20,7 +20,19 @@ PEFT_ARMS = ("lora", "bitfit", "norm-only")  # parameter-efficient strategies: t
 STRATEGY_ARMS = ("linear", "full", "gradual", "discriminative", *PEFT_ARMS)
 SOURCE_ARMS = (*PUBLISHED_WEIGHTS, "source")
 ADAPT_ARMS = ("erm", "dann", "reweight")  # erm: plain fine-tuning, the control of every adaptation method
+META_ARM = "meta"  # model.pretrained: source with a meta-learning source stage (source.task: maml, ...)
 TUNED_ARM = "tuned"  # medtl tune: each outer fold's best parameters, retrained on its training set
+
+
+def is_meta_learned(config: Config) -> bool:
+    """Whether the config's model starts from a meta-learning source stage."""
+    return config.model.pretrained == "source" and config.source is not None and config.source.task in META_TASKS
+
+
+def is_supervised_source(config: Config) -> bool:
+    """Whether the config's model starts from a supervised source stage (the control of a meta-learned one)."""
+    return config.model.pretrained == "source" and config.source is not None and \
+        config.source.task not in (*META_TASKS, *SSL_TASKS)
 
 
 def tuned_arm_name(arm: str, main: bool) -> str:
@@ -49,7 +61,7 @@ class Arm:
 
 def main_arm_name(config: Config) -> str:
     """A name that says where the main model starts: ``scratch``, ``imagenet-pretrained``,
-    ``medicalnet-pretrained``, ``source-pretrained`` or ``checkpoint-pretrained`` (``lora``, ``bitfit`` or
+    ``medicalnet-pretrained``, ``source-pretrained``, ``meta`` (a meta-learned source) or ``checkpoint-pretrained`` (``lora``, ``bitfit`` or
     ``norm-only`` when it fine-tunes with that parameter-efficient strategy); its
     adaptation method (``dann``, ``reweight``) when it uses one, ``erm`` when it is the
     plain fine-tuning control of adaptation arms, and ``multitask`` for a model of several
@@ -64,6 +76,8 @@ def main_arm_name(config: Config) -> str:
         return config.finetune.strategy
     if any(arm_overrides(entry)[1].get("adapt.method", "none") != "none" for entry in config.compare):
         return "erm"  # the plain fine-tuning control of the adaptation arms
+    if is_meta_learned(config):
+        return META_ARM
     source = config.model.pretrained
     if source == "none":
         return "scratch"
@@ -97,6 +111,9 @@ def resolve_arms(config: Config, check_paths: bool = True) -> list[Arm]:
         name, overrides = arm_overrides(entry)
         if name in ADAPT_ARMS and config.train.method is not None:
             overrides = {**overrides, "train.method": None}  # the arm's method is its adapt.method alone
+        if name == "source" and entry == "source" and is_meta_learned(config):
+            # the control of a meta-learned model: supervised pretraining on source.manifest's labels
+            overrides = {**overrides, "source.task": "classification"}
         arm_config = config.derive(overrides, where=f"arm '{name}'", check_paths=check_paths)
         if name == arms[0].name and arm_config == config:  # e.g. compare: [scratch] once model.pretrained: none
             log.warning("compare arm '%s' is the main arm itself (the same settings); it runs once", name)
@@ -210,6 +227,10 @@ def comparison_pairs(arms: list[Arm]) -> list[tuple[str, str]]:
         control = control_arm(group)
         reference = next((a.name for a in group if a.config.model.pretrained == "none" and
                           a.config.adapt.method == "none"), None) if curves else None
+        meta = next((a.name for a in group if is_meta_learned(a.config)), None)
+        supervised = next((a.name for a in group if is_supervised_source(a.config)), None)
+        if curves and meta and supervised:  # meta-learning vs supervised pretraining on the same source data
+            pairs.append((meta, supervised))
         for arm in group:
             if arm.config.method_name != "erm" and control and arm.name != control:
                 pairs.append((arm.name, control))

@@ -8,6 +8,7 @@ import logging
 import sys
 
 from ._version import __version__
+from .cli_fewshot import add_fewshot_command
 from .cli_predict import add_predict_commands
 from .errors import MedtlError
 
@@ -164,6 +165,11 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     if probe:
         print(f"linear probe AUC {probe[0]:.3f} before pretraining, {probe[-1]:.3f} after "
               f"({model.summary['probe']['n_cases']} labelled images, {model.summary['probe']['kind']})")
+    if model.summary.get("meta"):
+        history = model.summary["history"]
+        print(f"meta-learning ({model.summary['method']}): query accuracy after adaptation "
+              f"{history[0]['query_accuracy']:.3f} in the first epoch, {history[-1]['query_accuracy']:.3f} in the last "
+              f"({history[-1]['episodes']} training episodes; `medtl fewshot` scores held-out ones)")
     for note in model.notes:
         print(f"note: {note}")
     print(f"use it with model.pretrained: {path}  (or model.pretrained: source in this config)")
@@ -297,7 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "self-supervised pretraining)",
                                    description="Train the backbone on the config's `source` manifest (supervised, or "
                                                "self-supervised with source.task simclr | byol | restore on "
-                                               "unlabelled images) and write a checkpoint (safetensors + metadata) "
+                                               "unlabelled images, or meta-learning with source.task maml | fomaml | "
+                                               "anil | protonet on episodes of labelled manifests) and write a checkpoint (safetensors + metadata) "
                                                "that model.pretrained accepts. An identical source stage is reused "
                                                "from the cache.")
     _config_arguments(pretrain)
@@ -305,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     pretrain.set_defaults(run_command=_cmd_pretrain)
 
     add_predict_commands(commands)
+    add_fewshot_command(commands)
 
     sample = commands.add_parser("sample-data", help="write the synthetic sample sets (deterministic)",
                                  description="Write synthetic, never-real-patient sample sets: a 2D radiograph "

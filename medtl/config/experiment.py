@@ -18,6 +18,7 @@ from ..errors import ConfigError, UnknownNameError
 from ..plumbing.paths import missing_file_message
 from .base import Section
 from .data import DataConfig
+from .meta import META_TASKS, MetaConfig
 from .overrides import parse_override, set_dotted
 from .sections import (
     SSL_TASKS,
@@ -64,6 +65,7 @@ class Config(Section):
     source: SourceConfig | None = None
     adapt: AdaptConfig = Field(default_factory=AdaptConfig)
     ssl: SSLConfig = Field(default_factory=SSLConfig)
+    meta: MetaConfig = Field(default_factory=MetaConfig)
     card: CardConfig = Field(default_factory=CardConfig)
     explain: ExplainConfig = Field(default_factory=ExplainConfig)
     multitask: MultitaskConfig = Field(default_factory=MultitaskConfig)
@@ -105,6 +107,13 @@ class Config(Section):
             raise ValueError("calibrate / conformal apply to class probabilities (task: classification, or a "
                              "multitask run's classification tasks); task: segmentation has none: remove the "
                              "calibrate / conformal sections")
+        if self.source is not None and self.source.task in META_TASKS:
+            if not self.data.fixed_size:
+                raise ValueError(f"source.task: {self.source.task} needs whole-image inputs (data.mode: resize, or a "
+                                 "data.roi crop); episodes stack images of one shape")
+            if not self.meta.sources and self.source.manifest is None:
+                raise ValueError(f"source.task: {self.source.task} needs labelled episodes: set source.manifest "
+                                 "(its label column) or meta.sources: [{manifest: ..., columns: [...]}]")
         if self.ssl.patient_pairs and self.source is not None and self.source.task == "restore":
             raise ValueError("ssl.patient_pairs applies to simclr and byol (pairs of views); restore has none: "
                              "remove ssl.patient_pairs")
@@ -234,6 +243,8 @@ def _validated(raw: dict, source: str, base: Path, check_paths: bool) -> Config:
     config.model.pretrained = _check_pretrained(config.model.pretrained, base, "model.pretrained", check_paths)
     if config.source is not None:
         config.source.manifest = _resolve(base, config.source.manifest) or config.source.manifest
+        for meta_source in config.meta.sources:
+            meta_source.manifest = _resolve(base, meta_source.manifest) or meta_source.manifest
         config.source.pretrained = _check_pretrained(config.source.pretrained, base, "source.pretrained",
                                                      check_paths)
     if config.tune is not None:

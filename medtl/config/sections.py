@@ -109,14 +109,16 @@ SSL_TASKS = ("simclr", "byol", "restore")
 class SourceConfig(Section):
     """A source stage: pretraining on another manifest before the target task.
 
-    Supervised (``task: classification | segmentation``, on a labelled manifest) or
+    Supervised (``task: classification | segmentation``, on a labelled manifest),
     self-supervised (``task: simclr | byol | restore``, on a manifest of images only;
-    settings in ``ssl:``). Uses the target config's backbone, dims and preprocessing;
+    settings in ``ssl:``) or meta-learning (``task: maml | fomaml | anil | protonet``, on
+    episodes of labelled manifests; settings in ``meta:``). Uses the target config's backbone, dims and preprocessing;
     ``model.pretrained: source`` (or the ``source`` arm) fine-tunes from its checkpoint.
     """
 
     manifest: Path | None = None
-    task: Literal["classification", "segmentation", "simclr", "byol", "restore"] = "classification"
+    task: Literal["classification", "segmentation", "simclr", "byol", "restore", "maml", "fomaml", "anil",
+                  "protonet"] = "classification"
     pretrained: str = "none"
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(16, ge=1)

@@ -288,7 +288,8 @@ def label_efficiency_figure(curves: dict[str, list[dict]], metric: str) -> str:
 
 
 def source_curves_figure(stages: list[dict]) -> str:
-    """Per source stage: training loss per epoch and (dashed, right axis) the linear-probe AUC, base64 PNG."""
+    """Per source stage: training loss per epoch and (dashed, right axis) the linear-probe AUC of a self-supervised
+    stage or the query accuracy of a meta-learning one, base64 PNG."""
     fig, axes = _figure(width=5.5, ncols=len(stages))
     fig.subplots_adjust(wspace=0.5)  # room for each panel's right-hand probe axis
     for ax, stage in zip(axes[0], stages):
@@ -297,12 +298,15 @@ def source_curves_figure(stages: list[dict]) -> str:
         ax.plot([h["epoch"] + 1 for h in trained], [h["train_loss"] for h in trained], color="C0")
         ax.set(title=f"Source stage {stage['fingerprint'][:8]} ({stage.get('method', 'supervised')})",
                xlabel="epoch (0 = before pretraining)", ylabel="training loss")
-        probed = [h for h in history if "probe_auc" in h]
-        if probed:
-            twin = ax.twinx()
-            twin.plot([h["epoch"] + 1 for h in probed], [h["probe_auc"] for h in probed], "o--", color="C1")
-            twin.axhline(0.5, color="grey", lw=0.5)
-            twin.set(ylabel="linear-probe AUC (dashed)", ylim=(0, 1))
+        # self-supervised: the linear probe's AUC; meta-learning: the adapted model's accuracy on training queries
+        for key, label in (("probe_auc", "linear-probe AUC (dashed)"),
+                           ("query_accuracy", "query accuracy after adaptation (dashed)")):
+            probed = [h for h in history if key in h]
+            if probed:
+                twin = ax.twinx()
+                twin.plot([h["epoch"] + 1 for h in probed], [h[key] for h in probed], "o--", color="C1")
+                twin.axhline(0.5, color="grey", lw=0.5)
+                twin.set(ylabel=label, ylim=(0, 1))
     return _png(fig)
 
 

@@ -37,5 +37,27 @@ def label_efficiency(metrics: dict, fractions: dict[str, float]) -> dict:
         points.sort(key=lambda p: p["fraction"])
     comparisons = [{"fraction": fractions[c["a"]], **c} for c in metrics["comparisons"]
                    if c["a"] in fractions and fractions[c["a"]] == fractions.get(c["b"])]
-    return {"metric": metric, "fractions": sorted(set(fractions.values())), "curves": curves,
-            "comparisons": comparisons}
+    result = {"metric": metric, "fractions": sorted(set(fractions.values())), "curves": curves,
+              "comparisons": comparisons}
+    reading = meta_reading(comparisons, result["fractions"])
+    if reading:
+        result["meta_reading"] = reading
+    return result
+
+
+def meta_reading(comparisons: list[dict], fractions: list[float]) -> str:
+    """In words: did the meta-learned arm (``meta``) help at the smallest share of labels, against the supervised
+    source model and against scratch? Empty without a meta arm."""
+    from .summary import plain_reading
+
+    smallest = min(fractions, default=None)
+    found = [c for c in comparisons if c["fraction"] == smallest and base_arm(c["a"]) == "meta"]
+    if not found:
+        return ""
+    helped = [c for c in found if c["ci95"][0] > 0]
+    words = " ".join(plain_reading(c) for c in found)
+    against = ", ".join(base_arm(c["b"]) for c in helped)
+    verdict = (f"At the smallest share of labels ({smallest:g}), meta-learning helped against {against}."
+               if helped else f"At the smallest share of labels ({smallest:g}), meta-learning did not measurably "
+                              "help: no interval excludes 0.")
+    return f"{verdict} {words}"

@@ -232,6 +232,8 @@ def _label_efficiency_section(curves: dict) -> tuple[str, str]:
             "(stratified; smaller shares nested in larger ones); the share covers the model-selection patients "
             "when their labels choose the epoch. The scored folds are the same at every share. 'achieved share': "
             "labelled / available patients, mean over folds.</p>")
+    if curves.get("meta_reading"):
+        text += f"<p><strong>{html.escape(curves['meta_reading'])}</strong></p>"
     return ("Label efficiency", text +
             html_image(figures.label_efficiency_figure(curves["curves"], metric), "label efficiency") +
             html_table(["arm", "share of labels", "achieved share", "labelled patients per fold", metric, "95% CI low", "95% CI high"],

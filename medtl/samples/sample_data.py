@@ -12,6 +12,8 @@ Deterministic (same seed, same bytes) and never real patients:
 * ``ssl_pool/``: 320 unlabelled PNG radiographs of 160 other patients for self-supervised pretraining
   (``manifest.csv``: image and patient_id only), and ``probe.csv``: labels for 60 of them (the
   linear-probe monitor);
+* ``meta2d_source/``: 128 PNG radiographs of 128 other patients labelled by three rules (nodule side,
+  nodule size, patient position: straight or tilted) and by their combination (``label``): episodes for meta-learning;
 * ``scan_demo/``: a messy export for ``medtl scan``.
 """
 
@@ -26,15 +28,16 @@ from ..io.nifti import write_nifti
 from ..plumbing.atomic import write_csv
 from .ct_volumes import make_ct_volume
 from .demo_export import write_demo_export
+from .meta_sets import write_meta_source
 from .pool_sets import write_unlabelled_pool
 from .sample_sets import write_multitask_manifest, write_radiograph_set
 from .site_sets import write_site_set
 from .synthetic import SeriesSpec, write_series
 
 SIZES = {"full": {"target": 40, "source": 100, "ct": 20, "px": 128, "ct_shape": (32, 64, 64), "sites": (30, 30, 12),
-                  "pool": 160},
+                  "pool": 160, "meta": 128},
          "tiny": {"target": 8, "source": 8, "ct": 6, "px": 48, "ct_shape": (12, 32, 32), "sites": (6, 6, 6),
-                  "pool": 12}}
+                  "pool": 12, "meta": 24}}
 
 
 def write_ct_set(root: Path, n_cases: int, shape: tuple[int, int, int], seed: int) -> Path:
@@ -65,7 +68,7 @@ def write_sample_data(out: str | Path, seed: int = 0, size: str = "full") -> Pat
     """Write every sample set under ``out`` (replacing what is there)."""
     sizes = SIZES[size]
     out = Path(out)
-    for name in ("cls2d_target", "cls2d_source", "ct3d", "scan_demo", "sites2d", "ssl_pool"):
+    for name in ("cls2d_target", "cls2d_source", "ct3d", "scan_demo", "sites2d", "ssl_pool", "meta2d_source"):
         shutil.rmtree(out / name, ignore_errors=True)
     write_radiograph_set(out / "cls2d_target", sizes["target"], 2, sizes["px"], seed=seed + 1,
                          contrast=(0.06, 0.16))
@@ -76,6 +79,7 @@ def write_sample_data(out: str | Path, seed: int = 0, size: str = "full") -> Pat
     write_site_set(out / "sites2d", sizes["sites"], sizes["px"], seed + 4)
     write_unlabelled_pool(out / "ssl_pool", sizes["pool"], 2, sizes["px"], seed + 5,
                           probe_patients=min(30, sizes["pool"] // 2))
+    write_meta_source(out / "meta2d_source", sizes["meta"], min(sizes["px"], 96), seed + 6)
     (out / "README.md").write_text(__doc__.replace("``", "`") +
                                    f"\nRegenerate with `medtl sample-data sample_data --seed {seed}`.\n")
     return out

@@ -113,6 +113,14 @@ def build_fold_model(config, task, num_classes, class_names, pretrained: str):
     return model
 
 
+def starts_from_prototypes(config) -> bool:
+    """A classification head fine-tuned from a prototypical-network source starts from the class prototypes
+    (``meta.prototype_head``; other heads are left as they are)."""
+    source = config.source
+    return (config.model.pretrained == "source" and source is not None and source.task == "protonet"
+            and config.meta.prototype_head)
+
+
 def run_fold(arm: Arm, fold: Fold, folder: FoldDir, cases: list[PreparedCase], class_names: list[str],
              num_classes: int, pretrained: str, on_epoch: Callable[[dict], None],
              on_batch: Callable[[int, int], None] | None = None, targets: list[TargetImage] | None = None,
@@ -148,6 +156,10 @@ def run_fold(arm: Arm, fold: Fold, folder: FoldDir, cases: list[PreparedCase], c
                           reference_cases if held_out_site else None)
     method = build_method(config)
     method_facts = method.setup(model, train_cases, targets or [], device, train_seed)
+    if starts_from_prototypes(config):
+        from ..meta.prototype_head import prototype_head
+
+        method_facts = {**method_facts, **prototype_head(model, train_cases, device)}
 
     def inner_score(outputs: Iterable[np.ndarray], scored: list[PreparedCase]) -> float:
         rows = case_rows(arm.name, fold, scored, outputs, task, class_names, num_classes)

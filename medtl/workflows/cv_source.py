@@ -64,7 +64,8 @@ def pretrained_for(run, arm: Arm, reporter) -> str:
             reporter.advance(0, "source stage reused from cache")
         state = "reused from cache" if model.reused else "trained now"
         what = (f"classes {model.summary['class_names']}" if "method" not in model.summary else
-                f"self-supervised ({model.summary['method']}), labels not used")
+                f"meta-learned ({model.summary['method']}) on {len(model.summary['families'])} label column(s)"
+                if model.summary.get("meta") else f"self-supervised ({model.summary['method']}), labels not used")
         message = f"source model {model.fingerprint} {state}: {model.summary['n_cases']} source cases, {what}"
         reporter.line(message)  # a fact of the run (the report's Source pretraining section), not a warning
         for line in model.notes:

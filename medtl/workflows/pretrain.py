@@ -4,7 +4,8 @@ The source stage trains the configured backbone on the ``source`` manifest (all 
 it, fixed epochs) and writes a safetensors checkpoint with metadata (backbone, dims,
 channels, classes, data hash). It is cached under ``$MEDTL_HOME/source_models/`` by a
 fingerprint of the stage config and the source data, so a re-run reuses it. A
-self-supervised ``source.task`` (simclr, byol, restore) goes to ``pretrain_ssl``.
+self-supervised ``source.task`` (simclr, byol, restore) goes to ``pretrain_ssl``, a
+meta-learning one (maml, fomaml, anil, protonet) to ``pretrain_meta``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from ..config import SSL_TASKS, Config
+from ..config import META_TASKS, SSL_TASKS, Config
 from ..data.dataset import prepare_cases
 from ..data.manifest import read_manifest
 from ..data.provenance import data_hash
@@ -40,13 +41,17 @@ log = logging.getLogger("medtl")
 def source_stage_config(config: Config) -> Config:
     """The target config turned into the source stage's config."""
     source = config.source
-    if source is None or source.manifest is None:
+    if source is None or (source.manifest is None and not (source.task in META_TASKS and config.meta.sources)):
         raise ConfigError("model.pretrained=source needs a `source:` section with a manifest (see "
                           "configs/sample_cls2d.yaml)")
-    # a self-supervised stage prepares its pool like classification images (no masks, labels ignored)
-    task = "classification" if source.task in SSL_TASKS else source.task
+    # a self-supervised stage prepares its pool like classification images (no masks, labels ignored); a
+    # meta-learning stage reads its label columns itself
+    task = "classification" if source.task in (*SSL_TASKS, *META_TASKS) else source.task
+    manifest = source.manifest
+    if source.task in META_TASKS and config.meta.sources:
+        manifest = config.meta.sources[0].manifest
     return config.derive({
-        "task": task, "tasks": [], "compare": [], "source": None, "data.manifest": source.manifest,
+        "task": task, "tasks": [], "compare": [], "source": None, "data.manifest": manifest,
         "data.positive_class": None,
         "model.pretrained": source.pretrained, "finetune.strategy": "full", "finetune.l2sp": 0.0,
         "train.epochs": source.epochs, "train.batch_size": source.batch_size, "train.lr": source.lr,
@@ -72,7 +77,8 @@ def source_key(config: Config) -> str:
     """What identifies a config's source stage (arms with equal keys share one source model)."""
     stage = source_stage_config(config)
     return sha256_text(stage_fingerprint_text(stage), str(stage.data.manifest), config.source.task,
-                       config.ssl.model_dump_json())
+                       config.ssl.model_dump_json(),
+                       *([config.meta.model_dump_json()] if config.source.task in META_TASKS else []))
 
 
 def train_source_model(config: Config, progress: bool = True, on_epoch=None, on_batch=None,
@@ -90,6 +96,11 @@ def train_source_model(config: Config, progress: bool = True, on_epoch=None, on_
 
         return train_ssl_model(config, stage, root, stage_fingerprint_text(stage), target_cases, progress, on_epoch,
                                on_batch)
+    if config.source.task in META_TASKS:
+        from .pretrain_meta import train_meta_model
+
+        return train_meta_model(config, stage, root, stage_fingerprint_text(stage), target_cases, progress, on_epoch,
+                                on_batch)
     manifest = read_manifest(stage.data.manifest, stage.task)
     cases, skipped = prepare_cases(manifest, stage, root / "cases", progress)
     if not cases:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..arms import Arm, resolve_arms
-from ..config import PUBLISHED_WEIGHTS, SSL_TASKS, Config
+from ..config import META_TASKS, PUBLISHED_WEIGHTS, SSL_TASKS, Config
 from ..data.manifest import Manifest, read_config_manifest, read_manifest
 from ..errors import ConfigError, UnknownNameError, WeightsUnavailableError
 from ..models.backbones import get_backbone_spec
@@ -125,6 +125,15 @@ def check_experiment(config: Config, need_manifest: bool = True, fetch_main_weig
     check_sites(config, arms, manifest)
     for arm in arms:  # each arm's own source stage (an arm may pretrain on another pool)
         source = arm.config.source
+        meta = source is not None and source.task in META_TASKS
+        if meta and arm.config.model.pretrained == "source":  # every episode source, with its label columns
+            from ..config import TaskSpec
+            from .pretrain_meta import meta_sources
+
+            for path, columns in meta_sources(arm.config):
+                read_manifest(path, "multitask", tasks=[TaskSpec(name=f"c{i}", kind="classification", column=c)
+                                                        for i, c in enumerate(columns)])
+            continue
         if arm.config.model.pretrained == "source" and (source is None or source.manifest is None):
             raise ConfigError(f"arm '{arm.name}' starts from model.pretrained: source, but its config has no "
                               "source.manifest; add a `source:` section (see configs/sample_cls2d.yaml, or "

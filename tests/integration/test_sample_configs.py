@@ -36,7 +36,7 @@ def test_generator_is_deterministic(tiny_data, tmp_path):
 def test_the_committed_sample_data_is_what_the_generator_writes(tmp_path):
     shipped = Path(__file__).parents[2] / "sample_data"
     fresh = write_sample_data(tmp_path / "fresh", seed=0)
-    for name in ("cls2d_target", "cls2d_source", "ct3d", "scan_demo", "sites2d", "ssl_pool"):
+    for name in ("cls2d_target", "cls2d_source", "ct3d", "scan_demo", "sites2d", "ssl_pool", "meta2d_source"):
         assert tree_digest(fresh / name) == tree_digest(shipped / name), name
 
 
@@ -50,6 +50,10 @@ def tiny_overrides(config: Path, data: Path) -> list[str]:
     if "ssl_pool" in text:  # a self-supervised stage: the tiny unlabelled pool and its probe set
         overrides += [f"source.manifest={data / 'ssl_pool' / 'manifest.csv'}", "source.epochs=1",
                       f"ssl.probe_manifest={data / 'ssl_pool' / 'probe.csv'}"]
+    elif "meta2d_source" in text:  # a meta-learning stage: the tiny labelled source, a few episodes
+        meta = data / "meta2d_source" / "manifest.csv"
+        overrides += [f"source.manifest={meta}", "source.epochs=1", "meta.episodes_per_epoch=4",
+                      f"meta.sources=[{{manifest: {meta}, columns: [lung, nodule]}}]"]
     elif "source:" in text:
         overrides += [f"source.manifest={data / 'cls2d_source' / 'manifest.csv'}", "source.epochs=1"]
     # tiny backbones have no published weights: naming them is an error, so those arms are left out here

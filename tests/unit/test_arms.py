@@ -131,3 +131,24 @@ def test_the_offline_hint_works_a_compare_arm_equal_to_the_main_arm_runs_once(ca
         arms = resolve_arms(config, check_paths=False)
     assert [a.name for a in arms] == ["scratch", "linear"]
     assert "compare arm 'scratch' is the main arm itself" in caplog.text
+
+
+def test_a_meta_learned_main_arm_is_compared_with_supervised_pretraining_on_the_same_source(tmp_path):
+    from medtl.arms import comparison_pairs
+
+    source = tmp_path / "source.csv"
+    source.write_text("image,label,patient_id\n")
+    config = load_config(write_config(
+        tmp_path, model={"backbone": "tiny-resnet", "pretrained": "source"},
+        source={"manifest": str(source), "task": "maml"}, compare=["source", "scratch"],
+        cv={"label_fractions": [0.25, 1.0]}))
+    arms = {a.name: a for a in resolve_arms(config)}
+    assert list(arms) == ["meta", "source", "scratch", "meta.frac0.25", "source.frac0.25", "scratch.frac0.25"]
+    main, supervised = flatten(arms["meta"].config), flatten(arms["source"].config)
+    assert {k for k in main if main[k] != supervised[k]} == {"source.task"}
+    assert supervised["source.task"] == "classification"
+    pairs = comparison_pairs(list(arms.values()))
+    assert pairs[:3] == [("meta", "source"), ("meta", "scratch"), ("source", "scratch")]
+    assert ("meta.frac0.25", "source.frac0.25") in pairs and ("meta.frac0.25", "scratch.frac0.25") in pairs
+    with pytest.raises(ConfigError, match="needs whole-image inputs"):
+        config.derive({"data.mode": "patch", "data.patch_size": [16, 16]})

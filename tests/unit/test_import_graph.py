@@ -12,8 +12,8 @@ ROOT = Path(__file__).parents[2] / "medtl"
 # Lower layers first. Within a layer, imports are allowed as long as they form no cycle.
 LAYERS = [{"_version", "errors", "plumbing", "config", "arms", "results", "rundir"}, {"io"},
           {"tasks", "models", "transforms", "data", "samples", "calibration"},
-          {"train", "evaluate", "predict", "export", "domain", "ssl", "explain", "tracking", "executors", "tune"},
-          {"workflows"}, {"cli", "cli_predict", "__main__"}]
+          {"train", "evaluate", "predict", "export", "domain", "ssl", "meta", "explain", "tracking", "executors", "tune"},
+          {"workflows"}, {"cli", "cli_predict", "cli_fewshot", "__main__"}]
 
 
 def import_graph() -> dict[str, set[str]]:

@@ -31,3 +31,22 @@ def test_base_arm_strips_only_the_share_suffix():
     assert base_arm("scratch.frac0.25") == "scratch"
     assert base_arm("l2sp_0.01") == "l2sp_0.01"
     assert base_arm("l2sp_0.01.frac0.5") == "l2sp_0.01"
+
+
+@pytest.mark.parametrize("low,words", [(0.02, "meta-learning helped against source"),
+                                       (-0.05, "did not measurably help")])
+def test_the_report_says_whether_meta_learning_helped_at_the_smallest_share(low, words):
+    def comparison(a, b, diff, lo):
+        return {"a": a, "b": b, "metric": "auc", "mean_diff": diff, "ci95": [lo, diff + 0.1], "n_patients": 40}
+
+    metrics = {"primary_metric": "auc",
+               "arms": {name: arm(0.6, [8]) for name in ("meta", "source", "meta.frac0.1", "source.frac0.1",
+                                                          "scratch.frac0.1")},
+               "comparisons": [comparison("meta", "source", 0.2, 0.1),  # all labels: helped, but not the question
+                               comparison("meta.frac0.1", "source.frac0.1", 0.08, low),
+                               comparison("meta.frac0.1", "scratch.frac0.1", 0.03, -0.1)]}
+    fractions = {"meta": 1.0, "source": 1.0, "meta.frac0.1": 0.1, "source.frac0.1": 0.1, "scratch.frac0.1": 0.1}
+    reading = label_efficiency(metrics, fractions)["meta_reading"]
+    assert reading.startswith("At the smallest share of labels (0.1)") and words in reading
+    assert "scratch.frac0.1" in reading, "both comparisons at that share are read out"
+    assert "meta_reading" not in label_efficiency({**metrics, "comparisons": metrics["comparisons"][:1]}, fractions)
