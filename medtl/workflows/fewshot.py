@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import Config, TaskSpec, load_config
+from ..config import META_TASKS, Config, TaskSpec, load_config
 from ..data.dataset import prepare_cases
 from ..data.manifest import read_manifest
 from ..data.target_overlap import target_overlap
@@ -115,7 +115,7 @@ def episode_cases(manifest_path: Path, config: Config, column: str, progress: bo
 
 def check_held_out(config: Config, cases: list, allow: bool) -> list[str]:
     """Refuse episode images that a meta-learning source of the config trained on (pixels or patients)."""
-    if config.source is None or config.source.task not in ("maml", "fomaml", "anil", "protonet"):
+    if config.source is None or config.source.task not in META_TASKS:
         return []
     from .pretrain import source_stage_config
     from .pretrain_meta import read_episode_pool
