@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_PIN)
-	$(PY) -m pip install --quiet -e ".[dev,export,mlflow,tensorboard,dask,ray,tune]"
+	$(PY) -m pip install --quiet -e ".[dev,export,mlflow,tensorboard,dask,ray,tune,privacy]"
 	touch $(STAMP)
 
 install: $(STAMP)

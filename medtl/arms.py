@@ -8,6 +8,7 @@ overrides, whatever the order of ``compare``: nothing one arm sets leaks into an
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,7 +47,10 @@ def is_tuned_arm(name: str) -> bool:
     return name == TUNED_ARM or name.endswith(f"-{TUNED_ARM}")
 
 
-NAMED_ARMS = ("scratch", *SOURCE_ARMS, *STRATEGY_ARMS, *ADAPT_ARMS)
+DP_ARM = "dp"  # the same model trained with DP-SGD (privacy.dp: true, the privacy section's settings)
+POOLED_ARM = "pooled"  # ordinary training on every site's training patients: the control of federated methods
+FEDERATED = ("fedavg", "fedprox")
+NAMED_ARMS = ("scratch", *SOURCE_ARMS, *STRATEGY_ARMS, *ADAPT_ARMS, DP_ARM, POOLED_ARM, "local")
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,7 @@ class Arm:
     overrides: dict[str, Any] = field(default_factory=dict)
 
 
-def main_arm_name(config: Config) -> str:
+def _base_arm_name(config: Config) -> str:
     """A name that says where the main model starts: ``scratch``, ``imagenet-pretrained``,
     ``medicalnet-pretrained``, ``source-pretrained``, ``meta`` (a meta-learned source) or ``checkpoint-pretrained`` (``lora``, ``bitfit`` or
     ``norm-only`` when it fine-tunes with that parameter-efficient strategy); its
@@ -74,7 +78,7 @@ def main_arm_name(config: Config) -> str:
         return "multitask"
     if config.finetune.strategy in PEFT_ARMS:
         return config.finetune.strategy
-    if any(arm_overrides(entry)[1].get("adapt.method", "none") != "none" for entry in config.compare):
+    if any(arm_overrides(entry)[1].get("adapt.method", "none") != "none" for entry in config.compare if entry != LOCAL_ARM):
         return "erm"  # the plain fine-tuning control of the adaptation arms
     if is_meta_learned(config):
         return META_ARM
@@ -82,6 +86,12 @@ def main_arm_name(config: Config) -> str:
     if source == "none":
         return "scratch"
     return f"{source}-pretrained" if source in SOURCE_ARMS else "checkpoint-pretrained"
+
+
+def main_arm_name(config: Config) -> str:
+    """The main arm's name (``_base_arm_name``), with ``-dp`` when it trains with DP-SGD (``privacy.dp``)."""
+    name = _base_arm_name(config)
+    return f"{name}-dp" if config.privacy.dp else name
 
 
 def arm_overrides(entry: str | ArmConfig) -> tuple[str, dict[str, Any]]:
@@ -96,6 +106,10 @@ def arm_overrides(entry: str | ArmConfig) -> tuple[str, dict[str, Any]]:
         return entry, {"finetune.strategy": entry}
     if entry in ADAPT_ARMS:
         return entry, {"adapt.method": "none" if entry == "erm" else entry}
+    if entry == DP_ARM:
+        return entry, {"privacy.dp": True}
+    if entry == POOLED_ARM:
+        return entry, {"train.method": "erm"}
     import difflib
 
     close = difflib.get_close_matches(entry, NAMED_ARMS, n=1, cutoff=0.5)
@@ -104,10 +118,41 @@ def arm_overrides(entry: str | ArmConfig) -> tuple[str, dict[str, Any]]:
                            "or {name: ..., set: {key: value}}")
 
 
+LOCAL_ARM = "local"  # compare: [local] -> one local-<site> arm per site of the manifest's site column
+
+
+def manifest_sites(config: Config) -> list[str]:
+    """The distinct values of the manifest's ``site`` column, sorted (read without preparing any image)."""
+    import csv
+
+    path = config.data.manifest
+    if path is None or not path.is_file():
+        raise ConfigError("compare: [local] needs data.manifest with a site column (one local arm per site)")
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        sites = sorted({(row.get("site") or "").strip() for row in csv.DictReader(handle)} - {""})
+    if not sites:
+        raise ConfigError(f"compare: [local] needs a site column in {path.name} (one local arm per site)")
+    return sites
+
+
+def expand_local(config: Config) -> list:
+    """``compare`` with ``local`` replaced by ``{name: local-<site>, set: {train.method: erm, train.only_site:
+    <site>}}`` for every site: each site trained alone, scored on every site's validation patients."""
+    entries = []
+    for entry in config.compare:
+        if entry != LOCAL_ARM:
+            entries.append(entry)
+            continue
+        for site in manifest_sites(config):
+            plain = re.sub(r"[^A-Za-z0-9_-]", "_", site)[:40]
+            entries.append(ArmConfig(name=f"local-{plain}", set={"train.method": "erm", "train.only_site": site}))
+    return entries
+
+
 def resolve_arms(config: Config, check_paths: bool = True) -> list[Arm]:
     """Main arm first, then each extra arm derived from the main config by its own overrides."""
     arms = [Arm(main_arm_name(config), config, True)]
-    for entry in config.compare:
+    for entry in expand_local(config):
         name, overrides = arm_overrides(entry)
         if name in ADAPT_ARMS and config.train.method is not None:
             overrides = {**overrides, "train.method": None}  # the arm's method is its adapt.method alone
@@ -128,10 +173,12 @@ def resolve_arms(config: Config, check_paths: bool = True) -> list[Arm]:
             raise ConfigError(f"arm 'erm' is plain fine-tuning, which the main arm '{arms[0].name}' already is "
                               "(adapt.method: none); remove it from compare")
         arms.append(Arm(name, arm_config, False, overrides))
-    if config.method_name != "erm" and all(a.config.method_name != "erm" for a in arms):
+    if config.method_name != "erm" and not any(_is_control(a) for a in arms):
         # a method is only ever reported against plain fine-tuning on the same folds: the control is added
         overrides = {"adapt.method": "none", **({"train.method": None} if config.train.method is not None else {})}
-        arms.append(Arm("erm", config.derive(overrides, where="arm 'erm'", check_paths=check_paths), True, overrides))
+        control = POOLED_ARM if config.train.method in FEDERATED else "erm"
+        arms.append(Arm(control, config.derive(overrides, where=f"arm '{control}'", check_paths=check_paths), True,
+                        overrides))
     arms += single_task_arms(config, arms, check_paths)
     arms += label_fraction_arms(config, arms, check_paths)
     return arms + seed_arms(config, arms, check_paths)
@@ -207,7 +254,12 @@ def control_arm(arms: list[Arm]) -> str | None:
     plain fine-tuning)."""
     if all(a.config.method_name == "erm" for a in arms):
         return None
-    return next(a.name for a in arms if a.config.method_name == "erm")
+    return next((a.name for a in arms if _is_control(a)), next(a.name for a in arms if a.config.method_name == "erm"))
+
+
+def _is_control(arm: Arm) -> bool:
+    """Plain training on every training patient (not a ``local-<site>`` arm, which sees one site only)."""
+    return arm.config.method_name == "erm" and arm.config.train.only_site is None
 
 
 def comparison_pairs(arms: list[Arm]) -> list[tuple[str, str]]:
@@ -238,4 +290,11 @@ def comparison_pairs(arms: list[Arm]) -> list[tuple[str, str]]:
                 pairs.append((arm.name, reference))
             elif reference is None and arm is not group[0]:
                 pairs.append((group[0].name, arm.name))
-    return pairs
+        for arm in group:  # DP-SGD's cost: each private arm against the same arm trained without DP
+            if arm.config.privacy.dp:
+                public = arm.config.derive({"privacy.dp": False}, where=f"arm '{arm.name}' without DP",
+                                           check_paths=False)
+                twin = next((a.name for a in group if a.config == public), None)
+                if twin is not None:
+                    pairs.append((twin, arm.name))
+    return list(dict.fromkeys(pairs))  # a control that is also the main arm's first partner: once

@@ -117,6 +117,11 @@ def _print_run(run, out) -> None:
     for verdict, comparison in zip(run.verdicts, comparisons):
         print(verdict)
         print(f"  {plain_reading(comparison)}")
+    if run.metrics.get("privacy"):
+        from .evaluate.privacy_report import privacy_sentence
+
+        for name, spent in run.metrics["privacy"].items():
+            print(privacy_sentence(name, spent))
     print(f"report: {out / 'report.html'}")
 
 

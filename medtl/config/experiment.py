@@ -18,8 +18,10 @@ from ..errors import ConfigError, UnknownNameError
 from ..plumbing.paths import missing_file_message
 from .base import Section
 from .data import DataConfig
+from .federated import FederatedConfig
 from .meta import META_TASKS, MetaConfig
 from .overrides import parse_override, set_dotted
+from .privacy import PrivacyConfig
 from .sections import (
     SSL_TASKS,
     AdaptConfig,
@@ -66,6 +68,8 @@ class Config(Section):
     adapt: AdaptConfig = Field(default_factory=AdaptConfig)
     ssl: SSLConfig = Field(default_factory=SSLConfig)
     meta: MetaConfig = Field(default_factory=MetaConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    fed: FederatedConfig = Field(default_factory=FederatedConfig)
     card: CardConfig = Field(default_factory=CardConfig)
     explain: ExplainConfig = Field(default_factory=ExplainConfig)
     multitask: MultitaskConfig = Field(default_factory=MultitaskConfig)
@@ -114,6 +118,11 @@ class Config(Section):
             if not self.meta.sources and self.source.manifest is None:
                 raise ValueError(f"source.task: {self.source.task} needs labelled episodes: set source.manifest "
                                  "(its label column) or meta.sources: [{manifest: ..., columns: [...]}]")
+        if self.privacy.dp:
+            _check_private(self)
+        if self.fed.executor != "local" and self.run.executor != "local":
+            raise ValueError(f"fed.executor: {self.fed.executor} and run.executor: {self.run.executor} would nest "
+                             "clusters; send either the folds (run.executor) or each fold's clients (fed.executor)")
         if self.ssl.patient_pairs and self.source is not None and self.source.task == "restore":
             raise ValueError("ssl.patient_pairs applies to simclr and byol (pairs of views); restore has none: "
                              "remove ssl.patient_pairs")
@@ -139,6 +148,19 @@ class Config(Section):
         for key, value in overrides.items():
             set_dotted(raw, str(key), copy.deepcopy(value), where)
         return _validated(raw, where, self._base, check_paths)
+
+
+def _check_private(config: "Config") -> None:
+    """What DP-SGD cannot combine with is refused at load, with what to do instead."""
+    refused = [(config.adapt.method != "none", f"adapt.method: {config.adapt.method}",
+                "its extra loss on target images is not clipped per image"),
+               (not config.data.fixed_size, "native-extent patch mode",
+                "several patches of one image would be several records; use data.mode: resize"),
+               (config.finetune.l2sp > 0, "finetune.l2sp", "use weight decay instead"),
+               (config.task == "multitask", "task: multitask", "train the tasks separately")]
+    for is_refused, what, why in refused:
+        if is_refused:
+            raise ValueError(f"privacy.dp does not combine with {what} ({why})")
 
 
 def _check_multitask(config: "Config") -> None:

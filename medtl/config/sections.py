@@ -75,6 +75,9 @@ class TrainConfig(Section):
     # which training replicate of cv.seeds this arm is (set by its seed arms; 0: the arm itself): another seed for
     # initialisation, batch order and augmentation; the folds, inner splits and labelled subsets stay the same
     replicate: int = Field(0, ge=0)
+    # train on the training patients of this site only (the `site` column): a `local-<site>` arm of a federated
+    # comparison, scored on every site's validation patients
+    only_site: str | None = None
 
 
 class CVConfig(Section):

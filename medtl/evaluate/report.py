@@ -116,6 +116,14 @@ def _sections(run) -> list[tuple[str, str]]:
             sections.append(search_section(block))
     if "seeds" in metrics:
         sections.append(_seeds_section(metrics["seeds"]))
+    if metrics.get("federated"):
+        from .federated_report import federated_section
+
+        sections.append(federated_section(metrics))
+    if metrics.get("privacy"):
+        from .privacy_report import privacy_section
+
+        sections.append(privacy_section(metrics["privacy"]))
     if "label_efficiency" in metrics:
         sections.append(_label_efficiency_section(metrics["label_efficiency"]))
 

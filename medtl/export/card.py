@@ -91,6 +91,10 @@ def card_sections(rundir: RunDir, trained, spec, model_json: dict, weight_licenc
             architecture.append(f"Source stage {stage['fingerprint']}: {stage.get('method', 'supervised')} on "
                                 f"{stage['n_cases']} images" + (f"; {'; '.join(stage['notes'])}" if stage["notes"]
                                                                 else "") + ".")
+    if metrics.get("privacy", {}).get(arm):
+        from ..evaluate.privacy_report import privacy_sentence
+
+        architecture.append(privacy_sentence(arm, metrics["privacy"][arm]) + ".")
     sections.append(Section("Architecture and pretraining", architecture))
 
     result = metrics["arms"][arm]

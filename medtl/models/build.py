@@ -163,6 +163,10 @@ def create_model(backbone: str, *, dims: int, num_classes: int | dict[str, int],
                               for name, kind in task_kinds.items()})
     else:
         head = HEADS.get(task, "head kind")(spec.feature_channels, num_classes, dims, in_channels, dropout)
+    if spec.norm == "group":  # the decoder's BatchNorm too: every layer normalises each image by itself
+        from .group_norm import to_group_norm
+
+        to_group_norm(head)
     model = MedtlModel(net, head, spec=spec, task=task, dims=dims, in_channels=in_channels, num_classes=num_classes)
     options = dict(first_conv=spec.first_conv, in_channels=in_channels, input_adapt=input_adapt, inflate=inflate,
                    prefix="backbone.")

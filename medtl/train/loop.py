@@ -42,6 +42,7 @@ class FitResult:
     selected_epoch: int = -1
     notes: list[str] = field(default_factory=list)  # fallbacks that must be reported
     tuned: "peft.TunedState | None" = None  # PEFT strategies: what trained (its best.safetensors holds only that)
+    privacy: dict = field(default_factory=dict)  # DP-SGD: the (epsilon, delta) spent and the mechanism's settings
 
 
 def make_loader(cases: list[PreparedCase], config: Config, seed: int, augment=None, train: bool = True,
@@ -151,6 +152,9 @@ def fit(model: MedtlModel, train_cases: list[PreparedCase], config: Config, stat
     train_cfg, device = config.train, resolve_device(config.train.device)
     distributed = distributed and ddp.active()
     method = method or build_method(config)
+    if method.owns_loop:  # federated rounds: the method's own loop (medtl.train.federated)
+        return method.fit_loop(model, train_cases, config, state_path, seed, inner_cases, inner_score, on_epoch,
+                               on_batch)
     device = ddp.local_device(device) if distributed else device
     torch.set_num_threads(compute_threads(train_cfg.threads, train_cfg.workers, ddp.local_world() if distributed
                                           else 1))
@@ -177,13 +181,20 @@ def fit(model: MedtlModel, train_cases: list[PreparedCase], config: Config, stat
     else:
         optimizer = torch.optim.SGD(groups, lr=train_cfg.lr, momentum=0.9, nesterov=True,
                                     weight_decay=train_cfg.weight_decay)
-    steps = len(make_loader(train_cases, config, seed, distributed=distributed))
+    private = None
+    if config.privacy.dp:  # DP-SGD: Poisson batches, per-image clipped gradients and noise (medtl.train.privacy)
+        from .privacy import PrivateGradients, check_private_model
+
+        check_private_model(model, config.model.backbone)
+        private = PrivateGradients(config.privacy, len(train_cases), train_cfg.batch_size, train_cfg.epochs)
+    steps = private.steps_per_epoch if private else len(make_loader(train_cases, config, seed,
+                                                                        distributed=distributed))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(steps * train_cfg.epochs, steps * train_cfg.warmup_epochs))
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and train_cfg.amp)
     augment = augment_pipeline(config.data, task.uses_mask)
     parts = {"model": tuned or model, "optimizer": optimizer, "scheduler": scheduler, "method": method,
-             "loss": loss_fn if learned_loss else _NoState()}
+             "loss": loss_fn if learned_loss else _NoState(), "privacy": private or _NoState()}
     trainer = Trainer(state_path, parts, optimizer, scheduler, scaler, writes=ddp.is_main())
     trainer.resume()
     result = FitResult(history=trainer.history, selected_epoch=int(trainer.extra.get("selected_epoch", -1)),
@@ -205,7 +216,10 @@ def fit(model: MedtlModel, train_cases: list[PreparedCase], config: Config, stat
         method.start_epoch(seed_now, steps, train_cfg.batch_size, train_cfg.workers, augment)
         for module in method.modules():
             module.train()
-        for step, (images, targets, indices) in enumerate(
+        if private is not None:
+            total, count, facts = private_epoch(private, model, train_cases, config, augment, loss_fn, device,
+                                                seed_now, lambda loss, ids: trainer.apply(loss, epoch, ids), on_batch)
+        for step, (images, targets, indices) in enumerate([] if private is not None else
                 make_loader(train_cases, config, seed_now, augment, distributed=distributed)):
             images, targets = images.to(device), _to_device(targets, device)
             if device.type == "cuda":
@@ -226,7 +240,9 @@ def fit(model: MedtlModel, train_cases: list[PreparedCase], config: Config, stat
         trainable, parameters = peft.trainable_counts(model)
         record = {"epoch": epoch, "train_loss": ddp.average_scalar(mean_loss) if distributed else mean_loss,
                   "lr": scheduler.get_last_lr()[0], "trainable_params": trainable, "total_params": parameters}
-        record.update(method.epoch_facts(facts))  # DANN: domain loss, discriminator accuracy, lambda
+        record.update(method.epoch_facts(facts))  # DANN: domain loss, discriminator accuracy, lambda; DP: clipped share
+        if private is not None:
+            result.privacy = private.spent()
         record.update(task.loss_facts(loss_fn))  # multitask: each task's loss and weight
         if inner_cases:
             record["inner_score"] = inner_score(predict_each(model, inner_cases, config, device, distributed),
@@ -242,12 +258,34 @@ def fit(model: MedtlModel, train_cases: list[PreparedCase], config: Config, stat
         return record
 
     trainer.run(train_cfg.epochs, seed, run_epoch, on_epoch)
+    if private is not None:
+        result.privacy = private.spent()  # also when every epoch was already done (a resumed, finished fold)
     if train_cfg.selection == "best_inner" and result.selected_epoch < 0:
         result.notes.append("inner-split score undefined in every epoch (too few inner cases or a single class); "
                             "the last epoch was used")
     if result.selected_epoch < 0 or train_cfg.selection == "last":
         result.selected_epoch = train_cfg.epochs - 1
     return result
+
+
+def private_epoch(private, model, cases: list[PreparedCase], config: Config, augment, loss_fn, device, seed: int,
+                  apply: Callable, on_batch) -> tuple[float, int, list[dict]]:
+    """One DP-SGD epoch over Poisson batches; returns ``(summed loss, images seen, facts per step)``."""
+    dataset = CaseDataset(cases, augment, getattr(task_of(config), "kinds", None))
+    generator = torch.Generator().manual_seed(seed)  # the noise: drawn on the CPU, the same on any device
+    total, count, facts = 0.0, 0, []
+    batches = private.batches(seed)
+    for step, indices in enumerate(batches):
+        items = [dataset[int(i)] for i in indices]
+        images = torch.stack([item[0] for item in items]).to(device) if items else None
+        targets = torch.stack([item[1] for item in items]).to(device) if items else None
+        loss, fact = private.apply(model, loss_fn, images, targets, generator)
+        apply(loss / max(1, len(items)), lambda: [cases[int(i)].case_id for i in indices])
+        total, count = total + float(loss), count + len(items)
+        facts.append(fact)
+        if on_batch:
+            on_batch(step + 1, len(batches))
+    return total, count, facts
 
 
 class _NoState:

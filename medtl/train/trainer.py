@@ -93,6 +93,14 @@ class Trainer:
         self.scaler.update()
         self.scheduler.step()
 
+    def apply(self, loss: torch.Tensor, epoch: int, case_ids: Callable[[], list[str]]) -> None:
+        """An optimiser step on gradients already in ``p.grad`` (DP-SGD sets them itself), refused when the
+        batch's loss is not finite, then the schedule's step."""
+        if not torch.isfinite(loss):
+            raise_non_finite_loss(loss, epoch, case_ids())
+        self.optimizer.step()
+        self.scheduler.step()
+
     def run(self, epochs: int, seed: int, run_epoch: Callable[[int, int], dict],
             on_epoch: Callable[[dict], None] | None = None) -> list[dict]:
         """Epochs ``start .. epochs - 1``: seed, ``run_epoch(epoch, epoch_seed)``, record, checkpoint, report."""

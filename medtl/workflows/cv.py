@@ -25,6 +25,7 @@ from ..domain.targets import TargetImage
 from ..errors import ConfigError, InputError, WeightsUnavailableError
 from ..evaluate.label_efficiency import label_efficiency
 from ..evaluate.multiplicity import adjust_multiplicity
+from ..evaluate.privacy_report import privacy_summary
 from ..evaluate.sites_report import weight_warnings
 from ..models.device import resolve_device
 from ..plumbing.atomic import remove_orphan_temps, write_csv, write_json
@@ -315,10 +316,17 @@ def summarise(run: CVRun, pairs: list[tuple[str, str]] | None = None) -> None:
     run.metrics.update({"class_names": run.class_names, "n_cases": len(run.cases),
                         "n_patients": len({c.patient_key for c in run.cases}), "warnings": run.warnings,
                         "notes": run.notes})
-    domain = {name: arm.method_facts for name, arm in run.arms.items() if any(arm.method_facts)}
+    facts = {name: arm.method_facts for name, arm in run.arms.items() if any(arm.method_facts)}
+    federated = {name: folds for name, folds in facts.items() if any(f.get("clients") for f in folds)}
+    if federated:
+        run.metrics["federated"] = federated
+    domain = {name: folds for name, folds in facts.items() if name not in federated}
     if domain:
         run.metrics["domain_adaptation"] = domain
         run.warnings += weight_warnings(domain)
+    privacy = privacy_summary(run.metrics)
+    if privacy:
+        run.metrics["privacy"] = privacy
     if run.config.cv.label_fractions:
         fractions = {name: arm.config.train.label_fraction for name, arm in run.arms.items()}
         run.metrics["label_efficiency"] = label_efficiency(run.metrics, fractions)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Callable, Iterable
 
 import numpy as np
@@ -14,6 +15,7 @@ from ..data.manifest import sort_labels
 from ..data.overlap import image_keys, relations
 from ..data.splits import Fold
 from ..domain.targets import TargetImage
+from ..errors import InputError
 from ..models import create_model
 from ..models.checkpoint import load_weights, save_weights
 from ..models.device import resolve_device
@@ -113,6 +115,16 @@ def build_fold_model(config, task, num_classes, class_names, pretrained: str):
     return model
 
 
+def only_site(cases: list[PreparedCase], site: str) -> list[PreparedCase]:
+    """The training cases of one site (``train.only_site``), refused when the fold has none."""
+    kept = [c for c in cases if c.site == site]
+    if not kept:
+        sites = sorted({c.site for c in cases})
+        raise InputError(f"train.only_site is '{site}' but this fold's training patients come from sites {sites}; "
+                         "use one of them (the manifest's site column)")
+    return kept
+
+
 def starts_from_prototypes(config) -> bool:
     """A classification head fine-tuned from a prototypical-network source starts from the class prototypes
     (``meta.prototype_head``; other heads are left as they are)."""
@@ -148,6 +160,9 @@ def run_fold(arm: Arm, fold: Fold, folder: FoldDir, cases: list[PreparedCase], c
     train_index, inner_index, reference_index = roles.train, roles.selection, roles.reference
     train_cases = [cases[i] for i in train_index]
     inner_cases = [cases[i] for i in inner_index]
+    if config.train.only_site is not None:  # a local-<site> arm: that site's training patients only
+        train_cases, inner_cases = only_site(train_cases, config.train.only_site), \
+            [c for c in inner_cases if c.site == config.train.only_site]
     reference_cases = [cases[i] for i in reference_index]
     val_cases = [cases[i] for i in fold.val]
     device = ddp.local_device(resolve_device(config.train.device)) if distributed else resolve_device(config.train.device)
@@ -207,6 +222,10 @@ def run_fold(arm: Arm, fold: Fold, folder: FoldDir, cases: list[PreparedCase], c
               "n_labelled_patients": roles.labelled_patients(groups), "labelled_share": roles.labelled_share(groups),
               "n_val": len(val_cases), "n_val_patients": len({c.patient_key for c in val_cases}),
               "selected_epoch": result.selected_epoch, **task.fold_metrics(rows, class_names)}
+    if result.privacy:  # DP-SGD: what this fold's training spent (the privacy unit: one training image)
+        record["privacy"] = result.privacy
+        max_images = max(Counter(c.patient_key for c in train_cases).values(), default=1)
+        record["privacy"]["max_images_per_patient"] = max_images
     cost = {"seconds_per_epoch": round(float(np.mean(seconds)), 3)} if seconds else {}
     if device.type == "cuda":
         cost["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)

@@ -55,7 +55,10 @@ def source_stage_config(config: Config) -> Config:
         "data.positive_class": None,
         "model.pretrained": source.pretrained, "finetune.strategy": "full", "finetune.l2sp": 0.0,
         "train.epochs": source.epochs, "train.batch_size": source.batch_size, "train.lr": source.lr,
-        "train.selection": "last", "train.label_fraction": 1.0, "train.replicate": 0}, where="source stage")
+        "train.selection": "last", "train.label_fraction": 1.0, "train.replicate": 0,
+        # the source stage is ordinary training on the source set: not the target's federated or private method
+        "train.method": None, "adapt.method": "none", "privacy.dp": False, "train.only_site": None},
+        where="source stage")
 
 
 def stage_fingerprint_text(stage: Config) -> str:
@@ -69,7 +72,8 @@ def stage_fingerprint_text(stage: Config) -> str:
     unused = ("manifest", "positive_class")  # the source stage's own manifest; it has no positive class
     used = {"task": raw["task"], "data": {k: v for k, v in raw["data"].items() if k not in unused},
             "model": {k: raw["model"][k] for k in ("backbone", "pretrained", "input_adapt", "inflate")},
-            "train": {k: v for k, v in raw["train"].items() if not (k == "method" and v is None)}}
+            # keys added after models were cached are left out while unset, so those models stay valid
+            "train": {k: v for k, v in raw["train"].items() if not (k in ("method", "only_site") and v is None)}}
     return json.dumps(used, sort_keys=True)
 
 

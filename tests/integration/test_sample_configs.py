@@ -45,7 +45,8 @@ def tiny_overrides(config: Path, data: Path) -> list[str]:
     manifest = next((name for name in ("ct3d", "sites2d") if name in text), "cls2d_target")
     manifest_file = "manifest_multitask.csv" if "manifest_multitask" in text else "manifest.csv"
     size = "[12,32,32]" if "dims: 3" in text else "[32,32]"
-    overrides = [f"data.manifest={data / manifest / manifest_file}", "model.backbone=tiny-resnet",
+    backbone = "tiny-resnet-gn" if "resnet18-gn" in text else "tiny-resnet"  # DP-SGD arms need GroupNorm
+    overrides = [f"data.manifest={data / manifest / manifest_file}", f"model.backbone={backbone}",
                  "train.epochs=1", "cv.folds=2", f"data.image_size={size}", "cv.bootstrap=100", "train.batch_size=4"]
     if "ssl_pool" in text:  # a self-supervised stage: the tiny unlabelled pool and its probe set
         overrides += [f"source.manifest={data / 'ssl_pool' / 'manifest.csv'}", "source.epochs=1",
@@ -58,6 +59,8 @@ def tiny_overrides(config: Path, data: Path) -> list[str]:
         overrides += [f"source.manifest={data / 'cls2d_source' / 'manifest.csv'}", "source.epochs=1"]
     # tiny backbones have no published weights: naming them is an error, so those arms are left out here
     # (test_cv_cli covers the visible skip of a weight arm whose weights are not available offline)
+    if "\nfed:" in text:  # federated rounds: one
+        overrides.append("fed.rounds=1")
     if "\ntune:" in text:  # a nested search: two trials of two inner folds per outer fold
         overrides += ["tune.trials=2", "tune.inner_folds=2"]
     arms = [a for a in yaml.safe_load(text).get("compare", []) if a not in ("imagenet", "medicalnet")]

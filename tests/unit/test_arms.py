@@ -152,3 +152,24 @@ def test_a_meta_learned_main_arm_is_compared_with_supervised_pretraining_on_the_
     assert ("meta.frac0.25", "source.frac0.25") in pairs and ("meta.frac0.25", "scratch.frac0.25") in pairs
     with pytest.raises(ConfigError, match="needs whole-image inputs"):
         config.derive({"data.mode": "patch", "data.patch_size": [16, 16]})
+
+
+def test_federated_arms_local_per_site_pooled_control_and_each_private_arm_against_its_twin(tmp_path):
+    from medtl.arms import comparison_pairs
+
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("image,label,patient_id,site\na.png,0,p1,Hosp A\nb.png,1,p2,hosp_b\nc.png,1,p3,Hosp A\n")
+    raw = dict(model={"backbone": "tiny-resnet-gn", "pretrained": "none"}, train={"method": "fedavg"},
+               privacy={"epsilon": 8}, data={"manifest": str(manifest), "image_size": [32, 32]})
+    config = load_config(write_config(tmp_path, **raw, compare=["local", {"name": "fedavg-dp",
+                                                                          "set": {"privacy.dp": True}}]))
+    arms = {a.name: a for a in resolve_arms(config)}
+    assert list(arms) == ["fedavg", "local-Hosp_A", "local-hosp_b", "fedavg-dp", "pooled"]
+    assert arms["local-Hosp_A"].config.train.only_site == "Hosp A"
+    assert arms["pooled"].config.method_name == "erm" and arms["pooled"].required
+    pairs = comparison_pairs(list(arms.values()))
+    assert pairs[0] == ("fedavg", "pooled") and ("fedavg", "fedavg-dp") in pairs
+    assert len(pairs) == len(set(pairs))
+    assert resolve_arms(config.derive({"compare": ["dp"]}))[1].config.privacy.dp
+    with pytest.raises(ConfigError, match="site column"):
+        resolve_arms(config.derive({"compare": ["local"], "data.manifest": str(write_config(tmp_path))}))

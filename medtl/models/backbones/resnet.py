@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from monai.networks.nets.resnet import ResNet, ResNetBlock, ResNetBottleneck
 
+from ..group_norm import to_group_norm
 from .spec import BackboneSpec
 
 _DEPTHS = {18: (ResNetBlock, [2, 2, 2, 2]), 34: (ResNetBlock, [3, 4, 6, 3]), 50: (ResNetBottleneck, [3, 4, 6, 3])}
@@ -58,7 +61,16 @@ def _spec(depth: int) -> BackboneSpec:
     )
 
 
-SPECS = (*(_spec(depth) for depth in (18, 34, 50)), BackboneSpec(
-    name="tiny-resnet", family="resnet", builder=_tiny, feature_channels=(8, 8, 16, 32, 64),
-    classifier_prefixes=("fc.",), description="4-block ResNet, 8-64 channels: for tests and smoke runs",
-))
+def _group_norm(spec: BackboneSpec) -> BackboneSpec:
+    """The GroupNorm variant of a ResNet (``resnet18-gn``): per-image normalisation, for DP-SGD. No published
+    weights (ImageNet's BatchNorm statistics have no GroupNorm counterpart): start from none or a source stage."""
+    def build(dims: int, in_channels: int, **arch) -> ResNetBackbone:
+        return to_group_norm(spec.builder(dims, in_channels, **arch))
+    return replace(spec, name=f"{spec.name}-gn", builder=build, sources={}, norm="group",
+                   description=f"{spec.description}, GroupNorm (32 groups) instead of BatchNorm: for DP-SGD")
+
+
+_TINY = BackboneSpec(name="tiny-resnet", family="resnet", builder=_tiny, feature_channels=(8, 8, 16, 32, 64),
+                     classifier_prefixes=("fc.",), description="4-block ResNet, 8-64 channels: for tests and smoke runs")
+_PLAIN = (*(_spec(depth) for depth in (18, 34, 50)), _TINY)
+SPECS = (*_PLAIN, *(_group_norm(spec) for spec in _PLAIN))

@@ -34,6 +34,7 @@ class BackboneSpec:
     # source name ("imagenet", "medicalnet") -> {dims: weight-file key in medtl.models.weights}
     sources: dict[str, dict[int, str]] = field(default_factory=dict)
     description: str = ""
+    norm: str = "batch"  # "group": GroupNorm everywhere (the heads too), for per-image gradients (DP-SGD)
 
     def source_for(self, source: str, dims: int) -> str:
         """Weight-file key for ``source`` at ``dims``; 2D weights serve 3D through inflation.

@@ -15,9 +15,11 @@ from .base import Batch, TrainingMethod
 def _load_builtin() -> None:
     from .dann import DANN
     from .erm import ERM
+    from .fedavg import FedAvg
+    from .fedprox import FedProx
     from .reweight import Reweight
 
-    for method in (ERM, DANN, Reweight):
+    for method in (ERM, DANN, Reweight, FedAvg, FedProx):
         METHODS.register(method.name, method)
 
 

@@ -49,6 +49,7 @@ class TrainingMethod(ABC):
     supports_executor: bool = True
     supports_patch_mode: bool = True
     needs_target_images: bool = False  # unlabelled target images (adapt.target_manifest or a held-out site)
+    owns_loop: bool = False  # the method runs its own training loop (``fit_loop``: federated rounds)
 
     def __init__(self, config):
         self.config = config
@@ -67,6 +68,10 @@ class TrainingMethod(ABC):
 
     def start_epoch(self, seed: int, steps: int, batch_size: int, workers: int, augment) -> None:
         """Called before each epoch with that epoch's seed (draw per-epoch inputs here, resume-exact)."""
+
+    def fit_loop(self, model, train_cases, config, state_path, seed, inner_cases, inner_score, on_epoch, on_batch):
+        """A method whose loop is its own (``owns_loop``): train the fold and return a ``FitResult``."""
+        raise NotImplementedError(f"training method '{self.name}' sets owns_loop but has no fit_loop")
 
     @abstractmethod
     def losses(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, dict]:

@@ -119,7 +119,7 @@ def test_reweight_estimates_weights_from_the_starting_encoder():
 def test_adapt_method_maps_onto_train_method_and_conflicts_are_refused():
     assert config("adapt.method=dann").method_name == "dann"
     assert config("train.method=reweight").adapt.method == "reweight"
-    assert config().method_name == "erm" and sorted(METHODS.names()) == ["dann", "erm", "reweight"]
+    assert config().method_name == "erm" and sorted(METHODS.names()) == ["dann", "erm", "fedavg", "fedprox", "reweight"]
     with pytest.raises(Exception, match="train.method"):
         config("adapt.method=dann", "train.method=reweight")
 
