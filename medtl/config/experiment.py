@@ -120,6 +120,10 @@ class Config(Section):
                                  "(its label column) or meta.sources: [{manifest: ..., columns: [...]}]")
         if self.privacy.dp:
             _check_private(self)
+        if self.train.method in ("fedavg", "fedprox") and self.multitask.weighting == "uncertainty":
+            raise ValueError(f"train.method: {self.train.method} with multitask.weighting: uncertainty: the learned "
+                             "loss weights would stay with each client and never be averaged; use "
+                             "multitask.weighting: equal or fixed")
         if self.fed.executor != "local" and self.run.executor != "local":
             raise ValueError(f"fed.executor: {self.fed.executor} and run.executor: {self.run.executor} would nest "
                              "clusters; send either the folds (run.executor) or each fold's clients (fed.executor)")

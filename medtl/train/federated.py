@@ -65,7 +65,7 @@ def client_update(model: torch.nn.Module, start: dict[str, torch.Tensor], cases:
                   seed: int, lr: float, prox_mu: float, private=None) -> tuple[dict[str, torch.Tensor], float]:
     """One client's round: ``fed.local_epochs`` epochs on its own cases from ``start``; returns its weights and
     mean training loss. FedProx adds ``mu/2 ||w - start||^2`` (``prox_mu > 0``)."""
-    from .loop import make_loader, private_epoch
+    from .loop import _as_float, _to_device, make_loader, private_epoch
 
     device = next(model.parameters()).device
     model.load_state_dict(start)
@@ -78,6 +78,8 @@ def client_update(model: torch.nn.Module, start: dict[str, torch.Tensor], cases:
         optimizer = torch.optim.SGD(trainable, lr=lr, momentum=0.9, weight_decay=train.weight_decay)
     task = task_of(config)
     loss_fn = task.loss(train.loss, None)
+    if isinstance(loss_fn, torch.nn.Module):
+        loss_fn.to(device)
 
     def proximal() -> torch.Tensor:
         return sum(((p - reference[n]) ** 2).sum() for n, p in model.named_parameters() if n in reference)
@@ -107,8 +109,8 @@ def client_update(model: torch.nn.Module, start: dict[str, torch.Tensor], cases:
             total, count = total + summed, count + seen
             continue
         for images, targets, _ in make_loader(cases, config, seed_now, augment):
-            images, targets = images.to(device), targets.to(device)
-            loss = loss_fn(model(images).float(), targets)
+            images, targets = images.to(device), _to_device(targets, device)
+            loss = loss_fn(_as_float(model(images)), targets)  # multitask: {task: logits}
             objective = loss + (prox_mu / 2 * proximal() if prox_mu > 0 else 0.0)
             if not torch.isfinite(objective):
                 raise InputError(f"a client's training loss became {float(objective)}; lower train.lr")

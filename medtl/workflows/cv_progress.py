@@ -26,12 +26,13 @@ def source_kind(key: str) -> str:
 
 def planned_units(arms: list[Arm], folds: list[Fold], rundir: RunDir) -> dict[str, float]:
     """Epochs that will run, per kind: each arm's unfinished folds, each distinct source stage once."""
+    from ..train.methods import method_class
     from .pretrain import source_key
 
     plan: dict[str, float] = {}
     for arm in arms:
         unfinished = sum(not rundir.fold(arm.name, f.repeat, f.fold).done.exists() for f in folds)
-        plan[arm.name] = float(unfinished * arm.config.train.epochs)
+        plan[arm.name] = float(unfinished * method_class(arm.config).loop_epochs(arm.config))
         if arm.config.model.pretrained == "source" and arm.config.source is not None and unfinished:
             plan[source_kind(source_key(arm.config))] = float(arm.config.source.epochs)
     return plan

@@ -28,6 +28,7 @@ from ..results import ArmResult, FoldResult
 from ..rundir import RunDir
 from ..tasks import task_of
 from ..train import distributed as ddp
+from ..train.methods import method_class
 from .run_state import split_rows
 
 log = logging.getLogger("medtl")
@@ -151,7 +152,7 @@ def _cross_validate_arm(arm: Arm, cases, own: list[PreparedCase], folds, store: 
 
     task = task_of(arm.config)
     num_classes = arm_num_classes(arm, class_names, cases)
-    epochs = arm.config.train.epochs
+    epochs = method_class(arm.config).loop_epochs(arm.config)  # federated: rounds
     # resolved before the folds, also when all are finished: a source model that changed since they were
     # trained (its pool or settings) is refused, not silently mixed with the folds trained on the old one
     start = resolve(arm)

@@ -69,9 +69,14 @@ class TrainingMethod(ABC):
     def start_epoch(self, seed: int, steps: int, batch_size: int, workers: int, augment) -> None:
         """Called before each epoch with that epoch's seed (draw per-epoch inputs here, resume-exact)."""
 
+    @classmethod
+    def loop_epochs(cls, config) -> int:
+        """Epochs of the training loop (progress and ETA): ``train.epochs``; a method with its own loop may differ."""
+        return config.train.epochs
+
     def fit_loop(self, model, train_cases, config, state_path, seed, inner_cases, inner_score, on_epoch, on_batch):
         """A method whose loop is its own (``owns_loop``): train the fold and return a ``FitResult``."""
-        raise NotImplementedError(f"training method '{self.name}' sets owns_loop but has no fit_loop")
+        raise TypeError(f"training method '{self.name}' sets owns_loop but does not define fit_loop")
 
     @abstractmethod
     def losses(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, dict]:

@@ -17,6 +17,10 @@ class FedAvg(TrainingMethod):
     owns_loop = True
     prox_mu = 0.0
 
+    @classmethod
+    def loop_epochs(cls, config) -> int:
+        return config.fed.rounds  # one round is one step of the progress bar and one epoch line
+
     def setup(self, model, train_cases, targets, device, seed) -> dict:
         from collections import Counter
 

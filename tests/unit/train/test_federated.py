@@ -5,6 +5,7 @@ labels never change a client's update; the server sees weights and counts only),
 import copy
 
 import numpy as np
+import pytest
 import torch
 
 import medtl.train.federated as federated
@@ -131,3 +132,33 @@ def test_a_resumed_federated_run_equals_the_uninterrupted_one(tmp_path):
         assert resumed_result.history == whole_result.history
         assert all(torch.equal(v, resumed.state_dict()[k]) for k, v in whole.state_dict().items())
         assert [h["clients"] for h in whole_result.history] == [1, 1, 1]
+
+
+def test_progress_counts_rounds_for_a_federated_arm_and_epochs_otherwise():
+    from medtl.train.methods import method_class
+
+    federated_config = load_config(None, ["train.method=fedprox", "fed.rounds=7", "train.epochs=3"])
+    plain = load_config(None, ["train.epochs=3"])
+    assert method_class(federated_config).loop_epochs(federated_config) == 7
+    assert method_class(plain).loop_epochs(plain) == 3
+
+
+def test_a_multitask_model_trains_federated_and_learned_loss_weights_are_refused(tmp_path):
+    from medtl.errors import ConfigError
+
+    tasks = ("tasks=[{name: nodule, kind: classification, column: label}, "
+             "{name: lesion, kind: segmentation, column: mask}]")
+    config = load_config(None, [*BASE, "task=multitask", tasks, "multitask.weighting=equal", "train.method=fedavg",
+                                "fed.rounds=1", "train.batch_size=4"])
+    data = cases()
+    for case in data:
+        case.labels = {"nodule": case.label}
+        case.mask_data = (np.asarray(case.image) > 1).astype(np.int16)
+    torch.manual_seed(0)
+    net = create_model("tiny-resnet-gn", dims=2, num_classes={"nodule": 2, "lesion": 2}, pretrained="none",
+                       task="multitask", task_kinds={"nodule": "classification", "lesion": "segmentation"})
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    fit_federated(net, data, config, tmp_path / "s.pt", 0, 0.0)
+    assert any(not torch.equal(v, net.state_dict()[k]) for k, v in before.items())
+    with pytest.raises(ConfigError, match="learned loss weights would stay with each client"):
+        config.derive({"multitask.weighting": "uncertainty"})
