@@ -28,7 +28,7 @@ from ..errors import InputError
 from ..models.checkpoint import save_weights
 from ..models.device import compute_threads, resolve_device
 from ..tasks import task_of
-from .trainer import Trainer, epoch_seed, warmup_cosine
+from .trainer import Trainer, epoch_seed, raise_non_finite_loss, warmup_cosine
 
 
 def clients_of(cases: list[PreparedCase]) -> dict[str, list[PreparedCase]]:
@@ -77,7 +77,8 @@ def client_update(model: torch.nn.Module, start: dict[str, torch.Tensor], cases:
     else:
         optimizer = torch.optim.SGD(trainable, lr=lr, momentum=0.9, weight_decay=train.weight_decay)
     task = task_of(config)
-    loss_fn = task.loss(train.loss, None)
+    weights = task.class_weights(cases, model.num_classes, train.class_weights)  # of this client's own cases
+    loss_fn = task.loss(train.loss, None if weights is None else weights.to(device))
     if isinstance(loss_fn, torch.nn.Module):
         loss_fn.to(device)
 
@@ -97,7 +98,7 @@ def client_update(model: torch.nn.Module, start: dict[str, torch.Tensor], cases:
         if private is not None:
             def step(loss, ids):
                 if not torch.isfinite(loss):
-                    raise InputError(f"a client's training loss became {float(loss)}; lower train.lr")
+                    raise_non_finite_loss(loss, local_epoch, ids())
                 if prox_mu > 0:  # the proximal term depends on no image: its gradient is added after the noise
                     penalty = torch.autograd.grad(prox_mu / 2 * proximal(), trainable, allow_unused=True)
                     for parameter, extra in zip(trainable, penalty):
@@ -108,12 +109,12 @@ def client_update(model: torch.nn.Module, start: dict[str, torch.Tensor], cases:
                                             None)
             total, count = total + summed, count + seen
             continue
-        for images, targets, _ in make_loader(cases, config, seed_now, augment):
+        for images, targets, indices in make_loader(cases, config, seed_now, augment):
             images, targets = images.to(device), _to_device(targets, device)
             loss = loss_fn(_as_float(model(images)), targets)  # multitask: {task: logits}
             objective = loss + (prox_mu / 2 * proximal() if prox_mu > 0 else 0.0)
             if not torch.isfinite(objective):
-                raise InputError(f"a client's training loss became {float(objective)}; lower train.lr")
+                raise_non_finite_loss(objective, local_epoch, [cases[int(i)].case_id for i in indices])
             optimizer.zero_grad(set_to_none=True)
             objective.backward()
             optimizer.step()

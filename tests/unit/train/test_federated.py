@@ -162,3 +162,14 @@ def test_a_multitask_model_trains_federated_and_learned_loss_weights_are_refused
     assert any(not torch.equal(v, net.state_dict()[k]) for k, v in before.items())
     with pytest.raises(ConfigError, match="learned loss weights would stay with each client"):
         config.derive({"multitask.weighting": "uncertainty"})
+
+
+def test_each_client_weights_its_loss_by_its_own_class_balance(tmp_path):
+    data = cases(sites=("a",), per_site=8)
+    for case in data[:6]:
+        case.label = 0  # 6 vs 2: balanced weights change this client's loss
+    nets = {}
+    for weights in ("none", "balanced"):
+        config = load_config(None, [*BASE, "fed.rounds=1", "train.batch_size=8", f"train.class_weights={weights}"])
+        nets[weights], _ = train(config, data, tmp_path / f"{weights}.pt")
+    assert any(not torch.equal(v, nets["balanced"].state_dict()[k]) for k, v in nets["none"].state_dict().items())
