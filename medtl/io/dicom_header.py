@@ -17,6 +17,7 @@ from . import dicom_tags as tags
 from .dicom_frames import NonFiniteRescale, classic_frames, enhanced_frames, mosaic_frames
 from .dicom_mosaic import MosaicUnreadable, is_mosaic, mosaic_layout
 from .dicom_records import DicomFile
+from .dicom_values import HEADER_TAGS, HeaderValues
 from .guards import MAX_FRAMES, size_problem
 from .pseudonym import keyed_hash
 from .reasons import Finding, Reason
@@ -49,8 +50,8 @@ def read_dicom_header(path: str | os.PathLike, include_derived: bool = False) ->
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                ds = pydicom.dcmread(f, stop_before_pixels=True)
-                return _classify(info, ds, f, include_derived)
+                ds = pydicom.dcmread(f, stop_before_pixels=True, specific_tags=HEADER_TAGS)
+                return _classify(info, HeaderValues(ds), f, include_derived)
         # A hostile or broken header can raise anything from the parser; the batch must go on.
         except Exception as exc:  # noqa: BLE001
             return info.skipped(Reason.HEADER_UNREADABLE, type(exc).__name__)
@@ -100,8 +101,9 @@ def site_key(ds: Any) -> str:
     return keyed_hash("\0".join(v.strip().lower() for v in values), "site") if any(values) else ""
 
 
-def _classify(info: DicomFile, ds: Any, f: BinaryIO, include_derived: bool) -> DicomFile:
+def _classify(info: DicomFile, ds: HeaderValues, f: BinaryIO, include_derived: bool) -> DicomFile:
     meta = getattr(ds, "file_meta", None)
+    meta = HeaderValues(meta) if meta else None
     media_class = str(meta.get("MediaStorageSOPClassUID", "")) if meta else ""
     if media_class == tags.DICOMDIR_SOP or "DirectoryRecordSequence" in ds:
         return info.skipped(Reason.DICOMDIR)
@@ -123,7 +125,7 @@ def _classify(info: DicomFile, ds: Any, f: BinaryIO, include_derived: bool) -> D
     implicit, little = ds.original_encoding
     info.little_endian = little is not False
     findings = info.findings
-    info.rows, info.columns = int(ds.Rows), int(ds.Columns)
+    info.rows, info.columns = int(ds.get("Rows")), int(ds.get("Columns"))
     frames = tags.number(ds, "NumberOfFrames", findings, 1)
     info.n_frames = 1 if frames is None else int(frames)
     info.samples_per_pixel = int(tags.number(ds, "SamplesPerPixel", findings, 1) or 1)
@@ -164,9 +166,9 @@ def _classify(info: DicomFile, ds: Any, f: BinaryIO, include_derived: bool) -> D
         findings.append(Finding(Reason.BURNED_IN_ANNOTATION))
     try:
         info.enhanced = "PerFrameFunctionalGroupsSequence" in ds
-        info.frames = enhanced_frames(info, ds) if info.enhanced else classic_frames(info, ds)
+        info.frames = enhanced_frames(info, ds.dataset) if info.enhanced else classic_frames(info, ds)
         if is_mosaic(ds):
-            info.mosaic = mosaic_layout(ds)
+            info.mosaic = mosaic_layout(_full_header(f))
             info.frames = mosaic_frames(info)
     except MosaicUnreadable as exc:
         return info.skipped(Reason.MOSAIC_UNREADABLE, str(exc)[:160])
@@ -175,6 +177,15 @@ def _classify(info: DicomFile, ds: Any, f: BinaryIO, include_derived: bool) -> D
     except ValueError as exc:
         return info.skipped(Reason.BAD_VALUE, str(exc))
     return info
+
+
+def _full_header(f: BinaryIO) -> Any:
+    """Every element of the open file's header (a mosaic's geometry is in private CSA headers the inventory
+    does not parse otherwise)."""
+    import pydicom
+
+    f.seek(0)
+    return pydicom.dcmread(f, stop_before_pixels=True)
 
 
 def _is_derived(info: DicomFile) -> bool:

@@ -24,10 +24,10 @@ def medtl_home() -> Path:
 
 
 @lru_cache(maxsize=4)
-def _salt_for(env_salt: str | None, home: str) -> bytes:
+def _salt_for(env_salt: str | None, home: str | None, user_home: str | None) -> bytes:
     if env_salt:
         return env_salt.encode()
-    path = Path(home) / "salt"
+    path = medtl_home() / "salt"
     if not path.exists():
         with atomic_path(path, mode=0o600) as tmp:  # private: anyone holding it can test guesses of identifiers
             tmp.write_text(secrets.token_hex(32))
@@ -36,7 +36,8 @@ def _salt_for(env_salt: str | None, home: str) -> bytes:
 
 def project_salt() -> bytes:
     """The salt used for every key of this project/user."""
-    return _salt_for(os.environ.get("MEDTL_SALT"), str(medtl_home()))
+    # keyed by the variables medtl_home() reads, so the (per-file) call costs no path work
+    return _salt_for(os.environ.get("MEDTL_SALT"), os.environ.get("MEDTL_HOME"), os.environ.get("HOME"))
 
 
 def keyed_hash(value: str, kind: str) -> str:
