@@ -8,8 +8,9 @@ In one run:
 3. runs ``medtl predict`` in a fresh process per size and reports wall time, series/s and
    peak resident memory (the largest process, via getrusage), and the memory ratio
    largest/smallest export (flat memory = ratio near 1);
-4. a bare reference on the same files: pydicom read, resize, the same models, one
-   series at a time, no scan, no workers, no outputs; ratio = medtl rate / bare rate;
+4. a bare reference on the same files: pydicom read, resize, the same models in batches
+   of 16, no scan, no workers, no outputs; ratio = medtl rate / bare rate; and the same
+   loop on the models exported to ONNX (``medtl export``'s writer) run by onnxruntime;
 5. where the bottleneck is: loading+preprocessing alone vs the models alone (items/s).
 
 Run: python benchmarks/predict_export.py [--sizes 50 500] [--folds 5] [--backbone resnet18] [--image-size 128]
@@ -83,28 +84,60 @@ def run_predict(run: Path, export: Path, out: Path, args) -> dict:
             "peak_is_new": peak_kb > before}
 
 
-def bare_rate(run: Path, export: Path, args, limit: int = 100) -> float:
-    """Series/s of the minimal loop: read, scale, resize, ensemble in batches of 16, nothing else."""
+def reference_rate(export: Path, args, run_batch, limit: int = 100) -> float:
+    """Series/s of a minimal loop: read, scale, resize, ``run_batch`` on batches of 16, nothing else."""
     import pydicom
 
-    from medtl.models.trained import load_trained_run
-
-    trained = load_trained_run(run)
-    device = torch.device("cuda" if args.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
-    models = trained.build_models(device)
     files = sorted(export.rglob("img*.dcm"))[:limit]
     start = time.perf_counter()
-    with torch.no_grad():
-        for first in range(0, len(files), 16):  # same batch size as medtl's run config
-            images = []
-            for path in files[first:first + 16]:
-                array = pydicom.dcmread(path).pixel_array.astype(np.float32)
-                lo, hi = np.percentile(array, [0.5, 99.5])
-                image = torch.from_numpy(np.clip((array - lo) / (hi - lo), 0, 1)).float()[None, None]
-                images.append(torch.nn.functional.interpolate(image, size=(args.image_size,) * 2, mode="area")[0])
-            batch = ((torch.stack(images) - 0.449) / 0.226).to(device)
-            torch.stack([torch.softmax(m(batch), 1) for m in models]).mean(0).cpu()
+    for first in range(0, len(files), 16):  # same batch size as medtl's run config
+        images = []
+        for path in files[first:first + 16]:
+            array = pydicom.dcmread(path).pixel_array.astype(np.float32)
+            lo, hi = np.percentile(array, [0.5, 99.5])
+            image = torch.from_numpy(np.clip((array - lo) / (hi - lo), 0, 1)).float()[None, None]
+            images.append(torch.nn.functional.interpolate(image, size=(args.image_size,) * 2, mode="area")[0])
+        run_batch((torch.stack(images) - 0.449) / 0.226)
     return len(files) / (time.perf_counter() - start)
+
+
+def bare_rate(run: Path, export: Path, args) -> float:
+    """The reference loop with the fold models in PyTorch (eval, no_grad), their softmax averaged."""
+    from medtl.models.trained import load_trained_run
+
+    device = torch.device("cuda" if args.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
+    models = load_trained_run(run).build_models(device)
+
+    def ensemble(batch):
+        with torch.no_grad():
+            batch = batch.to(device)
+            return torch.stack([torch.softmax(m(batch), 1) for m in models]).mean(0).cpu()
+
+    return reference_rate(export, args, ensemble)
+
+
+def onnx_rate(run: Path, export: Path, args, folder: Path) -> float:
+    """The reference loop with the same fold models exported to ONNX as ``medtl export`` writes them, run by
+    onnxruntime (CPU, as many intra-op threads as torch uses)."""
+    import onnxruntime
+
+    from medtl.export.networks import write_network
+    from medtl.models.trained import load_trained_run
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    sessions = []
+    for index, model in enumerate(load_trained_run(run).build_models(torch.device("cpu"))):
+        path = folder / f"fold{index}.onnx"
+        write_network(model.eval(), path, "onnx", torch.zeros(2, 1, args.image_size, args.image_size))
+        sessions.append(onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]))
+
+    def ensemble(batch):
+        feed = batch.numpy()
+        logits = [session.run(None, {session.get_inputs()[0].name: feed})[0] for session in sessions]
+        return torch.stack([torch.softmax(torch.from_numpy(x), 1) for x in logits]).mean(0)
+
+    return reference_rate(export, args, ensemble)
 
 
 def bottleneck(run: Path, export: Path, args, limit: int = 100) -> tuple[float, float]:
@@ -145,6 +178,7 @@ def main() -> None:
     parser.add_argument("--pixels", type=int, default=512, help="rows = columns of each synthetic radiograph")
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--skip-onnx", action="store_true", help="no onnxruntime reference (needs the export extra)")
     args = parser.parse_args()
     os.environ.setdefault("MEDTL_SALT", "benchmark")
     with tempfile.TemporaryDirectory() as tmp:
@@ -170,6 +204,10 @@ def main() -> None:
         print(f"bare loop (read, resize, ensemble; no scan, outputs or workers): {bare:.1f} series/s; "
               f"medtl/bare = {medtl_rate / bare:.2f} end to end, {steady / bare:.2f} steady state "
               f"({steady:.1f} series/s without start-up)")
+        if not args.skip_onnx:
+            exported = onnx_rate(run, results[-1][1], args, tmp)
+            print(f"the same loop on the exported ONNX networks (onnxruntime): {exported:.1f} series/s; "
+                  f"medtl/onnxruntime = {medtl_rate / exported:.2f} end to end, {steady / exported:.2f} steady state")
         loading, model = bottleneck(run, results[-1][1], args)
         verdict = "loading" if loading < model else "the model"
         print(f"loading+preprocessing {loading:.1f} items/s vs models {model:.1f} items/s: bottleneck is {verdict}")

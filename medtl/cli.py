@@ -8,6 +8,7 @@ import logging
 import sys
 
 from ._version import __version__
+from .cli_cache import add_cache_command
 from .cli_fewshot import add_fewshot_command
 from .cli_predict import add_predict_commands
 from .errors import MedtlError
@@ -318,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_predict_commands(commands)
     add_fewshot_command(commands)
+    add_cache_command(commands)
 
     sample = commands.add_parser("sample-data", help="write the synthetic sample sets (deterministic)",
                                  description="Write synthetic, never-real-patient sample sets: a 2D radiograph "

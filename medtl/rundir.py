@@ -6,7 +6,7 @@ RUN/run.json                    fingerprints of config, data and splits; arms; m
 RUN/splits.csv                  validation fold of every case per repeat (source of truth on resume)
 RUN/log.txt                     one plain line per stage and epoch
 RUN/metrics.json, predictions.csv, report.html, env.json, training_images.json, skipped_cases.csv
-RUN/cache/                      preprocessed cases (keyed by file content + preprocessing)
+RUN/cache_entries.json          the prepared-case cache entries the run used ($MEDTL_HOME/cache/cases)
 RUN/arms/<arm>/config.yaml      each arm's resolved config
 RUN/arms/<arm>/repeat<R>_fold<K>/  model.safetensors, adaptation.json, done.json, state.pt, ...
 RUN/tracking.json               experiment trackers: MLflow run ids, what each tracker has logged
@@ -218,7 +218,8 @@ class RunDir:
     env = property(lambda self: self.root / "env.json", doc="versions, seeds, data and weight hashes")
     training_images = property(lambda self: self.root / "training_images.json", doc="keyed image hashes")
     skipped_cases = property(lambda self: self.root / "skipped_cases.csv", doc="cases not usable, with reasons")
-    cache = property(lambda self: self.root / "cache", doc="preprocessed cases")
+    cache_entries = property(lambda self: self.root / "cache_entries.json",
+                             doc="the shared prepared-case cache entries the run's cases came from")
     tracking = property(lambda self: self.root / "tracking.json", doc="tracker run ids and logged steps")
     mlflow_db = property(lambda self: self.root / "mlflow.db", doc="MLflow's default backend store")
     mlflow_artifacts = property(lambda self: self.root / "mlartifacts", doc="MLflow's default artifact store")
@@ -255,6 +256,11 @@ class RunDir:
     def write_splits(self, rows: list[dict]) -> None:
         """``rows``: ``case_id, patient_key, repeat, fold[, role]`` of every assignment."""
         write_csv(self.splits, SPLIT_COLUMNS, [{"role": "val", **row} for row in rows])
+
+    def write_cache_entries(self, cache_root: Path, used: dict[str, dict[str, str]]) -> None:
+        """``cache_entries.json``: the cache folder and, per arm whose cases were prepared apart, the entry of
+        each case (its content key: files and preprocessing)."""
+        write_json(self.cache_entries, {"cache": str(cache_root), "entries": used})
 
     def write_state(self, state: dict) -> None:
         """``run.json``."""

@@ -1,12 +1,13 @@
 """Cases from a manifest, preprocessed once and cached, and the torch Dataset over them.
 
 The cache key is the SHA-256 of the input files' content plus the preprocessing
-config, so folds, arms and re-runs never decode the same file twice, and a changed
-file or setting is never served stale.
+config, so folds, arms, runs and commands never decode the same file twice, and a
+changed file or setting is never served stale. The cache is shared by every run
+(``medtl.data.case_cache``: ``$MEDTL_HOME/cache/cases``, bounded by ``MEDTL_CACHE_GB``).
 
 Resize mode keeps the (small, fixed-size) prepared arrays in memory. Patch mode keeps
-each case at its native extent in ``.npy`` files and opens them memory-mapped on each
-use, so a run's memory does not grow with the number of cases.
+each case at its native extent in the cache's ``.npy`` files and opens them
+memory-mapped on each use, so a run's memory does not grow with the number of cases.
 """
 
 from __future__ import annotations
@@ -24,12 +25,12 @@ from ..config import Config
 from ..errors import InputError
 from ..io import load_volume
 from ..io.reasons import Reason
-from ..plumbing.atomic import atomic_path
 from ..plumbing.hashing import sha256_path, sha256_text
 from ..plumbing.progress import progress_bar
 from ..plumbing.redact import public_detail
 from ..tasks import get_task, task_of
 from ..transforms.network_input import needs_mask, network_input
+from .case_cache import CachedEntry, CaseCache
 from .manifest import Case, Manifest
 
 log = logging.getLogger("medtl")
@@ -66,6 +67,7 @@ class PreparedCase:
     labels: dict[str, int | None] = field(default_factory=dict)  # multitask: class index per classification task
     # foreground voxels of the mask as given, before preprocessing (None: no mask); a lesion can vanish in a resize
     source_foreground: int | None = None
+    dhash: bytes | None = field(default=None, repr=False, compare=False)  # duplicates.case_dhash, once per case
 
     @property
     def image(self) -> np.ndarray:
@@ -140,23 +142,25 @@ def _prepare(case: Case, manifest: Manifest, config: Config, need_patient: bool 
                         else int(np.count_nonzero(np.asarray(mask.array) > 0)))
 
 
-def prepare_cases(manifest: Manifest, config: Config, cache_dir: str | Path | None, progress: bool = True,
-                  keep_paths: bool = False, need_patient: bool = True) -> tuple[list[PreparedCase], list[dict]]:
-    """Load and preprocess every case (cached); unusable cases are returned as skip records.
+def prepare_cases(manifest: Manifest, config: Config, cache: CaseCache | str | Path | None,
+                  progress: bool = True, keep_paths: bool = False, need_patient: bool = True
+                  ) -> tuple[list[PreparedCase], list[dict]]:
+    """Load and preprocess every case (through the prepared-case cache); unusable cases are skip records.
 
+    ``cache``: the shared ``CaseCache()`` (what every command uses), a folder for a cache of
+    its own, or ``None`` (nothing stored: every case prepared in memory).
     ``keep_paths`` puts the file paths into the skip details (they may hold patient
     names: for the user's local use only); otherwise paths are redacted.
     ``need_patient=False`` (an unlabelled pretraining pool) accepts cases without a
     patient key (no patient_id column, no PatientID in the header).
     """
-    cache_dir = None if cache_dir is None else Path(cache_dir)
+    if cache is not None and not isinstance(cache, CaseCache):
+        cache = CaseCache(cache)
     fingerprint = preprocessing_fingerprint(config)
     uses_mask = needs_mask(config)
     uses_label = task_of(config).uses_label
-    on_disk = config.data.mode == "patch"
+    in_memory = config.data.mode != "patch"  # patch mode maps the stored arrays on each use
     prepared, skipped = [], []
-    if cache_dir is not None:
-        cache_dir.mkdir(parents=True, exist_ok=True)
     with progress_bar("preparing cases", len(manifest.cases), progress) as advance:
         for case in manifest.cases:
             try:
@@ -167,21 +171,16 @@ def prepare_cases(manifest: Manifest, config: Config, cache_dir: str | Path | No
                     where = f" ({', '.join(map(str, missing))})" if keep_paths else ""
                     raise InputError(f"case {case.case_id}: {which} file named on manifest line {case.line} not "
                                      f"found{where}", "FILE_NOT_FOUND")
-                hashes = [sha256_path(p) for p in sources]
-                digest = sha256_text(fingerprint, *hashes)
-                if on_disk and cache_dir:
-                    item = _load_stored(cache_dir, digest, case, manifest, uses_label)
-                else:
-                    item = _load_cached(cache_dir, digest, case, manifest, uses_label) if cache_dir else None
+                digest = sha256_text(fingerprint, *(sha256_path(p) for p in sources))
+                entry = cache.get(digest, in_memory) if cache is not None else None
+                item = _from_entry(entry, case, manifest, uses_label) if entry is not None else None
                 if item is None:
                     item = _prepare(case, manifest, config, need_patient)
                     item.content_hash = digest
-                    if on_disk and item.mask_data is not None:
+                    if not in_memory and item.mask_data is not None:
                         item.foreground = foreground_sample(item.mask, int(digest[:8], 16))
-                    if on_disk and cache_dir:
-                        item = _store(cache_dir, item)
-                    elif cache_dir:
-                        _save_cached(cache_dir, item)
+                    if cache is not None:
+                        item = _from_entry(_publish(cache, item, in_memory), case, manifest, uses_label)
                 item.site = case.site
                 prepared.append(item)
             except InputError as exc:
@@ -195,6 +194,8 @@ def prepare_cases(manifest: Manifest, config: Config, cache_dir: str | Path | No
                                 "detail": type(exc).__name__})
                 log.debug("case %s skipped: unexpected %s while reading it", case.case_id, type(exc).__name__)
             advance(1)
+    if cache is not None:
+        cache.evict()  # the bound (MEDTL_CACHE_GB), never touching what a running job holds
     for line in skip_summary(skipped):
         log.warning(line)
     return prepared, skipped
@@ -211,10 +212,6 @@ def skip_summary(skipped: list[dict]) -> list[str]:
             for reason, row in first.items()]
 
 
-def _cache_path(cache_dir: Path, digest: str) -> Path:
-    return cache_dir / f"{digest[:32]}.npz"
-
-
 def _manifest_facts(case: Case, manifest: Manifest, meta: dict, uses_label: bool
                     ) -> tuple[str, int | None, dict[str, int | None]]:
     """Patient key, label and multi-task labels of a case: the manifest's now (the cache's patient key only
@@ -227,78 +224,29 @@ def _manifest_facts(case: Case, manifest: Manifest, meta: dict, uses_label: bool
     return patient_key, label, labels
 
 
-def _load_cached(cache_dir: Path, digest: str, case: Case, manifest: Manifest, uses_label: bool
-                 ) -> PreparedCase | None:
-    """The cached arrays of a case; everything the manifest says (label, keys) is taken from the manifest.
-
-    The cache key covers the files and the preprocessing only, so a label corrected in
-    the manifest must never be served from the cache.
-    """
-    path = _cache_path(cache_dir, digest)
-    if not path.exists():
-        return None
-    with np.load(path, allow_pickle=False) as data:
-        meta = json.loads(str(data["meta"]))
-        mask = data["mask"] if "mask" in data.files else None
-        if mask is not None and "source_foreground" not in meta:
-            return None  # cached before the given mask's foreground was recorded: prepare it again
-        patient_key, label, labels = _manifest_facts(case, manifest, meta, uses_label)
-        return PreparedCase(case.case_id, patient_key, case.group_key or patient_key, label, data["image"], mask,
-                            digest, meta["notes"], tuple(meta["spacing"]), meta.get("pixel_hash", ""), labels=labels,
-                            source_foreground=meta.get("source_foreground"))
-
-
-def _save_cached(cache_dir: Path, item: PreparedCase) -> None:
-    meta = json.dumps({"patient_key": item.patient_key, "label": item.label, "pixel_hash": item.image_hash,
-                       "notes": item.notes, "spacing": list(item.spacing), "source_foreground": item.source_foreground})
-    arrays = {"image": item.image_data, "meta": np.array(meta)}
-    if item.mask is not None:
-        arrays["mask"] = item.mask
-    with atomic_path(_cache_path(cache_dir, item.content_hash)) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-
-
-def _stored_folder(cache_dir: Path, digest: str) -> Path:
-    return cache_dir / digest[:32]
-
-
-def _store(cache_dir: Path, item: PreparedCase) -> PreparedCase:
-    """Patch mode: write the arrays as ``.npy`` files (meta.json last: its presence means complete).
-
-    Returns the case with its arrays replaced by the files, so the in-memory copy is freed.
-    """
-    folder = _stored_folder(cache_dir, item.content_hash)
+def _publish(cache: CaseCache, item: PreparedCase, in_memory: bool) -> CachedEntry:
+    """Store a freshly prepared case; the returned entry's arrays replace the in-memory copy in patch mode."""
+    meta = {"patient_key": item.patient_key, "pixel_hash": item.image_hash, "notes": item.notes,
+            "spacing": list(item.spacing), "source_foreground": item.source_foreground}
     arrays = {"image": item.image_data, "mask": item.mask_data, "foreground": item.foreground}
-    for name, array in arrays.items():
-        if array is not None:
-            with atomic_path(folder / f"{name}.npy") as tmp:
-                with open(tmp, "wb") as f:
-                    np.save(f, np.asarray(array), allow_pickle=False)
-    meta = {"patient_key": item.patient_key, "label": item.label, "pixel_hash": item.image_hash,
-            "notes": item.notes, "spacing": list(item.spacing), "source_foreground": item.source_foreground}
-    with atomic_path(folder / "meta.json") as tmp:
-        tmp.write_text(json.dumps(meta))
-    item.image_data = folder / "image.npy"
-    item.mask_data = folder / "mask.npy" if item.mask_data is not None else None
-    return item
+    return cache.put(item.content_hash, arrays, meta, in_memory)
 
 
-def _load_stored(cache_dir: Path, digest: str, case: Case, manifest: Manifest, uses_label: bool
-                 ) -> PreparedCase | None:
-    """A patch-mode case from its files (labels and keys from the manifest, as in ``_load_cached``)."""
-    folder = _stored_folder(cache_dir, digest)
-    if not (folder / "meta.json").exists():
-        return None
-    meta = json.loads((folder / "meta.json").read_text())
-    mask = folder / "mask.npy" if (folder / "mask.npy").exists() else None
-    if mask is not None and "source_foreground" not in meta:
-        return None  # stored before the given mask's foreground was recorded: prepare it again
+def _from_entry(entry: CachedEntry, case: Case, manifest: Manifest, uses_label: bool) -> PreparedCase:
+    """A case from its cache entry; everything the manifest says (label, keys) is taken from the manifest.
+
+    The cache key covers the files and the preprocessing only, so a label corrected in the
+    manifest must never be served from the cache.
+    """
+    meta, arrays = entry.meta, entry.arrays
     patient_key, label, labels = _manifest_facts(case, manifest, meta, uses_label)
-    foreground = np.load(folder / "foreground.npy") if (folder / "foreground.npy").exists() else None
-    return PreparedCase(case.case_id, patient_key, case.group_key or patient_key, label, folder / "image.npy", mask,
-                        digest, meta["notes"], tuple(meta["spacing"]), meta.get("pixel_hash", ""), foreground,
-                        labels=labels, source_foreground=meta.get("source_foreground"))
+    foreground = arrays.get("foreground")
+    if isinstance(foreground, Path):
+        foreground = np.load(foreground, allow_pickle=False)
+    return PreparedCase(case.case_id, patient_key, case.group_key or patient_key, label, arrays["image"],
+                        arrays.get("mask"), entry.digest, list(meta["notes"]), tuple(meta["spacing"]),
+                        meta.get("pixel_hash", ""), foreground, labels=labels,
+                        source_foreground=meta.get("source_foreground"))
 
 
 def training_item(image: np.ndarray, mask: np.ndarray | None, case: PreparedCase, index: int, augment=None,

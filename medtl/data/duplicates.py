@@ -31,6 +31,17 @@ def difference_hash(image: np.ndarray) -> bytes:
     return np.packbits(thumb[:, 1:] > thumb[:, :-1]).tobytes()
 
 
+def case_dhash(item) -> bytes:
+    """``difference_hash`` of a case's image, computed once per case (the duplicate check, the leak checks and
+    the run's training-image record all ask for it)."""
+    cached = getattr(item, "dhash", None)
+    if cached is None:
+        cached = difference_hash(item.image)
+        if hasattr(item, "dhash"):
+            item.dhash = cached
+    return cached
+
+
 def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Bit distances ``(len(a), len(b))`` between two stacks of packed hashes."""
     return _POPCOUNT[a[:, None, :] ^ b[None, :, :]].sum(axis=2)
@@ -76,7 +87,7 @@ def cross_patient_duplicates(cases, max_bits: int = MAX_BITS, keep: int = 20) ->
     """
     if len(cases) < 2:
         return DuplicatePairs([], 0)
-    hashes = np.stack([np.frombuffer(difference_hash(c.image), dtype=np.uint8) for c in cases])
+    hashes = np.stack([np.frombuffer(case_dhash(c), dtype=np.uint8) for c in cases])
     unique, inverse = np.unique(hashes, axis=0, return_inverse=True)
     members: list[list[int]] = [[] for _ in range(len(unique))]
     for i, u in enumerate(np.asarray(inverse).reshape(-1)):

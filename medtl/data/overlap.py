@@ -30,7 +30,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .duplicates import MAX_BITS, close_pairs, difference_hash, hamming
+from .duplicates import MAX_BITS, case_dhash, close_pairs, hamming
 
 NETWORK_TOLERANCE = 1e-5  # largest |difference| of two network inputs that are the same input (float32 noise)
 NETWORK_DECIMALS = 3  # the stored network-input hash rounds to this many decimals (training_images.json)
@@ -58,7 +58,7 @@ class ImageKeys:
 
 def image_keys(items: Sequence) -> ImageKeys:
     """Keys of prepared cases or target images (anything with ``image`` and ``image_hash``)."""
-    dhashes = (np.stack([np.frombuffer(difference_hash(item.image), dtype=np.uint8) for item in items])
+    dhashes = (np.stack([np.frombuffer(case_dhash(item), dtype=np.uint8) for item in items])
                if items else np.zeros((0, 32), np.uint8))
     return ImageKeys(tuple(item.image_hash for item in items), dhashes, lambda i: items[i].image)
 

@@ -17,7 +17,9 @@ def explanation_section(summary: dict, figures: dict[str, str]) -> tuple[str, st
         rank = entry["randomisation_spearman"]
         game = entry.get("pointing_game", {})
         label = f"{arm} ({entry['task']} head)" if "task" in entry else arm  # multitask: the head explained
-        rows.append([label, entry["layer"], entry["n_cases"], rank["mean"], f"{rank['min']:.2f} to {rank['max']:.2f}",
+        cases = (f"{entry['n_cases']} of {entry['n_fold_cases']} (seeded sample)" if "n_fold_cases" in entry
+                 else entry["n_cases"])
+        rows.append([label, entry["layer"], cases, rank["mean"], f"{rank['min']:.2f} to {rank['max']:.2f}",
                      f"{game['hits']}/{game['n']} ({game['share']:.2f})" if game else "no masks",
                      game.get("chance")])
     text = ("<p>Grad-CAM (1 = most important) of each arm's first-fold model on that fold's validation cases, for "

@@ -53,7 +53,8 @@ def atomic_path(path: str | Path, mode: int | None = None) -> Iterator[Path]:
 _TEMP_NAME = re.compile(r"\.tmp-(\d+)-")
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process of this id runs on this machine (one of another user's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -72,7 +73,7 @@ def remove_orphan_temps(folder: str | Path) -> int:
     removed = 0
     for path in Path(folder).rglob(".tmp-*"):
         match = _TEMP_NAME.match(path.name)
-        if match and path.is_file() and not path.is_symlink() and not _alive(int(match.group(1))):
+        if match and path.is_file() and not path.is_symlink() and not process_alive(int(match.group(1))):
             path.unlink(missing_ok=True)
             removed += 1
     return removed

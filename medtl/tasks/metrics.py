@@ -44,23 +44,36 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray,
     classes = probs.shape[1]
     both_present = len(torch.unique(target)) == classes
     C = F.classification
+    # medtl builds these inputs (class indices of the manifest, softmax outputs); torchmetrics' per-call argument
+    # checks cost more than the metric itself on a bootstrap resample (15x on 5,000 cases), and change no value
+    binary = {"validate_args": False}
     if classes == 2:
         score = probs[:, 1]
         compute = {
-            "auc": lambda: C.binary_auroc(score, target).item() if both_present else math.nan,
-            "pr_auc": lambda: C.binary_average_precision(score, target).item() if both_present else math.nan,
-            "accuracy": lambda: C.binary_accuracy(score, target).item(),
-            "sensitivity": lambda: C.binary_recall(score, target).item(),
-            "specificity": lambda: C.binary_specificity(score, target).item(),
-            "f1": lambda: C.binary_f1_score(score, target).item(),
+            "auc": lambda: C.binary_auroc(score, target, **binary).item() if both_present else math.nan,
+            "pr_auc": lambda: (C.binary_average_precision(score, target, **binary).item()
+                               if both_present else math.nan),
         }
+        counts = []  # one confusion count serves accuracy, sensitivity, specificity and F1 (torchmetrics' formulas)
+
+        def from_counts(name: str) -> float:
+            if not counts:
+                counts.extend(C.binary_stat_scores(score, target, **binary)[:4].float())
+            tp, fp, tn, fn = counts
+            numerator, denominator = {"accuracy": (tp + tn, tp + tn + fp + fn), "sensitivity": (tp, tp + fn),
+                                      "specificity": (tn, tn + fp), "f1": (2 * tp, 2 * tp + fn + fp)}[name]
+            return (numerator / denominator).item() if denominator > 0 else 0.0
+
+        for name in ("accuracy", "sensitivity", "specificity", "f1"):
+            compute[name] = lambda name=name: from_counts(name)
     else:
-        kw = {"num_classes": classes, "average": "macro"}
+        kw = {"num_classes": classes, "average": "macro", "validate_args": False}
         compute = {
             "auc": lambda: C.multiclass_auroc(probs, target, **kw).item() if both_present else math.nan,
             "pr_auc": lambda: (C.multiclass_average_precision(probs, target, **kw).item()
                                if both_present else math.nan),
-            "accuracy": lambda: C.multiclass_accuracy(probs, target, num_classes=classes, average="micro").item(),
+            "accuracy": lambda: C.multiclass_accuracy(probs, target, num_classes=classes, average="micro",
+                                                      validate_args=False).item(),
             "sensitivity": lambda: C.multiclass_recall(probs, target, **kw).item(),
             "specificity": lambda: C.multiclass_specificity(probs, target, **kw).item(),
             "f1": lambda: C.multiclass_f1_score(probs, target, **kw).item(),

@@ -46,12 +46,15 @@ class FitResult:
 
 
 def make_loader(cases: list[PreparedCase], config: Config, seed: int, augment=None, train: bool = True,
-                distributed: bool = False):
+                distributed: bool = False, pin_memory: bool = False):
     """Batches of ``cases``; for training a seeded shuffle (or class-balanced sampling), else in order.
 
     Cases at native extent (patch mode) train on ``data.patches_per_case`` patches each
     and are predicted one case per batch (sliding windows are batched instead).
     ``distributed`` (training under DDP): this process's share of each global batch.
+    ``pin_memory`` (a CUDA device): batches in page-locked memory, so the copy to the device overlaps compute.
+    Workers are started afresh each epoch (not ``persistent_workers``): each epoch's augmentation is seeded in
+    the main process and the workers take it with them, so an epoch is the same with any number of workers.
     """
     data = config.data
     per_item = 1
@@ -76,9 +79,9 @@ def make_loader(cases: list[PreparedCase], config: Config, seed: int, augment=No
     if train and distributed and ddp.active():
         batches = torch.utils.data.BatchSampler(sampler, batch_size, drop_last=lone_last)
         return torch.utils.data.DataLoader(dataset, batch_sampler=ddp.RankBatches(batches, ddp.rank(), ddp.world()),
-                                           num_workers=config.train.workers)
+                                           num_workers=config.train.workers, pin_memory=pin_memory)
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler,
-                                       num_workers=config.train.workers, drop_last=lone_last)
+                                       num_workers=config.train.workers, drop_last=lone_last, pin_memory=pin_memory)
 
 
 def _to_device(targets, device: torch.device):
@@ -220,8 +223,9 @@ def fit(model: MedtlModel, train_cases: list[PreparedCase], config: Config, stat
             total, count, facts = private_epoch(private, model, train_cases, config, augment, loss_fn, device,
                                                 seed_now, lambda loss, ids: trainer.apply(loss, epoch, ids), on_batch)
         for step, (images, targets, indices) in enumerate([] if private is not None else
-                make_loader(train_cases, config, seed_now, augment, distributed=distributed)):
-            images, targets = images.to(device), _to_device(targets, device)
+                make_loader(train_cases, config, seed_now, augment, distributed=distributed,
+                            pin_memory=device.type == "cuda")):
+            images, targets = images.to(device, non_blocking=True), _to_device(targets, device)
             if device.type == "cuda":
                 images = images.contiguous(memory_format=torch.channels_last if images.dim() == 4
                                            else torch.channels_last_3d)
@@ -232,11 +236,11 @@ def fit(model: MedtlModel, train_cases: list[PreparedCase], config: Config, stat
             facts.append(fact)
             trainer.step(objective, epoch, lambda: [train_cases[int(i)].case_id for i in indices],
                          lambda: regulariser.penalty(model))
-            total += loss.item() * len(images)
+            total = total + loss.detach().double() * len(images)  # a float64 tensor: no device sync per step
             count += len(images)
             if on_batch:
                 on_batch(math.ceil(count / train_cfg.batch_size), steps)
-        mean_loss = total / max(1, count)
+        mean_loss = float(total) / max(1, count)
         trainable, parameters = peft.trainable_counts(model)
         record = {"epoch": epoch, "train_loss": ddp.average_scalar(mean_loss) if distributed else mean_loss,
                   "lr": scheduler.get_last_lr()[0], "trainable_params": trainable, "total_params": parameters}

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..arms import Arm
 from ..config import Config, dump_config, flatten
+from ..data.case_cache import CaseCache
 from ..data.dataset import PreparedCase, prepare_cases, preprocessing_fingerprint
 from ..data.duplicates import cross_patient_duplicates
 from ..data.overlap import copy_keys, possible_copy_notes
@@ -150,7 +152,7 @@ def prepare_run(config: Config, rundir: RunDir, checked: Checked, progress: bool
         rundir.write_arm_config(arm.name, arm.config)
     for note in checked.notes:
         rundir.log(note)
-    cases, skipped = prepare_cases(manifest, config, rundir.cache, progress, keep_paths)
+    cases, skipped = prepare_cases(manifest, config, CaseCache(), progress, keep_paths)
     if not cases:
         raise InputError(f"no usable case in {manifest.path}; reasons: {sorted({s['reason'] for s in skipped})}")
     task_of(config).check_cases(cases, f"manifest {manifest.path.name}")
@@ -161,9 +163,13 @@ def prepare_run(config: Config, rundir: RunDir, checked: Checked, progress: bool
     run.mask_files = {c.case_id: (c.image, c.mask) for c in manifest.cases if c.mask is not None}
     run.manifest_rows = {c.case_id: c.line for c in manifest.cases}
     run.arm_cases = _prepare_arm_cases(arms, manifest, config, rundir, cases, progress, keep_paths)
+    rundir.write_cache_entries(CaseCache().root, {name: {c.case_id: c.content_hash for c in arm_cases}
+                                                  for name, arm_cases in [(arms[0].name, cases),
+                                                                          *run.arm_cases.items()]})
     run.warnings += task_of(config).preparation_warnings(cases)
     run.warnings += [f"case {s['case_id']} skipped: {s['reason']} ({s['detail']})" for s in skipped]
-    counted = sorted({f"{note} in {sum(note in c.notes for c in cases)} case(s)" for c in cases for note in c.notes})
+    note_counts = Counter(note for c in cases for note in set(c.notes))
+    counted = sorted(f"{note} in {count} case(s)" for note, count in note_counts.items())
     # what every image of a format lacks by design (PNG has no pixel spacing) is said once, as a note
     run.notes += [line for line in counted if line.split(" ")[0] in EXPECTED_NOTES]
     run.warnings += [line for line in counted if line.split(" ")[0] not in EXPECTED_NOTES]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..arms import Arm
+from ..data.case_cache import CaseCache
 from ..data.dataset import PreparedCase, prepare_cases, preprocessing_fingerprint
 from ..errors import InputError
 from ..rundir import RunDir
@@ -18,7 +19,7 @@ def own_cases(arm: Arm, manifest, config, rundir: RunDir, cases: list[PreparedCa
     """
     if preprocessing_fingerprint(arm.config) == preprocessing_fingerprint(config):
         return None
-    own, skipped = prepare_cases(manifest, arm.config, rundir.cache, progress, keep_paths)
+    own, skipped = prepare_cases(manifest, arm.config, CaseCache(), progress, keep_paths)
     by_id = {c.case_id: c for c in own}
     lost = [s for s in skipped if s["case_id"] in {c.case_id for c in cases}]
     if lost:

@@ -5,6 +5,10 @@ whole-image inputs, ``explain.report``): maps of the predicted class, overlays o
 (the most confident first, then by case id: deterministic), the model-randomisation
 check and, where the manifest gives the finding's mask, the pointing game. Only counts,
 correlations and figures of pixels leave this module: no patient ids.
+
+On a large fold the checks use a seeded sample of ``SANITY_CASES`` validation cases plus the
+cases shown (Grad-CAM twice per case, model and randomised copy, would otherwise cost more
+than a training epoch); ``n_cases`` and ``n_fold_cases`` say so.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from ..tasks.multitask import task_rows
 from ..transforms.network_input import network_input
 
 log = logging.getLogger("medtl")
+SANITY_CASES = 200
 
 
 def _groups(rows: list[dict], positive: int, per_group: int) -> dict[str, list[dict]]:
@@ -76,6 +81,9 @@ def _arm_explanations(run, arm: str) -> tuple[dict, str]:
     if head is not None:  # one classification head of a multitask model, on the cases with its label
         rows, class_names = task_rows(rows, head), run.class_names[head]
         model, randomised = TaskLogits(model, head), TaskLogits(randomised, head)
+    positive = 1 if len(class_names) == 2 else None
+    fold_cases = len(rows)
+    rows = _sanity_sample(rows, positive, config)
     by_id = {c.case_id: c for c in run.cases_of(arm)}
     images = torch.from_numpy(np.stack([np.asarray(by_id[r["case_id"]].image, dtype=np.float32) for r in rows]))
     predicted = [int(np.argmax([r[f"prob_{n}"] for n in class_names])) for r in rows]
@@ -84,11 +92,11 @@ def _arm_explanations(run, arm: str) -> tuple[dict, str]:
     correlations = rank_correlations(maps, gradcam_maps(randomised, images, predicted, layer))
     finite = [c for c in correlations if not math.isnan(c)]
     summary = {"fold": first.name, "layer": layer, "n_cases": len(rows), **({"task": head} if head else {}),
+               **({"n_fold_cases": fold_cases} if fold_cases > len(rows) else {}),
                "randomisation_spearman": {"mean": float(np.mean(finite)) if finite else math.nan,
                                           "min": float(np.min(finite)) if finite else math.nan,
                                           "max": float(np.max(finite)) if finite else math.nan,
                                           "n": len(finite), "n_flat": len(correlations) - len(finite)}}
-    positive = 1 if len(class_names) == 2 else None
     truth = [i for i, r in enumerate(rows) if positive is not None and r["label_index"] == positive]
     masks = {i: _network_mask(run, rows[i]["case_id"], config) for i in truth} if run.mask_files else {}
     with_mask = [i for i in truth if masks.get(i) is not None]
@@ -108,6 +116,17 @@ def _arm_explanations(run, arm: str) -> tuple[dict, str]:
             prob = max(row[f"prob_{n}"] for n in class_names)
             panels.append((image, heat, f"{kind}, p={prob:.2f}"))
     return summary, figures.explanation_figure(panels, f"Grad-CAM ({layer}), arm {arm}") if panels else ""
+
+
+def _sanity_sample(rows: list[dict], positive: int | None, config) -> list[dict]:
+    """The fold's rows, or on a large fold the rows shown in the figure plus a seeded sample (fold order kept)."""
+    if len(rows) <= SANITY_CASES:
+        return rows
+    shown = {r["case_id"] for chosen in _groups(rows, positive, config.explain.cases_per_group).values()
+             for r in chosen}
+    sample = np.random.default_rng(config.train.seed).choice(len(rows), SANITY_CASES, replace=False)
+    keep = shown | {rows[int(i)]["case_id"] for i in sample}
+    return [r for r in rows if r["case_id"] in keep]
 
 
 def explanation_summary(run) -> dict | None:

@@ -37,6 +37,7 @@ def train_unit(out: str, unit: Unit, threads: int | None, distributed: bool = Fa
 
     ``distributed``: this process is a follower rank of a ``torchrun`` group training the unit with rank 0."""
     from ..arms import resolve_arms
+    from ..data.case_cache import CaseCache
     from ..data.dataset import prepare_cases
     from ..data.manifest import read_config_manifest
     from ..rundir import RunDir
@@ -50,7 +51,7 @@ def train_unit(out: str, unit: Unit, threads: int | None, distributed: bool = Fa
     if threads and arm.config.train.threads is None:  # a local cluster shares the cores between its workers
         arm = replace(arm, config=arm.config.derive({"train.threads": threads}, check_paths=False))
     manifest = read_config_manifest(config)
-    cases, _ = prepare_cases(manifest, config, rundir.cache, progress=False)  # from the cache the run filled
+    cases, _ = prepare_cases(manifest, config, CaseCache(), progress=False)  # from the cache the run filled
     fold = next(f for f in run_state.folds_from_splits(rundir, cases) if (f.repeat, f.fold) == (unit.repeat,
                                                                                                    unit.fold))
     num_classes = arm_num_classes(arm, manifest.class_names, cases)

@@ -22,6 +22,7 @@ import torch
 from .._version import __version__
 from ..calibration.scaled import TemperatureScaled
 from ..config import PUBLISHED_WEIGHTS
+from ..data.case_cache import CaseCache
 from ..data.dataset import prepare_cases
 from ..data.manifest import Manifest, read_config_manifest
 from ..errors import InputError, MedtlError
@@ -100,7 +101,7 @@ def _validation_images(trained: TrainedRun, rundir: RunDir, max_cases: int | Non
         wanted[member.name] = ids[:max_cases] if max_cases else ids
     needed = {i for ids in wanted.values() for i in ids}
     subset = Manifest(manifest.path, [c for c in manifest.cases if c.case_id in needed], manifest.class_names)
-    cases, _ = prepare_cases(subset, config, rundir.cache, progress)
+    cases, _ = prepare_cases(subset, config, CaseCache(), progress)
     by_id = {c.case_id: c for c in cases}
     return {name: [by_id[i].image for i in ids if i in by_id] for name, ids in wanted.items()}
 

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ..config import META_TASKS, Config, TaskSpec, load_config
+from ..data.case_cache import CaseCache
 from ..data.dataset import prepare_cases
 from ..data.manifest import read_manifest
 from ..data.target_overlap import target_overlap
@@ -104,7 +105,7 @@ def episode_cases(manifest_path: Path, config: Config, column: str, progress: bo
         case.label = None
     stage = config.derive({"task": "classification", "tasks": [], "data.positive_class": None, "compare": [],
                            "tune": None}, where="fewshot preprocessing")
-    cases, skipped = prepare_cases(manifest, stage, medtl_home() / "source_models" / "cases", progress)
+    cases, skipped = prepare_cases(manifest, stage, CaseCache(), progress)
     if not cases:
         raise InputError(f"no usable image in {manifest_path}")
     labels = [c.labels.get("c0") for c in cases]
@@ -120,7 +121,7 @@ def check_held_out(config: Config, cases: list, allow: bool) -> list[str]:
     from .pretrain import source_stage_config
     from .pretrain_meta import read_episode_pool
 
-    pool, _, _, _ = read_episode_pool(config, source_stage_config(config), medtl_home() / "source_models", False)
+    pool, _, _, _ = read_episode_pool(config, source_stage_config(config), False)
     overlap = target_overlap(cases, pool)
     if not overlap.n_cases:
         return []

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from ..config import META_TASKS, SSL_TASKS, Config
+from ..data.case_cache import CaseCache
 from ..data.dataset import prepare_cases
 from ..data.manifest import read_manifest
 from ..data.provenance import data_hash
@@ -106,11 +107,11 @@ def train_source_model(config: Config, progress: bool = True, on_epoch=None, on_
         return train_meta_model(config, stage, root, stage_fingerprint_text(stage), target_cases, progress, on_epoch,
                                 on_batch)
     manifest = read_manifest(stage.data.manifest, stage.task)
-    cases, skipped = prepare_cases(manifest, stage, root / "cases", progress)
+    cases, skipped = prepare_cases(manifest, stage, CaseCache(), progress)
     if not cases:
         raise InputError(f"no usable case in the source manifest {manifest.path}")
     if target_cases is None:
-        target_cases = guard_cases(config, root, progress)
+        target_cases = guard_cases(config, progress)
     notes = guard_notes(config, cases, target_cases, labelled=True)
     stage_text = stage_fingerprint_text(stage)
     data_sha = data_hash([c.content_hash for c in cases])

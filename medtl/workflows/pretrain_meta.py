@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from ..config import Config, TaskSpec
+from ..data.case_cache import CaseCache
 from ..data.dataset import PreparedCase, prepare_cases
 from ..data.manifest import read_manifest
 from ..data.provenance import data_hash
@@ -43,7 +44,7 @@ def meta_sources(config: Config) -> list[tuple[Path, list[str]]]:
     return [(config.source.manifest, ["label"])]
 
 
-def read_episode_pool(config: Config, stage: Config, root: Path, progress: bool):
+def read_episode_pool(config: Config, stage: Config, progress: bool):
     """``(prepared images, families, skip records)`` of every meta source."""
     images: list[PreparedCase] = []
     names, labels, class_names, skipped = [], [], [], []
@@ -52,7 +53,7 @@ def read_episode_pool(config: Config, stage: Config, root: Path, progress: bool)
         manifest = read_manifest(path, "multitask", group_by=stage.cv.group_by, tasks=tasks)
         for case in manifest.cases:
             case.label = None  # a `label` column is read only when listed in columns (then as a family)
-        cases, skips = prepare_cases(manifest, stage, root / "cases", progress)
+        cases, skips = prepare_cases(manifest, stage, CaseCache(), progress)
         skipped += skips
         offset = len(images)
         images += cases
@@ -85,10 +86,10 @@ def train_meta_model(config: Config, stage: Config, root: Path, stage_text: str,
                      on_epoch, on_batch) -> SourceModel:
     """Meta-train (or reuse) the source model; returns a ``SourceModel``."""
     method_name, meta = config.source.task, config.meta
-    images, families, labels, skipped = read_episode_pool(config, stage, root, progress)
+    images, families, labels, skipped = read_episode_pool(config, stage, progress)
     sampler = EpisodeSampler(families, meta.ways, meta.shots, meta.queries, stage.train.seed)
     if target_cases is None:
-        target_cases = guard_cases(config, root, progress)
+        target_cases = guard_cases(config, progress)
     notes = guard_notes(config, images, target_cases, labelled=True)
     if skipped:
         notes.append(f"{len(skipped)} source image(s) could not be used and were left out")

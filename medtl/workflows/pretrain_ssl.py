@@ -14,6 +14,7 @@ import logging
 from pathlib import Path
 
 from ..config import Config
+from ..data.case_cache import CaseCache
 from ..data.dataset import PreparedCase, prepare_cases
 from ..data.manifest import read_manifest
 from ..data.provenance import data_hash
@@ -42,25 +43,25 @@ def ssl_fingerprint_text(config: Config) -> str:
                       sort_keys=True)
 
 
-def read_pool(stage: Config, root: Path, progress: bool) -> tuple[list[PreparedCase], list[dict], int]:
+def read_pool(stage: Config, progress: bool) -> tuple[list[PreparedCase], list[dict], int]:
     """The pool's prepared images, skip records, and how many rows carried a label (ignored)."""
     manifest = read_manifest(stage.data.manifest, "classification", targets=False)
     labelled = sum(c.label is not None for c in manifest.cases)
     for case in manifest.cases:
         case.label = None  # self-supervised: labels are never read, whatever the manifest holds
     manifest.class_names = []
-    cases, skipped = prepare_cases(manifest, stage, root / "cases", progress, need_patient=False)
+    cases, skipped = prepare_cases(manifest, stage, CaseCache(), progress, need_patient=False)
     if not cases:
         raise InputError(f"no usable image in the self-supervised pool {manifest.path}")
     return cases, skipped, labelled
 
 
-def read_probe(config: Config, stage: Config, root: Path, progress: bool) -> tuple[list[PreparedCase], list[str]]:
+def read_probe(config: Config, stage: Config, progress: bool) -> tuple[list[PreparedCase], list[str]]:
     """The labelled probe set (``ssl.probe_manifest``), prepared like the pool; empty without one."""
     if config.ssl.probe_manifest is None:
         return [], []
     manifest = read_manifest(config.ssl.probe_manifest, "classification")
-    cases, _ = prepare_cases(manifest, stage, root / "cases", progress)
+    cases, _ = prepare_cases(manifest, stage, CaseCache(), progress)
     return cases, manifest.class_names
 
 
@@ -92,9 +93,9 @@ def train_ssl_model(config: Config, stage: Config, root: Path, stage_text: str, 
                     on_epoch, on_batch):
     """Train (or reuse) the self-supervised source model; returns a ``SourceModel``."""
     method = config.source.task
-    pool, skipped, labelled = read_pool(stage, root, progress)
+    pool, skipped, labelled = read_pool(stage, progress)
     if target_cases is None:
-        target_cases = guard_cases(config, root, progress)
+        target_cases = guard_cases(config, progress)
     notes = guard_notes(config, pool, target_cases, labelled=False)
     if skipped:
         from collections import Counter
@@ -103,7 +104,7 @@ def train_ssl_model(config: Config, stage: Config, root: Path, stage_text: str, 
         notes.append(f"{len(skipped)} pool image(s) could not be used and were left out ({reasons})")
     if labelled:
         notes.append(f"the pool manifest has labels in {labelled} row(s): ignored (self-supervised {method})")
-    probe_cases, probe_classes = read_probe(config, stage, root, progress)
+    probe_cases, probe_classes = read_probe(config, stage, progress)
     pool_sha = data_hash([c.content_hash for c in pool])
     probe_sha = data_hash([c.content_hash for c in probe_cases]) if probe_cases else ""
     fingerprint = sha256_text(stage_text, method, ssl_fingerprint_text(config), pool_sha, probe_sha)[:16]

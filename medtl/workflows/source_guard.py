@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ..config import Config
+from ..data.case_cache import CaseCache
 from ..data.dataset import PreparedCase, prepare_cases
 from ..data.manifest import read_config_manifest
 from ..data.target_overlap import check_pool, target_overlap
 
 
-def guard_cases(config: Config, root: Path, progress: bool) -> list[PreparedCase] | None:
+def guard_cases(config: Config, progress: bool) -> list[PreparedCase] | None:
     """The target run's cases when no run passes them (``medtl pretrain``): prepared from ``data.manifest``."""
     if config.data.manifest is None:
         return None
     manifest = read_config_manifest(config)
-    cases, _ = prepare_cases(manifest, config, root / "cases", progress)
+    cases, _ = prepare_cases(manifest, config, CaseCache(), progress)
     return cases
 
 

@@ -179,13 +179,14 @@ def evaluate_trial_in_worker(out: str, unit: TrialUnit, threads: int | None) -> 
 def context_from_folder(out: str, arm: str | None = None) -> SearchContext:
     """The search context of the run in ``out`` (config, manifest, prepared cases), as the main process had it."""
     from ..arms import resolve_arms
+    from ..data.case_cache import CaseCache
     from ..data.dataset import prepare_cases
     from ..data.manifest import read_config_manifest
 
     rundir = RunDir(out)
     config = rundir.read_config()
     manifest = read_config_manifest(config)
-    cases, _ = prepare_cases(manifest, config, rundir.cache, progress=False)
+    cases, _ = prepare_cases(manifest, config, CaseCache(), progress=False)
     arms = resolve_arms(config, check_paths=False)
     base = next(a for a in arms if a.name == (arm or arms[0].name))
     return SearchContext(config, base, manifest, rundir, cases, manifest.class_names, objective_of(config),

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from medtl.cli import main
+from medtl.data.case_cache import CaseCache
 from medtl.rundir import RunDir
 from medtl.samples.sample_sets import write_radiograph_set
 
@@ -83,6 +84,11 @@ def test_a_changed_manifest_or_image_is_refused(dataset, tmp_path, capsys):
     assert main(["cv", str(config), "--out", str(run), "--quiet"]) == 2
     assert "changed" in capsys.readouterr().err
     assert fold_files(run) == files
+    # refused although the shared cache still holds every entry the run used, the old image's included
+    used = json.loads((run / "cache_entries.json").read_text())
+    assert len(used["entries"]["scratch"]) == len(lines) - 1
+    cache = CaseCache(used["cache"])
+    assert all(cache.get(digest) is not None for digest in used["entries"]["scratch"].values())
 
 
 def test_edited_splits_and_changed_settings_are_refused(dataset, tmp_path, capsys):

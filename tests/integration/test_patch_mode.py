@@ -10,6 +10,7 @@ import torch
 import yaml
 
 from medtl.cli import main
+from medtl.data.case_cache import CaseCache
 from medtl.samples.sample_data import write_ct_set
 
 
@@ -52,6 +53,13 @@ def seg_run(ct_set, tmp_path_factory):
     return run_cv(tmp_path_factory.mktemp("seg"), ct_set / "manifest.csv", "segmentation", compare=[resize])
 
 
+
+def entry_images(run):
+    """The main arm's stored images: the shared cache entries the run recorded."""
+    used = json.loads((run / "cache_entries.json").read_text())
+    cache = CaseCache(used["cache"])
+    return [cache.entry_folder(digest) / "image.npy" for digest in next(iter(used["entries"].values())).values()]
+
 def test_segmentation_cv_trains_on_patches_and_scores_whole_volumes_in_mm(seg_run):
     metrics = json.loads((seg_run / "metrics.json").read_text())
     assert metrics["n_cases"] == 8 and set(metrics["summary"]) >= {"dice", "iou", "hd95"}
@@ -59,7 +67,7 @@ def test_segmentation_cv_trains_on_patches_and_scores_whole_volumes_in_mm(seg_ru
     assert done["record"]["n_val"] == 4  # every validation case scored whole, not per patch
     report = (seg_run / "report.html").read_text()
     assert "patches of 32x32x32" in report and "12x48x40" in report
-    stored = list((seg_run / "cache").rglob("image.npy"))
+    stored = entry_images(seg_run)
     assert len(stored) == 8 and np.load(stored[0], mmap_mode="r").shape == (1, 12, 48, 40)
 
 
@@ -138,7 +146,7 @@ def test_classification_with_a_mask_roi_crops_around_it_and_records_an_empty_roi
     skipped = read_csv(run / "skipped_cases.csv")
     assert [r["reason"] for r in skipped] == ["ROI_MASK_EMPTY"]
     assert "32x32x32" in (run / "report.html").read_text()
-    shapes = {np.load(p, mmap_mode="r").shape for p in (run / "cache").rglob("image.npy")}
+    shapes = {np.load(p, mmap_mode="r").shape for p in entry_images(run)}
     assert shapes == {(1, 32, 32, 32)}
     pred = tmp_path / "pred"
     assert main(["predict", str(run), str(roi_set / "manifest.csv"), "--out", str(pred), "--quiet",

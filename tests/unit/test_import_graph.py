@@ -13,7 +13,7 @@ ROOT = Path(__file__).parents[2] / "medtl"
 LAYERS = [{"_version", "errors", "plumbing", "config", "arms", "results", "rundir"}, {"io"},
           {"tasks", "models", "transforms", "data", "samples", "calibration"},
           {"train", "evaluate", "predict", "export", "domain", "ssl", "meta", "explain", "tracking", "executors", "tune"},
-          {"workflows"}, {"cli", "cli_predict", "cli_fewshot", "__main__"}]
+          {"workflows"}, {"cli", "cli_predict", "cli_fewshot", "cli_cache", "__main__"}]
 
 
 def import_graph() -> dict[str, set[str]]:

@@ -34,7 +34,7 @@ def test_patch_mode_stores_native_extent_cases_and_maps_them_on_use(ct_set, tmp_
         else:
             assert len(case.foreground) == 0
     stored = sorted(p.name for p in (tmp_path / "cache").rglob("*") if p.is_file())
-    assert stored.count("image.npy") == 4 and stored.count("meta.json") == 4
+    assert stored.count("image.npy") == 4 and stored.count("entry.json") == 4
 
 
 def test_stored_cases_are_reused_unless_preprocessing_changes(ct_set, tmp_path, monkeypatch):
@@ -65,8 +65,7 @@ def test_a_half_written_stored_case_is_prepared_again(ct_set, tmp_path):
     manifest = read_manifest(config.data.manifest, "segmentation")
     cases, _ = dataset.prepare_cases(manifest, config, tmp_path, progress=False)
     folder = cases[0].image_data.parent
-    (folder / "meta.json").unlink()  # killed before its completion mark
-    (folder / "image.npy").write_bytes(b"garbage")
+    (folder / "image.npy").write_bytes(b"garbage")  # damaged after it was written
     again, skipped = dataset.prepare_cases(manifest, config, tmp_path, progress=False)
     fresh, _ = dataset.prepare_cases(manifest, config, None, progress=False)  # no cache: arrays in memory
     assert not skipped and isinstance(again[0].image, np.memmap) and not isinstance(fresh[0].image, np.memmap)
