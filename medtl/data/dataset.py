@@ -160,7 +160,7 @@ def prepare_cases(manifest: Manifest, config: Config, cache: CaseCache | str | P
     uses_mask = needs_mask(config)
     uses_label = task_of(config).uses_label
     in_memory = config.data.mode != "patch"  # patch mode maps the stored arrays on each use
-    prepared, skipped = [], []
+    prepared, skipped, stored = [], [], 0
     with progress_bar("preparing cases", len(manifest.cases), progress) as advance:
         for case in manifest.cases:
             try:
@@ -181,6 +181,7 @@ def prepare_cases(manifest: Manifest, config: Config, cache: CaseCache | str | P
                         item.foreground = foreground_sample(item.mask, int(digest[:8], 16))
                     if cache is not None:
                         item = _from_entry(_publish(cache, item, in_memory), case, manifest, uses_label)
+                        stored += 1
                 item.site = case.site
                 prepared.append(item)
             except InputError as exc:
@@ -194,8 +195,8 @@ def prepare_cases(manifest: Manifest, config: Config, cache: CaseCache | str | P
                                 "detail": type(exc).__name__})
                 log.debug("case %s skipped: unexpected %s while reading it", case.case_id, type(exc).__name__)
             advance(1)
-    if cache is not None:
-        cache.evict()  # the bound (MEDTL_CACHE_GB), never touching what a running job holds
+    if cache is not None and stored:
+        cache.evict()  # the cache grew: the bound (MEDTL_CACHE_GB), never touching what a running job holds
     for line in skip_summary(skipped):
         log.warning(line)
     return prepared, skipped

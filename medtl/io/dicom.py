@@ -14,7 +14,7 @@ from ..errors import InputError
 from .dicom_geometry import regular_grid
 from .dicom_header import read_dicom_header
 from .dicom_pixels import physical_frames
-from .dicom_records import DicomFile
+from .dicom_records import DicomFile, compact_record
 from .dicom_series import SeriesPlan, assemble_series
 from .guards import check_finite, check_size
 from .parallel import parallel_map
@@ -26,7 +26,8 @@ def index_dicom_files(paths: list[str], workers: int | None = None, include_deri
                       on_done=None) -> list[DicomFile]:
     """Header-only index of ``paths``; unusable files come back with ``skip`` set."""
     reader = partial(read_dicom_header, include_derived=include_derived)
-    return list(parallel_map(reader, paths, workers, on_done))
+    shared: dict = {}
+    return [compact_record(info, shared) for info in parallel_map(reader, paths, workers, on_done)]
 
 
 def plan_to_volume(plan: SeriesPlan) -> Volume:

@@ -14,7 +14,7 @@ FOURTH_DIMENSION_KEYS = ("echo", "frame_type", "temporal", "trigger", "b_value",
                          "dimension")
 
 
-@dataclass
+@dataclass(slots=True)
 class Frame:
     """One image plane: where it is and how its stored values map to physical values."""
 
@@ -29,9 +29,12 @@ class Frame:
     fourth: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(slots=True)
 class DicomFile:
-    """Everything medtl needs from one file's header (raw UIDs stay in memory only)."""
+    """Everything medtl needs from one file's header (raw UIDs stay in memory only).
+
+    Slotted, and its repeated values shared (``compact_records``): a scan holds one per file.
+    """
 
     path: str
     size: int
@@ -88,3 +91,22 @@ class DicomFile:
         return self
 
 
+
+
+def compact_record(info: DicomFile, shared: dict) -> DicomFile:
+    """``info`` with its repeated values replaced by the equal ones in ``shared`` (and added there): the series,
+    patient, site, class and syntax strings, image types, orientations, spacings and 4D keys repeat across the
+    files of a series, and a scan keeps every record until its series are assembled (unpickled from the
+    workers, each copy would be an object of its own). The 4D-key dicts are shared: read-only after indexing."""
+    def one(value):  # keyed by type and repr: 1 and 1.0, or 0.0 and -0.0, stay what they were
+        return shared.setdefault((type(value), repr(value)), value) if value is not None else None
+
+    for name in ("series_uid", "patient_key", "site_key", "modality", "transfer_syntax", "sop_class_uid",
+                 "photometric", "image_type", "slice_thickness", "padding_value"):
+        setattr(info, name, one(getattr(info, name)))
+    for frame in info.frames:
+        frame.path = info.path
+        frame.orientation, frame.pixel_spacing = one(frame.orientation), one(frame.pixel_spacing)
+        frame.slope, frame.intercept = one(frame.slope), one(frame.intercept)
+        frame.fourth = shared.setdefault(("fourth", tuple(sorted(frame.fourth.items()))), frame.fourth)
+    return info

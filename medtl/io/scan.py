@@ -150,7 +150,8 @@ def scan_export(root: str | os.PathLike, keep_paths: bool = False, workers: int 
     companions = _companions(paths)
     companion_files = {c for data in companions.values() for c in data}
     others = [p for p in paths if p not in companion_files and (is_nifti_path(p) or is_sitk_path(p))]
-    dicom_candidates = [p for p in paths if p not in companion_files and p not in set(others)]
+    other_set = set(others)
+    dicom_candidates = [p for p in paths if p not in companion_files and p not in other_set]
 
     with progress_bar("scanning", len(paths), progress) as advance:
         advance(len(companion_files))

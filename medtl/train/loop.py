@@ -198,7 +198,8 @@ def fit(model: MedtlModel, train_cases: list[PreparedCase], config: Config, stat
     augment = augment_pipeline(config.data, task.uses_mask)
     parts = {"model": tuned or model, "optimizer": optimizer, "scheduler": scheduler, "method": method,
              "loss": loss_fn if learned_loss else _NoState(), "privacy": private or _NoState()}
-    trainer = Trainer(state_path, parts, optimizer, scheduler, scaler, writes=ddp.is_main())
+    trainer = Trainer(state_path, parts, optimizer, scheduler, scaler, writes=ddp.is_main(),
+                      final_checkpoint=train_cfg.keep_state)
     trainer.resume()
     result = FitResult(history=trainer.history, selected_epoch=int(trainer.extra.get("selected_epoch", -1)),
                        tuned=tuned)

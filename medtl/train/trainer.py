@@ -56,10 +56,13 @@ class Trainer:
     """
 
     def __init__(self, state_path: Path, parts: dict[str, Any], optimizer: torch.optim.Optimizer, scheduler,
-                 scaler: torch.amp.GradScaler | None = None, writes: bool = True):
+                 scaler: torch.amp.GradScaler | None = None, writes: bool = True, final_checkpoint: bool = True):
         self.state_path, self.parts, self.optimizer, self.scheduler = state_path, parts, optimizer, scheduler
         self.scaler = scaler or torch.amp.GradScaler("cuda", enabled=False)
         self.writes = writes
+        # the last epoch's checkpoint is only worth its cost (a snapshot and a write of model and optimiser) when
+        # it is kept: a fold that stops before its record is written repeats the last epoch, identically
+        self.final_checkpoint = final_checkpoint
         self.history: list[dict] = []
         self.extra: dict[str, Any] = {}
         self.start = 0
@@ -112,7 +115,7 @@ class Trainer:
                 torch.manual_seed(seed_now)
                 record = run_epoch(epoch, seed_now)
                 self.history.append(record)
-                if self.writes:
+                if self.writes and (epoch < epochs - 1 or self.final_checkpoint):
                     writer.save(self.state_path, {**{k: p.state_dict() for k, p in self.parts.items()},
                                                   "epoch": epoch, "history": list(self.history), **self.extra})
                 if on_epoch:  # seconds go to the caller only: the history stays the same when a run is resumed

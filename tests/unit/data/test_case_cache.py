@@ -189,3 +189,22 @@ def test_a_run_prepares_nothing_a_previous_run_prepared(images, tmp_path, monkey
     assert calls == []
     prepare(images, cache, resize_config(images, "data.image_size=24"))
     assert len(calls) == 6
+
+
+def test_cache_command_reports_and_prunes_the_shared_cache(images, tmp_path, monkeypatch, capsys):
+    from medtl.cli import main
+
+    monkeypatch.setenv("MEDTL_HOME", str(tmp_path / "home"))
+    cache = CaseCache()
+    assert cache.root == tmp_path / "home" / "cache" / "cases"
+    prepare(images, cache)
+    assert main(["cache", "info"]) == 0
+    out = capsys.readouterr().out
+    assert "entries: 6," in out and "in use by running jobs: 6 entries" in out  # this process holds them
+    assert main(["cache", "prune", "--all"]) == 0
+    assert "kept 6 entries in use" in capsys.readouterr().out and len(cache.entries()) == 6
+    cache.lease.release()  # as when the run that prepared them has finished
+    (cache.root / "staging" / "999999999-interrupted").mkdir(parents=True)
+    assert main(["cache", "prune", "--max-gb", "0.000001", "--verify"]) == 0
+    out = capsys.readouterr().out
+    assert "removed 6 entries" in out and "1 interrupted writes" in out and cache.entries() == []
