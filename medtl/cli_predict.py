@@ -125,7 +125,8 @@ def _run_arguments(parser: argparse.ArgumentParser, target: str, target_help: st
                         help="images per forward pass (default: the run's train.batch_size); a patch-mode run "
                              "predicts one image at a time, data.sliding_window.batch_size windows per pass")
     parser.add_argument("--workers", type=int, default=None,
-                        help="loader processes that read and preprocess ahead (default: min(4, cores-1))")
+                        help="loader processes that read and preprocess ahead (default on the CPU: a quarter of the "
+                             "cores, none below 4, the model's threads get the rest; with a GPU: min(4, cores-1))")
     parser.add_argument("--no-dicom-seg", action="store_true",
                         help="segmentation: no DICOM-SEG (it repeats the source's patient data and UIDs)")
     parser.add_argument("--deidentify-seg", action="store_true",

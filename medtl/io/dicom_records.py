@@ -102,11 +102,13 @@ def compact_record(info: DicomFile, shared: dict) -> DicomFile:
         return shared.setdefault((type(value), repr(value)), value) if value is not None else None
 
     for name in ("series_uid", "patient_key", "site_key", "modality", "transfer_syntax", "sop_class_uid",
-                 "photometric", "image_type", "slice_thickness", "padding_value"):
+                 "photometric", "image_type", "slice_thickness", "padding_value", "size", "pixel_offset",
+                 "pixel_length"):
         setattr(info, name, one(getattr(info, name)))
     for frame in info.frames:
         frame.path = info.path
         frame.orientation, frame.pixel_spacing = one(frame.orientation), one(frame.pixel_spacing)
         frame.slope, frame.intercept = one(frame.slope), one(frame.intercept)
+        frame.instance_number = one(frame.instance_number)
         frame.fourth = shared.setdefault(("fourth", tuple(sorted(frame.fourth.items()))), frame.fourth)
     return info
