@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import time
 from collections import Counter
 from contextlib import nullcontext
@@ -336,13 +337,17 @@ def predict_items(trained: TrainedRun, inputs: PredictInputs, out: str | Path, o
         # suspects of an earlier crash go first, one at a time, so that a second crash names one series
         # patch mode: images keep their native extent, one per batch (the sliding windows are batched)
         batch_size = (options.batch_size or trained.config.train.batch_size) if trained.config.data.fixed_size else 1
-        # in a loader process even when items are otherwise read here: a crash there is a one-line error
-        phases = [([i for i in todo if i.key in suspects], 1, 1),
+        # suspects are read in a loader process even when items are otherwise read here (a crash there is a
+        # one-line error), unless this process may not start one (a daemonic cluster worker)
+        isolate = 0 if multiprocessing.current_process().daemon else 1
+        phases = [([i for i in todo if i.key in suspects], 1, isolate),
                   ([i for i in todo if i.key not in suspects], batch_size, workers)]
         description = "predicting" + (f" ({len(items) - len(todo)} already done)" if len(todo) < len(items) else "")
         try:
             with progress_bar(description, len(todo), options.progress) as advance:
                 for phase_items, batch_size, phase_workers in phases:
+                    if not phase_items:
+                        continue
                     loader = torch.utils.data.DataLoader(
                         ItemDataset(phase_items, trained.config, truth, marks), batch_size=batch_size,
                         num_workers=phase_workers, collate_fn=collate_items, worker_init_fn=quiet_worker,
