@@ -22,7 +22,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
 
     result = scan_export(args.export_dir, keep_paths=args.keep_paths, workers=args.workers,
                          include_derived=args.include_derived, progress=not args.quiet,
-                         verify_pixels=args.verify_pixels)
+                         verify_pixels=args.verify_pixels, keep_sources=False)
     out = write_scan(result, args.out, keep_paths=args.keep_paths)
     summary = result.summary
     if not args.quiet:

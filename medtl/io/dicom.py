@@ -1,33 +1,29 @@
 """Load DICOM: a folder holding one series, or one file (2D image or multi-frame).
 
-``index_dicom_files`` reads headers (in parallel) and ``assemble_series`` groups
+``index_dicom_files`` reads headers (in parallel, ``dicom_index``) and ``assemble_series`` groups
 them; ``plan_to_volume`` decodes one ``SeriesPlan`` into a ``Volume``.
 """
 
 from __future__ import annotations
 
 import os
-from functools import partial
 from pathlib import Path
 
 from ..errors import InputError
 from .dicom_geometry import regular_grid
-from .dicom_header import read_dicom_header
+from .dicom_index import index_headers
 from .dicom_pixels import physical_frames
-from .dicom_records import DicomFile, compact_record
+from .dicom_records import DicomFile
 from .dicom_series import SeriesPlan, assemble_series
 from .guards import check_finite, check_size
-from .parallel import parallel_map
 from .reasons import Reason, format_findings
 from .volume import Volume
 
 
-def index_dicom_files(paths: list[str], workers: int | None = None, include_derived: bool = False,
-                      on_done=None) -> list[DicomFile]:
-    """Header-only index of ``paths``; unusable files come back with ``skip`` set."""
-    reader = partial(read_dicom_header, include_derived=include_derived)
-    shared: dict = {}
-    return [compact_record(info, shared) for info in parallel_map(reader, paths, workers, on_done)]
+def index_dicom_files(paths: list[str], workers: int | None = None) -> list[DicomFile]:
+    """Header-only index of ``paths``: the unusable files (``skip`` set) first, then the usable ones by series."""
+    index = index_headers(paths, workers)
+    return index.skipped + [info for _, records in index.take_series() for info in records]
 
 
 def plan_to_volume(plan: SeriesPlan) -> Volume:

@@ -91,6 +91,9 @@ class DicomFile:
         return self
 
 
+def series_group(info: DicomFile) -> str:
+    """The key files are grouped by before assembly: the SeriesInstanceUID (a file without one is a group alone)."""
+    return info.series_uid or f"no-series-uid:{info.path}"
 
 
 def compact_record(info: DicomFile, shared: dict) -> DicomFile:

@@ -17,7 +17,7 @@ import numpy as np
 
 from .dicom_geometry import StackGeometry, plane_geometry, position_keys, stack_geometry
 from .dicom_pixels import pixel_digest
-from .dicom_records import FOURTH_DIMENSION_KEYS, DicomFile, Frame
+from .dicom_records import FOURTH_DIMENSION_KEYS, DicomFile, Frame, series_group
 from .pseudonym import keyed_hash
 from .reasons import Finding, Reason
 
@@ -63,22 +63,43 @@ class Assembly:
     dropped: list[tuple[str, Finding]] = field(default_factory=list)
 
 
-def _geometry_key(frame: Frame, info: DicomFile) -> tuple:
-    orientation = tuple(np.round(frame.orientation, 3)) if frame.orientation else None
-    spacing = tuple(np.round(frame.pixel_spacing, 3)) if frame.pixel_spacing else None
+def _geometry_key(frame: Frame, info: DicomFile, rounded: dict) -> tuple:
+    orientation = _rounded(frame.orientation, rounded)
+    spacing = _rounded(frame.pixel_spacing, rounded)
     # the SOP class keeps a classic and an enhanced copy of one series apart: both load, as separate volumes
     return (orientation, *info.plane_shape, spacing, info.image_type[:3], info.bits_stored, info.sop_class_uid)
 
 
+def _rounded(values: tuple | None, cache: dict) -> tuple | None:
+    """``values`` rounded to 3 decimals by numpy, once per distinct tuple (a series repeats one orientation)."""
+    if not values:
+        return None
+    found = cache.get(values)
+    if found is None:
+        found = cache[values] = tuple(np.round(values, 3))
+    return found
+
+
 def assemble_series(files: list[DicomFile]) -> Assembly:
     """Group usable (non-skipped) files into plans; every input file ends up counted once."""
-    assembly = Assembly()
     by_series: dict[str, list[DicomFile]] = defaultdict(list)
     for info in sorted(files, key=lambda f: f.path):
-        by_series[info.series_uid or f"no-series-uid:{info.path}"].append(info)
-    for series_uid, members in by_series.items():
-        members = _drop_same_sop(members, assembly)
-        _assemble_one_series(series_uid, members, assembly)
+        by_series[series_group(info)].append(info)
+    assembly = Assembly()
+    for group, members in by_series.items():
+        one = assemble_one_series(group, members)
+        assembly.plans += one.plans
+        assembly.dropped += one.dropped
+    return assembly
+
+
+def assemble_one_series(series_uid: str, members: list[DicomFile]) -> Assembly:
+    """The plans of one series group (``series_group``; ``members`` in path order); each file counted once.
+
+    A file's frames are only ever in its own group's plans, so groups assemble independently.
+    """
+    assembly = Assembly()
+    _assemble_one_series(series_uid, _drop_same_sop(members, assembly), assembly)
     counted: set[str] = set()
     for plan in assembly.plans:
         plan.counted_files = [p for p in dict.fromkeys(f.path for f in plan.frames) if p not in counted]
@@ -126,7 +147,7 @@ def _drop_same_sop(members: list[DicomFile], assembly: Assembly) -> list[DicomFi
 
 def _assemble_one_series(series_uid: str, members: list[DicomFile], assembly: Assembly) -> None:
     files = {info.path: info for info in members}
-    singles, stackable = [], defaultdict(list)
+    singles, stackable, rounded = [], defaultdict(list), {}
     for info in members:
         if info.projection or (info.n_frames > 1 and not info.enhanced):
             singles.append(info)
@@ -137,7 +158,7 @@ def _assemble_one_series(series_uid: str, members: list[DicomFile], assembly: As
                 break
         else:
             for frame in info.frames:
-                stackable[_geometry_key(frame, info)].append(frame)
+                stackable[_geometry_key(frame, info, rounded)].append(frame)
 
     groups = [(str(key), frames) for key, frames in stackable.items()]
     pieces: list[tuple[str, list[Frame], list[Finding], str]] = []

@@ -49,6 +49,7 @@ PRIVATE_TAGS = ((0x0043, 0x1039), (0x0019, 0x10BB), (0x0019, 0x10BC), (0x0019, 0
                 (0x2001, 0x1003), (0x2005, 0x10B0), (0x2005, 0x10B1), (0x2005, 0x10B2))
 _TAG_OF = {keyword: Tag(tag_for_keyword(keyword)) for keyword in HEADER_KEYWORDS + FILE_META_KEYWORDS}
 HEADER_TAGS = [*_TAG_OF.values(), *(Tag(tag) for tag in PRIVATE_TAGS)]
+_NUMBER_OF = {keyword: int(tag) for keyword, tag in _TAG_OF.items()}  # plain ints: dict lookups stay in C
 _MISSING = object()
 _BINARY = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "FD": "d", "FL": "f"}
 _CANONICAL = {"IS": re.compile(r"0|-?[1-9][0-9]{0,8}"), "DS": re.compile(r"-?[0-9]{1,9}(\.[0-9]{1,9})?"),
@@ -80,10 +81,10 @@ def plain_value(raw: RawDataElement, multi: bool = False) -> Any:
     digits as written, as pydicom's ``DSfloat`` does); codes, UIDs and ASCII names as ``str``, several values
     (backslash) as a list when ``multi``. Only values whose every character is in the VR's plain form qualify.
     """
-    value = raw.value
-    if not isinstance(value, bytes) or not value or _ambiguous(raw.tag):
+    value, tag = raw.value, int(raw.tag)  # an int: the caches below compare it in C, a pydicom Tag in Python
+    if not isinstance(value, bytes) or not value or _ambiguous(tag):
         return _MISSING
-    vr = raw.VR or _dictionary_vr(raw.tag)
+    vr = raw.VR or _dictionary_vr(tag)
     code = _BINARY.get(vr)
     if code is not None:
         size = struct.calcsize(code)
@@ -116,19 +117,22 @@ class HeaderValues:
         self.dataset = dataset
         self.plain = plain  # False: every value through pydicom's conversion (the reference the tests compare to)
         self._values: dict[str, Any] = {}
+        # tag number -> element as parsed (raw until the dataset converts it)
+        self._elements = {int(tag): element for tag, element in dataset.items()}
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.dataset, name)
 
     def __contains__(self, keyword: object) -> bool:
-        return keyword in self.dataset
+        tag = _NUMBER_OF.get(keyword) if isinstance(keyword, str) else None
+        return keyword in self.dataset if tag is None else tag in self._elements
 
     def __bool__(self) -> bool:
         return bool(self.dataset)
 
     def get(self, key: Any, default: Any = None) -> Any:
         """The element's value (``default`` when absent), converted as ``Dataset.get`` converts it."""
-        tag = _TAG_OF.get(key) if isinstance(key, str) else None
+        tag = _NUMBER_OF.get(key) if isinstance(key, str) else None
         if tag is None or not self.plain:
             return self.dataset.get(key, default)
         value = self._values.get(key, _MISSING)
@@ -137,7 +141,7 @@ class HeaderValues:
         return default if value is _MISSING else value
 
     def _convert(self, keyword: str, tag: Any) -> Any:
-        element = self.dataset.get_item(tag)
+        element = self._elements.get(tag)
         if element is None:
             return _MISSING
         if isinstance(element, RawDataElement):

@@ -1,4 +1,4 @@
-"""Run a per-file function over many files on worker processes, with progress."""
+"""Run a function over batches of many files on worker processes, with progress."""
 
 from __future__ import annotations
 
@@ -16,24 +16,26 @@ def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
-def parallel_map(fn: Callable[[T], R], items: list[T], workers: int | None = None,
-                 on_done: Callable[[int], None] | None = None) -> Iterator[R]:
-    """``map(fn, items)`` in order; processes when the batch is large enough to pay for them."""
+def parallel_batches(fn: Callable[[list[T]], R], items: list[T], workers: int | None = None,
+                     on_done: Callable[[int], None] | None = None) -> Iterator[R]:
+    """``fn`` over consecutive batches of ``items``, results in order; on processes when the list is large enough
+    to pay for them. A worker returns one result per batch (it can pack a batch's records into one object), and
+    ``on_done`` hears how many items each finished batch held."""
     workers = default_workers() if workers is None else workers
+    batches = list(chunked(items, max(1, min(64, len(items) // (max(workers, 1) * 8)))))
     if workers <= 1 or len(items) < SERIAL_BELOW:
-        for item in items:
-            yield fn(item)
+        for batch in batches:
+            yield fn(batch)
             if on_done:
-                on_done(1)
+                on_done(len(batch))
         return
     # fork keeps start-up cheap (no re-import); the workers only parse headers.
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    chunk = max(1, min(64, len(items) // (workers * 8)))
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
-        for result in pool.map(fn, items, chunksize=chunk):
+        for batch, result in zip(batches, pool.map(fn, batches)):
             yield result
             if on_done:
-                on_done(1)
+                on_done(len(batch))
 
 
 def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:

@@ -18,8 +18,8 @@ from .._version import __version__
 from ..errors import InputError
 from ..plumbing.atomic import write_csv, write_json
 from ..plumbing.progress import progress_bar
-from .dicom import index_dicom_files
-from .dicom_series import assemble_series
+from .dicom_index import index_headers
+from .dicom_series import assemble_one_series
 from .dicom_tags import decoder_report
 from .nifti import is_nifti_path
 from .pseudonym import keyed_hash
@@ -53,7 +53,7 @@ class ScanResult:
     series_rows: list[dict] = field(default_factory=list)
     skipped_rows: list[dict] = field(default_factory=list)
     summary: dict = field(default_factory=dict)
-    sources: list[ExportSource] = field(default_factory=list)  # parallel to series_rows
+    sources: list[ExportSource] = field(default_factory=list)  # parallel to series_rows (if kept)
 
 
 def list_files(root: Path, unreadable: list[str] | None = None, linked: list[str] | None = None) -> list[str]:
@@ -115,11 +115,14 @@ def _fmt(values) -> str:
 
 
 def scan_export(root: str | os.PathLike, keep_paths: bool = False, workers: int | None = None,
-                include_derived: bool = False, progress: bool = True, verify_pixels: bool = False) -> ScanResult:
+                include_derived: bool = False, progress: bool = True, verify_pixels: bool = False,
+                keep_sources: bool = True) -> ScanResult:
     """Index every file under ``root`` and group DICOM files into series.
 
     ``verify_pixels`` also decodes every usable DICOM series, so corrupt codestreams
     show up as ``DECODE_FAILED`` now rather than during training (slower).
+    ``keep_sources=False`` keeps only the rows (an inventory): each series' records are
+    released once its row is made, so memory stays nearly flat in the number of files.
     """
     root = Path(root)
     if not root.is_dir():
@@ -162,33 +165,28 @@ def scan_export(root: str | os.PathLike, keep_paths: bool = False, workers: int 
                 for member in files:
                     skip(member, finding)
             else:
-                _add_volume_row(result, volume, files, file_key(path), keep_paths, root)
+                _add_volume_row(result, volume, files, file_key(path), keep_paths, keep_sources, root)
             advance(1)
-        indexed = index_dicom_files(dicom_candidates, workers, include_derived, on_done=advance)
+        index = index_headers(dicom_candidates, workers, include_derived, on_done=advance)
 
-    for info in indexed:
-        if info.skip is not None:
-            skip(info.path, info.skip)
-    assembly = assemble_series([f for f in indexed if f.skip is None])
-    for path, finding in assembly.dropped:
+    for info in index.skipped:
+        skip(info.path, info.skip)
+    dropped: list[tuple[str, Finding]] = []
+    refused: list[tuple[str, Finding]] = []
+    with progress_bar("decoding", len(index.packed), progress and verify_pixels) as advance:
+        for group, members in index.take_series(compact=keep_sources):  # one series in memory at a time
+            assembly = assemble_one_series(group, members)
+            dropped += assembly.dropped
+            if verify_pixels:
+                _verify_pixels(assembly.plans)
+                advance(1)
+            for plan in assembly.plans:
+                if plan.refused is not None:
+                    refused += [(path, plan.refused) for path in plan.counted_files]
+                else:
+                    _add_series_row(result, plan, keep_paths, keep_sources, root)
+    for path, finding in dropped + refused:
         skip(path, finding)
-    if verify_pixels:
-        _verify_pixels(assembly.plans, progress)
-    for plan in assembly.plans:
-        if plan.refused is not None:
-            for path in plan.counted_files:
-                skip(path, plan.refused)
-            continue
-        row = {"series_key": plan.series_key, "patient_key": plan.patient_key, "site_key": plan.site_key,
-               "modality": plan.modality,
-               "kind": plan.kind, "n_files": len(plan.counted_files), "shape": _fmt(plan.shape),
-               "spacing": _fmt([float(s) for s in plan.geometry.spacing]),
-               "status": "warn" if plan.findings else "ok", "reasons": format_findings(plan.findings)}
-        if keep_paths:
-            row["path"] = os.path.relpath(os.path.commonpath([os.path.dirname(p) for p in plan.files]), root)
-        result.series_rows.append(row)
-        result.sources.append(ExportSource(plan.series_key, plan.patient_key, list(plan.counted_files),
-                                           row["reasons"], plan=plan))
 
     accounted = sum(r["n_files"] for r in result.series_rows) + len(result.skipped_rows)
     # a bug of medtl's, never the user's: the inventory is still written, and the command exits non-zero saying so
@@ -212,21 +210,34 @@ def scan_export(root: str | os.PathLike, keep_paths: bool = False, workers: int 
     return result
 
 
-def _verify_pixels(plans, progress: bool) -> None:
+def _verify_pixels(plans) -> None:
     """Decode each plan; a plan that cannot be decoded is refused with the decoder's reason."""
     from .dicom import plan_to_volume
 
-    usable = [p for p in plans if p.refused is None]
-    with progress_bar("decoding", len(usable), progress) as advance:
-        for plan in usable:
+    for plan in plans:
+        if plan.refused is None:
             try:
                 plan_to_volume(plan)
             except InputError as exc:
                 plan.refused = Finding(Reason[exc.reason] if exc.reason else Reason.DECODE_FAILED, "")
-            advance(1)
 
 
-def _add_volume_row(result: ScanResult, volume, files: list[str], key: str, keep_paths: bool, root: Path) -> None:
+def _add_series_row(result: ScanResult, plan, keep_paths: bool, keep_sources: bool, root: Path) -> None:
+    row = {"series_key": plan.series_key, "patient_key": plan.patient_key, "site_key": plan.site_key,
+           "modality": plan.modality,
+           "kind": plan.kind, "n_files": len(plan.counted_files), "shape": _fmt(plan.shape),
+           "spacing": _fmt([float(s) for s in plan.geometry.spacing]),
+           "status": "warn" if plan.findings else "ok", "reasons": format_findings(plan.findings)}
+    if keep_paths:
+        row["path"] = os.path.relpath(os.path.commonpath([os.path.dirname(p) for p in plan.files]), root)
+    result.series_rows.append(row)
+    if keep_sources:
+        result.sources.append(ExportSource(plan.series_key, plan.patient_key, list(plan.counted_files),
+                                           row["reasons"], plan=plan))
+
+
+def _add_volume_row(result: ScanResult, volume, files: list[str], key: str, keep_paths: bool, keep_sources: bool,
+                    root: Path) -> None:
     row = {"series_key": keyed_hash(key, "series"), "patient_key": "", "site_key": "",
            "modality": volume.metadata.get("modality", ""),
            "kind": volume.metadata["kind"], "n_files": len(files), "shape": _fmt(volume.array.shape),
@@ -235,7 +246,8 @@ def _add_volume_row(result: ScanResult, volume, files: list[str], key: str, keep
     if keep_paths:
         row["path"] = os.path.relpath(files[0], root)
     result.series_rows.append(row)
-    result.sources.append(ExportSource(row["series_key"], "", list(files), row["reasons"], path=files[0]))
+    if keep_sources:
+        result.sources.append(ExportSource(row["series_key"], "", list(files), row["reasons"], path=files[0]))
 
 
 def write_scan(result: ScanResult, out: str | os.PathLike, keep_paths: bool = False) -> Path:
