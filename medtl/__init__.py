@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from ._version import __version__
+from .plumbing import monai_import
+
+monai_import.install()  # MONAI's first import skips packages only its unused parts import (see that module)
 
 __all__ = ["__version__", "MedtlError", "Volume", "load_volume", "load_volumes", "load_config", "scan_export", "create_model",
            "run_cv", "cross_validate", "RunDir", "get_task", "predict_run", "evaluate_run", "export_run", "calibrate_run",
