@@ -33,16 +33,17 @@ def _roc_band(labels: np.ndarray, scores: np.ndarray, patients: list[str], grid:
     """Pointwise 95% band of the pooled ROC over patient-bootstrap resamples (``None`` if too few are defined)."""
     from sklearn.metrics import roc_curve
 
-    from .stats import _patient_rows
+    from .resamples import evaluate_resamples
+    from .stats import _draws, _patient_rows
+
+    def curve(rows: np.ndarray) -> np.ndarray | None:
+        if len(set(labels[rows])) < 2:
+            return None
+        fpr, tpr, _ = roc_curve(labels[rows], scores[rows])
+        return np.interp(grid, fpr, tpr)
 
     groups = _patient_rows(patients)
-    rng = np.random.default_rng(0)
-    curves = []
-    for _ in range(ROC_BOOTSTRAP):
-        rows = np.concatenate([groups[j] for j in rng.integers(0, len(groups), len(groups))])
-        if len(set(labels[rows])) == 2:
-            fpr, tpr, _ = roc_curve(labels[rows], scores[rows])
-            curves.append(np.interp(grid, fpr, tpr))
+    curves = [c for c in evaluate_resamples(curve, groups, _draws(groups, ROC_BOOTSTRAP, 0)) if c is not None]
     if len(curves) < ROC_BOOTSTRAP // 2:
         return None
     return np.percentile(curves, 2.5, axis=0), np.percentile(curves, 97.5, axis=0)

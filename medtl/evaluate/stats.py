@@ -12,6 +12,8 @@ from typing import Callable
 
 import numpy as np
 
+from .resamples import evaluate_resamples
+
 Statistic = Callable[[np.ndarray], float]  # row indices -> metric value
 
 
@@ -22,13 +24,14 @@ def _patient_rows(patients: list[str]) -> list[np.ndarray]:
     return [np.asarray(rows) for rows in index.values()]
 
 
-def _resample(groups: list[np.ndarray], statistic: Statistic, n: int, seed: int) -> np.ndarray:
+def _draws(groups: list[np.ndarray], n: int, seed: int) -> list[np.ndarray]:
+    """The patients of ``n`` resamples (indices into ``groups``, with repeats), drawn in order from ``seed``."""
     rng = np.random.default_rng(seed)
-    values = np.empty(n)
-    for i in range(n):
-        chosen = rng.integers(0, len(groups), len(groups))
-        values[i] = statistic(np.concatenate([groups[j] for j in chosen]))
-    return values
+    return [rng.integers(0, len(groups), len(groups)) for _ in range(n)]
+
+
+def _resample(groups: list[np.ndarray], statistic: Statistic, n: int, seed: int) -> np.ndarray:
+    return np.array(evaluate_resamples(statistic, groups, _draws(groups, n, seed)), dtype=float)
 
 
 def patient_bootstrap_ci(statistic: Statistic, patients: list[str], n: int = 1000, seed: int = 0,
@@ -48,11 +51,7 @@ def patient_bootstrap_cis(statistics: Callable[[np.ndarray], dict[str, float]], 
     """``patient_bootstrap_ci`` of several metrics at once: one ``statistics(indices) -> {metric: value}`` call per
     resample, on the same resamples (and so the same intervals) as one call per metric would give."""
     groups = _patient_rows(patients)
-    rng = np.random.default_rng(seed)
-    draws: list[dict[str, float]] = []
-    for _ in range(n):
-        chosen = rng.integers(0, len(groups), len(groups))
-        draws.append(statistics(np.concatenate([groups[j] for j in chosen])))
+    draws: list[dict[str, float]] = evaluate_resamples(statistics, groups, _draws(groups, n, seed))
     out = {}
     tail = (1 - level) / 2 * 100
     for name in draws[0] if draws else []:
