@@ -46,8 +46,11 @@ def evaluate_resamples(statistic: Callable[[np.ndarray], Any], groups: Sequence[
 
 
 def _may_fork() -> bool:
-    return ("fork" in multiprocessing.get_all_start_methods()
-            and not multiprocessing.current_process().daemon)
+    """Not in a daemonic process (it may not start children), nor where Ray runs in this process (its gRPC threads
+    do not survive a fork)."""
+    ray = sys.modules.get("ray")
+    return ("fork" in multiprocessing.get_all_start_methods() and not multiprocessing.current_process().daemon
+            and not (ray is not None and getattr(ray, "is_initialized", lambda: False)()))
 
 
 def _one_thread() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -44,12 +45,14 @@ def test_workers_give_the_serial_intervals_exactly(monkeypatch):
     assert len(forked) == 2
 
 
-@pytest.mark.parametrize("why", ["daemon", "one core", "small"])
+@pytest.mark.parametrize("why", ["daemon", "ray", "one core", "small"])
 def test_serial_where_workers_cannot_or_need_not_start(monkeypatch, why):
     patients, _, _ = predictions(300 if why == "small" else 1500)
     monkeypatch.setattr(resamples, "default_workers", lambda: 1 if why == "one core" else 2)
     if why == "daemon":
         monkeypatch.setattr(resamples.multiprocessing.current_process(), "daemon", True, raising=False)
+    if why == "ray":
+        monkeypatch.setitem(sys.modules, "ray", type("Ray", (), {"is_initialized": staticmethod(lambda: True)}))
     where = resamples.evaluate_resamples(lambda rows: os.getpid(), [np.array([i]) for i in range(len(patients))],
                                          [np.arange(len(patients))] * (50 if why == "small" else 200))
     assert set(where) == {os.getpid()} and len(where) in (50, 200)
