@@ -3,7 +3,7 @@
 A series may span folders, so none can be assembled before the whole tree is indexed, and
 a scan holds every file's record until then. As objects a record costs about 0.9 kB; the
 worker that read a batch of files packs the records of each series in it (pickled, then
-zlib) to about 80 bytes a file, so a scan's memory grows little with the number of files
+zlib) to about 100 bytes a file, so a scan's memory grows little with the number of files
 and the main process unpickles one series at a time, when it assembles it.
 """
 

@@ -46,3 +46,33 @@ def test_a_package_imported_before_monai_is_left_alone_and_the_switch_turns_it_o
         pytest.skip("mlflow not installed")
     assert run_fresh(code) == {"mlflow": True, "transformers": False}
     assert run_fresh(code, MEDTL_FULL_MONAI_IMPORT="1") == {"mlflow": True, "transformers": True}
+
+
+def test_the_loader_hides_only_absent_packages_during_monai_s_own_code_and_always_puts_them_back(monkeypatch):
+    """In process, with a stand-in loader: what MONAI's code sees, and what is left afterwards (an error included)."""
+    import types
+
+    from medtl.plumbing import monai_import
+
+    already = types.ModuleType("mlflow")
+    monkeypatch.setitem(sys.modules, "mlflow", already)
+    monkeypatch.delitem(sys.modules, "transformers", raising=False)
+    seen = {}
+
+    class StandIn:
+        def create_module(self, spec):
+            return None
+
+        def exec_module(self, module):
+            seen.update(transformers=sys.modules.get("transformers", "absent"), mlflow=sys.modules.get("mlflow"))
+            raise RuntimeError("MONAI failed to import")
+
+    spec = types.SimpleNamespace(loader=None)
+    module = types.ModuleType("monai")
+    module.__spec__ = spec
+    loader = StandIn()
+    with pytest.raises(RuntimeError):
+        monai_import._RestoringLoader(loader).exec_module(module)
+    assert seen == {"transformers": None, "mlflow": already}  # hidden if absent, an imported one left alone
+    assert "transformers" not in sys.modules and sys.modules["mlflow"] is already  # put back despite the error
+    assert module.__loader__ is loader and spec.loader is loader  # MONAI keeps its own loader
