@@ -101,14 +101,18 @@ class _Lease:
         atexit.register(self.release)
 
     def add(self, digest: str) -> None:
-        if digest in self.held:
+        self.add_many([digest])
+
+    def add_many(self, digests: list[str]) -> None:
+        new = [d for d in dict.fromkeys(digests) if d not in self.held]
+        if not new:
             return
         if self._handle is None or self._handle.closed:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._handle = open(self.path, "a", encoding="ascii")
-        self._handle.write(digest + "\n")  # one short append: never interleaved with another line
+        self._handle.write("".join(d + "\n" for d in new))  # whole lines, flushed before the lock is let go
         self._handle.flush()
-        self.held.add(digest)
+        self.held.update(new)
 
     def release(self) -> None:
         if os.getpid() == self.pid:  # a forked worker exits without removing its parent's lease
@@ -125,6 +129,7 @@ class CaseCache:
 
     def __init__(self, root: str | os.PathLike | None = None):
         self.root = Path(root) if root is not None else medtl_home() / "cache" / "cases"
+        self._resolved: str | None = None
 
     def __repr__(self) -> str:
         return f"CaseCache({str(self.root)!r})"
@@ -144,7 +149,9 @@ class CaseCache:
     @property
     def lease(self) -> _Lease:
         """This process's lease on this cache (created on first use, removed when the process exits)."""
-        key = (os.getpid(), str(self.root.resolve()))
+        if self._resolved is None:  # resolving the path costs a system call per folder: once per cache object
+            self._resolved = str(self.root.resolve())
+        key = (os.getpid(), self._resolved)
         if key not in self._leases:
             self._leases[key] = _Lease(self.leases_folder)
         return self._leases[key]
@@ -169,19 +176,29 @@ class CaseCache:
         ``in_memory`` loads the arrays; otherwise they are returned as their files (opened
         memory-mapped on each use; the lease keeps them from eviction while this process runs).
         """
-        folder = self.entry_folder(digest)
+        return self.get_many([digest], in_memory)[0]
+
+    def get_many(self, digests: list[str], in_memory: bool = True) -> list[CachedEntry | None]:
+        """``get`` of each digest, in order; the entries found are leased under one lock and one lease write (a
+        run opens thousands)."""
+        folders = [os.path.join(self.entries_folder, digest[:2], digest[:32]) for digest in digests]
         with self._locked(exclusive=False):
-            if not (folder / _ENTRY).is_file():
-                return None
-            self.lease.add(digest)
+            present = [os.path.isfile(os.path.join(folder, _ENTRY)) for folder in folders]
+            self.lease.add_many([digest for digest, found in zip(digests, present) if found])
+        out: list[CachedEntry | None] = []
+        for digest, folder, found in zip(digests, folders, present):
+            out.append(self._opened(digest, folder, in_memory) if found else None)
+        return out
+
+    def _opened(self, digest: str, folder: str, in_memory: bool) -> CachedEntry | None:
         try:
-            entry = self._verified(digest, folder, in_memory)
+            entry = self._verified(digest, Path(folder), in_memory)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.warning("prepared-case cache entry %s is damaged (%s): preparing the case again", digest[:12], exc)
-            self._discard(folder)
+            self._discard(Path(folder))
             return None
         try:
-            os.utime(folder / _ENTRY)  # last use, for least-recently-used eviction
+            os.utime(os.path.join(folder, _ENTRY))  # last use, for least-recently-used eviction
         except OSError:
             pass
         return entry
@@ -219,21 +236,25 @@ class CaseCache:
         return CachedEntry(digest, meta, {name: folder / f"{name}.npy" for name in stored})
 
     def _verified(self, digest: str, folder: Path, in_memory: bool) -> CachedEntry:
-        record = json.loads((folder / _ENTRY).read_text())
+        with open(os.path.join(folder, _ENTRY), encoding="utf-8") as f:
+            record = json.load(f)
         if record.get("check") != _check(record) or record.get("digest") != digest:
             raise ValueError(f"{_ENTRY} does not match its checksum")
         arrays: dict[str, np.ndarray | Path] = {}
         for name, expected in record["files"].items():
-            path = folder / f"{name}.npy"
-            if path.stat().st_size != expected["bytes"]:
-                raise ValueError(f"{name}.npy has {path.stat().st_size} bytes, {expected['bytes']} were written")
+            path = os.path.join(folder, f"{name}.npy")
+            size = os.stat(path).st_size
+            if size != expected["bytes"]:
+                raise ValueError(f"{name}.npy has {size} bytes, {expected['bytes']} were written")
             if in_memory:
-                data = path.read_bytes()
+                with open(path, "rb") as f:
+                    data = f.read()
                 actual = hashlib.sha256(data).hexdigest()
-                arrays[name] = np.load(io.BytesIO(data), allow_pickle=False)
+                if actual == expected["sha256"]:
+                    arrays[name] = npy_from_bytes(data)
             else:
-                actual = _sha256_of(path)
-                arrays[name] = path
+                actual = _sha256_of(Path(path))
+                arrays[name] = Path(path)
             if actual != expected["sha256"]:
                 raise ValueError(f"{name}.npy differs from what was written (checksum)")
         return CachedEntry(digest, record["meta"], arrays)
@@ -347,6 +368,31 @@ def _check(record: dict) -> str:
 
 def _sealed(record: dict) -> dict:
     return {**record, "check": _check(record)}
+
+
+_NPY_HEADERS: dict[bytes, tuple[np.dtype, tuple[int, ...], str, int]] = {}
+
+
+def npy_from_bytes(data: bytes) -> np.ndarray:
+    """``np.load`` of an ``.npy`` file's bytes (no pickles), as a writable array.
+
+    Parsing an ``.npy`` header costs more than reading a small array (NumPy evaluates it as a
+    Python literal); every entry of a run has one of a few headers, so each is parsed once by
+    ``np.load`` and remembered by its exact bytes.
+    """
+    length = 10 + int.from_bytes(data[8:10], "little") if data[6:7] == b"\x01" else (
+        12 + int.from_bytes(data[8:12], "little"))
+    header = data[:length]
+    known = _NPY_HEADERS.get(header)
+    if known is None:
+        array = np.load(io.BytesIO(data), allow_pickle=False)
+        if not array.dtype.hasobject and len(_NPY_HEADERS) < 1024:
+            _NPY_HEADERS[header] = (array.dtype, array.shape, "F" if np.isfortran(array) else "C", length)
+        return array
+    dtype, shape, order, offset = known
+    if len(data) - offset != dtype.itemsize * int(np.prod(shape)):
+        raise ValueError(f"an .npy file holds {len(data) - offset} data bytes; its header says {shape} {dtype}")
+    return np.frombuffer(bytearray(memoryview(data)[offset:]), dtype=dtype).reshape(shape, order=order)
 
 
 def _sha256_of(path: Path) -> str:

@@ -31,6 +31,7 @@ from ..plumbing.redact import public_detail
 from ..tasks import get_task, task_of
 from ..transforms.network_input import needs_mask, network_input
 from .case_cache import CachedEntry, CaseCache
+from .duplicates import difference_hash
 from .manifest import Case, Manifest
 
 log = logging.getLogger("medtl")
@@ -162,44 +163,75 @@ def prepare_cases(manifest: Manifest, config: Config, cache: CaseCache | str | P
     in_memory = config.data.mode != "patch"  # patch mode maps the stored arrays on each use
     prepared, skipped, stored = [], [], 0
     with progress_bar("preparing cases", len(manifest.cases), progress) as advance:
-        for case in manifest.cases:
-            try:
-                sources = [case.image] + ([case.mask] if uses_mask and case.mask else [])
-                missing = [p for p in sources if not p.exists()]
-                if missing:
-                    which = " and ".join("image" if p == case.image else "mask" for p in missing)
-                    where = f" ({', '.join(map(str, missing))})" if keep_paths else ""
-                    raise InputError(f"case {case.case_id}: {which} file named on manifest line {case.line} not "
-                                     f"found{where}", "FILE_NOT_FOUND")
-                digest = sha256_text(fingerprint, *(sha256_path(p) for p in sources))
-                entry = cache.get(digest, in_memory) if cache is not None else None
-                item = _from_entry(entry, case, manifest, uses_label) if entry is not None else None
-                if item is None:
-                    item = _prepare(case, manifest, config, need_patient)
-                    item.content_hash = digest
-                    if not in_memory and item.mask_data is not None:
-                        item.foreground = foreground_sample(item.mask, int(digest[:8], 16))
-                    if cache is not None:
-                        item = _from_entry(_publish(cache, item, in_memory), case, manifest, uses_label)
-                        stored += 1
-                item.site = case.site
-                prepared.append(item)
-            except InputError as exc:
-                detail = str(exc).split(": ", 1)[-1][:300] if keep_paths else public_detail(exc)
-                skipped.append({"case_id": case.case_id, "reason": exc.reason or Reason.IMAGE_UNREADABLE.name,
-                                "detail": detail})
-                log.debug("case %s skipped: %s", case.case_id, exc.reason or Reason.IMAGE_UNREADABLE.name)
-            # A reader bug on one odd file must not abort the run; the case is recorded instead.
-            except Exception as exc:  # noqa: BLE001
-                skipped.append({"case_id": case.case_id, "reason": Reason.IMAGE_UNREADABLE.name,
-                                "detail": type(exc).__name__})
-                log.debug("case %s skipped: unexpected %s while reading it", case.case_id, type(exc).__name__)
-            advance(1)
+        for start in range(0, len(manifest.cases), _LOOKUP_BATCH):
+            chunk = manifest.cases[start:start + _LOOKUP_BATCH]
+            digests = [_guarded(skipped, keep_paths, case, _digest, fingerprint, uses_mask, keep_paths)
+                       for case in chunk]
+            known = [d for d in digests if d]
+            entries = dict(zip(known, cache.get_many(known, in_memory))) if cache is not None else {}
+            for case, digest in zip(chunk, digests):
+                if digest:
+                    entry = entries.get(digest)
+                    item = _guarded(skipped, keep_paths, case, _case_from, digest, entry, manifest, config, cache,
+                                    need_patient, uses_label, in_memory)
+                    if item is not None:
+                        prepared.append(item)
+                        stored += cache is not None and entry is None
+                advance(1)
+    order = {case.case_id: i for i, case in enumerate(manifest.cases)}
+    skipped.sort(key=lambda row: order.get(row["case_id"], -1))  # manifest order, as the cases are
     if cache is not None and stored:
         cache.evict()  # the cache grew: the bound (MEDTL_CACHE_GB), never touching what a running job holds
     for line in skip_summary(skipped):
         log.warning(line)
     return prepared, skipped
+
+
+_LOOKUP_BATCH = 256  # cases whose cache entries are looked up (and leased) together
+
+
+def _digest(case: Case, fingerprint: str, uses_mask: bool, keep_paths: bool) -> str:
+    """The cache key of a case: its files' content and the preprocessing fingerprint."""
+    sources = [case.image] + ([case.mask] if uses_mask and case.mask else [])
+    missing = [p for p in sources if not p.exists()]
+    if missing:
+        which = " and ".join("image" if p == case.image else "mask" for p in missing)
+        where = f" ({', '.join(map(str, missing))})" if keep_paths else ""
+        raise InputError(f"case {case.case_id}: {which} file named on manifest line {case.line} not "
+                         f"found{where}", "FILE_NOT_FOUND")
+    return sha256_text(fingerprint, *(sha256_path(p) for p in sources))
+
+
+def _case_from(case: Case, digest: str, entry: CachedEntry | None, manifest: Manifest, config: Config,
+               cache: CaseCache | None, need_patient: bool, uses_label: bool, in_memory: bool) -> PreparedCase:
+    """The case from its cache entry, or prepared now (and published when there is a cache)."""
+    item = _from_entry(entry, case, manifest, uses_label) if entry is not None else None
+    if item is None:
+        item = _prepare(case, manifest, config, need_patient)
+        item.content_hash = digest
+        if not in_memory and item.mask_data is not None:
+            item.foreground = foreground_sample(item.mask, int(digest[:8], 16))
+        if cache is not None:
+            item = _from_entry(_publish(cache, item, in_memory), case, manifest, uses_label)
+    item.site = case.site
+    return item
+
+
+def _guarded(skipped: list[dict], keep_paths: bool, case: Case, work, *args):
+    """``work(case, *args)``, or ``None`` with the case recorded in ``skipped`` when it cannot be used."""
+    try:
+        return work(case, *args)
+    except InputError as exc:
+        detail = str(exc).split(": ", 1)[-1][:300] if keep_paths else public_detail(exc)
+        skipped.append({"case_id": case.case_id, "reason": exc.reason or Reason.IMAGE_UNREADABLE.name,
+                        "detail": detail})
+        log.debug("case %s skipped: %s", case.case_id, exc.reason or Reason.IMAGE_UNREADABLE.name)
+    # A reader bug on one odd file must not abort the run; the case is recorded instead.
+    except Exception as exc:  # noqa: BLE001
+        skipped.append({"case_id": case.case_id, "reason": Reason.IMAGE_UNREADABLE.name,
+                        "detail": type(exc).__name__})
+        log.debug("case %s skipped: unexpected %s while reading it", case.case_id, type(exc).__name__)
+    return None
 
 
 def skip_summary(skipped: list[dict]) -> list[str]:
@@ -227,8 +259,9 @@ def _manifest_facts(case: Case, manifest: Manifest, meta: dict, uses_label: bool
 
 def _publish(cache: CaseCache, item: PreparedCase, in_memory: bool) -> CachedEntry:
     """Store a freshly prepared case; the returned entry's arrays replace the in-memory copy in patch mode."""
+    item.dhash = difference_hash(item.image)  # asked for by every run's duplicate check: stored, not recomputed
     meta = {"patient_key": item.patient_key, "pixel_hash": item.image_hash, "notes": item.notes,
-            "spacing": list(item.spacing), "source_foreground": item.source_foreground}
+            "spacing": list(item.spacing), "source_foreground": item.source_foreground, "dhash": item.dhash.hex()}
     arrays = {"image": item.image_data, "mask": item.mask_data, "foreground": item.foreground}
     return cache.put(item.content_hash, arrays, meta, in_memory)
 
@@ -247,7 +280,8 @@ def _from_entry(entry: CachedEntry, case: Case, manifest: Manifest, uses_label: 
     return PreparedCase(case.case_id, patient_key, case.group_key or patient_key, label, arrays["image"],
                         arrays.get("mask"), entry.digest, list(meta["notes"]), tuple(meta["spacing"]),
                         meta.get("pixel_hash", ""), foreground, labels=labels,
-                        source_foreground=meta.get("source_foreground"))
+                        source_foreground=meta.get("source_foreground"),
+                        dhash=bytes.fromhex(meta["dhash"]) if meta.get("dhash") else None)
 
 
 def training_item(image: np.ndarray, mask: np.ndarray | None, case: PreparedCase, index: int, augment=None,

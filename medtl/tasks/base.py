@@ -144,9 +144,14 @@ class Task(ABC):
         out = []
         for case_rows in by_case.values():
             merged = dict(case_rows[0])
-            for column in columns:
-                values = np.array([r[column] for r in case_rows], dtype=float)
-                merged[column] = float(np.nanmean(values)) if np.isfinite(values).any() else math.nan
+            if len(case_rows) == 1:  # one repeat: each value is its own mean (as a float; NaN where undefined)
+                for column in columns:
+                    value = math.nan if merged[column] is None else float(merged[column])
+                    merged[column] = value if math.isfinite(value) else math.nan
+            else:
+                for column in columns:
+                    values = np.array([r[column] for r in case_rows], dtype=float)
+                    merged[column] = float(np.nanmean(values)) if np.isfinite(values).any() else math.nan
             out.append(merged)
         return out
 

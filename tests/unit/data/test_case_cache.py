@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -189,6 +190,63 @@ def test_a_run_prepares_nothing_a_previous_run_prepared(images, tmp_path, monkey
     assert calls == []
     prepare(images, cache, resize_config(images, "data.image_size=24"))
     assert len(calls) == 6
+
+
+def test_a_case_read_from_the_cache_carries_its_difference_hash_without_recomputing_it(images, tmp_path,
+                                                                                      monkeypatch):
+    from medtl.data import duplicates
+
+    cache = CaseCache(tmp_path)
+    first, _ = prepare(images, cache)
+    expected = [duplicates.difference_hash(case.image) for case in first]
+    monkeypatch.setattr(duplicates, "difference_hash", lambda image: pytest.fail("dHash recomputed"))
+    again, _ = prepare(images, cache)
+    assert [duplicates.case_dhash(case) for case in again] == expected
+
+
+def test_an_entry_written_without_a_difference_hash_still_gives_the_right_one(images, tmp_path):
+    from medtl.data.duplicates import case_dhash, difference_hash
+
+    cache = CaseCache(tmp_path)
+    first, _ = prepare(images, cache)
+    digest = first[0].content_hash
+    read = cache.get(digest)
+    meta = {k: v for k, v in read.meta.items() if k != "dhash"}  # as an entry of an earlier release
+    shutil.rmtree(cache.entry_folder(digest))
+    cache.put(digest, {"image": read.arrays["image"], "mask": None}, meta)
+    again, _ = prepare(images, cache)
+    assert again[0].dhash is None and case_dhash(again[0]) == difference_hash(first[0].image)
+
+
+def test_entries_looked_up_together_come_back_in_order_and_are_held_against_eviction(tmp_path):
+    cache = CaseCache(tmp_path)
+    for value, digest in enumerate(["a" * 64, "c" * 64]):
+        cache.put(*entry(digest, float(value)))
+    found = CaseCache(tmp_path).get_many(["c" * 64, "b" * 64, "a" * 64])
+    assert [e and e.digest for e in found] == ["c" * 64, None, "a" * 64]
+    assert [float(e.arrays["image"].flat[0]) for e in found if e] == [1.0, 0.0]
+    assert {"a" * 32, "c" * 32} <= cache.leased()
+    assert cache.evict(bound=0)["removed"] == 0  # this process holds both
+
+
+@pytest.mark.parametrize("array", [np.arange(12, dtype=np.float32).reshape(1, 3, 4), np.zeros((2, 0, 3), np.int16),
+                                   np.asfortranarray(np.arange(6, dtype=np.int64).reshape(2, 3)),
+                                   np.array(3.5), np.arange(5, dtype=">i4")])
+def test_npy_bytes_read_back_as_numpy_reads_them_and_writable(array):
+    import io
+
+    from medtl.data.case_cache import npy_from_bytes
+
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    data = buffer.getvalue()
+    for _ in range(2):  # the header parsed by NumPy, then remembered
+        read = npy_from_bytes(data)
+        expected = np.load(io.BytesIO(data))
+        assert read.dtype == expected.dtype and read.shape == expected.shape and np.array_equal(read, expected)
+        read[...] = 0  # a private copy
+    with pytest.raises(ValueError):
+        npy_from_bytes(data[:-1] if array.size else data + b"\0")
 
 
 def test_cache_command_reports_and_prunes_the_shared_cache(images, tmp_path, monkeypatch, capsys):

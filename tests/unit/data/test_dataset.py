@@ -70,3 +70,22 @@ def test_a_half_written_stored_case_is_prepared_again(ct_set, tmp_path):
     fresh, _ = dataset.prepare_cases(manifest, config, None, progress=False)  # no cache: arrays in memory
     assert not skipped and isinstance(again[0].image, np.memmap) and not isinstance(fresh[0].image, np.memmap)
     assert np.array_equal(again[0].image, fresh[0].image)
+
+
+@pytest.mark.parametrize("batch", [1, 256])
+def test_skipped_cases_are_listed_in_manifest_order_whatever_the_reason(tmp_path, monkeypatch, batch):
+    """A missing file is found while keying a case, an unreadable one while preparing it: the skip list follows
+    the manifest either way (the cache looks entries up for many cases at a time)."""
+    from medtl.samples.sample_sets import write_radiograph_set
+
+    monkeypatch.setattr(dataset, "_LOOKUP_BATCH", batch)
+    images = write_radiograph_set(tmp_path / "xr", n_patients=5, images_per_patient=1, size=32, seed=1)
+    names = sorted((images / "images").iterdir())
+    names[1].write_bytes(b"not an image")  # unreadable: found when preparing
+    names[3].unlink()  # missing: found when keying
+    config = load_config(None, [f"data.manifest={images / 'manifest.csv'}", "data.image_size=32"])
+    manifest = read_manifest(config.data.manifest, "classification")
+    cases, skipped = dataset.prepare_cases(manifest, config, tmp_path / "cache", progress=False)
+    by_file = {c.image.name: c.case_id for c in manifest.cases}
+    assert [row["case_id"] for row in skipped] == [by_file[names[1].name], by_file[names[3].name]]
+    assert [row["reason"] for row in skipped][1] == "FILE_NOT_FOUND" and len(cases) == 3

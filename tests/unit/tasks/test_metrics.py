@@ -78,3 +78,50 @@ def test_brier_and_ece_match_their_definitions():
     assert expected_calibration_error(labels, probs) == pytest.approx(expected)
     three = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1]])
     assert brier_score(np.array([0, 2]), three) == pytest.approx(((0.09 + 0.04 + 0.01) + (0.01 + 0.64 + 0.81)) / 2)
+
+
+def _scores(rng, n, kind):
+    if kind == "ties":  # a few distinct values: many tied thresholds
+        return rng.integers(0, 5, n) / 4
+    if kind == "extremes":  # scores at exactly 0 and 1 as well
+        return np.clip(rng.normal(0.5, 0.6, n), 0, 1)
+    return rng.random(n)
+
+
+@pytest.mark.parametrize("kind", ["continuous", "ties", "extremes"])
+@pytest.mark.parametrize("n", [2, 7, 300, 5000])
+def test_auc_and_average_precision_from_one_curve_equal_torchmetrics_to_the_bit(kind, n):
+    import torch
+    from torchmetrics.functional.classification import binary_auroc, binary_average_precision
+
+    from medtl.tasks.metrics import binary_auroc_and_average_precision
+
+    rng = np.random.default_rng(n)
+    for _ in range(20):
+        labels = rng.integers(0, 2, n)
+        labels[:2] = [0, 1]
+        score = torch.as_tensor(_scores(rng, n, kind), dtype=torch.float32)
+        target = torch.as_tensor(labels, dtype=torch.long)
+        auc, ap = binary_auroc_and_average_precision(score, target)
+        assert auc == binary_auroc(score, target).item()
+        assert ap == binary_average_precision(score, target).item()
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+def test_calibration_bins_equal_a_selection_of_each_bin_to_the_bit(classes):
+    from medtl.tasks.metrics import calibration_bins
+
+    rng = np.random.default_rng(classes)
+    for n in (1, 10, 999, 5000):
+        raw = rng.random((n, classes)) ** 3
+        probs = raw / raw.sum(1, keepdims=True)
+        probs[: n // 10, 1] = 1.0 if classes == 2 else probs[: n // 10, 1]  # scores at the top bin's edge
+        probs[: n // 10, 0] = 0.0 if classes == 2 else probs[: n // 10, 0]
+        labels = rng.integers(0, classes, n)
+        score = probs[:, 1] if classes == 2 else probs.max(1)
+        hit = labels == 1 if classes == 2 else probs.argmax(1) == labels
+        index = np.minimum((score * 10).astype(int), 9)
+        expected = [(score[index == b].mean(), hit[index == b].mean(), int((index == b).sum()))
+                    for b in range(10) if (index == b).any()]
+        got = calibration_bins(labels, probs)
+        assert [tuple(column[i] for column in got) for i in range(len(got[0]))] == expected

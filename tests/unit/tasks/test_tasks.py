@@ -67,6 +67,26 @@ def test_averaging_repeats_ignores_row_order(task):
             assert row[column] == pytest.approx(np.mean(finite) if finite else math.nan, nan_ok=True)
 
 
+def test_one_row_per_case_averages_to_its_own_values(task):
+    """One cv repeat: each case's averaged row holds its own values as floats, NaN where a value is undefined
+    (the same numbers NumPy's NaN-excluding mean of one value gives)."""
+    from medtl.tasks.base import Task
+
+    cases = make_cases(task)
+    once = rows(task, cases, make_outputs(task, cases, 1))
+    columns = task.averaged_columns(CLASSES)
+    odd = [{**r, columns[0]: value} for r, value in zip(once, [None, math.inf, 3, "0.25", math.nan] * len(once))]
+    for given in (once, odd):
+        averaged = Task._average(given, columns)
+        assert [r["case_id"] for r in averaged] == [r["case_id"] for r in given]
+        for row, source in zip(averaged, given):
+            for column in columns:
+                values = np.array([source[column]], dtype=float)
+                expected = float(np.nanmean(values)) if np.isfinite(values).any() else math.nan
+                assert type(row[column]) is float and (row[column] == expected or (math.isnan(expected)
+                                                                                   and math.isnan(row[column])))
+
+
 def test_loss_is_finite_and_strata_are_labels_or_foreground(task):
     cases = make_cases(task)
     assert {task.stratum(c) for c in cases} == {0, 1}
