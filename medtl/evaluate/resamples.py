@@ -11,6 +11,7 @@ serially, as does a machine with one core or a small job.
 from __future__ import annotations
 
 import multiprocessing
+import signal
 import sys
 from typing import Any, Callable, Sequence
 
@@ -37,10 +38,16 @@ def evaluate_resamples(statistic: Callable[[np.ndarray], Any], groups: Sequence[
         return [statistic(resample_rows(groups, chosen)) for chosen in draws]
     bounds = np.linspace(0, len(draws), workers + 1).astype(int)
     _JOB = (statistic, groups, draws)  # inherited by the forked workers: only the bounds are sent
+    pool = multiprocessing.get_context("fork").Pool(workers, initializer=_worker_start)
     try:
-        with multiprocessing.get_context("fork").Pool(workers, initializer=_one_thread) as pool:
-            parts = pool.map(_evaluate_part, list(zip(bounds[:-1], bounds[1:])))
+        parts = pool.map(_evaluate_part, list(zip(bounds[:-1], bounds[1:])))
+    except BaseException:
+        pool.terminate()
+        raise
+    else:
+        pool.close()  # the workers finish and exit on their own (terminating them would signal them)
     finally:
+        pool.join()
         _JOB = None
     return [value for part in parts for value in part]
 
@@ -53,7 +60,11 @@ def _may_fork() -> bool:
             and not (ray is not None and getattr(ray, "is_initialized", lambda: False)()))
 
 
-def _one_thread() -> None:
+def _worker_start() -> None:
+    """One thread per worker; the signal handlers of a forked worker are the defaults, not the command's (which
+    would print a traceback when the pool ends its workers); Ctrl-C is the parent's to handle."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(1)
 

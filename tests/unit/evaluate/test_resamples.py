@@ -63,3 +63,39 @@ def test_the_same_job_forks_when_it_may(monkeypatch):
     where = resamples.evaluate_resamples(lambda rows: os.getpid(), [np.array([i]) for i in range(1500)],
                                          [np.arange(1500)] * 200)
     assert os.getpid() not in where and len(set(where)) == 2
+
+
+def test_workers_leave_signals_to_the_parent_and_end_without_being_signalled(monkeypatch):
+    """The command's SIGTERM handler (print one line, exit 143) is not a worker's: a forked worker runs the default
+    handler and ignores Ctrl-C, and the pool's workers end on their own (no SIGTERM, no traceback on stderr)."""
+    import signal
+
+    monkeypatch.setattr(resamples, "default_workers", lambda: 2)
+    previous = signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(RuntimeError("parent's handler")))
+    try:
+        seen = resamples.evaluate_resamples(
+            lambda rows: (signal.getsignal(signal.SIGTERM) is signal.SIG_DFL,
+                          signal.getsignal(signal.SIGINT) is signal.SIG_IGN),
+            [np.array([i]) for i in range(1500)], [np.arange(1500)] * 200)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert set(seen) == {(True, True)} and len(seen) == 200
+    terminated = []
+    real_pool = multiprocessing.get_context("fork").Pool
+
+    def watched_pool(*args, **kwargs):
+        pool = real_pool(*args, **kwargs)
+        workers = list(pool._pool)
+        real_terminate = pool.terminate
+
+        def terminate():
+            terminated.extend(w.pid for w in workers if w.exitcode is None)
+            real_terminate()
+
+        pool.terminate = terminate
+        return pool
+
+    monkeypatch.setattr(resamples.multiprocessing, "get_context", lambda method: type("C", (), {
+        "Pool": staticmethod(watched_pool)}))
+    resamples.evaluate_resamples(lambda rows: 0, [np.array([i]) for i in range(1500)], [np.arange(1500)] * 200)
+    assert terminated == []  # every worker had exited before the pool was cleaned up
