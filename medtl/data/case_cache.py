@@ -144,7 +144,10 @@ class CaseCache:
 
     def entry_folder(self, digest: str) -> Path:
         """Where the entry of ``digest`` lives (whether or not it exists)."""
-        return self.entries_folder / digest[:2] / digest[:32]
+        return Path(self._entry_path(digest))
+
+    def _entry_path(self, digest: str) -> str:
+        return os.path.join(self.entries_folder, digest[:2], digest[:32])  # a str: thousands are made per run
 
     @property
     def lease(self) -> _Lease:
@@ -181,7 +184,7 @@ class CaseCache:
     def get_many(self, digests: list[str], in_memory: bool = True) -> list[CachedEntry | None]:
         """``get`` of each digest, in order; the entries found are leased under one lock and one lease write (a
         run opens thousands)."""
-        folders = [os.path.join(self.entries_folder, digest[:2], digest[:32]) for digest in digests]
+        folders = [self._entry_path(digest) for digest in digests]
         with self._locked(exclusive=False):
             present = [os.path.isfile(os.path.join(folder, _ENTRY)) for folder in folders]
             self.lease.add_many([digest for digest, found in zip(digests, present) if found])
@@ -246,17 +249,13 @@ class CaseCache:
             size = os.stat(path).st_size
             if size != expected["bytes"]:
                 raise ValueError(f"{name}.npy has {size} bytes, {expected['bytes']} were written")
+            data = None
             if in_memory:
                 with open(path, "rb") as f:
                     data = f.read()
-                actual = hashlib.sha256(data).hexdigest()
-                if actual == expected["sha256"]:
-                    arrays[name] = npy_from_bytes(data)
-            else:
-                actual = _sha256_of(Path(path))
-                arrays[name] = Path(path)
-            if actual != expected["sha256"]:
+            if (hashlib.sha256(data).hexdigest() if data is not None else _sha256_of(Path(path))) != expected["sha256"]:
                 raise ValueError(f"{name}.npy differs from what was written (checksum)")
+            arrays[name] = npy_from_bytes(data) if data is not None else Path(path)
         return CachedEntry(digest, record["meta"], arrays)
 
     def _discard(self, folder: Path) -> None:
