@@ -89,3 +89,16 @@ def test_skipped_cases_are_listed_in_manifest_order_whatever_the_reason(tmp_path
     by_file = {c.image.name: c.case_id for c in manifest.cases}
     assert [row["case_id"] for row in skipped] == [by_file[names[1].name], by_file[names[3].name]]
     assert [row["reason"] for row in skipped][1] == "FILE_NOT_FOUND" and len(cases) == 3
+
+
+def test_a_patch_mode_volume_read_from_the_cache_carries_its_own_difference_hash(ct_set, tmp_path, monkeypatch):
+    """3D native-extent entries (memory-mapped) store the dHash of their volume as 2D entries do."""
+    from medtl.data import duplicates
+
+    config = patch_config(ct_set)
+    manifest = read_manifest(config.data.manifest, "segmentation")
+    dataset.prepare_cases(manifest, config, tmp_path / "cache", progress=False)
+    again, _ = dataset.prepare_cases(manifest, config, tmp_path / "cache", progress=False)
+    expected = [duplicates.difference_hash(np.asarray(case.image)) for case in again]
+    monkeypatch.setattr(duplicates, "difference_hash", lambda image: pytest.fail("dHash recomputed"))
+    assert [duplicates.case_dhash(case) for case in again] == expected
