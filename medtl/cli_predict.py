@@ -82,6 +82,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
           f"'{result.model['arm']}' to {result.out}")
     print(f"parity gate passed on {parity['n_cases']} validation cases: max abs error {parity['max_abs_error']:.2e}, "
           f"max rel error {parity['max_rel_error']:.2e} (limits {parity['atol']}, {parity['rtol']})")
+    if parity.get("note"):
+        print(f"parity gate: {parity['note']}")
     print(f"predict with: medtl predict {result.out} INPUT --out DIR; model card: {result.out / 'model_card.html'}")
     return 0
 

@@ -134,7 +134,8 @@ def card_sections(rundir: RunDir, trained, spec, model_json: dict, weight_licenc
     sections.append(Section("Exported model", [
         f"Parity gate passed on {parity['n_cases']} validation cases of the run: max abs error "
         f"{parity['max_abs_error']:.2e}, max rel error {parity['max_rel_error']:.2e} (limits abs {parity['atol']}, "
-        f"rel {parity['rtol']}, elementwise abs <= atol + rtol x |PyTorch|)."]))
+        f"rel {parity['rtol']}, elementwise abs <= atol + rtol x |PyTorch|)."
+        + (f" {parity['note']}." if parity.get("note") else "")]))
     packages = env.get("packages", {})
     sections.append(Section("Training environment", [
         f"{', '.join(f'{k} {v}' for k, v in packages.items())}; device {env.get('device', '–')}, seed "
