@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.medtl-installed
 TORCH_PIN := torch==2.13.0
 
-.PHONY: install demo scan-demo predict-demo test test-fast bench clean
+.PHONY: install demo scan-demo predict-demo test test-heavy test-fast bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,18 +30,28 @@ predict-demo: install
 	test -f runs/sample_cls2d/metrics.json || $(MAKE) demo
 	$(VENV)/bin/medtl predict runs/sample_cls2d sample_data/scan_demo --out runs/predict_demo
 
-# The whole suite, in parallel (pytest-xdist: one worker per core; a module's tests stay on one worker so its
-# module-scoped fixtures are built once), with the 15 slowest tests listed.
+# Two tiers, each in parallel (pytest-xdist: one worker per core; a module's tests stay on one worker so its
+# module-scoped fixtures are built once), with the 15 slowest tests listed:
+# - `make test`: lint and every test but the heavy tier (about 5 minutes on 2 cores);
+# - `make test-heavy`: the heavy tier, tests of over ~10 s each (Dask/Ray clusters, DDP, federated clients,
+#   nested searches, every backbone exported to ONNX, imports in fresh processes); CI runs both tiers.
 # pytest exits 5 when it collects nothing; that must not pass silently as green or red.
 PYTEST_PARALLEL := -n auto --dist loadfile
+define run_pytest
+	$(PY) -m pytest -q $(PYTEST_PARALLEL) $(1); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "0 passed, 0 failed (pytest collected no tests)"; exit 0; fi; exit $$rc
+endef
+
 test: install
 	$(VENV)/bin/ruff check medtl tests benchmarks
-	$(PY) -m pytest -q $(PYTEST_PARALLEL) --durations=15; rc=$$?; \
-	if [ $$rc -eq 5 ]; then echo "0 passed, 0 failed (pytest collected no tests)"; exit 0; fi; exit $$rc
+	$(call run_pytest,-m "not heavy" --durations=15)
 
-# The unit tier: everything not marked slow (no model trained end to end, no command run on data), under 90 s.
+test-heavy: install
+	$(call run_pytest,-m heavy --durations=15)
+
+# The unit tier: no model trained end to end, no command run on data, nothing heavy (about 90 s).
 test-fast: install
-	$(PY) -m pytest -q $(PYTEST_PARALLEL) -m "not slow" --durations=10
+	$(call run_pytest,-m "not slow and not heavy" --durations=10)
 
 bench: install
 	$(PY) benchmarks/load_series.py

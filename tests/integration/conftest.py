@@ -1,6 +1,7 @@
 """Every integration module runs a command (``medtl cv``, ``predict``, ``scan`` ...) on data: the ``slow`` tier.
 
-``make test-fast`` leaves them out (``-m "not slow"``); ``make test`` runs them in parallel.
+``make test-fast`` leaves them out (``-m "not slow and not heavy"``); ``make test`` runs them in parallel, but for
+the tests marked ``heavy`` (over ~10 s each), which ``make test-heavy`` runs.
 """
 
 from pathlib import Path

@@ -120,6 +120,7 @@ def test_predict_with_one_fold_gives_that_folds_calibrated_probabilities_and_set
     assert "fold model repeat0_fold1" in summary["sets_from"]
 
 
+@pytest.mark.heavy
 def test_an_ensemble_has_no_sets_until_calibrated_on_new_cases(run, new_cases, tmp_path, capsys):
     manifest = yaml.safe_load((run / "config.yaml").read_text())["data"]["manifest"]
     assert main(["predict", str(run), manifest, "--out", str(tmp_path / "a"), "--quiet"]) == 0
@@ -157,6 +158,7 @@ def test_an_ensemble_has_no_sets_until_calibrated_on_new_cases(run, new_cases, t
     assert "fitted for model" in capsys.readouterr().err
 
 
+@pytest.mark.heavy
 def test_an_export_carries_the_calibration_and_predicts_as_the_run_does(run, new_cases, tmp_path):
     """Temperatures inside the ONNX networks (the parity gate covers them), thresholds in model.json; predict on
     the export equals predict on the run with the same calibration; the card states the guarantee."""
@@ -226,6 +228,7 @@ def test_site_conditional_sets_use_the_manifests_site_column(run, new_cases, tmp
         assert [c for c in row["prediction_set"].split("|") if c] == expected
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("scheme", ["fixed", "label_fractions"])
 def test_calibration_never_uses_a_scored_case_under_other_schemes(scheme, tmp_path):
     """Fixed splits calibrate on the given val set; label-efficiency arms on their labelled selection patients."""

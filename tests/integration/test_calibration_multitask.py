@@ -11,6 +11,8 @@ import yaml
 from medtl.cli import main
 from medtl.samples.sample_sets import write_radiograph_set
 
+pytestmark = pytest.mark.heavy  # the heavy tier: `make test-heavy` (see the Makefile)
+
 
 def rows_of(run):
     with open(run / "predictions.csv", newline="") as f:

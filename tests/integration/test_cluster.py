@@ -14,7 +14,7 @@ from medtl.samples.sample_sets import write_radiograph_set
 
 pytest.importorskip("distributed")
 
-pytestmark = pytest.mark.usefixtures("all_cores")  # DDP ranks / cluster workers: several processes
+pytestmark = [pytest.mark.usefixtures("all_cores"), pytest.mark.heavy]  # DDP ranks / cluster workers: several processes
 
 CONFIG = """task: classification
 compare:

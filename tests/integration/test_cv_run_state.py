@@ -178,6 +178,7 @@ def test_main_arm_weights_that_cannot_be_had_claim_no_folder(dataset, tmp_path, 
     assert "medtl weights import" in capsys.readouterr().err and not (tmp_path / "run").exists()
 
 
+@pytest.mark.heavy
 def test_without_a_terminal_every_epoch_is_one_plain_line_and_quiet_only_silences_the_console(dataset, tmp_path):
     import subprocess
     import sys

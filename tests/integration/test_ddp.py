@@ -19,7 +19,7 @@ from medtl.train.loop import fit
 SIZE = 32
 
 
-pytestmark = pytest.mark.usefixtures("all_cores")  # DDP ranks / cluster workers: several processes
+pytestmark = [pytest.mark.usefixtures("all_cores"), pytest.mark.heavy]  # DDP ranks / cluster workers: several processes
 
 def cases(n=16):
     rng = np.random.default_rng(0)

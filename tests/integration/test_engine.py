@@ -89,6 +89,7 @@ cross_validate(arms, cases, folds, RunDir(sys.argv[3]).child("tune/outer0/trial-
 """
 
 
+@pytest.mark.heavy
 def test_a_nested_call_killed_mid_fold_resumes_to_the_same_results(setup, tmp_path):
     config, arms, cases, folds, class_names = _prepared(setup, tmp_path / "cache")
     reference = cross_validate(arms, cases, folds, RunDir(tmp_path / "ref"), class_names=class_names)

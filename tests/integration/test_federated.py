@@ -12,6 +12,8 @@ from medtl.models import create_model
 from medtl.samples.site_sets import write_site_set
 from medtl.train.federated import fit_federated
 
+pytestmark = pytest.mark.heavy  # the heavy tier: `make test-heavy` (see the Makefile)
+
 pytest.importorskip("opacus")
 
 

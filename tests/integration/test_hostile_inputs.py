@@ -280,6 +280,7 @@ def ctrl_c_enabled() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+@pytest.mark.heavy
 def test_ctrl_c_and_sigterm_print_one_line_and_the_run_resumes(workspace, tmp_path):
     import signal
     import time

@@ -72,6 +72,7 @@ def test_a_registered_method_runs_as_an_arm_and_is_compared_with_its_control(tem
     assert len(temperatures) == 3 and temperatures[-1] != 1.0  # the method's module trained
 
 
+@pytest.mark.heavy
 def test_a_registered_method_resumes_bit_exactly_from_its_checkpoint(tempered, config_path, tmp_path):
     assert main(["cv", str(config_path), "--out", str(tmp_path / "ref"), "--quiet"]) == 0
     # crash in the second epoch of the first fold (8 training images, batch 6: 2 steps an epoch), after epoch 1's

@@ -11,6 +11,8 @@ from safetensors import safe_open
 from medtl.cli import main
 from medtl.samples.sample_data import write_sample_data
 
+pytestmark = pytest.mark.heavy  # the heavy tier: `make test-heavy` (see the Makefile)
+
 CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("sample_*.yaml"))
 
 

@@ -12,6 +12,8 @@ import yaml
 
 from medtl.cli import main
 
+pytestmark = pytest.mark.heavy  # the heavy tier: `make test-heavy` (see the Makefile)
+
 
 @pytest.fixture(scope="module")
 def null_sites(tmp_path_factory):

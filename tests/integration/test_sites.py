@@ -145,6 +145,7 @@ def test_held_out_site_labels_never_reach_dann(sites, site_run, tmp_path):
     assert model_digest(tmp_path / "run", "dann", 0) == model_digest(site_run, "dann", 0)
 
 
+@pytest.mark.heavy
 def test_dann_weights_do_not_depend_on_the_target_manifest_labels(sites, tmp_path):
     rows = rows_of(sites / "manifest.csv")
     train = [r for r in rows if r["site"] != "hospital_c"]

@@ -150,6 +150,7 @@ sys.meta_path.insert(0, Block())
 """
 
 
+@pytest.mark.heavy
 def test_with_tracking_off_medtl_never_imports_either_library(data, tmp_path):
     """Both libraries are made unimportable (MONAI itself tries them at import, optionally): a run with tracking
     off succeeds, and no import attempt came from medtl's code."""

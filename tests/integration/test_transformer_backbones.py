@@ -13,6 +13,8 @@ from medtl.samples.sample_data import write_ct_set
 from medtl.samples.sample_sets import write_radiograph_set
 from tests.integration.test_predict_cli import read_csv, train
 
+pytestmark = pytest.mark.heavy  # the heavy tier: `make test-heavy` (see the Makefile)
+
 
 @pytest.fixture(scope="module")
 def radiographs(tmp_path_factory):

@@ -25,6 +25,8 @@ from medtl.workflows import cross_validate
 from medtl.workflows.run_state import folds_from_splits
 from medtl.workflows.tune_audit import AuditError, audit_search
 
+pytestmark = pytest.mark.heavy  # the heavy tier: `make test-heavy` (see the Makefile)
+
 pytest.importorskip("optuna")
 
 SPACE = {"train.lr": {"log_uniform": [1e-4, 3e-2]}, "finetune.strategy": {"choice": ["linear", "full"]},

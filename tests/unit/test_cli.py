@@ -83,6 +83,7 @@ def test_the_predict_summary_names_the_unit_of_every_count():
         "3 case(s) predicted, 2 unusable (by reason: FILE_NOT_FOUND 2)")
 
 
+@pytest.mark.heavy
 def test_a_torchrun_rank_exits_with_its_code_and_its_output_flushed(tmp_path):
     """Under torchrun (WORLD_SIZE > 1) `python -m medtl` leaves by os._exit after its work (the interpreter's teardown
     can abort a rank and make torchrun restart a finished run): the exit code and every printed line survive."""

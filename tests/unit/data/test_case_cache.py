@@ -138,6 +138,7 @@ print(json.dumps({c.case_id: [c.content_hash, float(c.image.sum())] for c in cas
 """
 
 
+@pytest.mark.heavy
 def test_two_processes_preparing_the_same_cases_share_the_entries(images, tmp_path):
     runs = [subprocess.Popen([sys.executable, "-c", PREPARER, str(tmp_path), str(images / "manifest.csv")],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT) for _ in range(2)]

@@ -11,6 +11,7 @@ from medtl.export.networks import OnnxNetwork, write_network
 pytest.importorskip("onnxruntime")
 
 
+@pytest.mark.heavy
 @pytest.mark.slow  # five ONNX exports: the full suite runs them
 @pytest.mark.parametrize("name, dims, task, size", [
     ("tiny-vit", 3, "segmentation", (16, 32, 32)),

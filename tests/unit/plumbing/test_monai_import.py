@@ -19,6 +19,7 @@ def run_fresh(code: str, **env: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.heavy
 def test_monai_imports_without_transformers_and_both_stay_importable():
     found = run_fresh(
         "import json, sys\n"
@@ -35,6 +36,7 @@ def test_monai_imports_without_transformers_and_both_stay_importable():
                      "transchex": True}
 
 
+@pytest.mark.heavy
 def test_a_package_imported_before_monai_is_left_alone_and_the_switch_turns_it_off():
     code = ("import json, sys\n"
             "import mlflow\n"
