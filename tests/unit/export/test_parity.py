@@ -107,3 +107,39 @@ def test_the_gate_takes_the_float64_network_as_the_exact_output_only_where_neede
     same = Parity(atol=1e-4, rtol=1e-3)
     compare_outputs("a", model, _Cancelling(), images, data, same)
     assert same.passed and same.within_float32_rounding == 0 and same.max_abs == 0
+
+
+class _Dense3d(torch.nn.Module):
+    """A 3D segmentation network for patch mode: per-voxel logits of two classes, optionally shifted."""
+
+    dense_output = True
+
+    def __init__(self, offset: float = 0.0):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv3d(1, 2, 3, padding=1)
+        self.offset = offset
+
+    def forward(self, images):
+        return self.conv(images) + self.offset
+
+
+class _Pooled3d(_Dense3d):
+    """A 3D classifier whose windows' logits patch mode aggregates."""
+
+    dense_output = False
+
+    def forward(self, images):
+        return self.conv(images).mean(dim=(2, 3, 4)) + self.offset
+
+
+@pytest.mark.parametrize("network", [_Dense3d, _Pooled3d])
+def test_the_float64_check_runs_through_patch_mode_inference(network):
+    """Sliding windows (segmentation) and aggregated windows (classification) of 3D volumes larger than a patch:
+    the exact output is computed there too, and a real offset still fails."""
+    data = DataConfig(dims=3, image_size=[8, 8, 8], mode="patch", patch_size=[8, 8, 8])
+    volumes = [np.random.default_rng(i).normal(size=(1, 12, 10, 9)).astype(np.float32) for i in range(2)]
+    gate = Parity(atol=1e-4, rtol=1e-3)
+    compare_outputs("a", network(), network(offset=0.01), volumes, data, gate)
+    assert not gate.passed and gate.exact_unavailable == "" and gate.within_float32_rounding == 0
+    assert gate.n_cases == 2 and gate.max_abs == pytest.approx(0.01, rel=1e-3)
