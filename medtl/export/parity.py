@@ -47,13 +47,18 @@ class Parity:
 
     @property
     def passed(self) -> bool:
-        """Every value within ``atol + rtol * |reference|`` and nothing NaN/inf."""
+        """Every value within ``atol + rtol * |reference|`` (or as close to the exact output, see ``add``) and
+        nothing NaN/inf."""
         return self.n_cases > 0 and self.worst_excess <= 0 and not self.non_finite
+
+    def excesses(self, reference: np.ndarray, exported: np.ndarray) -> np.ndarray:
+        """Per value, ``|exported - reference| - (atol + rtol * |reference|)`` (> 0: outside the tolerance)."""
+        reference, exported = reference.astype(np.float64), exported.astype(np.float64)
+        return np.abs(exported - reference) - (self.atol + self.rtol * np.abs(reference))
 
     def within_tolerance(self, reference: np.ndarray, exported: np.ndarray) -> bool:
         """Every value within ``atol + rtol * |reference|`` (before any float64 check)."""
-        reference, exported = reference.astype(np.float64), exported.astype(np.float64)
-        return bool(np.all(np.abs(exported - reference) <= self.atol + self.rtol * np.abs(reference)))
+        return bool(np.all(self.excesses(reference, exported) <= 0))
 
     def add(self, member: str, reference: np.ndarray, exported: np.ndarray, exact: np.ndarray | None = None) -> None:
         """Fold one batch of outputs of ``member`` into the figures.
@@ -66,12 +71,11 @@ class Parity:
         finite = np.isfinite(exported).all() and np.isfinite(reference).all()
         self.non_finite += int(not finite)
         relative = difference / np.maximum(np.abs(reference), 1e-12)
-        excesses = difference - (self.atol + self.rtol * np.abs(reference))
+        excesses = self.excesses(reference, exported)
         if exact is not None and excesses.size:
             exact = exact.astype(np.float64)
             own_error = np.abs(reference - exact)
-            from_exact = (np.abs(exported - exact) - (self.atol + self.rtol * np.abs(exact))
-                          - FLOAT32_ERROR_FACTOR * own_error)
+            from_exact = self.excesses(exact, exported) - FLOAT32_ERROR_FACTOR * own_error
             rounding = (excesses > 0) & (from_exact <= 0)
             self.within_float32_rounding += int(rounding.sum())
             if rounding.any():
