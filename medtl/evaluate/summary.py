@@ -122,6 +122,11 @@ def plain_reading(comparison: dict) -> str:
     interval = f"95% CI {lo:+.3f} to {hi:+.3f}"
     if diff == lo == hi == 0:
         return f"{a} and {b} scored exactly the same {metric} on every resample of these {n} patients."
+    unsettled = _p_against_interval(comparison) if lo > 0 or hi < 0 else ""
+    if unsettled:
+        direction = "higher" if diff >= 0 else "lower"
+        return (f"{a} scored {abs(diff):.3f} {direction} {metric} than {b} ({interval}); the interval excludes 0, "
+                f"but {unsettled}, above 0.05: on these {n} patients the difference is borderline, not established.")
     if lo > 0:
         return (f"{a} scored {diff:.3f} higher {metric} than {b} ({interval}); the interval excludes 0, so on these "
                 f"{n} patients the difference is unlikely to be chance.")
@@ -131,6 +136,19 @@ def plain_reading(comparison: dict) -> str:
     direction = "higher" if diff >= 0 else "lower"
     return (f"{a} scored {abs(diff):.3f} {direction} {metric} than {b}, but {n} patients cannot show whether that is "
             f"real: the {interval} includes 0.")
+
+
+def _p_against_interval(comparison: dict) -> str:
+    """Where the p-value that decides the comparison is 0.05 or more although its 95% CI excludes 0, the words for
+    it (else empty). The percentile interval and the bootstrap p-value come from the same resamples, but the p-value
+    counts the observed split as one more resample (``paired_patient_bootstrap``), so at the edge the two disagree;
+    a secondary comparison is decided by its Holm-adjusted p-value, while its interval is not adjusted."""
+    holm = comparison.get("p_holm")
+    if comparison.get("role") == "secondary" and holm is not None and holm == holm:
+        return f"its Holm-adjusted p-value (a secondary comparison, one of several) is {holm:.3f}" if holm >= 0.05 \
+            else ""
+    p = comparison.get("p_value")
+    return f"the bootstrap p-value is {p:.3f}" if p is not None and p == p and p >= 0.05 else ""
 
 
 def results_block(task: str, main_arm: str, arms: dict[str, dict], comparisons: list[dict],

@@ -50,13 +50,31 @@ def test_an_arm_compared_with_itself_differs_by_zero():
 
 
 
-@pytest.mark.parametrize("diff, ci, words", [(0.07, [-0.03, 0.17], "cannot show whether that is real"),
-                                             (0.20, [0.09, 0.30], "unlikely to be chance"),
-                                             (-0.15, [-0.25, -0.05], "scratch is better")])
-def test_every_verdict_has_a_plain_reading(diff, ci, words):
+@pytest.mark.parametrize("diff, ci, p, words", [(0.07, [-0.03, 0.17], 0.2, "cannot show whether that is real"),
+                                                (0.20, [0.09, 0.30], 0.004, "unlikely to be chance"),
+                                                (-0.15, [-0.25, -0.05], 0.01, "scratch is better")])
+def test_every_verdict_has_a_plain_reading(diff, ci, p, words):
     from medtl.evaluate.summary import plain_reading
 
     comparison = {"a": "source-pretrained", "b": "scratch", "metric": "auc", "mean_diff": diff, "ci95": ci,
-                  "p_value": 0.1, "n_patients": 40}
+                  "p_value": p, "n_patients": 40}
     text = plain_reading(comparison)
     assert words in text and "40 patients" in text and "source-pretrained" in text
+
+
+@pytest.mark.parametrize("extra, decisive", [
+    ({"p_value": 0.052, "role": "primary"}, "bootstrap p-value is 0.052"),  # seen in `make demo`: CI [+0.001, +0.233]
+    ({"p_value": 0.01, "p_holm": 0.12, "role": "secondary"}, "Holm-adjusted p-value"),
+])
+@pytest.mark.parametrize("diff, ci", [(0.119, [0.001, 0.233]), (-0.119, [-0.233, -0.001])])
+def test_a_verdict_never_calls_chance_unlikely_where_its_own_p_value_does_not(extra, decisive, diff, ci):
+    """The percentile CI and the +1-corrected bootstrap p-value can disagree at the edge, and a secondary comparison's
+    Holm p-value may exceed 0.05 while its unadjusted CI excludes 0: the words then say borderline."""
+    from medtl.evaluate.summary import plain_reading
+
+    comparison = {"a": "source-pretrained", "b": "scratch", "metric": "auc", "mean_diff": diff, "ci95": ci,
+                  "n_patients": 40, **extra}
+    text = plain_reading(comparison)
+    assert "borderline, not established" in text and decisive in text
+    assert "unlikely to be chance" not in text and "scratch is better" not in text
+    assert plain_reading({**comparison, "p_value": 0.004, "p_holm": 0.02}) != text  # a decisive p: the plain verdict
