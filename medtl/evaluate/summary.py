@@ -145,10 +145,10 @@ def _p_against_interval(comparison: dict) -> str:
     a secondary comparison is decided by its Holm-adjusted p-value, while its interval is not adjusted."""
     holm = comparison.get("p_holm")
     if comparison.get("role") == "secondary" and holm is not None and holm == holm:
-        return f"its Holm-adjusted p-value (a secondary comparison, one of several) is {holm:.3f}" if holm >= 0.05 \
-            else ""
-    p = comparison.get("p_value")
-    return f"the bootstrap p-value is {p:.3f}" if p is not None and p == p and p >= 0.05 else ""
+        p, words = holm, "its Holm-adjusted p-value (a secondary comparison, one of several)"
+    else:
+        p, words = comparison.get("p_value"), "the bootstrap p-value"
+    return f"{words} is {p:.3f}" if p is not None and p >= 0.05 else ""  # NaN >= 0.05 is False
 
 
 def results_block(task: str, main_arm: str, arms: dict[str, dict], comparisons: list[dict],
